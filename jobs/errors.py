@@ -1,0 +1,127 @@
+"""The error tree. Every failure reelbatch reports is one of these.
+
+    ReelbatchError
+    ├─ ManifestError            bad input; raised before anything is enqueued; carries file, line, field
+    ├─ ProviderError(provider, status_code, request_id, message)
+    │  ├─ TransientProviderError    timeouts, connection errors, 429, 5xx: retried with backoff
+    │  │  ├─ RateLimited(retry_after)
+    │  │  └─ SubmitOutcomeUnknown   the submit request was sent but no answer came back
+    │  └─ PermanentProviderError    400/401/403/404/422, content policy, no credits: not retried
+    │     ├─ GenerationFailed       the provider ran it and reports failure: resubmitted up to max_attempts
+    │     └─ CancelNotSupported     the provider has no cancel endpoint
+    ├─ BudgetExceeded
+    ├─ StorageError
+    │  └─ ResultUrlExpired      the result URL no longer serves the file: ask the provider for a fresh one
+    └─ ServiceUnavailable       the broker or another service cannot be reached (exit code 3)
+
+Every constructor passes all of its arguments to ``super().__init__`` so Celery can rebuild them.
+"""
+
+from __future__ import annotations
+
+
+class ReelbatchError(Exception):
+    """Base of every error reelbatch raises on purpose."""
+
+    kind = "error"
+
+
+class ManifestError(ReelbatchError):
+    """Bad input: the manifest (or a file it names) is wrong. Nothing was submitted."""
+
+    kind = "manifest"
+
+    def __init__(self, message: str, file: str = "", line: int | None = None, field: str = ""):
+        super().__init__(message, file, line, field)
+        self.message, self.file, self.line, self.field = message, file, line, field
+
+    def __str__(self) -> str:
+        where = self.file or "<manifest>"
+        if self.line is not None:
+            where += f":{self.line}"
+        field = f" {self.field}:" if self.field else ""
+        return f"{where}:{field} {self.message}"
+
+
+class ProviderError(ReelbatchError):
+    """A provider call failed. Never carries the API key."""
+
+    kind = "provider"
+
+    def __init__(self, provider: str, status_code: int | None = None, request_id: str | None = None,
+                 message: str = ""):
+        super().__init__(provider, status_code, request_id, message)
+        self.provider, self.status_code, self.request_id, self.message = (
+            provider, status_code, request_id, message)
+
+    def __str__(self) -> str:
+        code = f" {self.status_code}" if self.status_code else ""
+        rid = f" (request {self.request_id})" if self.request_id else ""
+        return f"{self.provider}{code}: {self.message}{rid}"
+
+
+class TransientProviderError(ProviderError):
+    """Timeouts, connection errors, 429 and 5xx: worth retrying with backoff."""
+
+    kind = "transient"
+
+
+class RateLimited(TransientProviderError):
+    """429: retry after ``retry_after`` seconds when the provider says so."""
+
+    kind = "rate_limited"
+
+    def __init__(self, provider: str, status_code: int | None = 429, request_id: str | None = None,
+                 message: str = "rate limited", retry_after: float | None = None):
+        ReelbatchError.__init__(self, provider, status_code, request_id, message, retry_after)
+        self.provider, self.status_code, self.request_id, self.message = (
+            provider, status_code, request_id, message)
+        self.retry_after = retry_after
+
+
+class SubmitOutcomeUnknown(TransientProviderError):
+    """The submit request went out but no answer came back: a paid generation may exist."""
+
+    kind = "submit_unknown"
+
+
+class PermanentProviderError(ProviderError):
+    """400/401/403/404/422, content policy, no credits: retrying cannot help."""
+
+    kind = "permanent"
+
+
+class GenerationFailed(PermanentProviderError):
+    """The provider ran the generation and reports that it failed."""
+
+    kind = "generation_failed"
+
+
+class CancelNotSupported(PermanentProviderError):
+    """The provider has no way to cancel a generation."""
+
+    kind = "cancel_unsupported"
+
+
+class BudgetExceeded(ReelbatchError):
+    """Submitting more would take the batch past ``limits.max_cost_usd``."""
+
+    kind = "budget"
+
+
+class StorageError(ReelbatchError):
+    """A result could not be downloaded, checked or stored."""
+
+    kind = "storage"
+
+
+class ResultUrlExpired(StorageError):
+    """The result URL answered 403/404/410: the provider must be asked for a fresh URL."""
+
+    kind = "url_expired"
+
+
+class ServiceUnavailable(ReelbatchError):
+    """The broker or another service could not be reached."""
+
+    kind = "service"

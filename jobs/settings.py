@@ -1,0 +1,76 @@
+"""One settings object: environment variables, over configs/defaults.yaml, over built-in defaults."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+
+def _config_defaults() -> dict[str, Any]:
+    text = resources.files("configs").joinpath("defaults.yaml").read_text(encoding="utf-8")
+    return yaml.safe_load(text) or {}
+
+
+class _YamlDefaults(PydanticBaseSettingsSource):
+    def get_field_value(self, field, field_name):  # pragma: no cover - required by the ABC
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return _config_defaults()
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    # secrets: read by workers only, never written anywhere
+    oxen_api_key: SecretStr | None = Field(None, validation_alias="OXEN_API_KEY")
+    aimlapi_key: SecretStr | None = Field(None, validation_alias="AIMLAPI_KEY")
+    simulator_key: SecretStr | None = Field(None, validation_alias="REELBATCH_SIMULATOR_KEY")
+    oxen_base_url: str = Field("https://hub.oxen.ai", validation_alias="OXEN_BASE_URL")
+    aimlapi_base_url: str = Field("https://api.aimlapi.com", validation_alias="AIMLAPI_BASE_URL")
+    simulator_url: str = Field("http://127.0.0.1:8765", validation_alias="REELBATCH_SIMULATOR_URL")
+    broker_url: str | None = Field(None, validation_alias="REELBATCH_BROKER_URL")
+    data_dir: Path = Field(Path(".reelbatch"), validation_alias="REELBATCH_DATA_DIR")
+
+    max_items: int = 100_000
+    max_manifest_bytes: int = 5_000_000
+    max_items_from_bytes: int = 50_000_000
+    max_data_uri_bytes: int = 10_000_000
+    visibility_timeout_s: int = 7200
+    max_countdown_s: int = 300
+    redelivery_cap: int = 5
+    http_connect_timeout_s: float = 10
+    http_read_timeout_s: float = 60
+    http_write_timeout_s: float = 60
+    http_pool_timeout_s: float = 30
+    download_max_bytes: int = 2 * 1024**3
+    download_chunk_bytes: int = 1024 * 1024
+    worker_concurrency: int = 8
+    price_overrides: dict[str, float] = Field(default_factory=dict)
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings,
+                                   dotenv_settings, file_secret_settings):
+        return (init_settings, env_settings, dotenv_settings, _YamlDefaults(settings_cls))
+
+    def key_for(self, provider: str) -> str | None:
+        """The API key a provider client sends; None when it is not configured."""
+        secret = {"oxen": self.oxen_api_key, "aimlapi": self.aimlapi_key,
+                  "simulator": self.simulator_key}.get(provider)
+        return secret.get_secret_value() if secret else None
+
+    def base_url_for(self, provider: str) -> str:
+        return {"oxen": self.oxen_base_url, "aimlapi": self.aimlapi_base_url,
+                "simulator": self.simulator_url}[provider]
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, built on first use (never at import time)."""
+    return Settings()

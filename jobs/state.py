@@ -1,0 +1,44 @@
+"""The item state machine: states, which are terminal, and which transitions are allowed."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class ItemState(str, Enum):
+    PENDING = "pending"
+    SUBMITTING = "submitting"
+    QUEUED = "queued"
+    RUNNING = "running"
+    DOWNLOADING = "downloading"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL = frozenset({ItemState.SUCCEEDED, ItemState.FAILED, ItemState.CANCELLED})
+IN_FLIGHT = frozenset({ItemState.QUEUED, ItemState.RUNNING, ItemState.DOWNLOADING})
+
+S = ItemState
+TRANSITIONS: dict[ItemState, frozenset[ItemState]] = {
+    S.PENDING: frozenset({S.SUBMITTING, S.CANCELLED}),
+    # back to pending: the submit was refused before anything was created (rate limit, transient)
+    S.SUBMITTING: frozenset({S.QUEUED, S.RUNNING, S.PENDING, S.FAILED, S.CANCELLED}),
+    S.QUEUED: frozenset({S.RUNNING, S.DOWNLOADING, S.PENDING, S.FAILED, S.CANCELLED}),
+    # back to pending: the remote generation failed and will be resubmitted
+    S.RUNNING: frozenset({S.DOWNLOADING, S.PENDING, S.FAILED, S.CANCELLED}),
+    S.DOWNLOADING: frozenset({S.SUCCEEDED, S.FAILED, S.RUNNING}),
+    S.SUCCEEDED: frozenset(),
+    # `reelbatch retry` and raising a budget send failed or cancelled items back to pending
+    S.FAILED: frozenset({S.PENDING}),
+    S.CANCELLED: frozenset({S.PENDING}),
+}
+
+
+def can_transition(current: ItemState, target: ItemState) -> bool:
+    return target in TRANSITIONS[current]
+
+
+def sources_of(target: ItemState) -> frozenset[ItemState]:
+    """Every state from which ``target`` may be reached."""
+    return frozenset(s for s, targets in TRANSITIONS.items() if target in targets)
