@@ -1,0 +1,31 @@
+"""Provider clients behind one protocol (see base.py). Build one per worker process and reuse it."""
+
+from __future__ import annotations
+
+import httpx
+
+from jobs.errors import PermanentProviderError
+from jobs.settings import Settings
+from worker.providers.aimlapi import AimlapiProvider
+from worker.providers.base import Provider
+from worker.providers.http import HttpSeam, build_client
+from worker.providers.oxen import OxenProvider
+
+PROVIDERS = ("oxen", "aimlapi", "simulator")
+KEY_VARIABLE = {"oxen": "OXEN_API_KEY", "aimlapi": "AIMLAPI_KEY", "simulator": "REELBATCH_SIMULATOR_KEY"}
+
+
+def build_provider(name: str, settings: Settings,
+                   transport: httpx.BaseTransport | None = None) -> Provider:
+    """The client for ``name`` (oxen | aimlapi | simulator). The simulator speaks Oxen's protocol
+    and may run without a key; the real providers refuse to start without one."""
+    if name not in PROVIDERS:
+        raise PermanentProviderError(name, None, None, f"unknown provider {name!r}")
+    key = settings.key_for(name)
+    if not key and name != "simulator":
+        raise PermanentProviderError(name, None, None, f"no API key: set {KEY_VARIABLE[name]}")
+    http = HttpSeam(name, build_client(settings, settings.base_url_for(name), key, transport),
+                    secrets=(key,) if key else ())
+    if name == "aimlapi":
+        return AimlapiProvider(http)
+    return OxenProvider(http, name=name)

@@ -1,0 +1,114 @@
+"""AI/ML API client protocol: create, poll by query id, status table, error shapes, no cancel."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from jobs.errors import CancelNotSupported, PermanentProviderError, SubmitOutcomeUnknown, TransientProviderError
+from jobs.item import ProviderRequest
+from jobs.settings import Settings
+from worker.providers import build_provider
+from worker.providers.aimlapi import AimlapiProvider, failure_text
+from worker.providers.base import RemoteStatus
+
+GEN_ID = "a3f1e246-0831-4d6e-893a-990fb5c214ea:klingai/video-o1-image-to-video"
+REQUEST = ProviderRequest(model="klingai/video-o1-image-to-video",
+                          body={"prompt": "an ox", "image_url": "https://i.test/ox.png", "duration": 5})
+
+
+def aiml(handler) -> AimlapiProvider:
+    settings = Settings(aimlapi_key="k", aimlapi_base_url="https://aiml.test")
+    return build_provider("aimlapi", settings, transport=httpx.MockTransport(handler))
+
+
+def serving(body, status: int = 200):
+    return lambda request: httpx.Response(status, json=body)
+
+
+def test_submit_posts_model_and_body():
+    seen = []
+
+    def handler(request):
+        seen.append((request.method, request.url.path, json.loads(request.content)))
+        return httpx.Response(200, json={"id": GEN_ID, "status": "queued"})
+    assert aiml(handler).submit(REQUEST) == GEN_ID
+    assert seen == [("POST", "/v2/video/generations", {"model": REQUEST.model, **REQUEST.body})]
+
+
+def test_submit_without_id_is_an_unknown_outcome():
+    with pytest.raises(SubmitOutcomeUnknown):
+        aiml(serving({"status": "queued"})).submit(REQUEST)
+
+
+def test_get_url_encodes_the_id_in_the_query():
+    seen = []
+
+    def handler(request):
+        seen.append(request.url)
+        return httpx.Response(200, json={"id": GEN_ID, "status": "queued"})
+    aiml(handler).get(GEN_ID)
+    assert seen[0].path == "/v2/video/generations"
+    assert seen[0].query == b"generation_id=a3f1e246-0831-4d6e-893a-990fb5c214ea%3Aklingai%2Fvideo-o1-image-to-video"
+    assert seen[0].params["generation_id"] == GEN_ID
+
+
+DONE = {"video": {"url": "https://cdn.test/o.mp4"}, "meta": {"usage": {"credits_used": 120000, "usd_spent": 0.06}}}
+STATUS_TABLE = [
+    ({"status": "queued"}, RemoteStatus.QUEUED, None, None),
+    ({"status": "waiting"}, RemoteStatus.QUEUED, None, None),
+    ({"status": "generating"}, RemoteStatus.RUNNING, None, None),
+    ({"status": "completed", **DONE}, RemoteStatus.SUCCEEDED, "https://cdn.test/o.mp4", None),
+    ({"status": "succeeded", **DONE}, RemoteStatus.SUCCEEDED, "https://cdn.test/o.mp4", None),
+    ({"status": "error", "error": {"name": "ValidationError", "message": "bad image"}}, RemoteStatus.FAILED,
+     None, "ValidationError: bad image"),
+    ({"status": "error", "error": {"detail": [{"loc": ["body", "image_url"], "msg": "Could not detect face",
+                                               "type": "face_detection_error", "input": "..."}]}},
+     RemoteStatus.FAILED, None, "body.image_url: Could not detect face (face_detection_error)"),
+    ({"status": "error", "error": None}, RemoteStatus.FAILED, None, "generation failed (no reason given)"),
+]
+
+
+@pytest.mark.parametrize("body, status, url, error", STATUS_TABLE)
+def test_status_mapping(body, status, url, error):
+    generation = aiml(serving({"id": GEN_ID, "video": None, "error": None, "meta": None, **body})).get(GEN_ID)
+    assert (generation.generation_id, generation.status, generation.video_url, generation.error) == (
+        GEN_ID, status, url, error)
+
+
+def test_cost_from_usage():
+    assert aiml(serving({"id": GEN_ID, "status": "completed", **DONE})).get(GEN_ID).cost_usd == 0.06
+    assert aiml(serving({"id": GEN_ID, "status": "queued", "meta": {"usage": {}}})).get(GEN_ID).cost_usd is None
+
+
+def test_unknown_status_and_missing_video_url():
+    with pytest.raises(PermanentProviderError, match="cancelled"):
+        aiml(serving({"id": GEN_ID, "status": "cancelled"})).get(GEN_ID)
+    with pytest.raises(TransientProviderError):
+        aiml(serving({"id": GEN_ID, "status": "completed", "video": None})).get(GEN_ID)
+
+
+@pytest.mark.parametrize("error, text", [
+    ("plain words", "plain words"),
+    ({"detail": "Request timed out"}, "Request timed out"),
+    ({"message": "only a message"}, "only a message"),
+])
+def test_failure_text_shapes(error, text):
+    assert failure_text(error) == text
+
+
+def test_error_envelope_with_string_status_code():
+    envelope = {"message": "Too Many Requests", "path": "/v2/video/generations", "requestId": "r-1",
+                "statusCode": "429", "timestamp": "2026-08-21T10:00:00Z"}
+    with pytest.raises(TransientProviderError) as info:
+        aiml(serving(envelope, 429)).get(GEN_ID)
+    assert info.value.request_id == "r-1" and "Too Many Requests" in str(info.value)
+
+
+def test_no_cancel_and_no_events():
+    provider = aiml(serving({}))
+    assert provider.can_cancel is False and provider.has_events is False
+    with pytest.raises(CancelNotSupported):
+        provider.cancel(GEN_ID)

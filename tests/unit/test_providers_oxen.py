@@ -1,0 +1,269 @@
+"""Oxen client protocol: rows, statuses, 404 fallback, reconcile helper and the SSE stream."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from jobs.errors import PermanentProviderError, SubmitOutcomeUnknown, TransientProviderError
+from jobs.item import ProviderRequest
+from jobs.settings import Settings
+from worker.providers import build_provider
+from worker.providers.base import RemoteStatus
+from worker.providers.http import HttpSeam, build_client
+from worker.providers.oxen import OxenProvider
+
+REQUEST = ProviderRequest(model="kling-video-o1-image-to-video",
+                          body={"prompt": "an ox", "input_image": "https://i.test/ox.png", "duration": 5})
+
+
+def oxen(handler, backoff=lambda attempt: 0.0) -> OxenProvider:
+    settings = Settings(oxen_api_key="k")
+    client = build_client(settings, "https://oxen.test", "k", httpx.MockTransport(handler))
+    return OxenProvider(HttpSeam("oxen", client, ("k",)), backoff=backoff)
+
+
+def row(status: str, **fields) -> dict:
+    base = {"generation_id": "g1", "model_name": REQUEST.model, "prompt": "an ox", "media_type": "video",
+            "status": status, "result_url": None, "error_message": None, "enqueued_at": 100,
+            "started_at": None, "completed_at": None}
+    return {**base, **fields}
+
+
+def serving(body, status: int = 200):
+    return lambda request: httpx.Response(status, json=body)
+
+
+@pytest.mark.parametrize("answer", ["queued", "processing"])
+def test_submit_sends_one_generation_and_accepts_either_status(answer):
+    seen = []
+
+    def handler(request):
+        seen.append((request.method, request.url.path, json.loads(request.content)))
+        return httpx.Response(200, json={"generations": [{"generation_id": "g1", "status": answer}]})
+    assert oxen(handler).submit(REQUEST) == "g1"
+    assert seen == [("POST", "/api/ai/queue", {"model": REQUEST.model, "prompt": "an ox",
+                                                "input_image": "https://i.test/ox.png", "duration": 5,
+                                                "num_generations": 1})]
+
+
+@pytest.mark.parametrize("body", [{}, {"generations": []}, {"generations": [{"status": "queued"}]}, []])
+def test_submit_answer_without_an_id_is_an_unknown_outcome(body):
+    with pytest.raises(SubmitOutcomeUnknown):
+        oxen(serving(body)).submit(REQUEST)
+
+
+def test_submit_answer_that_is_not_json_is_an_unknown_outcome():
+    with pytest.raises(SubmitOutcomeUnknown):
+        oxen(lambda r: httpx.Response(200, text="<html>")).submit(REQUEST)
+
+
+STATUS_TABLE = [
+    (row("queued"), RemoteStatus.QUEUED, None, None),
+    (row("processing", started_at=101), RemoteStatus.RUNNING, None, None),
+    (row("succeeded", result_url="https://v.test/a.mp4", completed_at=200, cost="0.56"),
+     RemoteStatus.SUCCEEDED, "https://v.test/a.mp4", None),
+    (row("failed", error_message="Insufficient credits", completed_at=104), RemoteStatus.FAILED,
+     None, "Insufficient credits"),
+    (row("failed"), RemoteStatus.FAILED, None, "generation failed (no reason given)"),
+    (row("cancelled", completed_at=150), RemoteStatus.CANCELLED, None, None),
+]
+
+
+@pytest.mark.parametrize("body, status, url, error", STATUS_TABLE)
+def test_status_mapping(body, status, url, error):
+    generation = oxen(serving(body)).get("g1")
+    assert (generation.status, generation.video_url, generation.error) == (status, url, error)
+    assert generation.terminal == (status not in (RemoteStatus.QUEUED, RemoteStatus.RUNNING))
+
+
+def test_row_times_and_cost():
+    generation = oxen(serving(row("succeeded", result_url="u", started_at=101, completed_at=259,
+                                  cost="0.56"))).get("g1")
+    assert (generation.enqueued_at, generation.started_at, generation.completed_at) == (100, 101, 259)
+    assert generation.cost_usd == pytest.approx(0.56)
+    assert oxen(serving(row("queued", cost="n/a"))).get("g1").cost_usd is None
+
+
+def test_unknown_status_and_missing_url():
+    with pytest.raises(PermanentProviderError, match="expired"):
+        oxen(serving(row("expired"))).get("g1")
+    with pytest.raises(TransientProviderError):
+        oxen(serving(row("succeeded"))).get("g1")
+
+
+NOT_FOUND = {"error": {"type": "resource_not_found", "title": "The requested resource could not be found"},
+             "status": "error", "status_message": "resource_not_found"}
+
+
+def test_404_falls_back_to_generation_history():
+    history_row = {k: v for k, v in row("x", result_url="https://v.test/b.mp4", cost="1.12").items()
+                   if k != "status"}
+
+    def handler(request):
+        if request.url.path.startswith("/api/ai/queue/"):
+            return httpx.Response(404, json=NOT_FOUND)
+        assert request.url.path == "/api/ai/generations/g1"
+        return httpx.Response(200, json={"generation": history_row, "status": "success",
+                                         "status_message": "resource_found"})
+    generation = oxen(handler).get("g1")
+    assert generation.status is RemoteStatus.SUCCEEDED and generation.cost_usd == pytest.approx(1.12)
+
+
+def test_404_everywhere_is_permanent_with_the_envelope_text():
+    with pytest.raises(PermanentProviderError, match="could not be found") as info:
+        oxen(serving(NOT_FOUND, 404)).get("g1")
+    assert info.value.status_code == 404
+
+
+@pytest.mark.parametrize("history, status", [
+    ({"result_url": "u"}, RemoteStatus.SUCCEEDED), ({"error_message": "x"}, RemoteStatus.FAILED),
+    ({"completed_at": 5}, RemoteStatus.CANCELLED), ({"started_at": 5}, RemoteStatus.RUNNING),
+    ({}, RemoteStatus.QUEUED)])
+def test_history_rows_without_status_are_inferred(history, status):
+    answer = {"generation": {"generation_id": "g1", **history}}
+    handler = lambda r: (httpx.Response(404, json=NOT_FOUND) if "/queue/" in r.url.path
+                         else httpx.Response(200, json=answer))
+    assert oxen(handler).get("g1").status is status
+
+
+def test_model_not_found_envelope():
+    with pytest.raises(PermanentProviderError, match="Model not found: bad"):
+        oxen(serving({"error": {"message": "Model not found: bad"}}, 404)).submit(REQUEST)
+
+
+def test_cancel_sends_delete():
+    seen = []
+
+    def handler(request):
+        seen.append((request.method, request.url.path))
+        return httpx.Response(200, json={"status": "success", "generation_id": "g1"})
+    oxen(handler).cancel("g1")
+    assert seen == [("DELETE", "/api/ai/queue/g1")]
+
+
+def test_find_matches_echoed_prompt_and_params():
+    active = [row("queued", generation_id="mine", duration=5, enqueued_at=1000),
+              row("queued", generation_id="other-prompt", prompt="a cow", enqueued_at=1000),
+              row("queued", generation_id="other-duration", duration=10, enqueued_at=1000)]
+    history = [row("failed", generation_id="old", error_message="x", enqueued_at=10),
+               row("succeeded", generation_id="done", result_url="u", duration="5", enqueued_at=1001)]
+    queries = []
+
+    def handler(request):
+        queries.append((request.url.path, dict(request.url.params)))
+        rows = active if request.url.path == "/api/ai/queue" else history
+        return httpx.Response(200, json={"count": len(rows), "generations": rows})
+    found = oxen(handler).find(REQUEST, since=900)
+    assert [g.generation_id for g in found] == ["done", "mine"]
+    assert queries[0] == ("/api/ai/queue", {"model": REQUEST.model})
+    assert queries[1][0] == "/api/ai/generations"
+
+
+def test_list_active():
+    body = {"count": 2, "generations": [row("queued", generation_id="a"), row("processing", generation_id="b")]}
+    assert [g.status for g in oxen(serving(body)).list_active()] == [RemoteStatus.QUEUED, RemoteStatus.RUNNING]
+
+
+def test_simulator_is_an_oxen_provider_named_simulator():
+    provider = build_provider("simulator", Settings(simulator_key=None, simulator_url="http://127.0.0.1:1"))
+    assert isinstance(provider, OxenProvider) and provider.name == "simulator"
+    assert provider._http.client.auth is None
+
+
+# --- SSE -----------------------------------------------------------------------------------------
+
+def sse(*chunks: str, status: int = 200, content_type: str = "text/event-stream") -> httpx.Response:
+    return httpx.Response(status, headers={"Content-Type": content_type},
+                          content=iter([c.encode() for c in chunks]))
+
+
+OK = '{"generation_id":"g1","status":"succeeded","media_type":"video","model":"m","url":"https://v.test/1.mp4"}'
+FAIL = '{"generation_id":"g2","status":"failed","media_type":"video","error":"Insufficient credits"}'
+
+
+def first_events(chunks_per_connection, count):
+    """Serve one scripted response per connection; return the first ``count`` events."""
+    script = list(chunks_per_connection)
+    connections = []
+
+    def handler(request):
+        connections.append(request)
+        item = script.pop(0) if script else sse(": keep-alive\n\n")
+        if isinstance(item, Exception):
+            raise item
+        return item
+    provider = oxen(handler)
+    events = []
+    for generation in provider.events():
+        events.append(generation)
+        if len(events) == count:
+            break
+    provider.close()
+    return events, connections
+
+
+def test_sse_with_and_without_a_space_after_data():
+    events, _ = first_events([sse(f"event: media_generation_completed\ndata: {OK}\n\n",
+                                  f"event:media_generation_completed\ndata:{FAIL}\n\n")], 2)
+    assert [(e.generation_id, e.status, e.video_url, e.error) for e in events] == [
+        ("g1", RemoteStatus.SUCCEEDED, "https://v.test/1.mp4", None),
+        ("g2", RemoteStatus.FAILED, None, "Insufficient credits")]
+
+
+def test_sse_skips_keepalives_other_events_and_junk():
+    stream = sse(": keep-alive\n\n",
+                 'event: deployment_status\ndata: {"generation_id":"x","status":"succeeded","url":"u"}\n\n',
+                 "event: media_generation_completed\ndata: not json\n\n",
+                 'event: media_generation_completed\ndata: {"generation_id":"c","status":"cancelled"}\n\n',
+                 f"data: {OK}\n\n",  # no event line: the default type is "message"
+                 f"event: media_generation_completed\r\ndata: {FAIL}\r\n\r\n")
+    events, _ = first_events([stream], 1)
+    assert [e.generation_id for e in events] == ["g2"]
+
+
+def test_sse_event_split_across_chunks():
+    text = f"event: media_generation_completed\ndata: {OK}\n\n"
+    events, _ = first_events([sse(*[text[i:i + 7] for i in range(0, len(text), 7)])], 1)
+    assert events[0].video_url == "https://v.test/1.mp4"
+
+
+def test_sse_reconnects_after_errors_and_stream_ends():
+    script = [httpx.ConnectError("refused"), sse("", status=503),
+              sse("event: media_generation_completed\n", "data: " + OK + "\n\n"),  # then the stream ends
+              sse("text", content_type="text/html"),
+              httpx.ReadTimeout("idle"),
+              sse(f"event: media_generation_completed\ndata: {FAIL}\n\n")]
+    events, connections = first_events(script, 2)
+    assert [e.generation_id for e in events] == ["g1", "g2"]
+    assert len(connections) == 6
+    assert connections[0].url.path == "/api/events"
+    assert connections[0].headers["Accept"] == "text/event-stream"
+
+
+def test_sse_permanent_error_propagates():
+    with pytest.raises(PermanentProviderError):
+        first_events([sse('{"error":{"type":"unauthenticated"}}', status=401)], 1)
+
+
+def test_sse_backoff_grows_until_a_connection_succeeds():
+    waits = []
+
+    def backoff(attempt):
+        waits.append(attempt)
+        return 0.0
+    script = [httpx.ConnectError("x"), httpx.ConnectError("x"),
+              sse(f"event: media_generation_completed\ndata: {OK}\n\n")]
+
+    def handler(request):
+        item = script.pop(0) if script else sse(f"event: media_generation_completed\ndata: {FAIL}\n\n")
+        if isinstance(item, Exception):
+            raise item
+        return item
+    provider = oxen(handler, backoff=backoff)
+    stream = provider.events()
+    assert [next(stream).generation_id, next(stream).generation_id] == ["g1", "g2"]
+    provider.close()
+    assert waits == [0, 1, 0]

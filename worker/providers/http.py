@@ -1,0 +1,269 @@
+"""The shared HTTP layer: client construction and the one seam where failures enter the error tree.
+
+Every provider call goes through :class:`HttpSeam`, which maps failures like this:
+
+    httpx exception (no response)
+    ├─ ConnectError, ConnectTimeout, PoolTimeout, ProxyError   nothing was sent   -> TransientProviderError
+    ├─ UnsupportedProtocol, LocalProtocolError                 our own bug/config -> PermanentProviderError
+    └─ any other TransportError / DecodingError / ...           the request may have arrived:
+         submit (POST that may create a paid generation)                          -> SubmitOutcomeUnknown
+         any other call                                                           -> TransientProviderError
+    HTTP response
+    ├─ body names a content-policy rejection or missing credits (any status)     -> PermanentProviderError
+    ├─ 429                                               -> RateLimited(retry_after from Retry-After)
+    ├─ 408, 5xx                                          -> TransientProviderError, except on submit:
+    │    503 (and 429, 408) are refusals: nothing was created               -> transient, safe to retry
+    │    500, 502, 504 and other 5xx may hide a created generation          -> SubmitOutcomeUnknown
+    ├─ 3xx                                               -> PermanentProviderError (base URL is wrong)
+    └─ other 4xx (400, 401, 403, 404, 422, ...)          -> PermanentProviderError
+
+A 2xx submit answer whose body cannot be read is also SubmitOutcomeUnknown: the generation probably
+exists but its id is lost. The engine reconciles those with the provider's ``find`` helper.
+
+The API key never appears in a message, a log line or a repr: requests are described by method and
+URL only, and every message the seam builds is scrubbed of the key in case a server echoes it.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import re
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+
+from jobs.errors import (PermanentProviderError, ProviderError, RateLimited, SubmitOutcomeUnknown,
+                         TransientProviderError)
+from jobs.settings import Settings
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = "reelbatch/0.1"
+NOTHING_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
+OUR_FAULT = (httpx.UnsupportedProtocol, httpx.LocalProtocolError)
+SUBMIT_REFUSALS = frozenset({408, 429, 503})
+PERMANENT_TEXT = re.compile(
+    r"content[ _-]?(policy|moderation|filter|safety)|safety (policy|system|filter|check)"
+    r"|moderation|nsfw|policy violation|prohibited content"
+    r"|insufficient (credits?|balance|funds)|run out of credits|out of credits|not enough credits",
+    re.IGNORECASE)
+MAX_MESSAGE = 500
+
+
+class BearerAuth(httpx.Auth):
+    """``Authorization: Bearer <key>`` on every request; the key never shows in a repr."""
+
+    def __init__(self, key: str):
+        self._key = key
+
+    def auth_flow(self, request: httpx.Request) -> Iterator[httpx.Request]:
+        request.headers["Authorization"] = f"Bearer {self._key}"
+        yield request
+
+    def __repr__(self) -> str:
+        return "BearerAuth(key=<redacted>)"
+
+
+def timeout_from(settings: Settings) -> httpx.Timeout:
+    """Explicit connect/read/write/pool timeouts: no call may hang forever."""
+    return httpx.Timeout(connect=settings.http_connect_timeout_s, read=settings.http_read_timeout_s,
+                         write=settings.http_write_timeout_s, pool=settings.http_pool_timeout_s)
+
+
+def build_client(settings: Settings, base_url: str, key: str | None,
+                 transport: httpx.BaseTransport | None = None) -> httpx.Client:
+    """One pooled client per provider per worker process. Redirects are never followed."""
+    return httpx.Client(base_url=base_url, auth=BearerAuth(key) if key else None,
+                        timeout=timeout_from(settings), follow_redirects=False,
+                        headers={"User-Agent": USER_AGENT}, transport=transport)
+
+
+def build_download_client(settings: Settings,
+                          transport: httpx.BaseTransport | None = None) -> httpx.Client:
+    """A client without credentials, for result URLs (which live on other hosts)."""
+    return httpx.Client(timeout=timeout_from(settings), follow_redirects=False,
+                        headers={"User-Agent": USER_AGENT}, transport=transport)
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Retry-After as seconds (``"30"``) or an HTTP date; None when absent or unreadable."""
+    if not value or not value.strip():
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None or when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def permanent_reason(text: str | None) -> bool:
+    """True when a message says retrying cannot help (content policy, no credits)."""
+    return bool(text and PERMANENT_TEXT.search(text))
+
+
+def describe(request: httpx.Request) -> str:
+    """A request as method and URL: never headers, never URL credentials."""
+    url = request.url.copy_with(username=None, password=None) if request.url.userinfo else request.url
+    return f"{request.method} {url}"
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return "; ".join(_text(v) for v in value)
+    if isinstance(value, dict):
+        return _detail_text(value)
+    return "" if value is None else str(value)
+
+
+def _detail_text(entry: dict[str, Any]) -> str:
+    """``{loc, msg, type}`` (a validation detail) or any dict with a message-like key."""
+    if "msg" in entry:
+        loc = ".".join(str(p) for p in entry.get("loc") or [])
+        kind = f" ({entry['type']})" if entry.get("type") else ""
+        return f"{loc + ': ' if loc else ''}{entry['msg']}{kind}"
+    for key in ("message", "detail", "title", "type", "name"):
+        if entry.get(key):
+            return _text(entry[key])
+    return ""
+
+
+def error_message(body: Any) -> str:
+    """The human message in any known error envelope (Oxen's two, AI/ML API's, fal-style detail)."""
+    if not isinstance(body, dict):
+        return _text(body)
+    err = body.get("error")
+    if isinstance(err, dict):
+        parts = [_text(err.get(k)) for k in ("title", "detail", "message", "name") if err.get(k)]
+        return ": ".join(parts) or _text(err.get("type")) or _text(body.get("status_message"))
+    if err:
+        return _text(err)
+    return _text(body.get("message")) or _text(body.get("detail")) or _text(body.get("status_message"))
+
+
+def request_id(response: httpx.Response, body: Any) -> str | None:
+    header = response.headers.get("x-request-id") or response.headers.get("request-id")
+    if header:
+        return header
+    if isinstance(body, dict):
+        rid = body.get("requestId") or body.get("request_id")
+        return str(rid) if rid else None
+    return None
+
+
+def _body(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return response.text[:MAX_MESSAGE]
+
+
+def error_for_response(provider: str, response: httpx.Response, submit: bool = False,
+                       secrets: Sequence[str] = ()) -> ProviderError | None:
+    """The error a non-2xx response means; None for 2xx. The body must have been read."""
+    status = response.status_code
+    if 200 <= status < 300:
+        return None
+    body = _body(response)
+    message = scrub(error_message(body) or response.reason_phrase or "HTTP error", secrets)
+    rid = request_id(response, body)
+    args = (provider, status, rid, f"{response.request.method} {response.request.url.path}: {message}")
+    if permanent_reason(message):
+        return PermanentProviderError(*args)
+    if status == 429:
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        return RateLimited(*args, retry_after=retry_after)
+    if status == 408 or status >= 500:
+        if submit and status not in SUBMIT_REFUSALS:
+            return SubmitOutcomeUnknown(*args)
+        return TransientProviderError(*args)
+    return PermanentProviderError(*args)
+
+
+def error_for_exception(provider: str, exc: httpx.HTTPError, request: httpx.Request | None,
+                        submit: bool = False, secrets: Sequence[str] = ()) -> ProviderError:
+    """The error a transport failure means (no usable response came back)."""
+    what = describe(request) if request is not None else "request"
+    message = scrub(f"{what}: {type(exc).__name__}: {exc}", secrets)
+    if isinstance(exc, NOTHING_SENT):
+        return TransientProviderError(provider, None, None, message)
+    if isinstance(exc, OUR_FAULT):
+        return PermanentProviderError(provider, None, None, message)
+    if submit:
+        return SubmitOutcomeUnknown(provider, None, None, message)
+    return TransientProviderError(provider, None, None, message)
+
+
+def scrub(text: str, secrets: Sequence[str]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "<redacted>")
+    return text[:MAX_MESSAGE]
+
+
+def _request_of(exc: httpx.HTTPError) -> httpx.Request | None:
+    try:
+        return exc.request
+    except RuntimeError:  # httpx raises when the exception carries no request
+        return None
+
+
+class HttpSeam:
+    """A provider's client plus the mapping of every failure into the error tree."""
+
+    def __init__(self, provider: str, client: httpx.Client, secrets: Sequence[str] = ()):
+        self.provider, self.client, self._secrets = provider, client, tuple(s for s in secrets if s)
+
+    def __repr__(self) -> str:
+        return f"HttpSeam(provider={self.provider!r}, base_url={str(self.client.base_url)!r})"
+
+    @contextmanager
+    def mapped(self, submit: bool = False) -> Iterator[None]:
+        """Turn httpx exceptions raised inside the block into the error tree."""
+        try:
+            yield
+        except httpx.HTTPError as exc:
+            raise error_for_exception(self.provider, exc, _request_of(exc), submit,
+                                      self._secrets) from None
+
+    def check(self, response: httpx.Response, submit: bool = False) -> None:
+        error = error_for_response(self.provider, response, submit, self._secrets)
+        if error is not None:
+            log.info("%s -> %s", describe(response.request), error)
+            raise error
+
+    def json(self, method: str, url: str, submit: bool = False, **kwargs: Any) -> Any:
+        """Send, check the status, and return the JSON body."""
+        with self.mapped(submit):
+            response = self.client.request(method, url, **kwargs)
+        self.check(response, submit)
+        try:
+            return response.json()
+        except ValueError:
+            cls = SubmitOutcomeUnknown if submit else TransientProviderError
+            raise cls(self.provider, response.status_code, request_id(response, None),
+                      f"{describe(response.request)}: answer is not JSON") from None
+
+    @contextmanager
+    def stream(self, method: str, url: str, **kwargs: Any) -> Iterator[httpx.Response]:
+        """A streamed response with its status checked; errors while reading are mapped too."""
+        with self.mapped(), self.client.stream(method, url, **kwargs) as response:
+            if not response.is_success:
+                response.read()
+                self.check(response)
+            yield response
+
+    def close(self) -> None:
+        self.client.close()

@@ -1,0 +1,209 @@
+"""Oxen.ai async queue client (PROTOCOLS.md section 1); also drives the local simulator.
+
+Completion events come from ``GET /api/events`` (SSE). Oxen buffers nothing and replays nothing, so
+events missed while disconnected are lost: the engine must keep polling as the backstop.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+from urllib.parse import quote
+
+from httpx_sse import EventSource, ServerSentEvent
+
+from jobs.errors import PermanentProviderError, SubmitOutcomeUnknown, TransientProviderError
+from jobs.item import ProviderRequest
+from worker.providers.backoff import compute_backoff
+from worker.providers.base import Generation, RemoteStatus
+from worker.providers.http import HttpSeam
+
+log = logging.getLogger(__name__)
+
+STATUS = {"queued": RemoteStatus.QUEUED, "processing": RemoteStatus.RUNNING,
+          "succeeded": RemoteStatus.SUCCEEDED, "failed": RemoteStatus.FAILED,
+          "cancelled": RemoteStatus.CANCELLED}
+COMPLETED_EVENT = "media_generation_completed"
+SSE_HEADERS = {"Accept": "text/event-stream", "Cache-Control": "no-store"}
+HISTORY_PAGE_SIZE = 100
+
+
+def _float(value: Any) -> float | None:
+    """Oxen sends ``cost`` as a decimal string and times as numbers; either may be null."""
+    try:
+        return None if value is None or value == "" else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _row_status(provider: str, row: Mapping[str, Any]) -> RemoteStatus:
+    """The row's status; history rows may lack ``status``, so infer it from the other fields."""
+    raw = row.get("status")
+    if raw is None:
+        if row.get("result_url"):
+            return RemoteStatus.SUCCEEDED
+        if row.get("error_message"):
+            return RemoteStatus.FAILED
+        if row.get("completed_at"):
+            return RemoteStatus.CANCELLED
+        return RemoteStatus.RUNNING if row.get("started_at") else RemoteStatus.QUEUED
+    if raw not in STATUS:
+        raise PermanentProviderError(provider, None, None, f"unknown generation status {raw!r}")
+    return STATUS[raw]
+
+
+def generation_from_row(provider: str, row: Mapping[str, Any]) -> Generation:
+    """A REST row (``result_url``/``error_message``) as a Generation."""
+    status = _row_status(provider, row)
+    url, error = row.get("result_url"), row.get("error_message")
+    if status is RemoteStatus.SUCCEEDED and not url:
+        raise TransientProviderError(provider, None, None, "succeeded row has no result_url yet")
+    if status is RemoteStatus.FAILED and not error:
+        error = "generation failed (no reason given)"
+    return Generation(generation_id=str(row.get("generation_id")), status=status,
+                      video_url=url if status is RemoteStatus.SUCCEEDED else None,
+                      error=error if status is RemoteStatus.FAILED else None,
+                      cost_usd=_float(row.get("cost")), enqueued_at=_float(row.get("enqueued_at")),
+                      started_at=_float(row.get("started_at")),
+                      completed_at=_float(row.get("completed_at")))
+
+
+def generation_from_event(sse: ServerSentEvent) -> Generation | None:
+    """A ``media_generation_completed`` event (``url``/``error``) as a Generation; None to skip."""
+    if sse.event != COMPLETED_EVENT:
+        return None
+    try:
+        data = json.loads(sse.data)
+    except ValueError:
+        log.warning("skipping an SSE event whose data is not JSON")
+        return None
+    if not isinstance(data, dict) or not data.get("generation_id"):
+        return None
+    if data.get("status") == "succeeded" and data.get("url"):
+        return Generation(str(data["generation_id"]), RemoteStatus.SUCCEEDED, video_url=data["url"])
+    if data.get("status") == "failed":
+        return Generation(str(data["generation_id"]), RemoteStatus.FAILED,
+                          error=data.get("error") or "generation failed (no reason given)")
+    return None
+
+
+def matches(row: Mapping[str, Any], request: ProviderRequest) -> bool:
+    """Whether a row echoes this request: same model, and every echoed field equals what was sent.
+    Fields the row does not echo are not held against it (failed rows may omit some)."""
+    if row.get("model_name") not in (None, request.model):
+        return False
+    if "prompt" in request.body and row.get("prompt") != request.body["prompt"]:
+        return False
+    return all(_same(row[key], value) for key, value in request.body.items() if key in row)
+
+
+def _same(echoed: Any, sent: Any) -> bool:
+    """Equal, or equal once printed (a duration sent as 5 may be echoed as "5")."""
+    return echoed == sent or (not isinstance(sent, (dict, list)) and str(echoed) == str(sent))
+
+
+class OxenProvider:
+    """Oxen's queue API. ``name`` is "oxen", or "simulator" when pointed at the local simulator."""
+
+    can_cancel = True
+    has_events = True
+
+    def __init__(self, http: HttpSeam, name: str = "oxen",
+                 backoff: Callable[[int], float] = compute_backoff):
+        self.name, self._http, self._backoff = name, http, backoff
+        self._closed = threading.Event()
+
+    def __repr__(self) -> str:
+        return f"OxenProvider(name={self.name!r}, base_url={str(self._http.client.base_url)!r})"
+
+    def submit(self, request: ProviderRequest) -> str:
+        body = {"model": request.model, **request.body, "num_generations": 1}
+        answer = self._http.json("POST", "/api/ai/queue", submit=True, json=body)
+        try:
+            first = answer["generations"][0]
+            generation_id = str(first["generation_id"])
+        except (KeyError, IndexError, TypeError):
+            raise SubmitOutcomeUnknown(self.name, None, None,
+                                       "enqueue answer carries no generation id") from None
+        if first.get("status") not in ("queued", "processing"):
+            log.warning("enqueue answered status %r for %s", first.get("status"), generation_id)
+        return generation_id
+
+    def get(self, generation_id: str) -> Generation:
+        """The queue row; on 404 (legacy TTL, or an old id) the generation history's row.
+        The fallback runs on every 404, not only for ids this process saw: ids come from the
+        state store and may have been submitted by another worker."""
+        try:
+            row = self._http.json("GET", f"/api/ai/queue/{quote(generation_id, safe='')}")
+        except PermanentProviderError as exc:
+            if exc.status_code != 404:
+                raise
+            answer = self._http.json("GET", f"/api/ai/generations/{quote(generation_id, safe='')}")
+            row = answer.get("generation") if isinstance(answer, dict) else None
+        if not isinstance(row, dict):
+            raise TransientProviderError(self.name, None, None, "generation answer is not a row")
+        return generation_from_row(self.name, {"generation_id": generation_id, **row})
+
+    def cancel(self, generation_id: str) -> None:
+        """Cancel a queued or processing row; on a terminal row Oxen does nothing."""
+        self._http.json("DELETE", f"/api/ai/queue/{quote(generation_id, safe='')}")
+
+    def list_active(self) -> list[Generation]:
+        """Every queued or processing generation of the account."""
+        return [generation_from_row(self.name, row) for row in self._active_rows()]
+
+    def find(self, request: ProviderRequest, since: float | None = None) -> list[Generation]:
+        """Reconcile a SubmitOutcomeUnknown: generations (active, then the newest page of history)
+        whose echoed model, prompt and params equal ``request``'s, enqueued at or after ``since``
+        (unix seconds; pass the submit time less a little clock slack). Newest first.
+
+        The engine adopts a match no other item has claimed; with no match after a short wait,
+        it may resubmit; several matches (identical requests) are told apart by nothing, so it
+        takes the newest unclaimed one."""
+        rows = self._active_rows(model=request.model) + self._history_rows(model=request.model)
+        found: dict[str, Generation] = {}
+        for row in rows:
+            if matches(row, request) and (since is None or (_float(row.get("enqueued_at")) or 0) >= since):
+                found.setdefault(str(row["generation_id"]), generation_from_row(self.name, row))
+        return sorted(found.values(), key=lambda g: g.enqueued_at or 0, reverse=True)
+
+    def _active_rows(self, **filters: str) -> list[dict[str, Any]]:
+        answer = self._http.json("GET", "/api/ai/queue", params=filters)
+        return [r for r in answer.get("generations") or [] if isinstance(r, dict)]
+
+    def _history_rows(self, **filters: Any) -> list[dict[str, Any]]:
+        params = {**filters, "page": 1, "page_size": HISTORY_PAGE_SIZE}
+        answer = self._http.json("GET", "/api/ai/generations", params=params)
+        return [r for r in answer.get("generations") or [] if isinstance(r, dict)]
+
+    def events(self) -> Iterator[Generation]:
+        """Terminal generations from the SSE stream, reconnecting with backoff until close().
+        Transient failures reconnect; permanent ones (401, 404) propagate."""
+        attempt = 0
+        while not self._closed.is_set():
+            try:
+                for generation in self._stream_once():
+                    attempt = 0
+                    yield generation
+                attempt = 0
+            except TransientProviderError as exc:
+                log.info("event stream lost (%s); reconnecting", exc)
+            if self._closed.wait(self._backoff(attempt)):
+                return
+            attempt += 1
+
+    def _stream_once(self) -> Iterator[Generation]:
+        with self._http.stream("GET", "/api/events", headers=SSE_HEADERS) as response:
+            for sse in EventSource(response).iter_sse():
+                generation = generation_from_event(sse)
+                if generation is not None:
+                    yield generation
+                if self._closed.is_set():
+                    return
+
+    def close(self) -> None:
+        self._closed.set()
+        self._http.close()
