@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     download_max_bytes: int = 2 * 1024**3
     download_chunk_bytes: int = 1024 * 1024
     worker_concurrency: int = 8
+    simulator_time_scale: float = 0.004
+    worker_eta_task_limit: int = 5000
     price_overrides: dict[str, float] = Field(default_factory=dict)
 
     @classmethod

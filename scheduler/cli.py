@@ -60,3 +60,7 @@ def _register_simulator() -> None:
 
 
 _register_simulator()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,257 @@
+"""The Redis state store: batches, items, their states and attempts.
+
+Every state change is one Lua script: it checks the current state against the caller's expectation
+and the allowed transitions, moves the item between the per-state sets (whose sizes are the per-state
+counters), and writes the item's fields, all atomically.
+
+Keys (``{b}`` is a Redis hash tag, so one batch's keys sit together):
+    rb:batches                      set of batch names
+    rb:{b}:meta                     hash: the batch's settings and running totals
+    rb:{b}:i:<item_id>              hash: one item (its spec as JSON, state, generation id, result...)
+    rb:{b}:s:<state>                set of item ids in that state
+    rb:{b}:keys                     hash: content key -> item id (resume)
+    rb:{b}:due                      zset: item id -> when the item's next task is due (the sweeper)
+    rb:{b}:a:<item_id>              list: one JSON line per failed attempt
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import redis
+from pydantic import BaseModel
+
+from jobs.item import Item
+from jobs.state import TERMINAL, ItemState, sources_of
+
+CHUNK = 1000
+
+_TRANSITION = """
+local cur = redis.call('HGET', KEYS[1], 'state')
+if not cur then return {-1, ''} end
+local allowed = false
+for s in string.gmatch(ARGV[2], '[^,]+') do if s == cur then allowed = true end end
+if not allowed then return {0, cur} end
+local to = ARGV[3]
+if cur ~= to then
+  redis.call('SMOVE', ARGV[1] .. cur, ARGV[1] .. to, ARGV[4])
+end
+local sets = cjson.decode(ARGV[5])
+for k, v in pairs(sets) do redis.call('HSET', KEYS[1], k, v) end
+local incr = cjson.decode(ARGV[6])
+for k, v in pairs(incr) do redis.call('HINCRBY', KEYS[1], k, v) end
+redis.call('HSET', KEYS[1], 'state', to)
+if ARGV[7] == '1' then redis.call('ZREM', KEYS[2], ARGV[4]) end
+return {1, cur}
+"""
+
+
+class BatchMeta(BaseModel):
+    """What a worker needs to know about a batch, besides its items."""
+
+    name: str
+    provider: str
+    model: str
+    output: str
+    max_concurrency: int = 5
+    requests_per_minute: int = 60
+    max_cost_usd: float | None = None
+    max_attempts: int = 3
+    first_after_s: float | None = None
+    min_interval_s: float = 5.0
+    max_interval_s: float = 60.0
+    start_at: float | None = None      # unix time; None means now
+    cancelled: bool = False
+    abandon: bool = False
+    created_at: float = 0.0
+
+
+class ItemRecord(BaseModel):
+    """An item as the store holds it."""
+
+    item: Item
+    state: ItemState
+    generation_id: str | None = None
+    attempts: int = 0
+    error_kind: str | None = None
+    error: str | None = None
+    cost_usd: float | None = None
+    video_url: str | None = None
+    file: str | None = None
+    sha256: str | None = None
+    bytes: int | None = None
+    submitted_at: float | None = None
+    remote_started_at: float | None = None
+    remote_completed_at: float | None = None
+    detected_at: float | None = None
+    completed_at: float | None = None
+    updated_at: float | None = None
+
+    @classmethod
+    def from_hash(cls, data: dict[str, str]) -> ItemRecord:
+        fields = {k: v for k, v in data.items() if k != "spec" and v != ""}
+        return cls(item=Item.model_validate_json(data["spec"]), **fields)
+
+    @property
+    def item_id(self) -> str:
+        return self.item.item_id
+
+
+class TransitionRefused(Exception):
+    """The item was not in a state the caller expected (another worker got there first)."""
+
+    def __init__(self, item_id: str, current: str, target: str):
+        super().__init__(item_id, current, target)
+        self.item_id, self.current, self.target = item_id, current, target
+
+
+def _flat(fields: dict[str, Any]) -> dict[str, str]:
+    return {k: ("" if v is None else str(v)) for k, v in fields.items()}
+
+
+class Store:
+    """Batches and items in Redis. Safe to share between threads."""
+
+    def __init__(self, client: redis.Redis):
+        self.r = client
+        self._transition = client.register_script(_TRANSITION)
+
+    @classmethod
+    def from_url(cls, url: str) -> Store:
+        return cls(redis.Redis.from_url(url, decode_responses=True, health_check_interval=30))
+
+    # --- keys -------------------------------------------------------------------------------
+    @staticmethod
+    def _k(batch: str, suffix: str) -> str:
+        return f"rb:{{{batch}}}:{suffix}"
+
+    def item_key(self, batch: str, item_id: str) -> str:
+        return self._k(batch, f"i:{item_id}")
+
+    def state_key(self, batch: str, state: ItemState | str) -> str:
+        return self._k(batch, f"s:{ItemState(state).value}")
+
+    # --- batches ----------------------------------------------------------------------------
+    def save_batch(self, meta: BatchMeta) -> None:
+        self.r.sadd("rb:batches", meta.name)
+        self.r.hset(self._k(meta.name, "meta"), mapping=_flat(meta.model_dump()))
+
+    def update_batch(self, batch: str, **fields: Any) -> None:
+        self.r.hset(self._k(batch, "meta"), mapping=_flat(fields))
+
+    def batch(self, batch: str) -> BatchMeta | None:
+        data = self.r.hgetall(self._k(batch, "meta"))
+        if not data:
+            return None
+        known = {k: v for k, v in data.items() if k in BatchMeta.model_fields and v != ""}
+        for flag in ("cancelled", "abandon"):
+            if flag in known:
+                known[flag] = known[flag] == "True"
+        return BatchMeta(**known)
+
+    def batches(self) -> list[str]:
+        return sorted(self.r.smembers("rb:batches"))
+
+    def add_cost(self, batch: str, usd: float) -> None:
+        self.r.hincrbyfloat(self._k(batch, "meta"), "spent_usd", usd)
+
+    def spent(self, batch: str) -> float:
+        return float(self.r.hget(self._k(batch, "meta"), "spent_usd") or 0.0)
+
+    # --- items ------------------------------------------------------------------------------
+    def known_keys(self, batch: str) -> dict[str, str]:
+        """content key -> item id for every item the batch already has."""
+        return self.r.hgetall(self._k(batch, "keys"))
+
+    def add_items(self, batch: str, items: Iterable[Item], now: float | None = None) -> int:
+        """Add new items in ``pending``. Items whose content key is known are left as they are."""
+        now = now or time.time()
+        added = 0
+        pipe = self.r.pipeline(transaction=False)
+        for n, item in enumerate(items, 1):
+            pipe.hset(self.item_key(batch, item.item_id), mapping={
+                "spec": item.model_dump_json(), "state": ItemState.PENDING.value,
+                "attempts": 0, "updated_at": now})
+            pipe.sadd(self.state_key(batch, ItemState.PENDING), item.item_id)
+            pipe.hset(self._k(batch, "keys"), item.content_key, item.item_id)
+            added += 1
+            if n % CHUNK == 0:
+                pipe.execute()
+        pipe.execute()
+        return added
+
+    def remove_item(self, batch: str, record: ItemRecord) -> None:
+        """Forget an item (its content changed while it was not in flight)."""
+        pipe = self.r.pipeline()
+        pipe.srem(self.state_key(batch, record.state), record.item_id)
+        pipe.hdel(self._k(batch, "keys"), record.item.content_key)
+        pipe.delete(self.item_key(batch, record.item_id), self._k(batch, f"a:{record.item_id}"))
+        pipe.zrem(self._k(batch, "due"), record.item_id)
+        pipe.execute()
+
+    def item(self, batch: str, item_id: str) -> ItemRecord | None:
+        data = self.r.hgetall(self.item_key(batch, item_id))
+        return ItemRecord.from_hash(data) if data else None
+
+    def item_ids(self, batch: str, state: ItemState | None = None) -> list[str]:
+        if state is not None:
+            return sorted(self.r.smembers(self.state_key(batch, state)))
+        return sorted(set(self.known_keys(batch).values()))
+
+    def items(self, batch: str, state: ItemState | None = None) -> Iterator[ItemRecord]:
+        ids = self.item_ids(batch, state)
+        for start in range(0, len(ids), CHUNK):
+            pipe = self.r.pipeline(transaction=False)
+            for item_id in ids[start:start + CHUNK]:
+                pipe.hgetall(self.item_key(batch, item_id))
+            for data in pipe.execute():
+                if data:
+                    yield ItemRecord.from_hash(data)
+
+    def counts(self, batch: str) -> dict[ItemState, int]:
+        pipe = self.r.pipeline(transaction=False)
+        for state in ItemState:
+            pipe.scard(self.state_key(batch, state))
+        return dict(zip(ItemState, pipe.execute()))
+
+    def transition(self, batch: str, item_id: str, target: ItemState,
+                   expected: Iterable[ItemState] | None = None,
+                   incr: dict[str, int] | None = None, **fields: Any) -> ItemState:
+        """Move an item to ``target`` if it is in one of ``expected`` (default: every state the
+        state machine allows). Returns the state it left; raises TransitionRefused otherwise."""
+        allowed = sources_of(target) if expected is None else set(expected) & sources_of(target)
+        if target in (expected or ()):
+            allowed.add(target)  # an idempotent re-write of the same state, when asked for
+        fields["updated_at"] = time.time()
+        status, current = self._transition(
+            keys=[self.item_key(batch, item_id), self._k(batch, "due")],
+            args=[self._k(batch, "s:"), ",".join(sorted(s.value for s in allowed)), target.value,
+                  item_id, json.dumps(_flat(fields)), json.dumps(incr or {}),
+                  "1" if target in TERMINAL else "0"])
+        if status != 1:
+            raise TransitionRefused(item_id, current or "missing", target.value)
+        return ItemState(current)
+
+    def update(self, batch: str, item_id: str, **fields: Any) -> None:
+        """Write fields that do not change the state (e.g. a fresh video URL)."""
+        self.r.hset(self.item_key(batch, item_id), mapping=_flat(fields))
+
+    def record_attempt(self, batch: str, item_id: str, kind: str, message: str) -> None:
+        line = json.dumps({"at": time.time(), "kind": kind, "error": message})
+        self.r.rpush(self._k(batch, f"a:{item_id}"), line)
+
+    def attempts(self, batch: str, item_id: str) -> list[dict[str, Any]]:
+        return [json.loads(x) for x in self.r.lrange(self._k(batch, f"a:{item_id}"), 0, -1)]
+
+    # --- due times (the sweeper finds work whose task was lost) ----------------------------
+    def set_due(self, batch: str, item_id: str, when: float) -> None:
+        self.r.zadd(self._k(batch, "due"), {item_id: when})
+
+    def overdue(self, batch: str, before: float, limit: int = 1000) -> list[str]:
+        return self.r.zrangebyscore(self._k(batch, "due"), "-inf", before, start=0, num=limit)
+
+    def clear_due(self, batch: str, item_id: str) -> None:
+        self.r.zrem(self._k(batch, "due"), item_id)

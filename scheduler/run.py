@@ -1,0 +1,123 @@
+"""`reelbatch run`: the one-machine path. Start what is missing (embedded Redis, the simulator, a
+worker), submit, show progress, wait until every item is terminal, write the index, stop what we
+started. Running it again resumes."""
+
+from __future__ import annotations
+
+import os
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+
+from jobs.settings import Settings
+from jobs.state import TERMINAL, ItemState as S
+from scheduler.embedded import EmbeddedRedis, WorkerProcess
+from scheduler.plan import plan_batch
+from scheduler.progress import BatchProgress
+from scheduler.simproc import SimulatorProcess
+from scheduler.submit import enqueue, register
+from scheduler.sweeper import sweep
+from worker.app import app
+from worker.context import WorkerContext
+from worker.results import write_index
+
+SWEEP_EVERY_S = 5.0
+TICK_S = 0.25
+
+
+@dataclass
+class Stack:
+    """The services `run` uses, and the environment a worker needs to reach them."""
+
+    settings: Settings
+    env: dict[str, str]
+    local_worker: bool
+
+
+def start_services(stack: ExitStack, settings: Settings, provider: str) -> Stack:
+    env: dict[str, str] = {}
+    broker = settings.broker_url
+    if broker is None:
+        broker = stack.enter_context(EmbeddedRedis(settings.data_dir)).url
+    env["REELBATCH_BROKER_URL"] = broker
+    update = {"broker_url": broker}
+    if provider == "simulator" and "REELBATCH_SIMULATOR_URL" not in os.environ:
+        sim = stack.enter_context(SimulatorProcess(settings))
+        env.update(sim.env())
+        update.update(simulator_url=sim.url, simulator_key=sim.key)
+    app.conf.update(broker_url=broker)
+    return Stack(settings.model_copy(update=update), env, settings.broker_url is None)
+
+
+def run_batch(manifest: Path, settings: Settings, console: Console) -> int:
+    plan = plan_batch(manifest, settings)
+    name = plan.manifest.name
+    with ExitStack() as stack:
+        services = start_services(stack, settings, plan.manifest.provider)
+        ctx = WorkerContext(services.settings)
+        reg = register(ctx.store, plan)
+        console.print(f"batch [bold]{name}[/]: {len(plan.items)} items "
+                      f"({reg.new} new, {reg.kept} known, {reg.replaced} changed)")
+        worker = _start_worker(stack, services) if services.local_worker else None
+        try:
+            enqueue(ctx, app, name)
+            _watch(ctx, name, worker, console)
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted[/]: every submitted generation is recorded; "
+                          "run the same command again to resume")
+            return 130
+        finally:
+            records = list(ctx.store.items(name))
+            write_index(ctx.store.batch(name), records)
+        return _summary(ctx, name, console)
+
+
+def _start_worker(stack: ExitStack, services: Stack) -> WorkerProcess:
+    log = services.settings.data_dir / "logs" / "worker.log"
+    worker = WorkerProcess(services.env, log, services.settings.worker_concurrency)
+    worker.start()
+    stack.callback(worker.stop)
+    return worker
+
+
+def _watch(ctx: WorkerContext, name: str, worker: WorkerProcess | None, console: Console) -> None:
+    last_sweep = 0.0
+    with BatchProgress(ctx.store, name, console) as progress:
+        while not _finished(ctx, name):
+            progress.refresh()
+            if time.monotonic() - last_sweep > SWEEP_EVERY_S:
+                sweep(ctx, app, name)
+                last_sweep = time.monotonic()
+                if worker is not None and not worker.alive():
+                    console.print("[yellow]the worker stopped; starting it again[/]")
+                    worker.start()
+            time.sleep(TICK_S)
+        progress.refresh()
+
+
+def _finished(ctx: WorkerContext, name: str) -> bool:
+    """Every item terminal, or nothing left that can move (pending items parked by the budget)."""
+    counts = ctx.store.counts(name)
+    open_states = [s for s in S if s not in TERMINAL]
+    if sum(counts[s] for s in open_states) == 0:
+        return True
+    if any(counts[s] for s in open_states if s is not S.PENDING):
+        return False
+    return all(rec.error_kind == "budget" for rec in ctx.store.items(name, S.PENDING))
+
+
+def _summary(ctx: WorkerContext, name: str, console: Console) -> int:
+    counts = ctx.store.counts(name)
+    meta = ctx.store.batch(name)
+    parts = ", ".join(f"{n} {s.value}" for s, n in counts.items() if n)
+    console.print(f"[bold]{name}[/]: {parts}; ${ctx.store.spent(name):.2f} spent; "
+                  f"results in {Path(meta.output) / 'results.jsonl'}")
+    for rec in ctx.store.items(name, S.FAILED):
+        console.print(f"  [red]failed[/] {rec.item_id}: [{rec.error_kind}] {rec.error}")
+    if counts[S.PENDING]:
+        console.print(f"  {counts[S.PENDING]} items wait for the budget: raise "
+                      "limits.max_cost_usd and run again")
+    return 0 if counts[S.SUCCEEDED] == sum(counts.values()) else 1

@@ -1,0 +1,34 @@
+"""The Celery app, configured from settings. Importing this module builds nothing but the app object;
+the broker URL is read when the app first connects."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from jobs.settings import get_settings
+
+QUEUE = "reelbatch"
+
+
+def configure(app: Celery) -> None:
+    settings = get_settings()
+    app.conf.update(
+        broker_url=settings.broker_url,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        task_serializer="json", accept_content=["json"], result_serializer="json",
+        task_ignore_result=True,            # results live in the state store, not in Celery
+        task_acks_late=True,                # a task lost with its worker is delivered again...
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        worker_eta_task_limit=settings.worker_eta_task_limit,
+        task_default_queue=QUEUE,
+        task_send_sent_event=True, worker_send_task_events=True,   # Flower sees every task
+        worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,
+        broker_pool_limit=settings.worker_concurrency + 4,
+    )
+
+
+app = Celery("reelbatch", include=["worker.tasks"])
+app.on_configure.connect(lambda sender, **_: configure(sender), weak=False)

@@ -1,0 +1,70 @@
+"""What one worker process shares between its tasks: settings, the state store, one client per
+provider, the limits. Built on first use, never at import time."""
+
+from __future__ import annotations
+
+import threading
+
+import httpx
+from functools import cached_property
+
+from jobs.settings import Settings, get_settings
+from jobs.store import Store
+from worker.limits import RequestRate, Slots
+from worker.providers import build_provider
+from worker.providers.base import Provider
+
+
+class WorkerContext:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._providers: dict[str, Provider] = {}
+        self._slots: dict[str, Slots] = {}
+        self._rates: dict[str, RequestRate] = {}
+
+    @cached_property
+    def store(self) -> Store:
+        return Store.from_url(self.settings.broker_url)
+
+    @cached_property
+    def download_client(self) -> httpx.Client:
+        """Plain client for result URLs: never carries a provider's key to a CDN."""
+        s = self.settings
+        timeout = httpx.Timeout(connect=s.http_connect_timeout_s, read=s.http_read_timeout_s,
+                                write=s.http_write_timeout_s, pool=s.http_pool_timeout_s)
+        return httpx.Client(timeout=timeout, follow_redirects=False)
+
+    def provider(self, name: str) -> Provider:
+        with self._lock:
+            if name not in self._providers:
+                self._providers[name] = build_provider(name, self.settings)
+            return self._providers[name]
+
+    def slots(self, provider: str) -> Slots:
+        with self._lock:
+            if provider not in self._slots:
+                self._slots[provider] = Slots(self.store.r, provider)
+            return self._slots[provider]
+
+    def rate(self, provider: str) -> RequestRate:
+        with self._lock:
+            if provider not in self._rates:
+                self._rates[provider] = RequestRate(self.settings.broker_url, provider)
+            return self._rates[provider]
+
+    def close(self) -> None:
+        for client in self._providers.values():
+            client.close()
+
+
+_context: WorkerContext | None = None
+_context_lock = threading.Lock()
+
+
+def context() -> WorkerContext:
+    global _context
+    with _context_lock:
+        if _context is None:
+            _context = WorkerContext(get_settings())
+        return _context

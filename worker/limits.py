@@ -1,0 +1,125 @@
+"""Limits that hold across every worker: a concurrency semaphore with leases and a request-rate
+limiter, both in Redis, plus the waiting line of items that want a slot.
+
+A slot is held from the moment an item is handed to a submit task until its remote generation ends.
+A holder renews its lease each time it hears from the provider; a lease nobody renews (its worker
+died and nothing picked the item up) expires and the slot returns to the pool.
+"""
+
+from __future__ import annotations
+
+import time
+
+import redis
+from limits import RateLimitItemPerMinute
+from limits.storage import storage_from_string
+from limits.strategies import MovingWindowRateLimiter
+
+LEASE_S = 900.0
+
+_ACQUIRE = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZSCORE', KEYS[1], ARGV[3]) then
+  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
+  return 1
+end
+local limit = tonumber(redis.call('GET', KEYS[2]) or ARGV[4])
+if redis.call('ZCARD', KEYS[1]) < limit then
+  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
+  return 1
+end
+return 0
+"""
+
+_WAIT = """
+local added = 0
+for i = 2, #ARGV do
+  if redis.call('SADD', KEYS[2], ARGV[i]) == 1 then
+    if ARGV[1] == 'front' then redis.call('LPUSH', KEYS[1], ARGV[i])
+    else redis.call('RPUSH', KEYS[1], ARGV[i]) end
+    added = added + 1
+  end
+end
+return added
+"""
+
+_POP = """
+local who = redis.call('LPOP', KEYS[1])
+if who then redis.call('SREM', KEYS[2], who) end
+return who
+"""
+
+
+def holder(batch: str, item_id: str) -> str:
+    return f"{batch}\x1f{item_id}"
+
+
+def split_holder(value: str) -> tuple[str, str]:
+    batch, item_id = value.split("\x1f", 1)
+    return batch, item_id
+
+
+class Slots:
+    """The provider account's in-flight generations: at most ``limit`` holders at once."""
+
+    def __init__(self, client: redis.Redis, provider: str, lease_s: float = LEASE_S):
+        self.r, self.provider, self.lease_s = client, provider, lease_s
+        self.key = f"rb:slots:{provider}"
+        self.limit_key = f"rb:slots:{provider}:limit"
+        self.wait_key = f"rb:wait:{provider}"
+        self._acquire = client.register_script(_ACQUIRE)
+        self._wait = client.register_script(_WAIT)
+        self._pop = client.register_script(_POP)
+
+    def set_limit(self, limit: int) -> None:
+        self.r.set(self.limit_key, limit)
+
+    def acquire(self, who: str, default_limit: int = 5) -> bool:
+        now = time.time()
+        return bool(self._acquire(keys=[self.key, self.limit_key],
+                                  args=[now, now + self.lease_s, who, default_limit]))
+
+    def renew(self, who: str) -> None:
+        self.r.zadd(self.key, {who: time.time() + self.lease_s}, xx=True)
+
+    def release(self, who: str) -> bool:
+        return bool(self.r.zrem(self.key, who))
+
+    def held(self) -> int:
+        self.r.zremrangebyscore(self.key, "-inf", time.time())
+        return self.r.zcard(self.key)
+
+    def holders(self) -> list[str]:
+        return self.r.zrange(self.key, 0, -1)
+
+    # --- the waiting line: a list in arrival order, and a set so nobody waits twice ------
+    def wait(self, whos: list[str], front: bool = False) -> int:
+        """Put holders in line (at the back, or the front); returns how many were not there yet."""
+        added = 0
+        for start in range(0, len(whos), 1000):
+            chunk = whos[start:start + 1000]
+            added += self._wait(keys=[self.wait_key, self.wait_key + ":set"],
+                                args=["front" if front else "back", *chunk])
+        return added
+
+    def next_waiting(self) -> str | None:
+        return self._pop(keys=[self.wait_key, self.wait_key + ":set"])
+
+    def waiting(self) -> int:
+        return self.r.llen(self.wait_key)
+
+
+class RequestRate:
+    """Requests per minute per provider account, shared by every worker (moving window)."""
+
+    def __init__(self, redis_url: str, provider: str):
+        self.provider = provider
+        self._limiter = MovingWindowRateLimiter(storage_from_string(redis_url))
+
+    def take(self, per_minute: int) -> float:
+        """Take one token: 0.0 when granted, else the seconds to wait before asking again."""
+        item = RateLimitItemPerMinute(per_minute)
+        if self._limiter.hit(item, "reelbatch", self.provider):
+            return 0.0
+        stats = self._limiter.get_window_stats(item, "reelbatch", self.provider)
+        return max(0.05, stats.reset_time - time.time())

@@ -1,0 +1,311 @@
+"""What each task does to an item, apart from Celery: read the state store, call the provider,
+write the outcome, and say which task comes next. Tasks in worker/tasks.py only apply the answer."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from jobs import errors
+from jobs.catalog import provider_request
+from jobs.inputs import to_data_uri, is_url
+from jobs.policy import PollPolicy, RetryPolicy
+from jobs.state import ItemState as S
+from jobs.store import BatchMeta, ItemRecord, TransitionRefused
+from worker import results
+from worker.context import WorkerContext
+from worker.limits import holder, split_holder
+from worker.providers.base import Generation, RemoteStatus
+from worker.storage import download
+
+log = logging.getLogger("reelbatch.worker")
+
+RETRY = RetryPolicy()
+MAX_TRANSIENT_RETRIES = 12
+RECONCILE_AFTER_S = 3.0
+
+
+@dataclass(frozen=True)
+class Next:
+    """The task an item needs next, and when."""
+
+    task: str            # submit | poll | download | reconcile
+    batch: str
+    item_id: str
+    countdown: float = 0.0
+
+
+# --- feeding: items wait in line for a slot of their provider's concurrency -----------------
+
+def feed(ctx: WorkerContext, provider: str, default_limit: int = 5) -> list[Next]:
+    """Hand free slots to the items waiting longest. Each gets a submit task holding its slot."""
+    slots, ready = ctx.slots(provider), []
+    while (who := slots.next_waiting()) is not None:
+        if not slots.acquire(who, default_limit):
+            slots.wait([who], front=True)
+            break
+        batch, item_id = split_holder(who)
+        ready.append(Next("submit", batch, item_id))
+    return ready
+
+
+def release(ctx: WorkerContext, provider: str, batch: str, item_id: str) -> list[Next]:
+    """Give the item's slot back and hand it to the next waiting item."""
+    ctx.slots(provider).release(holder(batch, item_id))
+    return feed(ctx, provider)
+
+
+def requeue(ctx: WorkerContext, provider: str, batch: str, item_id: str) -> list[Next]:
+    """Put a pending item back in line (after a remote failure or a refused submit)."""
+    ctx.slots(provider).wait([holder(batch, item_id)])
+    return release(ctx, provider, batch, item_id)
+
+
+# --- submit --------------------------------------------------------------------------------
+
+def submit(ctx: WorkerContext, batch: str, item_id: str) -> list[Next]:
+    store = ctx.store
+    meta, rec = store.batch(batch), store.item(batch, item_id)
+    if rec is None or meta is None or rec.state is not S.PENDING:
+        return _release_if_idle(ctx, meta, rec, batch, item_id)
+    if meta.cancelled:
+        store.transition(batch, item_id, S.CANCELLED, [S.PENDING], error="batch cancelled")
+        return release(ctx, meta.provider, batch, item_id)
+    if not _reserve_budget(ctx, meta, rec):
+        return release(ctx, meta.provider, batch, item_id)
+    wait = ctx.rate(meta.provider).take(meta.requests_per_minute)
+    if wait:
+        _unreserve(ctx, meta, rec)
+        return [Next("submit", batch, item_id, wait)]
+    return _send(ctx, meta, rec)
+
+
+def _release_if_idle(ctx, meta, rec, batch, item_id) -> list[Next]:
+    """A duplicate or stale submit: free the slot it was handed unless the item is in flight."""
+    if meta and (rec is None or rec.state not in (S.SUBMITTING, S.QUEUED, S.RUNNING)):
+        return release(ctx, meta.provider, batch, item_id)
+    return []
+
+
+def _reserve_budget(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord) -> bool:
+    if meta.max_cost_usd is None:
+        return True
+    key = ctx.store._k(meta.name, "meta")
+    committed = ctx.store.r.hincrbyfloat(key, "committed_usd", rec.item.estimated_cost_usd)
+    if committed <= meta.max_cost_usd + 1e-9:
+        return True
+    ctx.store.r.hincrbyfloat(key, "committed_usd", -rec.item.estimated_cost_usd)
+    ctx.store.clear_due(meta.name, rec.item_id)  # parked until the limit is raised
+    ctx.store.update(meta.name, rec.item_id, error_kind="budget",
+                     error=f"waiting: submitting it would pass max_cost_usd {meta.max_cost_usd}")
+    return False
+
+
+def _unreserve(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord) -> None:
+    if meta.max_cost_usd is not None:
+        ctx.store.r.hincrbyfloat(ctx.store._k(meta.name, "meta"), "committed_usd",
+                                 -rec.item.estimated_cost_usd)
+
+
+def _send(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord) -> list[Next]:
+    store, batch, item_id = ctx.store, meta.name, rec.item_id
+    try:
+        store.transition(batch, item_id, S.SUBMITTING, [S.PENDING], incr={"attempts": 1},
+                         submitted_at=time.time(), error_kind=None, error=None)
+    except TransitionRefused:
+        _unreserve(ctx, meta, rec)
+        return []  # a duplicate submit task: the other one is sending it
+    resolve = _resolver(ctx)
+    try:
+        generation_id = ctx.provider(meta.provider).submit(provider_request(rec.item, resolve))
+    except errors.SubmitOutcomeUnknown as exc:
+        store.record_attempt(batch, item_id, exc.kind, str(exc))
+        return [Next("reconcile", batch, item_id, RECONCILE_AFTER_S)]
+    except errors.TransientProviderError as exc:
+        return _submit_refused(ctx, meta, rec, exc)
+    except (errors.PermanentProviderError, errors.ManifestError) as exc:
+        _unreserve(ctx, meta, rec)
+        return fail(ctx, meta, item_id, exc, [S.SUBMITTING])
+    store.transition(batch, item_id, S.QUEUED, [S.SUBMITTING], generation_id=generation_id)
+    return [Next("poll", batch, item_id, poll_policy(ctx, meta, rec).first_delay())]
+
+
+def _resolver(ctx: WorkerContext):
+    limit = ctx.settings.max_data_uri_bytes
+    return lambda ref: ref if is_url(ref) else to_data_uri(Path(ref), limit)
+
+
+def _submit_refused(ctx, meta: BatchMeta, rec: ItemRecord, exc) -> list[Next]:
+    """Nothing was created (429, 503, no connection): back to pending, try again after a backoff."""
+    _unreserve(ctx, meta, rec)
+    retries = _count_transient(ctx, meta.name, rec.item_id, exc)
+    ctx.store.transition(meta.name, rec.item_id, S.PENDING, [S.SUBMITTING],
+                         incr={"attempts": -1}, error_kind=exc.kind, error=str(exc))
+    if retries > MAX_TRANSIENT_RETRIES:
+        return fail(ctx, meta, rec.item_id, exc, [S.PENDING])
+    delay = RETRY.backoff(retries, getattr(exc, "retry_after", None))
+    return [Next("submit", meta.name, rec.item_id, delay)]
+
+
+def _count_transient(ctx, batch: str, item_id: str, exc) -> int:
+    ctx.store.record_attempt(batch, item_id, exc.kind, str(exc))
+    return ctx.store.r.hincrby(ctx.store.item_key(batch, item_id), "transient_retries", 1)
+
+
+# --- reconcile: a submit whose answer was lost ----------------------------------------------
+
+def reconcile(ctx: WorkerContext, batch: str, item_id: str) -> list[Next]:
+    """Find the generation a lost submit may have created; resubmit only when there is none.
+
+    Providers that can list recent generations (Oxen, the simulator) are asked for one whose echoed
+    model and prompt match, created after the submit started. Where no such list exists (the AI/ML
+    API) the item fails with kind ``submit_unknown``: `reelbatch retry --kind submit_unknown`
+    resubmits it, a decision left to the person paying for it."""
+    store = ctx.store
+    meta, rec = store.batch(batch), store.item(batch, item_id)
+    if meta is None or rec is None or rec.state is not S.SUBMITTING:
+        return []
+    client = ctx.provider(meta.provider)
+    finder = getattr(client, "find_generation", None)
+    if finder is None:
+        exc = errors.SubmitOutcomeUnknown(meta.provider, None, None,
+                                          "submit sent but unanswered; the provider cannot be asked")
+        return fail(ctx, meta, item_id, exc, [S.SUBMITTING])
+    request = provider_request(rec.item, _resolver(ctx))
+    try:
+        found = finder(request, since=(rec.submitted_at or 0) - 5)
+    except errors.TransientProviderError:
+        return [Next("reconcile", batch, item_id, RETRY.backoff(1))]
+    if found:
+        store.transition(batch, item_id, S.QUEUED, [S.SUBMITTING], generation_id=found)
+        return [Next("poll", batch, item_id, 0)]
+    store.transition(batch, item_id, S.PENDING, [S.SUBMITTING], incr={"attempts": -1})
+    _unreserve(ctx, meta, rec)
+    return [Next("submit", batch, item_id, 0)]
+
+
+# --- poll ----------------------------------------------------------------------------------
+
+def poll(ctx: WorkerContext, batch: str, item_id: str) -> list[Next]:
+    store = ctx.store
+    meta, rec = store.batch(batch), store.item(batch, item_id)
+    if meta is None or rec is None or rec.state not in (S.QUEUED, S.RUNNING):
+        return []
+    ctx.slots(meta.provider).renew(holder(batch, item_id))
+    try:
+        generation = ctx.provider(meta.provider).get(rec.generation_id)
+    except errors.TransientProviderError as exc:
+        retries = _count_transient(ctx, batch, item_id, exc)
+        return [Next("poll", batch, item_id, RETRY.backoff(min(retries, 6), getattr(exc, "retry_after", None)))]
+    except errors.PermanentProviderError as exc:
+        return fail(ctx, meta, item_id, exc, [S.QUEUED, S.RUNNING])
+    return observe(ctx, meta, rec, generation)
+
+
+def observe(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord, g: Generation) -> list[Next]:
+    """Act on what the provider says about a generation (from a poll or from an event)."""
+    batch, item_id = meta.name, rec.item_id
+    if g.status is RemoteStatus.SUCCEEDED:
+        return _finished(ctx, meta, rec, g)
+    if g.status is RemoteStatus.FAILED:
+        return _remote_failed(ctx, meta, rec, g)
+    if g.status is RemoteStatus.CANCELLED:
+        ctx.store.transition(batch, item_id, S.CANCELLED, [S.QUEUED, S.RUNNING],
+                             error="cancelled at the provider")
+        return release(ctx, meta.provider, batch, item_id)
+    if g.status is RemoteStatus.RUNNING and rec.state is S.QUEUED:
+        ctx.store.transition(batch, item_id, S.RUNNING, [S.QUEUED],
+                             remote_started_at=g.started_at or time.time())
+    elapsed = time.time() - (rec.submitted_at or time.time())
+    return [Next("poll", batch, item_id, poll_policy(ctx, meta, rec).next_delay(elapsed))]
+
+
+def _finished(ctx, meta: BatchMeta, rec: ItemRecord, g: Generation) -> list[Next]:
+    try:
+        ctx.store.transition(meta.name, rec.item_id, S.DOWNLOADING, [S.QUEUED, S.RUNNING],
+                             video_url=g.video_url, cost_usd=g.cost_usd, detected_at=time.time(),
+                             remote_started_at=g.started_at, remote_completed_at=g.completed_at)
+    except TransitionRefused:
+        return []  # another poll or the event stream got there first
+    return [Next("download", meta.name, rec.item_id)] + release(ctx, meta.provider, meta.name, rec.item_id)
+
+
+def _remote_failed(ctx, meta: BatchMeta, rec: ItemRecord, g: Generation) -> list[Next]:
+    exc = errors.GenerationFailed(meta.provider, None, None, g.error or "generation failed")
+    ctx.store.record_attempt(meta.name, rec.item_id, exc.kind, str(exc))
+    if rec.attempts >= meta.max_attempts:
+        return fail(ctx, meta, rec.item_id, exc, [S.QUEUED, S.RUNNING])
+    try:
+        ctx.store.transition(meta.name, rec.item_id, S.PENDING, [S.QUEUED, S.RUNNING],
+                             error_kind=exc.kind, error=str(exc), generation_id=None)
+    except TransitionRefused:
+        return []
+    _unreserve(ctx, meta, rec)
+    return requeue(ctx, meta.provider, meta.name, rec.item_id)
+
+
+def poll_policy(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord) -> PollPolicy:
+    expected = meta.first_after_s if meta.first_after_s is not None else 60.0 * 5
+    return PollPolicy(expected_s=expected, early_s=meta.first_after_s,
+                      min_interval_s=meta.min_interval_s, max_interval_s=meta.max_interval_s)
+
+
+# --- download ------------------------------------------------------------------------------
+
+def fetch(ctx: WorkerContext, batch: str, item_id: str) -> list[Next]:
+    store = ctx.store
+    meta, rec = store.batch(batch), store.item(batch, item_id)
+    if meta is None or rec is None or rec.state is not S.DOWNLOADING:
+        return []
+    try:
+        stored = download(rec.video_url, Path(meta.output), results.file_name(rec),
+                          ctx.download_client, ctx.settings)
+    except errors.ResultUrlExpired:
+        return _refresh_url(ctx, meta, rec)
+    except errors.StorageError as exc:
+        retries = _count_transient(ctx, batch, item_id, exc)
+        if retries > MAX_TRANSIENT_RETRIES:
+            return fail(ctx, meta, item_id, exc, [S.DOWNLOADING])
+        return [Next("download", batch, item_id, RETRY.backoff(min(retries, 5)))]
+    try:
+        store.transition(batch, item_id, S.SUCCEEDED, [S.DOWNLOADING], file=stored.path.name,
+                         sha256=stored.sha256, bytes=stored.bytes, completed_at=time.time())
+    except TransitionRefused:
+        return []
+    if rec.cost_usd:
+        store.add_cost(batch, rec.cost_usd)
+    results.record(meta, store.item(batch, item_id))
+    return []
+
+
+def _refresh_url(ctx, meta: BatchMeta, rec: ItemRecord) -> list[Next]:
+    """The result URL expired: ask the provider for the row again, which carries a fresh one."""
+    try:
+        g = ctx.provider(meta.provider).get(rec.generation_id)
+    except errors.TransientProviderError as exc:
+        retries = _count_transient(ctx, meta.name, rec.item_id, exc)
+        return [Next("download", meta.name, rec.item_id, RETRY.backoff(min(retries, 5)))]
+    except errors.PermanentProviderError as exc:
+        return fail(ctx, meta, rec.item_id, exc, [S.DOWNLOADING])
+    if g.video_url and g.video_url != rec.video_url:
+        ctx.store.update(meta.name, rec.item_id, video_url=g.video_url)
+        return [Next("download", meta.name, rec.item_id)]
+    exc = errors.ResultUrlExpired("the result URL expired and the provider gave no fresh one")
+    return fail(ctx, meta, rec.item_id, exc, [S.DOWNLOADING])
+
+
+# --- endings -------------------------------------------------------------------------------
+
+def fail(ctx, meta: BatchMeta, item_id: str, exc: Exception, expected) -> list[Next]:
+    kind = getattr(exc, "kind", "error")
+    ctx.store.record_attempt(meta.name, item_id, kind, str(exc))
+    try:
+        ctx.store.transition(meta.name, item_id, S.FAILED, expected, error_kind=kind,
+                             error=str(exc), completed_at=time.time())
+    except TransitionRefused:
+        return []
+    results.record(meta, ctx.store.item(meta.name, item_id))
+    return release(ctx, meta.provider, meta.name, item_id)
+

@@ -1,0 +1,63 @@
+"""The Celery tasks: thin. Each checks its delivery count, runs one step and sends what comes next.
+Arguments are a batch name and an item id: no secrets, no payloads."""
+
+from __future__ import annotations
+
+import logging
+
+from jobs import errors
+from jobs.state import ItemState
+from worker import steps
+from worker.app import app
+from worker.context import context
+from worker.dispatch import dispatch
+
+log = logging.getLogger("reelbatch.worker")
+
+
+def _delivered_too_often(task) -> bool:
+    """Our own redelivery cap: a message that keeps killing its worker fails its item."""
+    ctx = context()
+    key = f"rb:deliv:{task.request.id}"
+    pipe = ctx.store.r.pipeline()
+    pipe.incr(key)
+    pipe.expire(key, 86400)
+    count, _ = pipe.execute()
+    return count > ctx.settings.redelivery_cap
+
+
+def _run(task, step, batch: str, item_id: str) -> None:
+    ctx = context()
+    if _delivered_too_often(task):
+        _poison(ctx, batch, item_id)
+        return
+    nexts = step(ctx, batch, item_id)
+    dispatch(app, ctx.store, nexts, ctx.settings.max_countdown_s)
+
+
+def _poison(ctx, batch: str, item_id: str) -> None:
+    meta, rec = ctx.store.batch(batch), ctx.store.item(batch, item_id)
+    if meta and rec and rec.state not in (ItemState.SUCCEEDED, ItemState.FAILED, ItemState.CANCELLED):
+        exc = errors.StorageError(f"task delivered more than {ctx.settings.redelivery_cap} times")
+        dispatch(app, ctx.store, steps.fail(ctx, meta, item_id, exc, [rec.state]),
+                 ctx.settings.max_countdown_s)
+
+
+@app.task(name="reelbatch.submit", bind=True)
+def submit_item(self, batch: str, item_id: str) -> None:
+    _run(self, steps.submit, batch, item_id)
+
+
+@app.task(name="reelbatch.poll", bind=True)
+def poll_item(self, batch: str, item_id: str) -> None:
+    _run(self, steps.poll, batch, item_id)
+
+
+@app.task(name="reelbatch.download", bind=True)
+def download_item(self, batch: str, item_id: str) -> None:
+    _run(self, steps.fetch, batch, item_id)
+
+
+@app.task(name="reelbatch.reconcile", bind=True)
+def reconcile_item(self, batch: str, item_id: str) -> None:
+    _run(self, steps.reconcile, batch, item_id)
