@@ -1,0 +1,391 @@
+"""Expansion: every item x vars combination x matrix combination x repeat sample becomes one Item,
+with a readable, stable id and a content key (the hash of what is generated)."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import itertools
+import json
+import math
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from jobs import inputs
+from jobs.catalog import ModelSpec, catalog, check_params, media_refs, price_per_second
+from jobs.errors import ManifestError
+from jobs.item import Element, Item, Params
+from jobs.manifest import (Manifest, ParamSpec, YamlPath, _safe_id, dotted, read_text,
+                           validation_error)
+from jobs.settings import Settings
+
+Where = tuple[str, int | None, str]  # file, line, field
+PARAM_NAMES = frozenset(ParamSpec.model_fields)
+TEMPLATED = ("prompt", "start_image", "end_image", "video")
+PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+MATRIX_TAGS = {"prompt": "p", "start_image": "img", "end_image": "end", "video": "vid"}
+ROW_FORMATS = (".csv", ".jsonl", ".ndjson")
+MAX_ID_CHARS = 200
+
+
+@dataclass(frozen=True)
+class Source:
+    """One item before expansion: an entry of ``items`` or a row of ``items_from``."""
+
+    id: str
+    values: dict[str, Any]
+    origins: dict[str, Where]
+    where: Where
+    vars: dict[str, tuple]
+    from_row: bool = False
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One matrix combination: its id label, the parameters it sets, and where they come from."""
+
+    label: tuple[str, ...]
+    values: dict[str, Any]
+    origins: dict[str, Where]
+
+
+def at(exc: ManifestError, where: Where) -> ManifestError:
+    """``exc`` placed at ``where``; a field named by ``exc`` is appended to the location's."""
+    file, line, field = where
+    suffix = exc.field if exc.field and not field.endswith(exc.field) else ""
+    return ManifestError(exc.message, file, line, ".".join(p for p in (field, suffix) if p))
+
+
+# --- sources: explicit items ---
+
+def _origins(manifest: Manifest, prefix: YamlPath, names) -> dict[str, Where]:
+    file = str(manifest.source)
+    return {n: (file, manifest.line_of((*prefix, n)), dotted((*prefix, n))) for n in names}
+
+
+def _as_tuple(value: Any) -> tuple:
+    return tuple(value) if isinstance(value, list) else (value,)
+
+
+def _item_sources(manifest: Manifest, defaults: dict, origins: dict) -> Iterator[Source]:
+    for index, spec in enumerate(manifest.items):
+        path = ("items", index)
+        given = spec.given()
+        given.pop("id"), given.pop("vars", None)
+        for name, values in spec.vars.items():
+            if isinstance(values, list) and not values:
+                raise manifest.error("empty list; expected at least one value", (*path, "vars", name))
+        where = (str(manifest.source), manifest.line_of(path), dotted(path))
+        yield Source(spec.id, {**defaults, **given},
+                     {**origins, **_origins(manifest, path, given)}, where,
+                     {k: _as_tuple(v) for k, v in spec.vars.items()})
+
+
+# --- sources: items_from rows ---
+
+def _csv_rows(text: str, path: Path) -> Iterator[tuple[int, dict]]:
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    for row in reader:
+        if None in row:
+            raise ManifestError("more values than the header has columns", str(path),
+                                reader.line_num, "row")
+        if "images" in row and row["images"]:
+            row["images"] = [part.strip() for part in row["images"].split("|")]
+        yield reader.line_num, row
+
+
+def _jsonl_rows(text: str, path: Path) -> Iterator[tuple[int, dict]]:
+    for line, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            row = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ManifestError(f"invalid JSON: {exc.msg}", str(path), line, "row") from None
+        if not isinstance(row, dict):
+            raise ManifestError("a row must be a JSON object", str(path), line, "row")
+        yield line, row
+
+
+def _rows_file(manifest: Manifest) -> Path:
+    path = (manifest.folder / manifest.items_from).resolve()
+    if path.suffix.lower() not in ROW_FORMATS:
+        raise manifest.error(f"{path.name}: expected a .csv or .jsonl file", ("items_from",))
+    if not path.is_file():
+        raise manifest.error(f"file not found: {path}", ("items_from",))
+    return path
+
+
+def _row_params(row: dict, path: Path, line: int) -> dict:
+    given = {k: v for k, v in row.items() if k in PARAM_NAMES and v not in (None, "")}
+    try:
+        return ParamSpec.model_validate(given).given()
+    except ValidationError as exc:
+        locate = lambda loc, message: ManifestError(message, str(path), line, dotted(loc))  # noqa: E731
+        raise validation_error(exc, locate) from None
+
+
+def _row_id(row: dict, path: Path, line: int, index: int) -> str:
+    try:
+        return _safe_id(str(row.get("id") or f"{path.stem}-{index}"))
+    except ValueError as exc:
+        raise ManifestError(str(exc), str(path), line, "id") from None
+
+
+def _row_sources(manifest: Manifest, settings: Settings, defaults: dict,
+                 origins: dict) -> Iterator[Source]:
+    path = _rows_file(manifest)
+    text = read_text(path, settings.max_items_from_bytes, "max_items_from_bytes")
+    rows = _jsonl_rows(text, path) if path.suffix.lower() != ".csv" else _csv_rows(text, path)
+    for index, (line, row) in enumerate(rows, start=1):
+        params = _row_params(row, path, line)
+        here = {name: (str(path), line, name) for name in params}
+        scalars = {k: (v,) for k, v in row.items() if isinstance(v, str | int | float | bool)}
+        yield Source(_row_id(row, path, line, index), {**defaults, **params}, {**origins, **here},
+                     (str(path), line, ""), scalars, from_row=True)
+
+
+def sources(manifest: Manifest, settings: Settings) -> list[Source]:
+    defaults = manifest.defaults.given()
+    origins = _origins(manifest, ("defaults",), defaults)
+    found = list(_item_sources(manifest, defaults, origins))
+    if manifest.items_from:
+        found += _row_sources(manifest, settings, defaults, origins)
+    return found
+
+
+# --- counting (before expanding) ---
+
+def count_items(manifest: Manifest, found: list[Source]) -> int:
+    per_matrix = sum(math.prod(len(v) for v in s.vars.values()) for s in found)
+    return per_matrix * math.prod(len(v) for v in manifest.matrix.values()) * manifest.repeat
+
+
+def _check_cap(manifest: Manifest, count: int, cap: int) -> None:
+    if count > cap:
+        where = "matrix" if manifest.matrix else "repeat" if manifest.repeat > 1 else "items"
+        raise manifest.error(f"expands to {count:,} items, more than max_items ({cap:,}); "
+                             "shrink the matrix, repeat or vars, or raise max_items", (where,))
+
+
+# --- variants ---
+
+def _matrix_label(name: str, value: Any, index: int) -> str:
+    if name == "duration":
+        return f"d{value}"
+    if name == "aspect_ratio":
+        return "ar" + sanitise(str(value).replace(":", "x"))
+    if name == "keep_audio":
+        return "audio" if value else "mute"
+    return f"{MATRIX_TAGS[name]}{index + 1}"
+
+
+def _matrix_value(manifest: Manifest, name: str, index: int, value: Any) -> Any:
+    try:
+        return ParamSpec.model_validate({name: value}).given()[name]
+    except ValidationError as exc:
+        path = ("matrix", name, index)
+        raise validation_error(exc, lambda _loc, msg: manifest.error(msg, path)) from None
+
+
+def variants(manifest: Manifest) -> list[Variant]:
+    axes = []
+    for name, values in manifest.matrix.items():
+        axes.append([(name, i, _matrix_value(manifest, name, i, v)) for i, v in enumerate(values)])
+    found = []
+    for combo in itertools.product(*axes):
+        found.append(Variant(
+            tuple(_matrix_label(n, v, i) for n, i, v in combo),
+            {n: v for n, _, v in combo},
+            {n: (str(manifest.source), manifest.line_of(("matrix", n, i)), f"matrix.{n}[{i}]")
+             for n, i, _ in combo}))
+    return found
+
+
+def _var_combos(source: Source) -> Iterator[tuple[tuple[str, ...], dict[str, Any]]]:
+    names = list(source.vars)
+    for combo in itertools.product(*(enumerate(source.vars[n]) for n in names)):
+        label = tuple(_var_label(n, v, i) for n, (i, v) in zip(names, combo)
+                      if len(source.vars[n]) > 1)
+        yield label, {n: v for n, (_, v) in zip(names, combo)}
+
+
+def _var_label(name: str, value: Any, index: int) -> str:
+    text = sanitise(str(value))
+    return text if text and len(text) <= 24 else f"{sanitise(name)}{index + 1}"
+
+
+# --- placeholders and media ---
+
+def fill(text: str, env: dict[str, Any], missing: Callable[[str], ManifestError]) -> str:
+    """``text`` with every ``{name}`` replaced from ``env``."""
+    if "{" not in text:
+        return text
+
+    def value(match: re.Match) -> str:
+        if match[1] not in env:
+            raise missing(match[1])
+        return str(env[match[1]])
+
+    return PLACEHOLDER.sub(value, text)
+
+
+def _filled(source: Source, env: dict[str, Any]) -> dict[str, Any]:
+    values = dict(source.values)
+    for name in TEMPLATED:
+        if isinstance(values.get(name), str):
+            values[name] = fill(values[name], env, lambda p, n=name: _undefined(source, n, p))
+    if values.get("images"):
+        values["images"] = tuple(fill(r, env, lambda p: _undefined(source, "images", p))
+                                 for r in values["images"])
+    return values
+
+
+def _undefined(source: Source, field: str, name: str) -> ManifestError:
+    if source.from_row:
+        file, line, _ = source.where
+        return ManifestError(f"the row has no column {name!r}, which {{{name}}} in {field} needs",
+                             file, line, name)
+    return at(ManifestError(f"undefined placeholder {{{name}}}; expected a var named {name}"),
+              source.origins.get(field, source.where))
+
+
+class MediaChecker:
+    """Checks each distinct image or video reference once and turns local paths absolute."""
+
+    def __init__(self, base_dir: Path, formats: tuple[str, ...]):
+        self.base_dir, self.formats = base_dir, formats
+        self.seen: dict[tuple[str, bool], str] = {}
+
+    def resolve(self, ref: str, is_image: bool) -> str:
+        key = (ref, is_image)
+        if key not in self.seen:
+            self.seen[key] = self._check(ref, is_image)
+        return self.seen[key]
+
+    def _check(self, ref: str, is_image: bool) -> str:
+        if inputs.is_url(ref):
+            if is_image:
+                inputs.check_image_url(ref, self.formats)
+            return ref
+        path = inputs.local_path(ref, self.base_dir)
+        if is_image:
+            inputs.check_local_image(path, self.formats)
+        else:
+            inputs.check_local_video(path)
+        return str(path)
+
+    def resolved(self, values: dict[str, Any]) -> dict[str, Any]:
+        values = dict(values)
+        for name in ("start_image", "end_image"):
+            if values.get(name):
+                values[name] = self.resolve(values[name], True)
+        if values.get("video"):
+            values["video"] = self.resolve(values["video"], False)
+        if values.get("images"):
+            values["images"] = tuple(self.resolve(r, True) for r in values["images"])
+        if values.get("elements"):
+            values["elements"] = tuple(self._element(e) for e in values["elements"])
+        return values
+
+    def _element(self, element: Element) -> Element:
+        return Element(frontal_image=self.resolve(element.frontal_image, True),
+                       reference_images=tuple(self.resolve(r, True)
+                                              for r in element.reference_images))
+
+
+# --- ids and keys ---
+
+def sanitise(text: str) -> str:
+    """``text`` reduced to letters, digits, '_' and '-' (safe inside a file name)."""
+    return UNSAFE.sub("-", text).strip("-")
+
+
+def item_id(parts: tuple[str, ...]) -> str:
+    text = ".".join(p for p in parts if p)
+    if len(text) <= MAX_ID_CHARS:
+        return text
+    digest = hashlib.sha256(text.encode()).hexdigest()[:12]
+    return f"{text[:MAX_ID_CHARS - 13]}.{digest}"
+
+
+def content_key(provider: str, model: str, params_json: str, sample: int) -> str:
+    """The identity of the work itself: same provider, model, parameters and sample, same key."""
+    text = f"{provider}\n{model}\n{params_json}\n{sample}"
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+# --- expansion ---
+
+@dataclass
+class Expander:
+    manifest: Manifest
+    spec: ModelSpec
+    price: float
+    media: MediaChecker
+
+    def checked(self, source: Source, variant: Variant, env: dict[str, Any]) -> dict[str, Any]:
+        values = {**_filled(source, env), **variant.values}
+        origins = {**source.origins, **variant.origins}
+        try:
+            values = self.media.resolved(values)
+        except ManifestError as exc:
+            raise self._locate(exc, source, origins) from None
+        try:
+            check_params(self.spec, values)
+        except ManifestError as exc:
+            raise self._locate(exc, source, origins) from None
+        return values
+
+    @staticmethod
+    def _locate(exc: ManifestError, source: Source, origins: dict[str, Where]) -> ManifestError:
+        where = origins.get(exc.field) if exc.field else None
+        return at(exc, where or source.where)
+
+    def items(self, source: Source, label: tuple[str, ...], values: dict) -> Iterator[Item]:
+        m = self.manifest
+        params = Params.model_construct(**values)
+        params_json = params.model_dump_json()
+        seconds = values.get("duration") or self.spec.default_duration
+        for sample in range(1, m.repeat + 1):
+            tag = (f"s{sample}",) if m.repeat > 1 else ()
+            yield Item.model_construct(
+                item_id=item_id((source.id, *label, *tag)), source_id=source.id,
+                content_key=content_key(m.provider, self.spec.name, params_json, sample),
+                provider=m.provider, model=self.spec.name, provider_model=self.spec.ids[m.provider],
+                params=params, sample=sample, video_seconds=seconds,
+                estimated_cost_usd=round(seconds * self.price, 6))
+
+
+def _add_unique(item: Item, where: Where, seen: dict[str, Where], out: list[Item]) -> None:
+    first = seen.get(item.item_id)
+    if first is not None:
+        raise ManifestError(f"duplicate item id {item.item_id!r}; {first[2] or 'a row'} (line "
+                            f"{first[1]}) makes it too", where[0], where[1], where[2] or "id")
+    seen[item.item_id] = where
+    out.append(item)
+
+
+def expand(manifest: Manifest, settings: Settings) -> list[Item]:
+    """Every item the manifest describes, validated against the model catalogue."""
+    spec = catalog().model_for(manifest.provider, manifest.model)
+    found = sources(manifest, settings)
+    _check_cap(manifest, count_items(manifest, found), settings.max_items)
+    expander = Expander(manifest, spec, price_per_second(manifest.provider, spec,
+                                                         settings.price_overrides),
+                        MediaChecker(manifest.folder, spec.image_formats))
+    all_variants, seen, out = variants(manifest), {}, []
+    for source in found:
+        for var_label, env in _var_combos(source):
+            for variant in all_variants:
+                values = expander.checked(source, variant, env)
+                for item in expander.items(source, (*var_label, *variant.label), values):
+                    _add_unique(item, source.where, seen, out)
+    return out

@@ -1,0 +1,306 @@
+"""The batch manifest: pydantic models, and YAML loading that remembers the line of every value."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr,
+                      ValidationError, model_validator)
+
+from jobs.catalog import catalog
+from jobs.errors import ManifestError
+from jobs.item import Element
+
+YamlPath = tuple[str | int, ...]
+ALIAS_BUDGET = 20
+MATRIX_PARAMS = ("prompt", "start_image", "end_image", "video", "aspect_ratio", "duration",
+                 "keep_audio")
+SAFE_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
+SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}")
+Scalar = str | int | float | bool
+
+
+def _safe_id(value: str) -> str:
+    if not SAFE_ID.fullmatch(value) or ".." in value or len(value) > 120:
+        raise ValueError(f"{value!r} is not a safe id; expected letters, digits, '.', '_' and '-' "
+                         "(no '..', no '/', at most 120 characters)")
+    return value
+
+
+def _ratio_from_sexagesimal(value: Any) -> Any:
+    """YAML 1.1 reads an unquoted 16:9 as the base-60 integer 969: give the ratio back."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 60:
+        return f"{value // 60}:{value % 60}"
+    return value
+
+
+SafeId = Annotated[str, AfterValidator(_safe_id)]
+AspectRatio = Annotated[str, BeforeValidator(_ratio_from_sexagesimal)]
+
+
+class ParamSpec(BaseModel):
+    """Neutral generation parameters as written in the manifest (defaults, an item, a row)."""
+
+    model_config = ConfigDict(extra="forbid")
+    prompt: str | None = None
+    start_image: str | None = None
+    end_image: str | None = None
+    images: list[str] | None = None
+    elements: list[Element] | None = None
+    video: str | None = None
+    aspect_ratio: AspectRatio | None = None
+    duration: int | None = None
+    keep_audio: bool | None = None
+    raw: dict[str, Any] | None = None
+
+    def given(self) -> dict[str, Any]:
+        """The parameters this spec sets, lists as tuples."""
+        values = {name: getattr(self, name) for name in self.model_fields_set}
+        for name in ("images", "elements"):
+            if values.get(name) is not None:
+                values[name] = tuple(values[name])
+        return {k: v for k, v in values.items() if v is not None}
+
+
+class ItemSpec(ParamSpec):
+    id: SafeId
+    vars: dict[str, list[Scalar] | Scalar] = Field(default_factory=dict)
+
+
+class Limits(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    max_concurrency: int = Field(5, ge=1)
+    requests_per_minute: int = Field(60, ge=1)
+    max_cost_usd: float | None = Field(None, ge=0)
+
+
+class RetrySettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    max_attempts: int = Field(3, ge=1, le=100)
+
+
+class PollingSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    first_after_s: float | None = Field(None, ge=0)
+    min_interval_s: float = Field(5, gt=0)
+    max_interval_s: float = Field(60, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PollingSettings:
+        if self.max_interval_s < self.min_interval_s:
+            raise ValueError("max_interval_s must be at least min_interval_s")
+        return self
+
+
+class Manifest(BaseModel):
+    """A batch manifest (DESIGN.md section 1). ``source`` is the file it was read from."""
+
+    model_config = ConfigDict(extra="forbid")
+    version: Literal[1]
+    name: Annotated[str, AfterValidator(_safe_id)]
+    provider: str
+    model: str
+    output: Path
+    defaults: ParamSpec = Field(default_factory=ParamSpec)
+    matrix: dict[str, list[Any]] = Field(default_factory=dict)
+    repeat: int = Field(1, ge=1)
+    items: list[ItemSpec] = Field(default_factory=list)
+    items_from: str | None = None
+    limits: Limits = Field(default_factory=Limits)
+    retry: RetrySettings = Field(default_factory=RetrySettings)
+    polling: PollingSettings = Field(default_factory=PollingSettings)
+    source: Path = Path("<manifest>")
+    _lines: dict[YamlPath, int] = PrivateAttr(default_factory=dict)
+
+    @property
+    def folder(self) -> Path:
+        return self.source.parent
+
+    def line_of(self, path: YamlPath) -> int | None:
+        """The manifest line of ``path``, or of its nearest enclosing value."""
+        return _nearest(self._lines, path)
+
+    def error(self, message: str, path: YamlPath) -> ManifestError:
+        return ManifestError(message, str(self.source), self.line_of(path), dotted(path))
+
+
+USER_KEYS = tuple(k for k in Manifest.model_fields if k != "source")
+KNOWN_KEYS = sorted({*USER_KEYS, *ItemSpec.model_fields, *Limits.model_fields,
+                     *RetrySettings.model_fields, *PollingSettings.model_fields,
+                     *Element.model_fields})
+
+
+def dotted(path: YamlPath) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return text.lstrip(".")
+
+
+# --- YAML with line numbers ---
+
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    """Fast YAML (libyaml when present); safe types only."""
+
+
+def _count_aliases(text: str) -> None:
+    aliases = 0
+    for event in yaml.parse(text, Loader=_Loader):
+        aliases += isinstance(event, yaml.AliasEvent)
+        if aliases > ALIAS_BUDGET:
+            line = event.start_mark.line + 1 if event.start_mark else None
+            raise ManifestError(f"more than {ALIAS_BUDGET} YAML aliases; anchors and aliases are "
+                                "limited to keep manifests small", line=line, field="yaml")
+
+
+def _record_lines(node: yaml.Node, path: YamlPath, lines: dict[YamlPath, int], seen: set) -> None:
+    if id(node) in seen:
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            child = (*path, key.value)
+            lines[child] = key.start_mark.line + 1
+            _record_lines(value, child, lines, seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, value in enumerate(node.value):
+            lines[(*path, index)] = value.start_mark.line + 1
+            _record_lines(value, (*path, index), lines, seen)
+
+
+def parse_yaml(text: str) -> tuple[Any, dict[YamlPath, int]]:
+    """The document and a map from each key path to its line (1-based)."""
+    try:
+        _count_aliases(text)
+        node = yaml.compose(text, Loader=_Loader)
+        data = yaml.constructor.SafeConstructor().construct_document(node) if node else None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        raise ManifestError(f"invalid YAML: {exc.problem or exc.context}",
+                            line=mark.line + 1 if mark else None, field="yaml") from None
+    except yaml.YAMLError as exc:
+        raise ManifestError(f"invalid YAML: {exc}", field="yaml") from None
+    lines: dict[YamlPath, int] = {}
+    if node is not None:
+        _record_lines(node, (), lines, set())
+    return data, lines
+
+
+def read_text(path: Path, max_bytes: int, what: str = "max_manifest_bytes") -> str:
+    """The file as UTF-8 text, refusing files over ``max_bytes``."""
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise ManifestError(f"{size} bytes is more than {what} ({max_bytes})", str(path))
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ManifestError(f"cannot read the file: {exc.strerror}", str(path)) from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise ManifestError(f"not UTF-8 (byte 0x{data[exc.start]:02x}); save the file as UTF-8",
+                            str(path), line, "encoding") from None
+
+
+# --- validation errors to one line ---
+
+def _message(error: dict) -> str:
+    if error["type"] == "extra_forbidden":
+        key = str(error["loc"][-1])
+        close = difflib.get_close_matches(key, KNOWN_KEYS, n=1)
+        return f"unknown key {key!r}" + (f"; did you mean {close[0]}?" if close else "")
+    if error["type"] == "literal_error":
+        return f"got {error['input']!r}; expected {error['ctx']['expected']}"
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "missing":
+        return "missing; this field is required"
+    return f"{message} (got {error['input']!r})" if _short(error.get("input")) else message
+
+
+def _short(value: Any) -> bool:
+    return isinstance(value, str | int | float) and len(repr(value)) <= 60
+
+
+TYPE_TAGS = {"str", "int", "float", "bool"}
+
+
+def _loc(error: dict) -> YamlPath:
+    """The error location without pydantic's union branch names."""
+    return tuple(p for p in error["loc"]
+                 if isinstance(p, int) or not (p in TYPE_TAGS or p.startswith(("list[", "union["))))
+
+
+def validation_error(exc: ValidationError, locate) -> ManifestError:
+    """The first pydantic error as a ManifestError; ``locate(path, message)`` builds it."""
+    error = exc.errors()[0]
+    return locate(_loc(error), _message(error))
+
+
+# --- loading ---
+
+def _check_top(data: Any, path: Path) -> None:
+    if not isinstance(data, dict):
+        kind = "empty" if data is None else f"a {type(data).__name__}"
+        raise ManifestError(f"the manifest is {kind}; expected a mapping of keys such as version, "
+                            "provider, model, items", str(path), 1, "manifest")
+
+
+def _with_defaults(data: dict, path: Path) -> dict:
+    data = dict(data)
+    data.setdefault("name", path.stem)
+    data.setdefault("output", f"out/{data['name']}")
+    return data
+
+
+def _semantic_checks(manifest: Manifest) -> None:
+    try:
+        catalog().model_for(manifest.provider, manifest.model)
+    except ManifestError as exc:
+        raise manifest.error(exc.message, (exc.field,)) from None
+    for key, values in manifest.matrix.items():
+        if key not in MATRIX_PARAMS:
+            raise manifest.error(f"unknown matrix parameter {key!r}; expected one of "
+                                 f"{', '.join(MATRIX_PARAMS)}", ("matrix", key))
+        if not values:
+            raise manifest.error("empty list; expected at least one value", ("matrix", key))
+    if not manifest.items and not manifest.items_from:
+        raise manifest.error("no items; give items or items_from", ("items",))
+
+
+def build_manifest(data: Any, lines: dict[YamlPath, int], path: Path) -> Manifest:
+    _check_top(data, path)
+    locate = lambda loc, message: ManifestError(  # noqa: E731
+        message, str(path), _nearest(lines, loc), dotted(loc))
+    if "source" in data:
+        raise locate(("source",), "unknown key 'source'")
+    try:
+        manifest = Manifest.model_validate({**_with_defaults(data, path), "source": path})
+    except ValidationError as exc:
+        raise validation_error(exc, locate) from None
+    manifest._lines = lines
+    manifest.output = (path.parent / manifest.output).resolve()
+    _semantic_checks(manifest)
+    return manifest
+
+
+def _nearest(lines: dict[YamlPath, int], path: YamlPath) -> int | None:
+    for end in range(len(path), -1, -1):
+        if path[:end] in lines:
+            return lines[path[:end]]
+    return None
+
+
+def load_manifest(path: str | Path, max_bytes: int = 5_000_000) -> Manifest:
+    """Read, parse and validate a manifest; every mistake is a ManifestError naming file and line."""
+    path = Path(path).absolute()
+    text = read_text(path, max_bytes)
+    try:
+        data, lines = parse_yaml(text)
+    except ManifestError as exc:
+        raise ManifestError(exc.message, str(path), exc.line, exc.field) from None
+    return build_manifest(data, lines, path)

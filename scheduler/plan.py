@@ -1,0 +1,90 @@
+"""`reelbatch plan`: validate and expand a manifest, then show the items, seconds and cost."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from jobs.expand import expand
+from jobs.item import Item
+from jobs.manifest import Manifest, load_manifest
+from jobs.settings import Settings, get_settings
+
+TABLE_EDGE_ROWS = 20  # a large plan shows this many rows at each end
+
+
+@dataclass(frozen=True)
+class Plan:
+    manifest: Manifest
+    items: list[Item]
+    total_video_seconds: int
+    estimated_cost_usd: float
+
+
+def plan_batch(path: str | Path, settings: Settings) -> Plan:
+    """Load, validate and expand the manifest at ``path``; raises ManifestError on bad input."""
+    manifest = load_manifest(path, settings.max_manifest_bytes)
+    items = expand(manifest, settings)
+    return Plan(manifest, items, sum(i.video_seconds for i in items),
+                round(sum(i.estimated_cost_usd for i in items), 2))
+
+
+def _print_json(items: list[Item]) -> None:
+    write = sys.stdout.write
+    for item in items:
+        write(item.model_dump_json() + "\n")
+
+
+def _shown_rows(items: list[Item]) -> tuple[list[Item], int, list[Item]]:
+    if len(items) <= 2 * TABLE_EDGE_ROWS + 1:
+        return items, 0, []
+    return items[:TABLE_EDGE_ROWS], len(items) - 2 * TABLE_EDGE_ROWS, items[-TABLE_EDGE_ROWS:]
+
+
+def _row(item: Item) -> tuple[str, ...]:
+    p = item.params
+    prompt = p.prompt if len(p.prompt) <= 60 else p.prompt[:59] + "…"
+    return (item.item_id, str(p.duration or item.video_seconds), p.aspect_ratio or "",
+            prompt, f"${item.estimated_cost_usd:.2f}")
+
+
+def _table(plan: Plan):
+    from rich.table import Table
+
+    m = plan.manifest
+    table = Table(title=f"{m.name}: {m.provider} {m.model}", title_justify="left")
+    for name, justify in (("id", "left"), ("s", "right"), ("aspect", "left"),
+                          ("prompt", "left"), ("cost", "right")):
+        table.add_column(name, justify=justify, overflow="fold" if name == "id" else "ellipsis")
+    head, hidden, tail = _shown_rows(plan.items)
+    for item in head:
+        table.add_row(*_row(item))
+    if hidden:
+        table.add_row("…", "", "", f"{hidden:,} more items", "", style="dim")
+    for item in tail:
+        table.add_row(*_row(item))
+    return table
+
+
+def _summary(plan: Plan) -> str:
+    m, budget = plan.manifest, plan.manifest.limits.max_cost_usd
+    text = (f"{len(plan.items):,} items, {plan.total_video_seconds:,} video seconds, "
+            f"estimated ${plan.estimated_cost_usd:,.2f}")
+    if budget is not None:
+        text += f" (budget ${budget:,.2f})"
+    return text + f"\noutput: {m.output}"
+
+
+def show_plan(path: str | Path, as_json: bool = False) -> int:
+    """Print the plan (a table, or JSON lines with ``as_json``); 0 on success."""
+    plan = plan_batch(path, get_settings())
+    if as_json:
+        _print_json(plan.items)
+        return 0
+    from rich.console import Console
+
+    console = Console()
+    console.print(_table(plan))
+    console.print(_summary(plan), highlight=False)
+    return 0
