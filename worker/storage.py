@@ -1,0 +1,192 @@
+"""Bringing results home: streamed download with checks, atomic rename, poster frames.
+
+``download`` streams in constant memory to a temporary file beside the target, hashing as it goes,
+then renames into place with ``os.replace``. Its checks:
+
+- only ``https`` URLs, or ``http`` to a loopback host (the simulator); every redirect hop re-checked;
+- a size cap, against Content-Length and while streaming; a body shorter than Content-Length fails;
+- Content-Type ``video/*``; ``application/octet-stream`` (or none) is accepted only when the first
+  bytes carry a video container signature (MP4/MOV ``ftyp``, Matroska/WebM), since presigned
+  object-store URLs often serve videos with that generic type;
+- 403/404/410 mean the URL expired (``ResultUrlExpired``: ask the provider for a fresh one); other
+  failures are ``StorageError`` and worth a retry;
+- the file name is sanitised, the target stays inside ``dest_dir`` and may not be a symlink.
+
+No credentials are sent: result URLs are presigned and live on other hosts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import os
+import re
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import httpx
+from imageio_ffmpeg import get_ffmpeg_exe
+
+from jobs.errors import ResultUrlExpired, StorageError
+from jobs.settings import Settings
+
+MAX_REDIRECTS = 5
+EXPIRED = frozenset({403, 404, 410})
+GENERIC_TYPES = frozenset({"", "application/octet-stream", "binary/octet-stream"})
+UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+MAX_NAME = 200
+FFMPEG_TIMEOUT_S = 120
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """A downloaded result, checked and in place."""
+
+    path: Path
+    sha256: str
+    bytes: int
+    content_type: str
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_url(url: httpx.URL) -> None:
+    """https anywhere; plain http only to 127.0.0.0/8, ::1 or localhost."""
+    if url.scheme == "https" or (url.scheme == "http" and is_loopback(url.host)):
+        return
+    raise StorageError(f"refusing to download from {url.scheme}://{url.host}: only https "
+                       "(or http on loopback) is followed")
+
+
+def safe_name(file_name: str) -> str:
+    """A plain file name: no directories, no leading dots, only [A-Za-z0-9._-]."""
+    name = UNSAFE_NAME.sub("_", Path(file_name).name).lstrip(".")[:MAX_NAME]
+    if not name.strip("_"):
+        raise StorageError(f"unusable file name {file_name!r}")
+    return name
+
+
+def target_path(dest_dir: Path, file_name: str) -> Path:
+    """Where the file goes: inside the resolved ``dest_dir``, never through a symlink."""
+    root = dest_dir.resolve()
+    target = root / safe_name(file_name)
+    if target.parent != root:
+        raise StorageError(f"{file_name!r} would land outside {root}")
+    if target.is_symlink():
+        raise StorageError(f"refusing to write through the symlink {target}")
+    return target
+
+
+def looks_like_video(head: bytes) -> bool:
+    return head[4:8] == b"ftyp" or head[:4] == b"\x1a\x45\xdf\xa3"
+
+
+def _media_type(response: httpx.Response) -> str:
+    return response.headers.get("Content-Type", "").partition(";")[0].strip().lower()
+
+
+def _open(url: str, client: httpx.Client) -> httpx.Response:
+    """Follow redirects by hand, checking each hop; the caller closes the response."""
+    current = httpx.URL(url)
+    for _ in range(MAX_REDIRECTS + 1):
+        check_url(current)
+        request = client.build_request("GET", current, headers={"Accept-Encoding": "identity"})
+        response = client.send(request, stream=True, follow_redirects=False, auth=None)
+        if not response.is_redirect:
+            return response
+        response.close()
+        current = current.join(response.headers["Location"])
+    raise StorageError(f"more than {MAX_REDIRECTS} redirects from {httpx.URL(url).host}")
+
+
+def _check_response(response: httpx.Response, settings: Settings) -> int | None:
+    """Status, type and declared size; returns Content-Length when given."""
+    host = response.request.url.host
+    if response.status_code in EXPIRED:
+        raise ResultUrlExpired(f"{host} answered {response.status_code}: the result URL expired")
+    if not response.is_success:
+        raise StorageError(f"{host} answered {response.status_code}")
+    media_type = _media_type(response)
+    if not (media_type.startswith("video/") or media_type in GENERIC_TYPES):
+        raise StorageError(f"{host} served {media_type!r}, not a video")
+    length = response.headers.get("Content-Length")
+    declared = int(length) if length and length.isdigit() else None
+    if declared is not None and declared > settings.download_max_bytes:
+        raise StorageError(f"result is {declared} bytes, over the {settings.download_max_bytes} cap")
+    return declared
+
+
+def _stream_to(response: httpx.Response, out: BinaryIO, settings: Settings) -> tuple[str, int]:
+    digest, size, head = hashlib.sha256(), 0, b""
+    for chunk in response.iter_bytes(settings.download_chunk_bytes):
+        size += len(chunk)
+        if size > settings.download_max_bytes:
+            raise StorageError(f"result passed the {settings.download_max_bytes} byte cap")
+        if len(head) < 16:
+            head += chunk[:16]
+        digest.update(chunk)
+        out.write(chunk)
+    if _media_type(response) in GENERIC_TYPES and not looks_like_video(head):
+        raise StorageError(f"{response.request.url.host} served generic bytes that are not a video")
+    return digest.hexdigest(), size
+
+
+def _fetch(url: str, client: httpx.Client, out: BinaryIO, settings: Settings) -> tuple[str, int, str]:
+    try:
+        response = _open(url, client)
+        try:
+            declared = _check_response(response, settings)
+            sha256, size = _stream_to(response, out, settings)
+        finally:
+            response.close()
+    except httpx.HTTPError as exc:
+        raise StorageError(f"download failed: {type(exc).__name__}: {exc}") from None
+    if declared is not None and size != declared:
+        raise StorageError(f"truncated download: {size} of {declared} bytes")
+    return sha256, size, _media_type(response) or "application/octet-stream"
+
+
+def download(url: str, dest_dir: Path, file_name: str, client: httpx.Client,
+             settings: Settings) -> StoredFile:
+    """Download ``url`` to ``dest_dir/<sanitised file_name>``, checked and atomically renamed."""
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    target = target_path(dest_dir, file_name)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".part-", suffix=target.suffix)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            sha256, size, content_type = _fetch(url, client, out, settings)
+            out.flush()
+            os.fsync(out.fileno())
+        target = target_path(dest_dir, file_name)  # re-check just before the rename
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return StoredFile(path=target, sha256=sha256, bytes=size, content_type=content_type)
+
+
+def poster_frame(video: Path, out: Path) -> Path:
+    """The first frame of ``video`` as an image (JPEG or PNG, from ``out``'s suffix)."""
+    tmp = out.with_name(f".part-{out.name}")
+    command = [get_ffmpeg_exe(), "-nostdin", "-v", "error", "-y", "-i", str(video),
+               "-frames:v", "1", "-update", "1", "-q:v", "3", str(tmp)]
+    try:
+        done = subprocess.run(command, capture_output=True, timeout=FFMPEG_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired:
+        raise StorageError(f"ffmpeg took over {FFMPEG_TIMEOUT_S}s on {video.name}") from None
+    if done.returncode != 0 or not tmp.exists():
+        tmp.unlink(missing_ok=True)
+        message = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+        raise StorageError(f"no poster frame for {video.name}: {message[0]}")
+    os.replace(tmp, out)
+    return out
