@@ -53,6 +53,52 @@ def plan(manifest: Path, as_json: bool) -> None:
     sys.exit(show_plan(manifest, as_json=as_json))
 
 
+@main.command()
+@manifest_arg
+def run(manifest: Path) -> None:
+    """Run MANIFEST on this machine: embedded Redis and a worker unless REELBATCH_BROKER_URL is set.
+    Running it again resumes; finished items are never generated again."""
+    from rich.console import Console
+
+    from jobs.settings import get_settings
+    from scheduler.run import run_batch
+
+    sys.exit(run_batch(manifest, get_settings(), Console()))
+
+
+@main.command()
+@manifest_arg
+@click.option("--at", "at", default=None, help="Start time: HH:MM (next occurrence) or ISO 8601.")
+def submit(manifest: Path, at: str | None) -> None:
+    """Enqueue MANIFEST onto the configured broker for a worker fleet and return at once."""
+    from jobs.settings import get_settings
+    from scheduler.fleet import submit_batch
+
+    sys.exit(submit_batch(manifest, get_settings(), at))
+
+
+@main.command()
+@click.argument("batch", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+def status(batch: str | None, as_json: bool) -> None:
+    """Per-state counts, progress, cost and failures of BATCH (or one line per batch)."""
+    from jobs.settings import get_settings
+    from scheduler.status import show_status
+
+    sys.exit(show_status(get_settings(), batch, as_json))
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.option("--concurrency", "-c", type=int, default=None, help="Threads in this worker.")
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+def worker(concurrency: int | None, celery_args: tuple[str, ...]) -> None:
+    """Start a Celery worker against REELBATCH_BROKER_URL (extra arguments go to Celery)."""
+    from jobs.settings import get_settings
+    from scheduler.fleet import run_worker
+
+    sys.exit(run_worker(get_settings(), concurrency, list(celery_args)))
+
+
 def _register_simulator() -> None:
     from simulator.cli import simulator_command
 

@@ -145,11 +145,12 @@ class WorkerProcess:
         self.name = name or f"reelbatch-{uuid.uuid4().hex[:8]}"
         self.proc: subprocess.Popen | None = None
 
-    def command(self) -> list[str]:
-        return [sys.executable, "-m", "celery", "-A", "worker.app:app", "worker",
-                "--pool", "threads", "--concurrency", str(self.concurrency),
-                "-Q", "reelbatch", "-n", f"{self.name}@%h", "-E", "--without-mingle",
-                "--without-gossip", "--loglevel", "INFO", "--logfile", str(self.logfile)]
+    def command(self, to_logfile: bool = True) -> list[str]:
+        cmd = [sys.executable, "-m", "celery", "-A", "worker.app:app", "worker",
+               "--pool", "threads", "--concurrency", str(self.concurrency),
+               "-Q", "reelbatch", "-n", f"{self.name}@%h", "-E", "--without-mingle",
+               "--without-gossip", "--loglevel", "INFO"]
+        return cmd + ["--logfile", str(self.logfile)] if to_logfile else cmd
 
     def start(self) -> None:
         self.logfile.parent.mkdir(parents=True, exist_ok=True)

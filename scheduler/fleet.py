@@ -1,0 +1,74 @@
+"""The fleet path: `reelbatch submit` enqueues onto a configured Redis and returns; `reelbatch
+worker` runs a Celery worker there. Without REELBATCH_BROKER_URL both use the embedded Redis's
+folder, so `submit` then `worker` also works on one machine."""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import click
+import redis
+
+from jobs.errors import ManifestError, ServiceUnavailable
+from jobs.settings import Settings
+from scheduler.embedded import EmbeddedRedis, WorkerProcess
+from scheduler.plan import plan_batch
+from scheduler.submit import enqueue, register
+from worker.app import app
+from worker.context import WorkerContext
+
+
+def broker(settings: Settings) -> str:
+    """The configured broker, or the embedded one (started if it is not running)."""
+    if settings.broker_url:
+        return settings.broker_url
+    return EmbeddedRedis(settings.data_dir).start()
+
+
+def connect(settings: Settings) -> WorkerContext:
+    url = broker(settings)
+    app.conf.update(broker_url=url)
+    ctx = WorkerContext(settings.model_copy(update={"broker_url": url}))
+    try:
+        ctx.store.r.ping()
+    except (redis.ConnectionError, redis.TimeoutError, redis.AuthenticationError) as exc:
+        raise ServiceUnavailable(f"Redis at the configured broker: {type(exc).__name__}") from None
+    return ctx
+
+
+def parse_at(value: str, now: datetime | None = None) -> float:
+    """HH:MM (its next occurrence, local time) or an ISO 8601 time, as a unix timestamp."""
+    now = now or datetime.now().astimezone()
+    try:
+        if len(value) <= 5 and ":" in value:
+            hour, minute = (int(x) for x in value.split(":"))
+            when = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
+            return (when if when > now else when + timedelta(days=1)).timestamp()
+        when = datetime.fromisoformat(value)
+        return (when if when.tzinfo else when.astimezone()).timestamp()
+    except ValueError:
+        raise ManifestError("expected HH:MM or an ISO 8601 time", field="--at") from None
+
+
+def submit_batch(manifest: Path, settings: Settings, at: str | None) -> int:
+    plan = plan_batch(manifest, settings)
+    start_at = parse_at(at) if at else None
+    ctx = connect(settings)
+    reg = register(ctx.store, plan, start_at)
+    sent = enqueue(ctx, app, plan.manifest.name)
+    when = f", starting at {datetime.fromtimestamp(start_at).isoformat(timespec='minutes')}" if start_at else ""
+    click.echo(f"{plan.manifest.name}: {reg.new} new items, {reg.kept} known, {sent} tasks sent{when}")
+    return 0
+
+
+def run_worker(settings: Settings, concurrency: int | None, extra: list[str]) -> int:
+    url = broker(settings)
+    log = settings.data_dir / "logs" / "worker.log"
+    proc = WorkerProcess({"REELBATCH_BROKER_URL": url}, log, concurrency or settings.worker_concurrency)
+    cmd = proc.command(to_logfile=False) + extra
+    os.environ["REELBATCH_BROKER_URL"] = url
+    os.execv(sys.executable, cmd)
+    return 0  # not reached

@@ -1,0 +1,79 @@
+"""Shared fixtures: a real redis-server (the embedded binary), flushed around each test; the
+simulator over real HTTP; real Celery worker processes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import redis
+
+from scheduler.embedded import EmbeddedRedis, WorkerProcess
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server) -> str:
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    yield redis_server.url
+    client.flushall()
+
+
+@pytest.fixture
+def redis_client(redis_url):
+    return redis.Redis.from_url(redis_url, decode_responses=True)
+
+
+@pytest.fixture
+def sim_factory():
+    """Start simulators with the given knobs; all are stopped after the test."""
+    from simulator.server import Knobs, Simulator
+
+    started = []
+
+    def start(**knobs):
+        sim = Simulator(knobs=Knobs(**knobs), api_key="sim-test-key", host="127.0.0.1", port=0)
+        sim.start()
+        started.append(sim)
+        return sim
+
+    yield start
+    for sim in started:
+        sim.stop()
+
+
+@pytest.fixture
+def worker_env(redis_url, tmp_path) -> dict[str, str]:
+    """The environment a worker or `reelbatch run` needs to use the test Redis."""
+    return {"REELBATCH_BROKER_URL": redis_url, "REELBATCH_DATA_DIR": str(tmp_path / "data"),
+            "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+
+@pytest.fixture
+def workers(worker_env, tmp_path):
+    """Start real Celery worker processes; every one is stopped after the test."""
+    started: list[WorkerProcess] = []
+
+    def start(sim=None, concurrency: int = 8, name: str | None = None) -> WorkerProcess:
+        env = dict(worker_env)
+        if sim is not None:
+            env.update(REELBATCH_SIMULATOR_URL=sim.base_url, REELBATCH_SIMULATOR_KEY=sim.api_key)
+        proc = WorkerProcess(env, tmp_path / "logs" / f"worker-{len(started)}.log", concurrency, name)
+        proc.start()
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.kill()

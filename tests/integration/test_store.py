@@ -1,0 +1,118 @@
+"""The state store and the global limits on a real redis-server."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from jobs.item import Item, Params
+from jobs.state import ItemState as S
+from jobs.store import BatchMeta, Store, TransitionRefused
+from worker.limits import Slots, holder
+
+
+def make_item(n: int) -> Item:
+    return Item(item_id=f"it{n}", source_id="it", content_key=f"k{n}", provider="simulator",
+                model="kling-o1/image-to-video", provider_model="kling-video-o1-image-to-video",
+                params=Params(prompt=f"p{n}", start_image="https://e.org/a.png", duration=5),
+                video_seconds=5, estimated_cost_usd=0.5)
+
+
+@pytest.fixture
+def store(redis_url) -> Store:
+    s = Store.from_url(redis_url)
+    s.save_batch(BatchMeta(name="b", provider="simulator", model="m", output="/tmp/out"))
+    s.add_items("b", [make_item(n) for n in range(10)])
+    return s
+
+
+def test_items_start_pending_and_are_counted(store):
+    counts = store.counts("b")
+    assert counts[S.PENDING] == 10 and sum(counts.values()) == 10
+    assert store.item("b", "it3").item.params.prompt == "p3"
+    assert store.known_keys("b")["k3"] == "it3"
+
+
+def test_transition_moves_counts_and_writes_fields(store):
+    store.transition("b", "it1", S.SUBMITTING, [S.PENDING], incr={"attempts": 1})
+    store.transition("b", "it1", S.QUEUED, [S.SUBMITTING], generation_id="g-1")
+    rec = store.item("b", "it1")
+    assert rec.state is S.QUEUED and rec.generation_id == "g-1" and rec.attempts == 1
+    counts = store.counts("b")
+    assert counts[S.PENDING] == 9 and counts[S.QUEUED] == 1
+
+
+def test_disallowed_transition_is_refused(store):
+    with pytest.raises(TransitionRefused):
+        store.transition("b", "it1", S.SUCCEEDED)  # pending -> succeeded is not a transition
+    with pytest.raises(TransitionRefused):
+        store.transition("b", "it1", S.QUEUED, [S.SUBMITTING])  # it is pending, not submitting
+    assert store.item("b", "it1").state is S.PENDING
+
+
+def test_only_one_of_many_racing_transitions_wins(store):
+    wins = []
+
+    def race():
+        try:
+            store.transition("b", "it2", S.SUBMITTING, [S.PENDING])
+            wins.append(1)
+        except TransitionRefused:
+            pass
+
+    threads = [threading.Thread(target=race) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(wins) == 1
+    assert store.counts("b")[S.SUBMITTING] == 1
+
+
+def test_terminal_transition_clears_due_time(store):
+    store.set_due("b", "it4", time.time() - 10)
+    assert store.overdue("b", time.time()) == ["it4"]
+    for state in (S.SUBMITTING, S.QUEUED, S.DOWNLOADING, S.SUCCEEDED):
+        store.transition("b", "it4", state)
+    assert store.overdue("b", time.time()) == []
+
+
+def test_slots_never_exceed_limit_under_contention(redis_client):
+    slots = Slots(redis_client, "p")
+    slots.set_limit(3)
+    got = []
+    lock = threading.Lock()
+
+    def grab(n):
+        if slots.acquire(holder("b", f"i{n}")):
+            with lock:
+                got.append(n)
+
+    threads = [threading.Thread(target=grab, args=(n,)) for n in range(30)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(got) == 3 and slots.held() == 3
+    assert slots.acquire(holder("b", f"i{got[0]}"))  # a holder re-acquiring keeps its one slot
+    assert slots.held() == 3
+
+
+def test_expired_lease_returns_the_slot(redis_client):
+    slots = Slots(redis_client, "p", lease_s=0.2)
+    slots.set_limit(1)
+    assert slots.acquire("a")
+    assert not slots.acquire("b")
+    time.sleep(0.3)
+    assert slots.acquire("b")
+
+
+def test_waiting_line_is_fifo_and_has_no_duplicates(redis_client):
+    slots = Slots(redis_client, "p")
+    assert slots.wait(["a", "b", "a", "c"]) == 3
+    assert slots.wait(["b"]) == 0
+    slots.wait(["z"], front=True)
+    assert [slots.next_waiting() for _ in range(5)] == ["z", "a", "b", "c", None]
+    assert slots.wait(["a"]) == 1  # gone from the line, so it may wait again
