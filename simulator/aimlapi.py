@@ -1,0 +1,85 @@
+"""The AI/ML API v2 video endpoints: create a task, then poll it by generation_id."""
+
+from __future__ import annotations
+
+import json
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from simulator import catalog
+from simulator.clock import Generation
+from simulator.envelopes import aiml_error
+from simulator.oxen import base_url
+from simulator.stats import request_key
+
+PATH = "/v2/video/generations"
+
+
+def status_of(gen: Generation, now: float) -> str:
+    """queued for the first half of the queue delay, then waiting (also while held by concurrency)."""
+    if gen.status == "queued":
+        return "queued" if now < (gen.enqueued + gen.ready_at) / 2 else "waiting"
+    return {"processing": "generating", "succeeded": "completed"}.get(gen.status, "error")
+
+
+def error_shape(gen: Generation, shape: str) -> dict:
+    """Both documented error objects; "random" picks one per generation, stable across polls."""
+    if shape == "random":
+        shape = "detail" if int(gen.key[:8], 16) % 2 else "name"
+    if shape == "detail":
+        return {"detail": [{"loc": ["body", "prompt"], "msg": gen.error, "type": "generation_error",
+                            "input": gen.params.get("prompt")}]}
+    return {"name": "GenerationError", "message": gen.error}
+
+
+def task(core, gen: Generation, request: Request) -> dict:
+    status = status_of(gen, core.clock.now())
+    body = {"id": gen.public_id, "status": status, "video": None, "error": None, "meta": None}
+    if status == "completed":
+        usd = catalog.cost_usd(gen.duration)
+        body["video"] = {"url": core.result_url(gen, base_url(request))}
+        body["meta"] = {"usage": {"credits_used": int(usd * catalog.CREDITS_PER_USD), "usd_spent": usd}}
+    elif status == "error":
+        body["error"] = error_shape(gen, core.knobs.aiml_error_shape)
+    return body
+
+
+async def create(request: Request) -> Response:
+    core = request.app.state.core
+    if not core.authorized(request):
+        return aiml_error(401, PATH)
+    try:
+        body = json.loads(await request.body())
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        return aiml_error(400, PATH, "Body validation error! Expected object, received invalid JSON")
+    problem = catalog.aiml_body_error(body)
+    if problem:
+        return aiml_error(400, PATH, f"Body validation error! {problem}")
+    core.stats.enqueues[request_key(body)] += 1
+    params = {k: v for k, v in body.items() if k != "model"}
+    gen = core.enqueue("aiml", body["model"], params, None)
+    return JSONResponse({"id": gen.public_id, "status": "queued"})
+
+
+async def fetch(request: Request) -> Response:
+    core = request.app.state.core
+    if not core.authorized(request):
+        return aiml_error(401, PATH)
+    public_id = request.query_params.get("generation_id")
+    if not public_id:
+        return aiml_error(400, PATH, "Body validation error! Required at generation_id")
+    core.clock.advance()
+    gen = core.clock.gens.get(public_id.split(":", 1)[0])
+    if gen is None or gen.public_id != public_id:
+        return aiml_error(404, PATH, f"Generation {public_id} not found")
+    return JSONResponse(task(core, gen, request))
+
+
+ROUTES = [
+    Route(PATH, create, methods=["POST"]),
+    Route(PATH, fetch, methods=["GET"]),
+]

@@ -1,0 +1,58 @@
+"""`reelbatch simulator`: serve the provider simulator. The server is imported only when it runs."""
+
+from __future__ import annotations
+
+import click
+
+from simulator.knobs import RATE_KNOBS
+
+
+def _rate_options(command):
+    for knob in reversed(RATE_KNOBS):
+        flag = "--" + knob.replace("_", "-")
+        command = click.option(flag, knob, type=click.FloatRange(0, 1), default=0.0, show_default=True,
+                               help=f"Probability of the `{knob.removesuffix('_rate')}` fault.")(command)
+    return command
+
+
+@click.command("simulator")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8765, show_default=True, help="0 picks a free port.")
+@click.option("--api-key", envvar="REELBATCH_SIMULATOR_KEY", default="sim-key", show_default=True,
+              help="The bearer key clients must send (env REELBATCH_SIMULATOR_KEY).")
+@click.option("--time-scale", type=float, default=1.0, show_default=True,
+              help="Multiplies every nominal duration (1/300 turns 10 minutes into 2 s).")
+@click.option("--gen-time-min", type=float, default=300.0, show_default=True, help="Nominal seconds.")
+@click.option("--gen-time-max", type=float, default=900.0, show_default=True, help="Nominal seconds.")
+@click.option("--queue-delay", type=float, default=1.0, show_default=True,
+              help="Nominal seconds from enqueue until a generation may start.")
+@click.option("--concurrency", type=int, default=20, show_default=True,
+              help="Generations running at once; the rest wait queued.")
+@_rate_options
+@click.option("--retry-after", type=int, default=1, show_default=True, help="Retry-After seconds on 429.")
+@click.option("--url-ttl", type=float, default=3600.0, show_default=True, help="Result URL lifetime (s).")
+@click.option("--keepalive-interval", type=float, default=15.0, show_default=True)
+@click.option("--other-event-interval", type=float, default=20.0, show_default=True,
+              help="Seconds between unrelated deployment_status SSE events.")
+@click.option("--sse-disconnect-every", type=float, default=0.0, show_default=True,
+              help="Close each /api/events stream after this many seconds (0: never).")
+@click.option("--legacy-enqueue-processing", is_flag=True, help="Enqueue answers status \"processing\".")
+@click.option("--legacy-404-terminal", is_flag=True, help="GET of a terminal queue row answers 404.")
+@click.option("--aiml-error-shape", type=click.Choice(["random", "name", "detail"]), default="random",
+              show_default=True)
+@click.option("--media-pad-bytes", type=int, default=0, show_default=True,
+              help="Pad each result MP4 by this many bytes.")
+@click.option("--cache-dir", default=None, help="Where base MP4s are cached.")
+@click.option("--seed", type=int, default=None, help="Seed for every random draw (reproducible runs).")
+def simulator_command(host: str, port: int, api_key: str, **knobs) -> None:
+    """Serve a local stand-in for Oxen.ai and the AI/ML API, with fault and timing knobs."""
+    from simulator.server import Knobs, Simulator
+
+    sim = Simulator(knobs=Knobs(**knobs), api_key=api_key, host=host, port=port).start()
+    click.echo(f"reelbatch simulator listening on {sim.base_url}", err=False)
+    try:
+        sim.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sim.stop()

@@ -1,0 +1,96 @@
+"""The simulator's shared state: knobs, generations, counters, media, events, and the timer loop."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import asdict
+
+from starlette.requests import Request
+
+from simulator.clock import Clock, Generation
+from simulator.events import EventBus
+from simulator.knobs import Knobs
+from simulator.media import MediaStore
+from simulator.stats import Stats
+
+
+class Core:
+    """Everything the routes share; lives on `app.state.core` and runs on the server's loop."""
+
+    def __init__(self, knobs: Knobs, api_key: str):
+        self.knobs, self.api_key = knobs, api_key
+        self.stats = Stats()
+        self.bus = EventBus()
+        self.clock = Clock(knobs, self._terminal)
+        self.media = MediaStore(knobs.cache_dir)
+        self.fault_rng = random.Random(f"{knobs.seed}-fault")
+        self.waiters: dict[str, asyncio.Future] = {}
+        self.closing = asyncio.Event()
+        self.wake = asyncio.Event()
+        self.wall_offset = time.time() - time.monotonic()
+
+    def authorized(self, request: Request) -> bool:
+        return request.headers.get("authorization") == f"Bearer {self.api_key}"
+
+    def unix(self, mono: float | None) -> int | None:
+        return None if mono is None else int(self.wall_offset + mono)
+
+    def result_url(self, gen: Generation, base_url: str) -> str:
+        """A fresh presigned URL; `expire_rate` issues it already expired."""
+        expired = self.knobs.expire_rate > 0 and self.fault_rng.random() < self.knobs.expire_rate
+        return self.media.url(base_url, gen.key, -1.0 if expired else self.knobs.url_ttl)
+
+    def enqueue(self, api: str, model: str, params: dict, runtime_error: str | None) -> Generation:
+        gen = self.clock.enqueue(api, model, params, runtime_error)
+        self.wake.set()
+        return gen
+
+    def cancel(self, gen: Generation) -> None:
+        if self.clock.cancel(gen):
+            self._resolve(gen)
+
+    async def finished(self, gen: Generation) -> Generation:
+        """Wait for a generation to reach a terminal state (the synchronous endpoint)."""
+        self.clock.advance()
+        if gen.completed is None:
+            self.waiters.setdefault(gen.key, asyncio.get_running_loop().create_future())
+            await self.waiters[gen.key]
+        return gen
+
+    def _terminal(self, gen: Generation) -> None:
+        self.bus.publish(gen)
+        self._resolve(gen)
+
+    def _resolve(self, gen: Generation) -> None:
+        waiter = self.waiters.pop(gen.key, None)
+        if waiter and not waiter.done():
+            waiter.set_result(gen)
+
+    def set_knobs(self, **values) -> dict:
+        self.knobs.update(**values)
+        if "seed" in values:
+            self.clock.rng.seed(f"{self.knobs.seed}-gen")
+            self.fault_rng.seed(f"{self.knobs.seed}-fault")
+        self.wake.set()
+        return asdict(self.knobs)
+
+    def reset(self) -> None:
+        self.clock.reset()
+        self.stats.__init__()
+        self.fault_rng.seed(f"{self.knobs.seed}-fault")
+
+    def snapshot(self) -> dict:
+        return self.stats.snapshot(self.clock)
+
+    async def tick(self) -> None:
+        """The one timer loop: completes generations on time so SSE events go out unprompted."""
+        while not self.closing.is_set():
+            self.clock.advance()
+            delay = min(max(self.clock.next_deadline() - time.monotonic(), 0.0) + 0.001, 0.5)
+            self.wake.clear()
+            try:
+                await asyncio.wait_for(self.wake.wait(), delay)
+            except TimeoutError:
+                pass

@@ -1,0 +1,118 @@
+"""Fault injection and request counting, as the outermost ASGI layer.
+
+Faults hit API calls and downloads, never /_sim/*. Dropping a connection closes the socket under
+uvicorn: its `send` is a bound method of the request cycle, which holds the transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+from simulator.envelopes import api_error
+from simulator.knobs import Knobs
+from simulator.stats import Stats, endpoint
+
+# (knob, fault) in the order they are drawn; which ones apply depends on the kind of request.
+_API_FAULTS = (("drop_before_rate", "drop_before"), ("rate_limit_rate", "rate_limit"),
+               ("rate_limit_bare_rate", "rate_limit_bare"), ("server_error_rate", "server_error"),
+               ("drop_after_rate", "drop_after"))
+_STREAM_FAULTS = _API_FAULTS[:4]
+_MEDIA_FAULTS = (("drop_before_rate", "drop_before"), ("server_error_rate", "server_error"),
+                 ("truncate_rate", "truncate"))
+
+
+class _Dropped(Exception):
+    """Raised out of a response once its connection has been cut."""
+
+
+async def drop_connection(send) -> None:
+    """Close the socket without (the rest of) a response."""
+    transport = getattr(getattr(send, "__self__", None), "transport", None)
+    if transport is None:
+        raise RuntimeError("cannot reach the transport to drop a connection (is this uvicorn?)")
+    transport.close()
+    for _ in range(3):
+        await asyncio.sleep(0)      # let connection_lost run, so uvicorn does not answer 500
+
+
+class FaultMiddleware:
+    """Counts every request, then maybe replaces it with a fault drawn from the knobs."""
+
+    def __init__(self, app, knobs: Knobs, stats: Stats, rng: random.Random):
+        self.app, self.knobs, self.stats, self.rng = app, knobs, stats, rng
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path = scope["path"]
+        self.stats.requests[endpoint(scope["method"], path)] += 1
+        fault = None if path.startswith("/_sim") else self.draw(path)
+        if fault:
+            self.stats.faults[fault] += 1
+        try:
+            await self._serve(fault, scope, receive, send)
+        except _Dropped:
+            pass
+
+    def draw(self, path: str) -> str | None:
+        if path.startswith("/media/"):
+            table = _MEDIA_FAULTS
+        elif path == "/api/events":
+            table = _STREAM_FAULTS
+        else:
+            table = _API_FAULTS
+        for knob, fault in table:
+            rate = getattr(self.knobs, knob)
+            if rate > 0 and self.rng.random() < rate:
+                return fault
+        return None
+
+    async def _serve(self, fault, scope, receive, send):
+        if fault is None:
+            await self.app(scope, receive, send)
+        elif fault == "drop_before":
+            await drop_connection(send)
+        elif fault == "drop_after":
+            await self.app(scope, receive, _swallow)
+            await drop_connection(send)
+        elif fault == "truncate":
+            await self.app(scope, receive, _truncating(send))
+        else:
+            await self._error(fault, scope, receive, send)
+
+    async def _error(self, fault, scope, receive, send):
+        if fault == "server_error":
+            status, headers = self.rng.choice((500, 502, 503)), None
+        else:
+            status = 429
+            headers = {"Retry-After": str(self.knobs.retry_after)} if fault == "rate_limit" else None
+        await api_error(scope["path"], status, headers)(scope, receive, send)
+
+
+async def _swallow(message) -> None:
+    return None
+
+
+def _truncating(send):
+    """A send that passes half of a 200 body's Content-Length, then cuts the connection."""
+    state = {"limit": None, "sent": 0}
+
+    async def truncating_send(message):
+        if message["type"] == "http.response.start":
+            if message["status"] == 200:
+                length = dict(message.get("headers", [])).get(b"content-length")
+                state["limit"] = int(length) // 2 if length else None
+            return await send(message)
+        body, limit = message.get("body", b""), state["limit"]
+        if limit is None:
+            return await send(message)
+        room = limit - state["sent"]
+        if len(body) < room:
+            state["sent"] += len(body)
+            return await send(message)
+        await send({"type": "http.response.body", "body": body[:room], "more_body": True})
+        await drop_connection(send)
+        raise _Dropped
+
+    return truncating_send

@@ -1,0 +1,74 @@
+"""Knobs: every timing, fault and quirk setting of the simulator, changeable at runtime.
+
+Nominal seconds (generation time, queue delay, failure times) are multiplied by `time_scale`;
+interval knobs for SSE, URL lifetime and Retry-After are real seconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+RATE_KNOBS = (
+    "fail_rate",            # the generation runs, then goes failed with a realistic message
+    "rate_limit_rate",      # 429 with Retry-After
+    "rate_limit_bare_rate", # 429 without Retry-After
+    "server_error_rate",    # 500/502/503
+    "drop_before_rate",     # close the socket before the request is processed
+    "drop_after_rate",      # process the request (a submit creates generations), then close the socket
+    "truncate_rate",        # downloads: Content-Length promises more than is sent
+    "expire_rate",          # result URLs are issued already expired
+)
+
+
+@dataclass
+class Knobs:
+    """Simulator settings. Rates are probabilities drawn from a seeded RNG."""
+
+    time_scale: float = 1.0
+    gen_time_min: float = 300.0          # nominal seconds, uniform between min and max
+    gen_time_max: float = 900.0
+    queue_delay: float = 1.0             # nominal seconds from enqueue to eligible to run
+    concurrency: int = 20                # generations running at once; the rest wait queued
+    fail_rate: float = 0.0
+    rate_limit_rate: float = 0.0
+    rate_limit_bare_rate: float = 0.0
+    server_error_rate: float = 0.0
+    drop_before_rate: float = 0.0
+    drop_after_rate: float = 0.0
+    truncate_rate: float = 0.0
+    expire_rate: float = 0.0
+    retry_after: int = 1                 # seconds in the Retry-After header
+    url_ttl: float = 3600.0              # real seconds a result URL stays valid
+    keepalive_interval: float = 15.0     # real seconds of SSE idleness before `: keep-alive`
+    other_event_interval: float = 20.0   # real seconds between unrelated `deployment_status` events
+    sse_disconnect_every: float = 0.0    # close each /api/events stream after this many seconds (0: never)
+    legacy_enqueue_processing: bool = False  # enqueue answers "processing" (older docs)
+    legacy_404_terminal: bool = False    # GET /api/ai/queue/{id} of a terminal row answers 404
+    aiml_error_shape: str = "random"     # "name" ({name,message}), "detail" ({detail:[...]}) or "random"
+    media_pad_bytes: int = 0             # extra bytes in each MP4's `free` box
+    seed: int | None = None
+    cache_dir: str | None = None         # where generated base MP4s are kept between runs
+
+    def update(self, **values) -> None:
+        """Set knobs by name, coercing to each field's type; unknown names raise KeyError."""
+        types = {f.name: f.type for f in fields(self)}
+        for name, value in values.items():
+            if name not in types:
+                raise KeyError(name)
+            setattr(self, name, _coerce(types[name], value))
+
+    def scaled(self, nominal: float) -> float:
+        return nominal * self.time_scale
+
+
+def _coerce(type_name: str, value):
+    if value is None:
+        return None
+    kind = type_name.split(" |")[0]
+    if kind == "bool":
+        return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes", "on")
+    return {"float": float, "int": int, "str": str}[kind](value)
+
+
+def knob_names() -> list[str]:
+    return [f.name for f in fields(Knobs)]

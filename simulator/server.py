@@ -1,0 +1,167 @@
+"""The simulator app (both APIs, media, /_sim control) and `Simulator`, which serves it in a thread.
+
+    with Simulator(knobs=Knobs(time_scale=1/300, seed=1), api_key="sim-key") as sim:
+        httpx.post(f"{sim.base_url}/api/ai/queue", ...)
+        sim.set_knobs(fail_rate=0.1); sim.stats()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from simulator import aimlapi, oxen
+from simulator.core import Core
+from simulator.faults import FaultMiddleware
+from simulator.knobs import Knobs
+
+__all__ = ["Simulator", "Knobs", "build_app"]
+
+STREAM_ABOVE = 8 << 20     # bodies larger than this are streamed in chunks
+
+
+async def media(request: Request) -> Response:
+    """GET /media/{key}.mp4?expires=&sig=: the presigned result download."""
+    core = request.app.state.core
+    key = request.path_params["name"].removesuffix(".mp4")
+    gen = core.clock.gens.get(key)
+    if gen is None or gen.status != "succeeded":
+        return PlainTextResponse("NoSuchKey", status_code=404)
+    refused = core.media.check(key, request.query_params.get("expires", ""), request.query_params.get("sig", ""))
+    if refused:
+        return PlainTextResponse(f"AccessDenied: Request has {refused}" if refused == "expired"
+                                 else "AccessDenied: signature does not match", status_code=403)
+    base, pad = await core.media.base(gen.duration, gen.aspect_ratio), core.knobs.media_pad_bytes
+    size = core.media.size(base, key, pad)
+    core.stats.served(key, core.media.sha256(base, key, pad), size)
+    chunks = core.media.chunks(base, key, pad)
+    if size <= STREAM_ABOVE:
+        return Response(b"".join(chunks), media_type="video/mp4")
+    return StreamingResponse(_async(chunks), media_type="video/mp4", headers={"Content-Length": str(size)})
+
+
+async def _async(chunks):
+    for chunk in chunks:
+        yield chunk
+
+
+async def sim_stats(request: Request) -> Response:
+    return JSONResponse(request.app.state.core.snapshot())
+
+
+async def sim_reset(request: Request) -> Response:
+    request.app.state.core.reset()
+    return JSONResponse({"status": "reset"})
+
+
+async def sim_knobs(request: Request) -> Response:
+    core = request.app.state.core
+    values = await request.json() if request.method == "POST" else {}
+    try:
+        return JSONResponse(core.set_knobs(**values))
+    except (KeyError, TypeError, ValueError) as exc:
+        return JSONResponse({"error": f"bad knob: {exc}"}, status_code=400)
+
+
+def build_app(core: Core) -> FaultMiddleware:
+    """The ASGI app: routes, the timer loop as lifespan, and faults as the outermost layer."""
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        core.loop = asyncio.get_running_loop()
+        ticker = asyncio.create_task(core.tick())
+        yield
+        core.closing.set()
+        core.wake.set()
+        await ticker
+
+    routes = oxen.ROUTES + aimlapi.ROUTES + [
+        Route("/media/{name}", media, methods=["GET"]),
+        Route("/_sim/stats", sim_stats, methods=["GET"]),
+        Route("/_sim/reset", sim_reset, methods=["POST"]),
+        Route("/_sim/knobs", sim_knobs, methods=["GET", "POST"]),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.core = core
+    return FaultMiddleware(app, core.knobs, core.stats, core.fault_rng)
+
+
+class Simulator:
+    """Serves the simulator on a background thread with its own event loop."""
+
+    def __init__(self, knobs: Knobs | None = None, api_key: str = "sim-key",
+                 host: str = "127.0.0.1", port: int = 0):
+        self.knobs = knobs or Knobs()
+        self.core = Core(self.knobs, api_key)
+        self.host, self.port = host, port
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self, timeout: float = 15.0) -> Simulator:
+        """Serve in a thread; return once the socket accepts connections."""
+        config = uvicorn.Config(build_app(self.core), host=self.host, port=self.port, log_level="warning",
+                                access_log=False, lifespan="on", timeout_graceful_shutdown=2,
+                                backlog=4096, timeout_keep_alive=30)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="reelbatch-simulator", daemon=True)
+        self._thread.start()
+        self._wait_started(timeout)
+        return self
+
+    def _wait_started(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not self._server.started and self._thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if not self._server.started:
+            raise RuntimeError("the simulator did not start (is the port free?)")
+        self.port = self._server.servers[0].sockets[0].getsockname()[1]
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.should_exit = True
+        if self._thread.is_alive():
+            self._call(self._closing)
+        self._thread.join(10)
+        self._server = None
+
+    def _closing(self) -> None:
+        self.core.closing.set()
+        self.core.wake.set()
+
+    def wait(self) -> None:
+        """Block until the server stops (the CLI)."""
+        while self._thread is not None and self._thread.is_alive():
+            self._thread.join(0.5)
+
+    def _call(self, fn, *args, **kwargs):
+        """Run `fn` on the server's loop (the state is not thread-safe) and return its result."""
+        async def run():
+            return fn(*args, **kwargs)
+        return asyncio.run_coroutine_threadsafe(run(), self.core.loop).result(10)
+
+    def stats(self) -> dict:
+        return self._call(self.core.snapshot)
+
+    def set_knobs(self, **values) -> dict:
+        return self._call(self.core.set_knobs, **values)
+
+    def reset(self) -> None:
+        self._call(self.core.reset)
+
+    def __enter__(self) -> Simulator:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
