@@ -59,8 +59,7 @@ class Variant:
 def at(exc: ManifestError, where: Where) -> ManifestError:
     """``exc`` placed at ``where``; a field named by ``exc`` is appended to the location's."""
     file, line, field = where
-    suffix = exc.field if exc.field and not field.endswith(exc.field) else ""
-    return ManifestError(exc.message, file, line, ".".join(p for p in (field, suffix) if p))
+    return ManifestError(exc.message, file, line, ".".join(p for p in (field, exc.field) if p))
 
 
 # --- sources: explicit items ---
@@ -264,10 +263,13 @@ class MediaChecker:
         self.base_dir, self.formats = base_dir, formats
         self.seen: dict[tuple[str, bool], str] = {}
 
-    def resolve(self, ref: str, is_image: bool) -> str:
+    def resolve(self, ref: str, is_image: bool, field: str) -> str:
         key = (ref, is_image)
         if key not in self.seen:
-            self.seen[key] = self._check(ref, is_image)
+            try:
+                self.seen[key] = self._check(ref, is_image)
+            except ManifestError as exc:
+                raise ManifestError(exc.message, field=field) from None
         return self.seen[key]
 
     def _check(self, ref: str, is_image: bool) -> str:
@@ -286,18 +288,18 @@ class MediaChecker:
         values = dict(values)
         for name in ("start_image", "end_image"):
             if values.get(name):
-                values[name] = self.resolve(values[name], True)
+                values[name] = self.resolve(values[name], True, name)
         if values.get("video"):
-            values["video"] = self.resolve(values["video"], False)
+            values["video"] = self.resolve(values["video"], False, "video")
         if values.get("images"):
-            values["images"] = tuple(self.resolve(r, True) for r in values["images"])
+            values["images"] = tuple(self.resolve(r, True, "images") for r in values["images"])
         if values.get("elements"):
             values["elements"] = tuple(self._element(e) for e in values["elements"])
         return values
 
     def _element(self, element: Element) -> Element:
-        return Element(frontal_image=self.resolve(element.frontal_image, True),
-                       reference_images=tuple(self.resolve(r, True)
+        return Element(frontal_image=self.resolve(element.frontal_image, True, "elements"),
+                       reference_images=tuple(self.resolve(r, True, "elements")
                                               for r in element.reference_images))
 
 
@@ -347,7 +349,7 @@ class Expander:
     @staticmethod
     def _locate(exc: ManifestError, source: Source, origins: dict[str, Where]) -> ManifestError:
         where = origins.get(exc.field) if exc.field else None
-        return at(exc, where or source.where)
+        return ManifestError(exc.message, *where) if where else at(exc, source.where)
 
     def items(self, source: Source, label: tuple[str, ...], values: dict) -> Iterator[Item]:
         m = self.manifest
