@@ -236,9 +236,10 @@ def _loc(error: dict) -> YamlPath:
 
 
 def validation_error(exc: ValidationError, locate) -> ManifestError:
-    """The first pydantic error as a ManifestError; ``locate(path, message)`` builds it."""
-    error = exc.errors()[0]
-    return locate(_loc(error), _message(error))
+    """The most useful pydantic error as a ManifestError: unknown keys first (a typo also makes
+    a field missing), then the earliest line. ``locate(path, message)`` builds each one."""
+    found = [(e["type"] != "extra_forbidden", locate(_loc(e), _message(e))) for e in exc.errors()]
+    return min(found, key=lambda f: (f[0], f[1].line or 0))[1]
 
 
 # --- loading ---

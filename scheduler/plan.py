@@ -12,6 +12,7 @@ from jobs.manifest import Manifest, load_manifest
 from jobs.settings import Settings, get_settings
 
 TABLE_EDGE_ROWS = 20  # a large plan shows this many rows at each end
+PROMPT_CHARS = 48
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ def _shown_rows(items: list[Item]) -> tuple[list[Item], int, list[Item]]:
 
 def _row(item: Item) -> tuple[str, ...]:
     p = item.params
-    prompt = p.prompt if len(p.prompt) <= 60 else p.prompt[:59] + "…"
+    prompt = p.prompt if len(p.prompt) <= PROMPT_CHARS else p.prompt[:PROMPT_CHARS - 1] + "…"
     return (item.item_id, str(p.duration or item.video_seconds), p.aspect_ratio or "",
             prompt, f"${item.estimated_cost_usd:.2f}")
 
@@ -54,10 +55,13 @@ def _table(plan: Plan):
 
     m = plan.manifest
     table = Table(title=f"{m.name}: {m.provider} {m.model}", title_justify="left")
-    for name, justify in (("id", "left"), ("s", "right"), ("aspect", "left"),
-                          ("prompt", "left"), ("cost", "right")):
-        table.add_column(name, justify=justify, overflow="fold" if name == "id" else "ellipsis")
     head, hidden, tail = _shown_rows(plan.items)
+    id_width = min(60, max(len(i.item_id) for i in head + tail))
+    table.add_column("id", min_width=id_width, overflow="fold")
+    table.add_column("s", justify="right", min_width=2, no_wrap=True)
+    table.add_column("aspect", min_width=6, no_wrap=True)
+    table.add_column("prompt", max_width=PROMPT_CHARS, overflow="ellipsis")
+    table.add_column("cost", justify="right", min_width=6, no_wrap=True)
     for item in head:
         table.add_row(*_row(item))
     if hidden:
