@@ -44,10 +44,14 @@ class EventBus:
         for queue in self.subscribers:
             queue.put_nowait(gen)
 
-    async def stream(self, knobs: Knobs, url_for: Callable[[Generation], str],
-                     closing: asyncio.Event) -> AsyncIterator[bytes]:
+    def subscribe(self) -> asyncio.Queue:
+        """Subscribe before the response starts, so a client that has the headers gets every event."""
         queue: asyncio.Queue = asyncio.Queue()
         self.subscribers.add(queue)
+        return queue
+
+    async def stream(self, queue: asyncio.Queue, knobs: Knobs, url_for: Callable[[Generation], str],
+                     closing: asyncio.Event) -> AsyncIterator[bytes]:
         try:
             async for chunk in self._frames(queue, knobs, url_for, closing):
                 yield chunk

@@ -211,7 +211,7 @@ async def model(request: Request, core) -> Response:
 @_guard
 async def events(request: Request, core) -> Response:
     base = base_url(request)
-    stream = core.bus.stream(core.knobs, lambda gen: core.result_url(gen, base), core.closing)
+    stream = core.bus.stream(core.bus.subscribe(), core.knobs, lambda gen: core.result_url(gen, base), core.closing)
     return StreamingResponse(stream, media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 

@@ -1,0 +1,403 @@
+"""The provider simulator over real HTTP: every protocol path, fault knob and counter."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import time
+
+import httpx
+import pytest
+
+from simulator.server import Knobs, Simulator
+
+KEY = "sim-key"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+REF = "kling-video-o1-reference-to-video"
+AIML_I2V = "klingai/video-o1-image-to-video"
+FAST = dict(time_scale=1 / 300, gen_time_min=60, gen_time_max=60, queue_delay=0, seed=1)
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("sim-media"))
+
+
+@pytest.fixture
+def make(cache_dir):
+    """Start a simulator with FAST knobs overridden by the given ones."""
+    started = []
+
+    def start(**knobs) -> tuple[Simulator, httpx.Client]:
+        sim = Simulator(knobs=Knobs(**{**FAST, "cache_dir": cache_dir, **knobs}), api_key=KEY).start()
+        client = httpx.Client(base_url=sim.base_url, headers=AUTH, timeout=10)
+        started.append((sim, client))
+        return sim, client
+
+    yield start
+    for sim, client in started:
+        client.close()
+        sim.stop()
+
+
+def body(**extra) -> dict:
+    return {"model": REF, "prompt": "a cat", "input_image": ["https://x/a.png"], "duration": 5, **extra}
+
+
+def enqueue(client, **extra) -> list[str]:
+    response = client.post("/api/ai/queue", json=body(**extra))
+    assert response.status_code == 200, response.text
+    return [g["generation_id"] for g in response.json()["generations"]]
+
+
+def wait_for(check, timeout: float = 8.0, every: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(every)
+    raise AssertionError("condition not met in time")
+
+
+def finished_row(client, gen_id: str) -> dict:
+    def terminal():
+        row = client.get(f"/api/ai/queue/{gen_id}").json()
+        return row if row["status"] in ("succeeded", "failed", "cancelled") else None
+    return wait_for(terminal)
+
+
+# --- Oxen queue ---------------------------------------------------------------------------
+
+def test_enqueue_walks_queued_processing_succeeded(make):
+    sim, client = make(queue_delay=30)
+    ids = enqueue(client, num_generations=2, aspect_ratio="9:16", seed=7)
+    assert len(set(ids)) == 2
+    first = client.get(f"/api/ai/queue/{ids[0]}").json()
+    assert first["status"] == "queued" and first["started_at"] is None
+    wait_for(lambda: client.get(f"/api/ai/queue/{ids[0]}").json()["status"] == "processing", every=0.01)
+    row = finished_row(client, ids[0])
+    assert row["status"] == "succeeded" and row["error_message"] is None
+    assert row["result_url"].startswith(sim.base_url + "/media/")
+    assert row["model_name"] == REF and row["media_type"] == "video" and row["prompt"] == "a cat"
+    assert row["aspect_ratio"] == "9:16" and row["seed"] == 7 and "num_generations" not in row
+    assert row["enqueued_at"] <= row["started_at"] <= row["completed_at"]
+
+
+def test_enqueue_rejections_and_not_found(make):
+    _, client = make()
+    unknown = client.post("/api/ai/queue", json=body(model="nope"))
+    assert unknown.status_code == 404 and unknown.json() == {"error": {"message": "Model not found: nope"}}
+    too_many = client.post("/api/ai/queue", json=body(num_generations=5))
+    assert too_many.status_code == 400
+    assert too_many.json()["error"]["detail"] == "num_generations must be an integer between 1 and 4"
+    missing = {"error": {"type": "resource_not_found", "title": "The requested resource could not be found"},
+               "status": "error", "status_message": "resource_not_found"}
+    for method in ("GET", "DELETE"):
+        response = client.request(method, "/api/ai/queue/00000000-0000-4000-8000-000000000000")
+        assert response.status_code == 404 and response.json() == missing
+
+
+def test_bad_parameters_fail_at_run_time(make):
+    _, client = make()
+    gen_id = enqueue(client, duration=2)[0]
+    row = finished_row(client, gen_id)
+    assert row["status"] == "failed" and row["result_url"] is None
+    assert row["error_message"].startswith("duration value '2' is invalid")
+
+
+def test_unauthenticated_in_each_api_shape(make):
+    sim, _ = make()
+    bad = {"Authorization": "Bearer wrong"}
+    oxen = httpx.get(f"{sim.base_url}/api/ai/queue", headers=bad)
+    assert oxen.status_code == 401 and oxen.json()["error"]["type"] == "unauthenticated"
+    assert oxen.json()["status_message"] == "unauthenticated"
+    aiml = httpx.post(f"{sim.base_url}/v2/video/generations", json={})
+    assert aiml.status_code == 401
+    assert set(aiml.json()) == {"message", "path", "requestId", "statusCode", "timestamp"}
+    assert aiml.json()["statusCode"] == "401"
+
+
+def test_list_filters_and_count(make):
+    _, client = make(concurrency=1, gen_time_min=300, gen_time_max=300)
+    enqueue(client, num_generations=3)
+    wait_for(lambda: client.get("/api/ai/queue", params={"status": "processing"}).json()["count"] == 1)
+    active = client.get("/api/ai/queue").json()
+    assert active["count"] == 3 and len(active["generations"]) == 3
+    assert client.get("/api/ai/queue", params={"status": "queued"}).json()["count"] == 2
+    assert client.get("/api/ai/queue", params={"model": "kling-video-o1-image-to-video"}).json()["count"] == 0
+    assert client.get("/api/ai/queue", params={"media_type": "image"}).json()["count"] == 0
+    assert client.get("/api/ai/queue", params={"namespace": "sim-user"}).json()["count"] == 3
+
+
+def test_history_with_cost_and_detail(make):
+    _, client = make()
+    ids = enqueue(client, num_generations=3, duration=10)
+    for gen_id in ids:
+        finished_row(client, gen_id)
+    page = client.get("/api/ai/generations", params={"page_size": 2}).json()
+    assert page["total_entries"] == 3 and page["total_pages"] == 2 and page["count"] == 2
+    assert page["total_cost"] == "3.3600" and page["generations"][0]["cost"] == "1.1200"
+    detail = client.get(f"/api/ai/generations/{ids[0]}").json()
+    assert detail["status"] == "success" and detail["status_message"] == "resource_found"
+    assert detail["generation"]["generation_id"] == ids[0]
+
+
+def test_models_schema_under_both_keys(make):
+    _, client = make()
+    listed = client.get("/api/ai/models").json()
+    assert listed["object"] == "list" and {m["id"] for m in listed["data"]} == {
+        "kling-video-o1-image-to-video", REF, "kling-video-o1-video-to-video-edit",
+        "kling-video-o1-video-to-video-reference"}
+    model = client.get(f"/api/ai/models/{REF}").json()
+    assert model["request_schema"] == model["json_request_schema"]
+    assert model["request_schema"]["properties"]["duration"]["enum"] == [5, 10]
+    assert model["endpoint"] == "/videos/generate" and model["pricing"]["method"] == "per_video_output_second"
+    missing = client.get("/api/ai/models/nope")
+    assert missing.status_code == 404 and missing.json()["error"]["message"] == "Model not found: nope"
+
+
+# --- SSE ----------------------------------------------------------------------------------
+
+def read_events(client, until, timeout: float = 8.0, before=None) -> list[str]:
+    """Lines of /api/events until `until(lines)` holds; `before` runs once the stream is open."""
+    lines: list[str] = []
+    with client.stream("GET", "/api/events") as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        if before:
+            before()
+        deadline = time.monotonic() + timeout
+        for line in response.iter_lines():
+            lines.append(line)
+            if until(lines) or time.monotonic() > deadline:
+                break
+    return lines
+
+
+def test_events_completion_keepalive_unrelated_and_no_cancel_event(make):
+    _, client = make(keepalive_interval=0.1, other_event_interval=0.3, gen_time_min=150, gen_time_max=150)
+    ids = []
+
+    def start():
+        ids.extend(enqueue(client, num_generations=2))
+        client.delete(f"/api/ai/queue/{ids[1]}")
+
+    def done(lines):
+        return any(ids[0] in line for line in lines) and "event: deployment_status" in lines and len(lines) > 20
+
+    lines = read_events(client, done, before=start)
+    assert ": keep-alive" in lines
+    data = [line for line in lines if line.startswith("data:") and ids[0] in line]
+    assert lines[lines.index(data[0]) - 1] == "event: media_generation_completed"
+    assert '"status":"succeeded"' in data[0] and '"url":"http' in data[0]
+    assert not any(ids[1] in line for line in lines)
+    assert client.get(f"/api/ai/queue/{ids[1]}").json()["status"] == "cancelled"
+    again = client.delete(f"/api/ai/queue/{ids[0]}")
+    assert again.json() == {"status": "success", "generation_id": ids[0]}
+    assert client.get(f"/api/ai/queue/{ids[0]}").json()["status"] == "succeeded"
+
+
+def test_events_are_not_replayed_and_failures_carry_error(make):
+    _, client = make(keepalive_interval=0.1, fail_rate=1.0)
+    early = enqueue(client)[0]
+    finished_row(client, early)
+    late = []
+    lines = read_events(client, lambda ls: any(late and late[0] in x for x in ls),
+                        before=lambda: late.extend(enqueue(client)))
+    assert not any(early in line for line in lines)
+    failed = next(line for line in lines if late[0] in line)
+    assert '"status":"failed"' in failed and '"error":' in failed and '"url"' not in failed
+
+
+def test_sse_disconnect_every(make):
+    _, client = make(keepalive_interval=0.1, sse_disconnect_every=0.5)
+    started = time.monotonic()
+    read_events(client, lambda lines: False, timeout=5)
+    assert time.monotonic() - started < 3
+
+
+# --- AI/ML API ----------------------------------------------------------------------------
+
+def aiml_create(client, **extra) -> httpx.Response:
+    return client.post("/v2/video/generations",
+                       json={"model": AIML_I2V, "prompt": "a dog", "image_url": "https://x/a.png", **extra})
+
+
+def aiml_poll(client, gen_id: str) -> dict:
+    return client.get("/v2/video/generations", params={"generation_id": gen_id}).json()
+
+
+def test_aiml_walk_with_waiting(make):
+    sim, client = make(queue_delay=150)
+    created = aiml_create(client).json()
+    assert created["status"] == "queued" and created["id"].endswith(f":{AIML_I2V}")
+    seen = []
+
+    def poll():
+        task = aiml_poll(client, created["id"])
+        if not seen or seen[-1] != task["status"]:
+            seen.append(task["status"])
+        return task if task["status"] in ("completed", "error") else None
+
+    task = wait_for(poll, every=0.02)
+    assert seen == ["queued", "waiting", "generating", "completed"]
+    assert task["video"]["url"].startswith(sim.base_url) and task["meta"]["usage"]["usd_spent"] == 0.56
+
+
+@pytest.mark.parametrize("shape", ["name", "detail"])
+def test_aiml_error_shapes(make, shape):
+    _, client = make(fail_rate=1.0, aiml_error_shape=shape)
+    gen_id = aiml_create(client).json()["id"]
+    task = wait_for(lambda: (t := aiml_poll(client, gen_id))["status"] == "error" and t)
+    if shape == "name":
+        assert set(task["error"]) == {"name", "message"}
+    else:
+        assert task["error"]["detail"][0]["msg"] and task["error"]["detail"][0]["loc"]
+
+
+def test_aiml_validation_and_not_found(make):
+    _, client = make()
+    bad = aiml_create(client, duration=7)
+    assert bad.status_code == 400 and bad.json()["message"].startswith("Body validation error!")
+    assert bad.json()["path"] == "/v2/video/generations"
+    missing = client.get("/v2/video/generations", params={"generation_id": "x:y"})
+    assert missing.status_code == 404 and missing.json()["statusCode"] == "404"
+
+
+# --- concurrency, faults, media, stats ----------------------------------------------------
+
+def test_concurrency_cap_respected(make):
+    sim, client = make(concurrency=3)
+    ids = enqueue(client, num_generations=4) + enqueue(client, num_generations=4)
+    for gen_id in ids:
+        finished_row(client, gen_id)
+    stats = sim.stats()
+    assert stats["peak_in_flight"] == 3 and stats["by_status"] == {"succeeded": 8}
+    runs = [g["run_time"] for g in stats["generations"].values()]
+    assert all(abs(run - 0.2) < 0.01 for run in runs)
+
+
+@pytest.mark.parametrize("knob,status,retry_after", [
+    ("rate_limit_rate", 429, "3"), ("rate_limit_bare_rate", 429, None), ("server_error_rate", None, None)])
+def test_error_faults(make, knob, status, retry_after):
+    sim, client = make(**{knob: 1.0}, retry_after=3)
+    for response in (client.post("/api/ai/queue", json=body()), aiml_create(client)):
+        assert response.status_code == status if status else response.status_code >= 500
+        assert response.headers.get("retry-after") == retry_after
+    assert client.get("/_sim/stats").status_code == 200      # never faulted
+    assert sim.stats()["generations_total"] == 0
+
+
+def test_drop_before_creates_nothing(make):
+    sim, client = make(drop_before_rate=1.0)
+    with pytest.raises(httpx.RemoteProtocolError):
+        client.post("/api/ai/queue", json=body())
+    assert sim.stats()["generations_total"] == 0 and sim.stats()["faults"] == {"drop_before": 1}
+
+
+def test_drop_after_creates_an_unheard_generation(make):
+    sim, client = make(drop_after_rate=1.0)
+    with pytest.raises(httpx.RemoteProtocolError):
+        client.post("/api/ai/queue", json=body(num_generations=2))
+    assert sim.stats()["generations_total"] == 2
+
+
+def test_truncated_download(make):
+    _, client = make()
+    url = finished_row(client, enqueue(client)[0])["result_url"]
+    client.post("/_sim/knobs", json={"truncate_rate": 1.0})
+    received = bytearray()
+    with pytest.raises(httpx.RemoteProtocolError), httpx.stream("GET", url) as response:
+        promised = int(response.headers["content-length"])
+        for chunk in response.iter_raw():
+            received += chunk
+    assert 0 < len(received) < promised
+
+
+def test_expired_url_then_fresh_url(make):
+    sim, client = make(url_ttl=0.5)
+    gen_id = enqueue(client)[0]
+    old = finished_row(client, gen_id)["result_url"]
+    time.sleep(1.6)
+    expired = httpx.get(old)
+    assert expired.status_code == 403 and "expired" in expired.text
+    fresh = client.get(f"/api/ai/queue/{gen_id}").json()["result_url"]
+    assert fresh != old and httpx.get(fresh).status_code == 200
+    assert httpx.get(fresh.replace("sig=", "sig=0")).status_code == 403
+    sim.set_knobs(expire_rate=1.0)
+    assert httpx.get(client.get(f"/api/ai/queue/{gen_id}").json()["result_url"]).status_code == 403
+
+
+def test_legacy_switches(make):
+    _, client = make(legacy_enqueue_processing=True, legacy_404_terminal=True)
+    response = client.post("/api/ai/queue", json=body())
+    gen = response.json()["generations"][0]
+    assert gen["status"] == "processing"
+    wait_for(lambda: client.get(f"/api/ai/queue/{gen['generation_id']}").status_code == 404)
+    history = client.get(f"/api/ai/generations/{gen['generation_id']}")
+    assert history.status_code == 200 and history.json()["generation"]["status"] == "succeeded"
+
+
+def test_media_is_unique_valid_mp4_and_counted(make, tmp_path):
+    import imageio_ffmpeg
+
+    sim, client = make()
+    ids = enqueue(client, aspect_ratio="1:1") + enqueue(client, aspect_ratio="1:1")   # one key, 2 enqueues
+    rows = [finished_row(client, gen_id) for gen_id in ids]
+    files = []
+    for row in rows:
+        response = httpx.get(row["result_url"])
+        assert response.headers["content-type"] == "video/mp4"
+        assert int(response.headers["content-length"]) == len(response.content)
+        assert response.content.endswith(row["generation_id"].encode())
+        files.append(response.content)
+    assert files[0] != files[1]
+    path = tmp_path / "a.mp4"
+    path.write_bytes(files[0])
+    decoded = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(path),
+                              "-frames:v", "1", "-f", "null", "-"], capture_output=True)
+    assert decoded.returncode == 0 and not decoded.stderr
+    httpx.get(rows[0]["result_url"])
+    stats = sim.stats()
+    assert list(stats["enqueues"].values()) == [2] and stats["requests"]["POST /api/ai/queue"] == 2
+    served = stats["generations"][rows[0]["generation_id"]]
+    assert served["downloads"] == 2 and served["sha256"] == hashlib.sha256(files[0]).hexdigest()
+    assert served["bytes"] == len(files[0])
+    client.post("/_sim/reset")
+    assert sim.stats()["generations_total"] == 0 and sim.stats()["requests_total"] == 0
+
+
+def test_padded_media_streams_with_exact_length(make):
+    _, client = make(media_pad_bytes=12 << 20)
+    row = finished_row(client, enqueue(client)[0])
+    digest, size = hashlib.sha256(), 0
+    with httpx.stream("GET", row["result_url"]) as response:
+        for chunk in response.iter_bytes():
+            digest.update(chunk)
+            size += len(chunk)
+    assert size == int(response.headers["content-length"]) > 12 << 20
+    stats = client.get("/_sim/stats").json()["generations"][row["generation_id"]]
+    assert stats["sha256"] == digest.hexdigest() and stats["bytes"] == size
+
+
+def test_sync_generate_holds_the_connection(make):
+    _, client = make()
+    response = client.post("/api/ai/videos/generate", json=body())
+    assert response.status_code == 200 and response.json()["videos"][0]["url"].startswith("http")
+
+
+def test_knobs_endpoint_and_seed_reproducible(make):
+    _, client = make()
+    assert client.post("/_sim/knobs", json={"nope": 1}).status_code == 400
+    assert client.post("/_sim/knobs", json={"concurrency": "5"}).json()["concurrency"] == 5
+    first = [make(seed=42)[1] for _ in range(2)]
+    assert enqueue(first[0]) == enqueue(first[1])
+
+
+def test_cli_help_lists_the_knobs():
+    from click.testing import CliRunner
+
+    from simulator.cli import simulator_command
+
+    result = CliRunner().invoke(simulator_command, ["--help"])
+    assert result.exit_code == 0 and "--truncate-rate" in result.output and "--time-scale" in result.output
