@@ -79,6 +79,7 @@ class ItemRecord(BaseModel):
     error_kind: str | None = None
     error: str | None = None
     cost_usd: float | None = None
+    cost_source: str | None = None     # provider | estimate
     video_url: str | None = None
     file: str | None = None
     sha256: str | None = None

@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 
 import click
+from kombu.exceptions import OperationalError
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from jobs.errors import ManifestError, ServiceUnavailable
 
@@ -33,6 +35,8 @@ class _Group(click.Group):
             _fail(f"error: {exc}", EXIT_BAD_INPUT)
         except ServiceUnavailable as exc:
             _fail(f"cannot reach a service: {exc}", EXIT_SERVICE)
+        except (OperationalError, RedisConnectionError) as exc:
+            _fail(f"cannot reach the broker: {exc}", EXIT_SERVICE)
         except click.UsageError as exc:
             _fail(exc.format_message(), EXIT_BAD_INPUT)
 

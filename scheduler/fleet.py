@@ -17,7 +17,7 @@ from jobs.settings import Settings
 from scheduler.embedded import EmbeddedRedis, WorkerProcess
 from scheduler.plan import plan_batch
 from scheduler.submit import enqueue, register
-from worker.app import app
+from worker.app import app, use_broker
 from worker.context import WorkerContext
 
 
@@ -30,7 +30,7 @@ def broker(settings: Settings) -> str:
 
 def connect(settings: Settings) -> WorkerContext:
     url = broker(settings)
-    app.conf.update(broker_url=url)
+    use_broker(url)
     ctx = WorkerContext(settings.model_copy(update={"broker_url": url}))
     try:
         ctx.store.r.ping()

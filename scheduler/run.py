@@ -20,7 +20,7 @@ from scheduler.progress import BatchProgress
 from scheduler.simproc import SimulatorProcess
 from scheduler.submit import enqueue, register
 from scheduler.sweeper import sweep
-from worker.app import app
+from worker.app import app, use_broker
 from worker.context import WorkerContext
 from worker.results import write_index
 
@@ -48,7 +48,7 @@ def start_services(stack: ExitStack, settings: Settings, provider: str) -> Stack
         sim = stack.enter_context(SimulatorProcess(settings))
         env.update(sim.env())
         update.update(simulator_url=sim.url, simulator_key=sim.key)
-    app.conf.update(broker_url=broker)
+    use_broker(broker)
     return Stack(settings.model_copy(update=update), env, settings.broker_url is None)
 
 

@@ -12,6 +12,7 @@ import redis
 from scheduler.embedded import EmbeddedRedis, WorkerProcess
 
 REPO = Path(__file__).resolve().parent.parent
+SIM_KEY = "sim-test-key"
 
 
 @pytest.fixture(scope="session")
@@ -43,7 +44,7 @@ def sim_factory():
     started = []
 
     def start(**knobs):
-        sim = Simulator(knobs=Knobs(**knobs), api_key="sim-test-key", host="127.0.0.1", port=0)
+        sim = Simulator(knobs=Knobs(**knobs), api_key=SIM_KEY, host="127.0.0.1", port=0)
         sim.start()
         started.append(sim)
         return sim
@@ -68,7 +69,7 @@ def workers(worker_env, tmp_path):
     def start(sim=None, concurrency: int = 8, name: str | None = None) -> WorkerProcess:
         env = dict(worker_env)
         if sim is not None:
-            env.update(REELBATCH_SIMULATOR_URL=sim.base_url, REELBATCH_SIMULATOR_KEY=sim.api_key)
+            env.update(REELBATCH_SIMULATOR_URL=sim.base_url, REELBATCH_SIMULATOR_KEY=SIM_KEY)
         proc = WorkerProcess(env, tmp_path / "logs" / f"worker-{len(started)}.log", concurrency, name)
         proc.start()
         started.append(proc)

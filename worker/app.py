@@ -32,3 +32,9 @@ def configure(app: Celery) -> None:
 
 app = Celery("reelbatch", include=["worker.tasks"])
 app.on_configure.connect(lambda sender, **_: configure(sender), weak=False)
+
+
+def use_broker(url: str) -> None:
+    """Point this process's app at ``url`` (the embedded Redis, decided at run time)."""
+    _ = app.conf.broker_url   # configure from settings first, so this override sticks
+    app.conf.broker_url = url

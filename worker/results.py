@@ -40,6 +40,7 @@ def line(meta: BatchMeta, rec: ItemRecord) -> dict[str, Any]:
         "generation_id": rec.generation_id, "video_url": rec.video_url, "file": rec.file,
         "sha256": rec.sha256, "bytes": rec.bytes, "attempts": rec.attempts,
         "error_kind": rec.error_kind, "error": rec.error, "cost_usd": rec.cost_usd,
+        "cost_source": rec.cost_source,
         "estimated_cost_usd": item.estimated_cost_usd, "content_key": item.content_key,
         "submitted_at": _iso(rec.submitted_at), "completed_at": _iso(rec.completed_at),
     }

@@ -225,7 +225,9 @@ def observe(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord, g: Generation)
 def _finished(ctx, meta: BatchMeta, rec: ItemRecord, g: Generation) -> list[Next]:
     try:
         ctx.store.transition(meta.name, rec.item_id, S.DOWNLOADING, [S.QUEUED, S.RUNNING],
-                             video_url=g.video_url, cost_usd=g.cost_usd, detected_at=time.time(),
+                             video_url=g.video_url, detected_at=time.time(),
+                             cost_usd=g.cost_usd if g.cost_usd is not None else rec.item.estimated_cost_usd,
+                             cost_source="provider" if g.cost_usd is not None else "estimate",
                              remote_started_at=g.started_at, remote_completed_at=g.completed_at)
     except TransitionRefused:
         return []  # another poll or the event stream got there first

@@ -1,0 +1,98 @@
+"""Helpers for engine tests: manifests on the simulator, running the real CLI, reading results."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import yaml
+
+from tests.conftest import REPO, SIM_KEY
+
+IMAGE = "https://example.org/ox.png"
+
+
+def write_manifest(folder: Path, name: str, n: int, **overrides) -> Path:
+    """A manifest of ``n`` image-to-video items with distinct prompts, on the simulator."""
+    doc = {
+        "version": 1, "name": name, "provider": "simulator", "model": "kling-o1/image-to-video",
+        "output": "out", "defaults": {"duration": 5, "aspect_ratio": "16:9", "start_image": IMAGE},
+        "items": [{"id": f"clip{i:03d}", "prompt": f"An ox walks, take {i}"} for i in range(n)],
+        "limits": {"max_concurrency": 20, "requests_per_minute": 6000},
+        "retry": {"max_attempts": 3},
+        "polling": {"first_after_s": 0.5, "min_interval_s": 0.2, "max_interval_s": 1},
+    }
+    doc.update(overrides)
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def cli_env(data_dir: Path, sim=None, **extra) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REELBATCH_", "OXEN_", "AIMLAPI_"))}
+    env.update(REELBATCH_DATA_DIR=str(data_dir), PYTHONPATH=str(REPO))
+    if sim is not None:
+        env.update(REELBATCH_SIMULATOR_URL=sim.base_url, REELBATCH_SIMULATOR_KEY=SIM_KEY)
+    env.update(extra)
+    return env
+
+
+def reelbatch(*args: str, env: dict[str, str], timeout: float = 300, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "scheduler.cli", *args], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout, **kw)
+
+
+def spawn(*args: str, env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "scheduler.cli", *args], env=env, cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
+def results(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+
+
+def enqueues_per_generation_id(stats: dict) -> dict[str, dict]:
+    return {g["public_id"]: g for g in stats["generations"].values()}
+
+
+def assert_files_match_simulator(rows: list[dict], out: Path, stats: dict) -> None:
+    """Every succeeded file is on disk and its sha256 is the one the simulator served."""
+    import hashlib
+
+    served = enqueues_per_generation_id(stats)
+    for row in rows:
+        if row["status"] != "succeeded":
+            continue
+        data = (out / row["file"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == row["sha256"]
+        assert served[row["generation_id"]]["sha256"] == row["sha256"], row["item_id"]
+
+
+def assert_no_duplicate_generation(stats: dict) -> None:
+    """No request body was enqueued again after a generation of it succeeded or was running."""
+    by_body: dict[str, list[dict]] = {}
+    for g in stats["generations"].values():
+        by_body.setdefault(g.get("request_key") or g["public_id"], []).append(g)
+    for body, gens in by_body.items():
+        good = [g for g in gens if g["status"] in ("succeeded", "processing", "queued")]
+        assert len(good) <= 1, f"request {body} has {len(good)} live or succeeded generations"
+
+
+def wait_for(check, timeout: float, what: str, every: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def status_counts(rows: list[dict]) -> Counter:
+    return Counter(r["status"] for r in rows)

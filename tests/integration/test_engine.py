@@ -1,0 +1,100 @@
+"""The execution engine end to end: the real CLI, a real redis-server, real Celery workers and the
+simulator over HTTP, producing real MP4 files."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+import redis
+
+from jobs.state import ItemState as S
+from jobs.store import Store
+from tests.integration.helpers import (assert_files_match_simulator, assert_no_duplicate_generation,
+                                       cli_env, reelbatch, results, spawn, status_counts,
+                                       wait_for, write_manifest)
+
+pytestmark = pytest.mark.integration
+FAST = dict(time_scale=1 / 600, queue_delay=0.0, seed=7)
+
+
+def test_batch_with_faults_ends_terminal_with_served_files(tmp_path, sim_factory):
+    sim = sim_factory(concurrency=20, fail_rate=0.1, server_error_rate=0.1, rate_limit_rate=0.05,
+                      rate_limit_bare_rate=0.05, truncate_rate=0.05, expire_rate=0.05,
+                      drop_before_rate=0.03, **FAST)
+    manifest = write_manifest(tmp_path, "faulty", 50)
+    done = reelbatch("run", str(manifest), env=cli_env(tmp_path / "data", sim))
+    assert done.returncode in (0, 1), done.stderr
+    rows = results(tmp_path / "out")
+    assert len(rows) == 50 and len({r["item_id"] for r in rows}) == 50
+    assert set(status_counts(rows)) <= {"succeeded", "failed"}
+    assert status_counts(rows)["succeeded"] >= 40
+    stats = sim.stats()
+    assert_files_match_simulator(rows, tmp_path / "out", stats)
+    assert_no_duplicate_generation(stats)
+    for row in rows:
+        if row["status"] == "failed":
+            assert row["error"], row
+
+
+def test_killed_run_resumes_without_generating_twice(tmp_path, sim_factory):
+    sim = sim_factory(concurrency=10, **{**FAST, "time_scale": 1 / 300})
+    manifest = write_manifest(tmp_path, "killed", 40, limits={"max_concurrency": 10,
+                                                              "requests_per_minute": 6000})
+    env = cli_env(tmp_path / "data", sim)
+    first = spawn("run", str(manifest), env=env)
+    wait_for(lambda: sim.stats()["by_status"].get("succeeded", 0) >= 10, 120, "10 finished")
+    os.killpg(first.pid, signal.SIGKILL)    # the run, its worker: everything but Redis dies
+    first.wait()
+    second = reelbatch("run", str(manifest), env=env)
+    assert second.returncode == 0, second.stdout + second.stderr
+    rows = results(tmp_path / "out")
+    assert status_counts(rows) == {"succeeded": 40}
+    stats = sim.stats()
+    assert sum(stats["enqueues"].values()) == 40     # nothing was generated twice
+    assert_files_match_simulator(rows, tmp_path / "out", stats)
+    _stop_embedded_redis(tmp_path / "data")
+
+
+def _stop_embedded_redis(data_dir) -> None:
+    port = (data_dir / "redis.port").read_text()
+    password = (data_dir / "redis.password").read_text()
+    try:
+        redis.Redis(port=int(port), password=password).shutdown(nosave=True)
+    except redis.ConnectionError:
+        pass
+
+
+def test_global_concurrency_holds_across_four_workers(tmp_path, sim_factory, redis_url, workers):
+    sim = sim_factory(concurrency=50, **FAST)
+    manifest = write_manifest(tmp_path, "capped", 24, limits={"max_concurrency": 3,
+                                                              "requests_per_minute": 6000})
+    for n in range(4):
+        workers(sim, concurrency=4, name=f"w{n}")
+    env = cli_env(tmp_path / "data", sim, REELBATCH_BROKER_URL=redis_url)
+    sent = reelbatch("submit", str(manifest), env=env)
+    assert sent.returncode == 0, sent.stderr
+    store = Store.from_url(redis_url)
+    wait_for(lambda: store.counts("capped")[S.SUCCEEDED] == 24, 180, "24 succeeded")
+    stats = sim.stats()
+    assert stats["peak_active"] <= 3
+    assert sum(stats["enqueues"].values()) == 24
+
+
+def test_bad_key_fails_items_at_once_without_retries(tmp_path, sim_factory):
+    sim = sim_factory(**FAST)
+    manifest = write_manifest(tmp_path, "badkey", 5)
+    env = cli_env(tmp_path / "data", sim, REELBATCH_SIMULATOR_KEY="wrong-key")
+    started = time.monotonic()
+    done = reelbatch("run", str(manifest), env=env)
+    assert done.returncode == 1
+    assert time.monotonic() - started < 60
+    rows = results(tmp_path / "out")
+    assert status_counts(rows) == {"failed": 5}
+    assert all(r["error_kind"] == "permanent" and "401" in r["error"] for r in rows)
+    assert all(r["attempts"] == 1 for r in rows)
+    stats = sim.stats()
+    assert stats["requests"].get("POST /api/ai/queue", 0) == 5   # one refused call per item
+    assert "wrong-key" not in done.stdout + done.stderr
