@@ -114,10 +114,14 @@ def _jsonl_rows(text: str, path: Path) -> Iterator[tuple[int, dict]]:
 
 
 def _rows_file(manifest: Manifest) -> Path:
-    path = (manifest.folder / manifest.items_from).resolve()
+    try:
+        path = inputs.local_path(manifest.items_from, manifest.folder)
+        found = path.is_file()
+    except (ManifestError, OSError):
+        raise manifest.error(f"{manifest.items_from!r} is not a valid path", ("items_from",)) from None
     if path.suffix.lower() not in ROW_FORMATS:
         raise manifest.error(f"{path.name}: expected a .csv or .jsonl file", ("items_from",))
-    if not path.is_file():
+    if not found:
         raise manifest.error(f"file not found: {path}", ("items_from",))
     return path
 

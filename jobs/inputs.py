@@ -23,7 +23,9 @@ def is_url(ref: str) -> bool:
 
 def local_path(ref: str, base_dir: Path) -> Path:
     """A local reference as an absolute path; relative paths are relative to ``base_dir``."""
-    return (base_dir / Path(ref).expanduser()).resolve()
+    if "\0" in ref:
+        raise ManifestError(f"{ref!r} is not a valid path")
+    return base_dir / Path(ref).expanduser()
 
 
 def image_format(head: bytes) -> str | None:
@@ -45,11 +47,11 @@ def video_format(head: bytes) -> str | None:
 
 
 def _head(path: Path) -> bytes:
-    if not path.is_file():
-        raise ManifestError(f"file not found: {path}")
     try:
         with path.open("rb") as f:
             return f.read(16)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        raise ManifestError(f"file not found: {path}") from None
     except OSError as exc:
         raise ManifestError(f"cannot read {path}: {exc.strerror}") from None
 

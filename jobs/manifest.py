@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import json
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -38,6 +39,15 @@ def _ratio_from_sexagesimal(value: Any) -> Any:
     return value
 
 
+def _json_values(value: dict[str, Any]) -> dict[str, Any]:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        raise ValueError("raw must hold JSON values (strings, numbers, booleans, null, lists, "
+                         "mappings)") from None
+    return value
+
+
 SafeId = Annotated[str, AfterValidator(_safe_id)]
 AspectRatio = Annotated[str, BeforeValidator(_ratio_from_sexagesimal)]
 
@@ -55,7 +65,7 @@ class ParamSpec(BaseModel):
     aspect_ratio: AspectRatio | None = None
     duration: int | None = None
     keep_audio: bool | None = None
-    raw: dict[str, Any] | None = None
+    raw: Annotated[dict[str, Any], AfterValidator(_json_values)] | None = None
 
     def given(self) -> dict[str, Any]:
         """The parameters this spec sets, lists as tuples."""
@@ -163,7 +173,7 @@ def _record_lines(node: yaml.Node, path: YamlPath, lines: dict[YamlPath, int], s
     seen.add(id(node))
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
-            child = (*path, key.value)
+            child = (*path, key.value if isinstance(key, yaml.ScalarNode) else "?")
             lines[child] = key.start_mark.line + 1
             _record_lines(value, child, lines, seen)
     elif isinstance(node, yaml.SequenceNode):
@@ -182,8 +192,11 @@ def parse_yaml(text: str) -> tuple[Any, dict[YamlPath, int]]:
         mark = exc.problem_mark or exc.context_mark
         raise ManifestError(f"invalid YAML: {exc.problem or exc.context}",
                             line=mark.line + 1 if mark else None, field="yaml") from None
+    except yaml.reader.ReaderError as exc:
+        raise ManifestError(f"invalid YAML: character {exc.character!r} is not allowed",
+                            line=text[:exc.position].count("\n") + 1, field="yaml") from None
     except yaml.YAMLError as exc:
-        raise ManifestError(f"invalid YAML: {exc}", field="yaml") from None
+        raise ManifestError(f"invalid YAML: {' '.join(str(exc).split())}", field="yaml") from None
     lines: dict[YamlPath, int] = {}
     if node is not None:
         _record_lines(node, (), lines, set())
@@ -253,7 +266,7 @@ def _check_top(data: Any, path: Path) -> None:
 
 def _with_defaults(data: dict, path: Path) -> dict:
     data = dict(data)
-    data.setdefault("name", path.stem)
+    data.setdefault("name", re.sub(r"[^A-Za-z0-9_-]+", "-", path.stem).strip("-") or "batch")
     data.setdefault("output", f"out/{data['name']}")
     return data
 

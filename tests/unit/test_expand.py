@@ -93,29 +93,31 @@ def test_output_is_relative_to_the_manifest(manifest_path: Path):
     assert load_manifest(manifest_path).output == manifest_path.parent / "out" / "ox"
 
 
+def plan_rows(folder: Path, rows_name: str, rows: str, head: str) -> list:
+    (folder / rows_name).write_text(rows)
+    path = folder / "m.yaml"
+    path.write_text(f"version: 1\n{head}items_from: {rows_name}\n")
+    return plan_batch(path, Settings()).items
+
+
 def test_items_from_csv_rows_become_items(tmp_path: Path):
-    (tmp_path / "rows.csv").write_text(
-        "id,animal,start_image,duration,images\n"
-        "fox,red fox,https://e.org/f.png,10,\n"
-        ",heron,https://e.org/h.png,,\n")
-    path = tmp_path / "m.yaml"
-    path.write_text("version: 1\nprovider: oxen\nmodel: kling-o1/image-to-video\n"
-                    "defaults: {prompt: 'A {animal} walks', duration: 5}\nitems_from: rows.csv\n")
-    items = plan_batch(path, Settings()).items
+    items = plan_rows(tmp_path, "rows.csv", "id,animal,start_image,duration,images\n"
+                      "fox,red fox,https://e.org/f.png,10,\n"
+                      ",heron,https://e.org/h.png,,\n",
+                      "provider: oxen\nmodel: kling-o1/image-to-video\n"
+                      "defaults: {prompt: 'A {animal} walks', duration: 5}\n")
     assert [(i.item_id, i.params.prompt, i.params.duration) for i in items] == [
         ("fox", "A red fox walks", 10), ("rows-2", "A heron walks", 5)]
     assert items[0].provider == "oxen"
 
 
 def test_items_from_jsonl_rows(tmp_path: Path):
-    (tmp_path / "rows.jsonl").write_text(
+    items = plan_rows(
+        tmp_path, "rows.jsonl",
         '{"id": "a", "prompt": "@Image1 and @Image2", "images": ["https://e.org/1.png", '
         '"https://e.org/2.png"]}\n\n{"id": "b", "prompt": "@Element1", "elements": '
-        '[{"frontal_image": "https://e.org/f.png", "reference_images": ["https://e.org/r.png"]}]}\n')
-    path = tmp_path / "m.yaml"
-    path.write_text("version: 1\nprovider: aimlapi\nmodel: kling-o1/reference-to-video\n"
-                    "items_from: rows.jsonl\n")
-    items = plan_batch(path, Settings()).items
+        '[{"frontal_image": "https://e.org/f.png", "reference_images": ["https://e.org/r.png"]}]}\n',
+        "provider: aimlapi\nmodel: kling-o1/reference-to-video\n")
     assert items[0].params.images == ("https://e.org/1.png", "https://e.org/2.png")
     assert items[1].params.elements[0].reference_images == ("https://e.org/r.png",)
 
