@@ -21,7 +21,7 @@ from jobs import inputs
 from jobs.catalog import ModelSpec, catalog, check_params, media_refs, price_per_second
 from jobs.errors import ManifestError
 from jobs.item import Element, Item, Params
-from jobs.manifest import (Manifest, ParamSpec, YamlPath, _safe_id, dotted, read_text,
+from jobs.manifest import (Manifest, ParamSpec, YamlPath, safe_id, dotted, read_text,
                            validation_error)
 from jobs.settings import Settings
 
@@ -137,7 +137,7 @@ def _row_params(row: dict, path: Path, line: int) -> dict:
 
 def _row_id(row: dict, path: Path, line: int, index: int) -> str:
     try:
-        return _safe_id(str(row.get("id") or f"{path.stem}-{index}"))
+        return safe_id(str(row.get("id") or f"{path.stem}-{index}"))
     except ValueError as exc:
         raise ManifestError(str(exc), str(path), line, "id") from None
 

@@ -25,7 +25,7 @@ SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}")
 Scalar = str | int | float | bool
 
 
-def _safe_id(value: str) -> str:
+def safe_id(value: str) -> str:
     if not SAFE_ID.fullmatch(value) or ".." in value or len(value) > 120:
         raise ValueError(f"{value!r} is not a safe id; expected letters, digits, '.', '_' and '-' "
                          "(no '..', no '/', at most 120 characters)")
@@ -48,7 +48,7 @@ def _json_values(value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
-SafeId = Annotated[str, AfterValidator(_safe_id)]
+SafeId = Annotated[str, AfterValidator(safe_id)]
 AspectRatio = Annotated[str, BeforeValidator(_ratio_from_sexagesimal)]
 
 
@@ -111,7 +111,7 @@ class Manifest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     version: Literal[1]
-    name: Annotated[str, AfterValidator(_safe_id)]
+    name: Annotated[str, AfterValidator(safe_id)]
     provider: str
     model: str
     output: Path

@@ -50,7 +50,7 @@ def _row(item: Item) -> tuple[str, ...]:
             prompt, f"${item.estimated_cost_usd:.2f}")
 
 
-def _table(plan: Plan):
+def plan_table(plan: Plan):
     from rich.table import Table
 
     m = plan.manifest
@@ -71,7 +71,7 @@ def _table(plan: Plan):
     return table
 
 
-def _summary(plan: Plan) -> str:
+def plan_summary(plan: Plan) -> str:
     m, budget = plan.manifest, plan.manifest.limits.max_cost_usd
     text = (f"{len(plan.items):,} items, {plan.total_video_seconds:,} video seconds, "
             f"estimated ${plan.estimated_cost_usd:,.2f}")
@@ -89,6 +89,6 @@ def show_plan(path: str | Path, as_json: bool = False) -> int:
     from rich.console import Console
 
     console = Console()
-    console.print(_table(plan))
-    console.print(_summary(plan), highlight=False)
+    console.print(plan_table(plan))
+    console.print(plan_summary(plan), highlight=False)
     return 0

@@ -13,7 +13,7 @@ from pathlib import Path
 from rich.console import Console
 
 from jobs.settings import Settings
-from scheduler.plan import _summary, _table, plan_batch
+from scheduler.plan import plan_summary, plan_table, plan_batch
 
 MANIFEST = """\
 version: 1
@@ -46,7 +46,7 @@ def main() -> None:
         start = time.perf_counter()
         plan = plan_batch(path, Settings())
         planned = time.perf_counter() - start
-        Console(file=io.StringIO(), width=120).print(_table(plan), _summary(plan))
+        Console(file=io.StringIO(), width=120).print(plan_table(plan), plan_summary(plan))
         total = time.perf_counter() - start
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"{len(plan.items):,} items: plan_batch {planned:.2f} s, with table {total:.2f} s, "
