@@ -40,7 +40,7 @@ class Core:
     def result_url(self, gen: Generation, base_url: str) -> str:
         """A fresh presigned URL; `expire_rate` issues it already expired."""
         expired = self.knobs.expire_rate > 0 and self.fault_rng.random() < self.knobs.expire_rate
-        return self.media.url(base_url, gen.key, -1.0 if expired else self.knobs.url_ttl)
+        return self.media.url(base_url, gen.key, -2.0 if expired else self.knobs.url_ttl)
 
     def enqueue(self, api: str, model: str, params: dict, runtime_error: str | None) -> Generation:
         gen = self.clock.enqueue(api, model, params, runtime_error)

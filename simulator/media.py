@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import math
 import os
 import struct
 import subprocess
@@ -100,7 +101,7 @@ class MediaStore:
         return hmac.new(self.secret, f"{key}:{expires}".encode(), hashlib.sha256).hexdigest()[:32]
 
     def url(self, base_url: str, key: str, ttl: float) -> str:
-        expires = int(time.time() + ttl)
+        expires = math.ceil(time.time() + ttl)
         return f"{base_url}/media/{key}.mp4?expires={expires}&sig={self.signature(key, expires)}"
 
     def check(self, key: str, expires: str, sig: str) -> str | None:
