@@ -79,21 +79,25 @@ def _check_enqueue(body: dict | None) -> Response | int:
     return count
 
 
-def _enqueue_one(core, body: dict) -> Generation:
-    params = {k: v for k, v in body.items() if k not in _QUEUE_ONLY}
-    model = body["model"]
-    return core.enqueue("oxen", model, params, catalog.runtime_error(model, params))
-
-
-@_guard
-async def enqueue(request: Request, core) -> Response:
+async def _accept(request: Request, core) -> Response | tuple[dict, list[Generation]]:
+    """Check an enqueue body, count it, and create its generations (or answer the rejection)."""
     body = await _body(request)
     checked = _check_enqueue(body)
     if isinstance(checked, Response):
         return checked
     core.stats.enqueues[request_key(body)] += 1
+    params = {k: v for k, v in body.items() if k not in _QUEUE_ONLY}
+    error = catalog.runtime_error(body["model"], params)
+    return body, [core.enqueue("oxen", body["model"], params, error) for _ in range(checked)]
+
+
+@_guard
+async def enqueue(request: Request, core) -> Response:
+    accepted = await _accept(request, core)
+    if isinstance(accepted, Response):
+        return accepted
     status = "processing" if core.knobs.legacy_enqueue_processing else "queued"
-    gens = [_enqueue_one(core, body) for _ in range(checked)]
+    gens = accepted[1]
     return JSONResponse({"generations": [{"generation_id": g.key, "status": status} for g in gens]})
 
 
@@ -211,7 +215,8 @@ async def model(request: Request, core) -> Response:
 @_guard
 async def events(request: Request, core) -> Response:
     base = base_url(request)
-    stream = core.bus.stream(core.bus.subscribe(), core.knobs, lambda gen: core.result_url(gen, base), core.closing)
+    url_for = lambda gen: core.result_url(gen, base)  # noqa: E731
+    stream = core.bus.stream(core.bus.subscribe(), core.knobs, url_for, core.closing)
     return StreamingResponse(stream, media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
@@ -219,12 +224,11 @@ async def events(request: Request, core) -> Response:
 @_guard
 async def generate_sync(request: Request, core) -> Response:
     """POST /api/ai/videos/generate: holds the connection for the whole generation."""
-    body = await _body(request)
-    checked = _check_enqueue(body)
-    if isinstance(checked, Response):
-        return checked
-    core.stats.enqueues[request_key(body)] += 1
-    gen = await core.finished(_enqueue_one(core, body))
+    accepted = await _accept(request, core)
+    if isinstance(accepted, Response):
+        return accepted
+    body, gen = accepted[0], accepted[1][0]
+    await core.finished(gen)
     if gen.status != "succeeded":
         return oxen_error(400, "invalid_params", gen.error or gen.status)
     if body.get("response_format") == "b64_json":
