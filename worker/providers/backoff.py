@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-BASE_S = 1.0
+BASE_S = 0.25
 CAP_S = 60.0
 
 
