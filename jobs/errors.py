@@ -11,7 +11,8 @@
     │     └─ CancelNotSupported     the provider has no cancel endpoint
     ├─ BudgetExceeded
     ├─ StorageError
-    │  └─ ResultUrlExpired      the result URL no longer serves the file: ask the provider for a fresh one
+    │  ├─ ResultUrlExpired      the result URL no longer serves the file: ask the provider for a fresh one
+    │  └─ UnsafeResult          the result cannot be accepted (scheme, host, size, type, path): not retried
     └─ ServiceUnavailable       the broker or another service cannot be reached (exit code 3)
 
 Every constructor passes all of its arguments to ``super().__init__`` so Celery can rebuild them.
@@ -119,6 +120,12 @@ class ResultUrlExpired(StorageError):
     """The result URL answered 403/404/410: the provider must be asked for a fresh URL."""
 
     kind = "url_expired"
+
+
+class UnsafeResult(StorageError):
+    """The result URL or file breaks a safety rule (scheme, host, size, type, path): not retried."""
+
+    kind = "unsafe_result"
 
 
 class ServiceUnavailable(ReelbatchError):

@@ -13,6 +13,7 @@ from jobs.store import Store
 from worker.limits import RequestRate, Slots
 from worker.providers import build_provider
 from worker.providers.base import Provider
+from worker.providers.http import build_download_client
 
 
 class WorkerContext:
@@ -29,11 +30,8 @@ class WorkerContext:
 
     @cached_property
     def download_client(self) -> httpx.Client:
-        """Plain client for result URLs: never carries a provider's key to a CDN."""
-        s = self.settings
-        timeout = httpx.Timeout(connect=s.http_connect_timeout_s, read=s.http_read_timeout_s,
-                                write=s.http_write_timeout_s, pool=s.http_pool_timeout_s)
-        return httpx.Client(timeout=timeout, follow_redirects=False)
+        """For result URLs: never carries a provider's key to another host."""
+        return build_download_client(self.settings)
 
     def provider(self, name: str) -> Provider:
         with self._lock:

@@ -18,6 +18,7 @@ from worker import results
 from worker.context import WorkerContext
 from worker.limits import holder, split_holder
 from worker.providers.base import Generation, RemoteStatus
+from worker.providers.http import permanent_reason
 from worker.storage import download
 
 log = logging.getLogger("reelbatch.worker")
@@ -129,6 +130,7 @@ def _send(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord) -> list[Next]:
         _unreserve(ctx, meta, rec)
         return fail(ctx, meta, item_id, exc, [S.SUBMITTING])
     store.transition(batch, item_id, S.QUEUED, [S.SUBMITTING], generation_id=generation_id)
+    _claim(ctx, meta.provider, generation_id)
     return [Next("poll", batch, item_id, poll_policy(ctx, meta, rec).first_delay())]
 
 
@@ -168,22 +170,33 @@ def reconcile(ctx: WorkerContext, batch: str, item_id: str) -> list[Next]:
     if meta is None or rec is None or rec.state is not S.SUBMITTING:
         return []
     client = ctx.provider(meta.provider)
-    finder = getattr(client, "find_generation", None)
-    if finder is None:
+    if not hasattr(client, "find"):
         exc = errors.SubmitOutcomeUnknown(meta.provider, None, None,
                                           "submit sent but unanswered; the provider cannot be asked")
         return fail(ctx, meta, item_id, exc, [S.SUBMITTING])
-    request = provider_request(rec.item, _resolver(ctx))
     try:
-        found = finder(request, since=(rec.submitted_at or 0) - 5)
+        found = client.find(provider_request(rec.item, _resolver(ctx)),
+                            since=(rec.submitted_at or 0) - 5)
     except errors.TransientProviderError:
         return [Next("reconcile", batch, item_id, RETRY.backoff(1))]
-    if found:
-        store.transition(batch, item_id, S.QUEUED, [S.SUBMITTING], generation_id=found)
+    generation_id = _claim_first(ctx, meta.provider, [g.generation_id for g in found])
+    if generation_id:
+        store.transition(batch, item_id, S.QUEUED, [S.SUBMITTING], generation_id=generation_id)
         return [Next("poll", batch, item_id, 0)]
     store.transition(batch, item_id, S.PENDING, [S.SUBMITTING], incr={"attempts": -1})
     _unreserve(ctx, meta, rec)
     return [Next("submit", batch, item_id, 0)]
+
+
+def _claim(ctx: WorkerContext, provider: str, generation_id: str) -> bool:
+    """Mark a generation as some item's; False when another item has it already."""
+    return bool(ctx.store.r.sadd(f"rb:claimed:{provider}", generation_id))
+
+
+def _claim_first(ctx: WorkerContext, provider: str, candidates: list[str]) -> str | None:
+    """The newest matching generation no other item has: identical requests (repeat samples)
+    each adopt their own."""
+    return next((g for g in candidates if _claim(ctx, provider, g)), None)
 
 
 # --- poll ----------------------------------------------------------------------------------
@@ -237,7 +250,7 @@ def _finished(ctx, meta: BatchMeta, rec: ItemRecord, g: Generation) -> list[Next
 def _remote_failed(ctx, meta: BatchMeta, rec: ItemRecord, g: Generation) -> list[Next]:
     exc = errors.GenerationFailed(meta.provider, None, None, g.error or "generation failed")
     ctx.store.record_attempt(meta.name, rec.item_id, exc.kind, str(exc))
-    if rec.attempts >= meta.max_attempts:
+    if rec.attempts >= meta.max_attempts or permanent_reason(g.error):
         return fail(ctx, meta, rec.item_id, exc, [S.QUEUED, S.RUNNING])
     try:
         ctx.store.transition(meta.name, rec.item_id, S.PENDING, [S.QUEUED, S.RUNNING],
@@ -266,6 +279,8 @@ def fetch(ctx: WorkerContext, batch: str, item_id: str) -> list[Next]:
                           ctx.download_client, ctx.settings)
     except errors.ResultUrlExpired:
         return _refresh_url(ctx, meta, rec)
+    except errors.UnsafeResult as exc:
+        return fail(ctx, meta, item_id, exc, [S.DOWNLOADING])
     except errors.StorageError as exc:
         retries = _count_transient(ctx, batch, item_id, exc)
         if retries > MAX_TRANSIENT_RETRIES:

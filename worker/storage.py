@@ -30,7 +30,7 @@ from typing import BinaryIO
 import httpx
 from imageio_ffmpeg import get_ffmpeg_exe
 
-from jobs.errors import ResultUrlExpired, StorageError
+from jobs.errors import ResultUrlExpired, StorageError, UnsafeResult
 from jobs.settings import Settings
 
 MAX_REDIRECTS = 5
@@ -64,7 +64,7 @@ def check_url(url: httpx.URL) -> None:
     """https anywhere; plain http only to 127.0.0.0/8, ::1 or localhost."""
     if url.scheme == "https" or (url.scheme == "http" and is_loopback(url.host)):
         return
-    raise StorageError(f"refusing to download from {url.scheme}://{url.host}: only https "
+    raise UnsafeResult(f"refusing to download from {url.scheme}://{url.host}: only https "
                        "(or http on loopback) is followed")
 
 
@@ -72,7 +72,7 @@ def safe_name(file_name: str) -> str:
     """A plain file name: no directories, no leading dots, only [A-Za-z0-9._-]."""
     name = UNSAFE_NAME.sub("_", Path(file_name).name).lstrip(".")[:MAX_NAME]
     if not name.strip("_"):
-        raise StorageError(f"unusable file name {file_name!r}")
+        raise UnsafeResult(f"unusable file name {file_name!r}")
     return name
 
 
@@ -81,9 +81,9 @@ def target_path(dest_dir: Path, file_name: str) -> Path:
     root = dest_dir.resolve()
     target = root / safe_name(file_name)
     if target.parent != root:
-        raise StorageError(f"{file_name!r} would land outside {root}")
+        raise UnsafeResult(f"{file_name!r} would land outside {root}")
     if target.is_symlink():
-        raise StorageError(f"refusing to write through the symlink {target}")
+        raise UnsafeResult(f"refusing to write through the symlink {target}")
     return target
 
 
@@ -106,7 +106,7 @@ def _open(url: str, client: httpx.Client) -> httpx.Response:
             return response
         response.close()
         current = current.join(response.headers["Location"])
-    raise StorageError(f"more than {MAX_REDIRECTS} redirects from {httpx.URL(url).host}")
+    raise UnsafeResult(f"more than {MAX_REDIRECTS} redirects from {httpx.URL(url).host}")
 
 
 def _check_response(response: httpx.Response, settings: Settings) -> int | None:
@@ -118,11 +118,11 @@ def _check_response(response: httpx.Response, settings: Settings) -> int | None:
         raise StorageError(f"{host} answered {response.status_code}")
     media_type = _media_type(response)
     if not (media_type.startswith("video/") or media_type in GENERIC_TYPES):
-        raise StorageError(f"{host} served {media_type!r}, not a video")
+        raise UnsafeResult(f"{host} served {media_type!r}, not a video")
     length = response.headers.get("Content-Length")
     declared = int(length) if length and length.isdigit() else None
     if declared is not None and declared > settings.download_max_bytes:
-        raise StorageError(f"result is {declared} bytes, over the {settings.download_max_bytes} cap")
+        raise UnsafeResult(f"result is {declared} bytes, over the {settings.download_max_bytes} cap")
     return declared
 
 
@@ -131,13 +131,13 @@ def _stream_to(response: httpx.Response, out: BinaryIO, settings: Settings) -> t
     for chunk in response.iter_bytes(settings.download_chunk_bytes):
         size += len(chunk)
         if size > settings.download_max_bytes:
-            raise StorageError(f"result passed the {settings.download_max_bytes} byte cap")
+            raise UnsafeResult(f"result passed the {settings.download_max_bytes} byte cap")
         if len(head) < 16:
             head += chunk[:16]
         digest.update(chunk)
         out.write(chunk)
     if _media_type(response) in GENERIC_TYPES and not looks_like_video(head):
-        raise StorageError(f"{response.request.url.host} served generic bytes that are not a video")
+        raise UnsafeResult(f"{response.request.url.host} served generic bytes that are not a video")
     return digest.hexdigest(), size
 
 

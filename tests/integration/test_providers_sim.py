@@ -18,7 +18,7 @@ from worker.providers.base import RemoteStatus
 from worker.providers.http import build_download_client
 from worker.storage import download, poster_frame
 
-simulator_server = pytest.importorskip("simulator.server")
+import simulator.server as simulator_server  # noqa: E402
 pytestmark = pytest.mark.integration
 
 KEY = "sim-secret-key-0123456789"
