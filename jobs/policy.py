@@ -43,6 +43,13 @@ class PollPolicy:
         early = self.early_s if self.early_s is not None else 0.8 * self.expected_s
         return max(self.min_interval_s, early)
 
+    def relaxed(self, factor: float) -> PollPolicy:
+        """The same shape, ``factor`` times slower: a backstop behind an event stream."""
+        early = self.early_s if self.early_s is not None else 0.8 * self.expected_s
+        return PollPolicy(expected_s=self.expected_s * factor, early_s=early * factor,
+                          min_interval_s=self.min_interval_s * factor,
+                          max_interval_s=self.max_interval_s * factor)
+
     def next_delay(self, elapsed_s: float) -> float:
         """Delay before the next poll, ``elapsed_s`` after submission."""
         remaining = self.expected_s - elapsed_s

@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     visibility_timeout_s: int = 7200
     max_countdown_s: int = 300
     redelivery_cap: int = 5
+    sweep_every_s: float = 10.0
     http_connect_timeout_s: float = 10
     http_read_timeout_s: float = 60
     http_write_timeout_s: float = 60

@@ -90,6 +90,7 @@ class ItemRecord(BaseModel):
     detected_at: float | None = None
     completed_at: float | None = None
     updated_at: float | None = None
+    cancel_requested: bool = False
 
     @classmethod
     def from_hash(cls, data: dict[str, str]) -> ItemRecord:

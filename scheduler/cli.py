@@ -92,6 +92,69 @@ def status(batch: str | None, as_json: bool) -> None:
     sys.exit(show_status(get_settings(), batch, as_json))
 
 
+@main.command()
+@click.argument("batch")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl",
+              show_default=True, help="JSON lines, or CSV (params as one JSON column).")
+@click.option("--layout", type=click.Choice(["index", "dataset"]), default="index", show_default=True,
+              help="index: one row per item; dataset: metadata.<format> beside the videos, "
+              "succeeded items only, for video-dataset loaders.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to write the index (default: results.<format> in the output folder).")
+def export(batch: str, fmt: str, layout: str, out: Path | None) -> None:
+    """Write the results index of BATCH from the state store."""
+    from jobs.settings import get_settings
+    from scheduler.export import export_batch
+
+    sys.exit(export_batch(get_settings(), batch, fmt, layout, out))
+
+
+@main.command()
+@click.argument("batch")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to write the page (default: report.html in the output folder).")
+def report(batch: str, out: Path | None) -> None:
+    """Write a static HTML page of BATCH: poster frames, videos, prompts, parameters, status."""
+    from jobs.settings import get_settings
+    from scheduler.report import report_batch
+
+    sys.exit(report_batch(get_settings(), batch, out))
+
+
+@main.command()
+@click.argument("batch")
+@click.option("--kind", default=None, help="Only items failed for this kind of reason "
+              "(e.g. generation_failed, submit_unknown, permanent).")
+def retry(batch: str, kind: str | None) -> None:
+    """Re-enqueue the failed items of BATCH; succeeded items are untouched."""
+    from jobs.settings import get_settings
+    from scheduler.fleet import connect_batch
+    from scheduler.retry import failure_kinds, retry_failed
+    from worker.app import app
+
+    ctx = connect_batch(get_settings(), batch)
+    kinds = failure_kinds(ctx, batch)
+    if kind and kind not in kinds:
+        raise ManifestError(f"no failed items of kind {kind!r}; kinds: {', '.join(kinds) or 'none'}",
+                            field="--kind")
+    click.echo(f"{batch}: {retry_failed(ctx, app, batch, kind)} failed items sent back to work")
+
+
+@main.command()
+@click.argument("batch")
+@click.option("--abandon", is_flag=True, help="At providers that cannot cancel, stop waiting "
+              "for generations already paid for instead of downloading them.")
+def cancel(batch: str, abandon: bool) -> None:
+    """Stop BATCH: nothing new is submitted; remote generations are cancelled where possible."""
+    from jobs.settings import get_settings
+    from scheduler.cancel import cancel_batch
+    from scheduler.fleet import connect_batch
+    from worker.app import app
+
+    ctx = connect_batch(get_settings(), batch)
+    click.echo(f"{batch}: cancelling; {cancel_batch(ctx, app, batch, abandon)} items told to stop")
+
+
 @main.command(context_settings={"ignore_unknown_options": True})
 @click.option("--concurrency", "-c", type=int, default=None, help="Threads in this worker.")
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
@@ -101,6 +164,15 @@ def worker(concurrency: int | None, celery_args: tuple[str, ...]) -> None:
     from scheduler.fleet import run_worker
 
     sys.exit(run_worker(get_settings(), concurrency, list(celery_args)))
+
+
+@main.command()
+def scheduler() -> None:
+    """Run the fleet's scheduler: the periodic sweeper (Celery beat) and the Oxen event listener."""
+    from jobs.settings import get_settings
+    from scheduler.service import run_scheduler
+
+    sys.exit(run_scheduler(get_settings()))
 
 
 def _register_simulator() -> None:

@@ -39,6 +39,15 @@ def connect(settings: Settings) -> WorkerContext:
     return ctx
 
 
+def connect_batch(settings: Settings, batch: str) -> WorkerContext:
+    """Connect, and refuse (exit 2) a batch the store does not know."""
+    ctx = connect(settings)
+    if ctx.store.batch(batch) is None:
+        known = ", ".join(ctx.store.batches()) or "none"
+        raise ManifestError(f"no batch named {batch!r}; known: {known}", field="BATCH")
+    return ctx
+
+
 def parse_at(value: str, now: datetime | None = None) -> float:
     """HH:MM (its next occurrence, local time) or an ISO 8601 time, as a unix timestamp."""
     now = now or datetime.now().astimezone()

@@ -14,7 +14,9 @@ from rich.console import Console
 
 from jobs.settings import Settings
 from jobs.state import TERMINAL, ItemState as S
+from jobs.errors import ManifestError
 from scheduler.embedded import EmbeddedRedis, WorkerProcess
+from scheduler.events import EventListener
 from scheduler.plan import plan_batch
 from scheduler.progress import BatchProgress
 from scheduler.simproc import SimulatorProcess
@@ -22,6 +24,7 @@ from scheduler.submit import enqueue, register
 from scheduler.sweeper import sweep
 from worker.app import app, use_broker
 from worker.context import WorkerContext
+from worker.providers import KEY_VARIABLE, provider_has_events
 from worker.results import write_index
 
 SWEEP_EVERY_S = 5.0
@@ -55,6 +58,8 @@ def start_services(stack: ExitStack, settings: Settings, provider: str) -> Stack
 def run_batch(manifest: Path, settings: Settings, console: Console) -> int:
     plan = plan_batch(manifest, settings)
     name = plan.manifest.name
+    if settings.broker_url is None:
+        _check_key(settings, plan.manifest.provider)
     with ExitStack() as stack:
         services = start_services(stack, settings, plan.manifest.provider)
         ctx = WorkerContext(services.settings)
@@ -62,6 +67,7 @@ def run_batch(manifest: Path, settings: Settings, console: Console) -> int:
         console.print(f"batch [bold]{name}[/]: {len(plan.items)} items "
                       f"({reg.new} new, {reg.kept} known, {reg.replaced} changed)")
         worker = _start_worker(stack, services) if services.local_worker else None
+        _start_listener(stack, services.settings, plan.manifest.provider)
         try:
             enqueue(ctx, app, name)
             _watch(ctx, name, worker, console)
@@ -81,6 +87,21 @@ def _start_worker(stack: ExitStack, services: Stack) -> WorkerProcess:
     worker.start()
     stack.callback(worker.stop)
     return worker
+
+
+def _start_listener(stack: ExitStack, settings: Settings, provider: str) -> None:
+    """Completions as events, where the provider has an event stream."""
+    if settings.key_for(provider) is None or not provider_has_events(provider):
+        return
+    listener = EventListener(settings, app, provider).start()
+    stack.callback(listener.stop)
+
+
+def _check_key(settings: Settings, provider: str) -> None:
+    """The local worker would fail every item without a key: say so before submitting anything."""
+    if provider != "simulator" and settings.key_for(provider) is None:
+        raise ManifestError(f"{KEY_VARIABLE[provider]} is not set; the {provider} provider needs it",
+                            field="provider")
 
 
 def _watch(ctx: WorkerContext, name: str, worker: WorkerProcess | None, console: Console) -> None:

@@ -7,11 +7,10 @@ from collections import Counter
 
 import click
 
-from jobs.errors import ManifestError
 from jobs.settings import Settings
 from jobs.state import ItemState as S
 from jobs.store import Store
-from scheduler.fleet import connect
+from scheduler.fleet import connect, connect_batch
 
 
 def summary(store: Store, batch: str) -> dict:
@@ -38,11 +37,8 @@ def _line(info: dict) -> str:
 
 
 def show_status(settings: Settings, batch: str | None, as_json: bool) -> int:
-    store = connect(settings).store
+    store = (connect_batch(settings, batch) if batch else connect(settings)).store
     names = [batch] if batch else store.batches()
-    if batch and store.batch(batch) is None:
-        raise ManifestError(f"no batch named {batch!r}; known: {', '.join(store.batches()) or 'none'}",
-                            field="BATCH")
     infos = [summary(store, name) for name in names]
     if as_json:
         click.echo(json.dumps(infos if not batch else infos[0], indent=2))

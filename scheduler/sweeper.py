@@ -37,3 +37,21 @@ def sweep(ctx: WorkerContext, app: Celery, batch: str, now: float | None = None)
             nexts.append(Next(RESUME[rec.state], batch, item_id))
     nexts += feed(ctx, meta.provider, meta.max_concurrency)
     return dispatch(app, store, nexts, ctx.settings.max_countdown_s)
+
+
+SWEEP_LOCK = "rb:sweep:lock"
+
+
+def sweep_open_batches(ctx: WorkerContext, app: Celery, lock_s: int = 30) -> int:
+    """Sweep every batch that still has open items, if no other sweeper is at it."""
+    if not ctx.store.r.set(SWEEP_LOCK, 1, nx=True, ex=lock_s):
+        return 0
+    try:
+        sent = 0
+        for batch in ctx.store.batches():
+            counts = ctx.store.counts(batch)
+            if any(n for state, n in counts.items() if state not in TERMINAL):
+                sent += sweep(ctx, app, batch)
+        return sent
+    finally:
+        ctx.store.r.delete(SWEEP_LOCK)

@@ -27,6 +27,8 @@ def configure(app: Celery) -> None:
         worker_hijack_root_logger=False,
         worker_redirect_stdouts=False,
         broker_pool_limit=settings.worker_concurrency + 4,
+        beat_schedule={"reelbatch-sweep": {"task": "reelbatch.sweep",
+                                           "schedule": settings.sweep_every_s}},
     )
 
 

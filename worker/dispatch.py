@@ -11,7 +11,8 @@ from celery import Celery
 from jobs.store import Store
 
 TASKS = {"submit": "reelbatch.submit", "poll": "reelbatch.poll",
-         "download": "reelbatch.download", "reconcile": "reelbatch.reconcile"}
+         "download": "reelbatch.download", "reconcile": "reelbatch.reconcile",
+         "cancel": "reelbatch.cancel"}
 SWEEP_GRACE_S = 60.0   # how late a task may run before the sweeper sends it again
 
 

@@ -130,7 +130,7 @@ def _send(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord) -> list[Next]:
         _unreserve(ctx, meta, rec)
         return fail(ctx, meta, item_id, exc, [S.SUBMITTING])
     store.transition(batch, item_id, S.QUEUED, [S.SUBMITTING], generation_id=generation_id)
-    _claim(ctx, meta.provider, generation_id)
+    _claim(ctx, meta.provider, generation_id, batch, item_id)
     return [Next("poll", batch, item_id, poll_policy(ctx, meta, rec).first_delay())]
 
 
@@ -179,7 +179,7 @@ def reconcile(ctx: WorkerContext, batch: str, item_id: str) -> list[Next]:
                             since=(rec.submitted_at or 0) - 5)
     except errors.TransientProviderError:
         return [Next("reconcile", batch, item_id, RETRY.backoff(1))]
-    generation_id = _claim_first(ctx, meta.provider, [g.generation_id for g in found])
+    generation_id = _claim_first(ctx, meta.provider, [g.generation_id for g in found], batch, item_id)
     if generation_id:
         store.transition(batch, item_id, S.QUEUED, [S.SUBMITTING], generation_id=generation_id)
         return [Next("poll", batch, item_id, 0)]
@@ -188,15 +188,26 @@ def reconcile(ctx: WorkerContext, batch: str, item_id: str) -> list[Next]:
     return [Next("submit", batch, item_id, 0)]
 
 
-def _claim(ctx: WorkerContext, provider: str, generation_id: str) -> bool:
-    """Mark a generation as some item's; False when another item has it already."""
-    return bool(ctx.store.r.sadd(f"rb:claimed:{provider}", generation_id))
+def _claim(ctx: WorkerContext, provider: str, generation_id: str, batch: str, item_id: str) -> bool:
+    """Record whose generation this is (the event listener looks it up); False when another
+    item has it already."""
+    return bool(ctx.store.r.hsetnx(generation_index(provider), generation_id, holder(batch, item_id)))
 
 
-def _claim_first(ctx: WorkerContext, provider: str, candidates: list[str]) -> str | None:
+def generation_index(provider: str) -> str:
+    return f"rb:gens:{provider}"
+
+
+def owner_of(ctx: WorkerContext, provider: str, generation_id: str) -> tuple[str, str] | None:
+    who = ctx.store.r.hget(generation_index(provider), generation_id)
+    return split_holder(who) if who else None
+
+
+def _claim_first(ctx: WorkerContext, provider: str, candidates: list[str], batch: str,
+                 item_id: str) -> str | None:
     """The newest matching generation no other item has: identical requests (repeat samples)
     each adopt their own."""
-    return next((g for g in candidates if _claim(ctx, provider, g)), None)
+    return next((g for g in candidates if _claim(ctx, provider, g, batch, item_id)), None)
 
 
 # --- poll ----------------------------------------------------------------------------------
@@ -207,6 +218,8 @@ def poll(ctx: WorkerContext, batch: str, item_id: str) -> list[Next]:
     if meta is None or rec is None or rec.state not in (S.QUEUED, S.RUNNING):
         return []
     ctx.slots(meta.provider).renew(holder(batch, item_id))
+    if meta.cancelled and not rec.cancel_requested:
+        return _cancel_remote(ctx, meta, rec)
     try:
         generation = ctx.provider(meta.provider).get(rec.generation_id)
     except errors.TransientProviderError as exc:
@@ -261,10 +274,22 @@ def _remote_failed(ctx, meta: BatchMeta, rec: ItemRecord, g: Generation) -> list
     return requeue(ctx, meta.provider, meta.name, rec.item_id)
 
 
+EVENT_BACKSTOP_FACTOR = 3.0
+
+
+def events_healthy_key(provider: str) -> str:
+    return f"rb:events:{provider}:healthy"
+
+
 def poll_policy(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord) -> PollPolicy:
+    """Polls as the manifest asks; while the provider's event stream is healthy they relax to a
+    slow backstop, since completions arrive as events."""
     expected = meta.first_after_s if meta.first_after_s is not None else 60.0 * 5
-    return PollPolicy(expected_s=expected, early_s=meta.first_after_s,
-                      min_interval_s=meta.min_interval_s, max_interval_s=meta.max_interval_s)
+    policy = PollPolicy(expected_s=expected, early_s=meta.first_after_s,
+                        min_interval_s=meta.min_interval_s, max_interval_s=meta.max_interval_s)
+    if ctx.store.r.exists(events_healthy_key(meta.provider)):
+        return policy.relaxed(EVENT_BACKSTOP_FACTOR)
+    return policy
 
 
 # --- download ------------------------------------------------------------------------------
@@ -311,6 +336,47 @@ def _refresh_url(ctx, meta: BatchMeta, rec: ItemRecord) -> list[Next]:
         return [Next("download", meta.name, rec.item_id)]
     exc = errors.ResultUrlExpired("the result URL expired and the provider gave no fresh one")
     return fail(ctx, meta, rec.item_id, exc, [S.DOWNLOADING])
+
+
+# --- cancel ------------------------------------------------------------------------------
+
+def cancel(ctx: WorkerContext, batch: str, item_id: str) -> list[Next]:
+    """Stop one item of a cancelled batch: pending ones at once, remote ones where the provider
+    allows it. At a provider that cannot cancel, what is already paid for still downloads, unless
+    the batch was cancelled with ``--abandon``."""
+    store = ctx.store
+    meta, rec = store.batch(batch), store.item(batch, item_id)
+    if meta is None or rec is None:
+        return []
+    if rec.state is S.PENDING:
+        try:
+            store.transition(batch, item_id, S.CANCELLED, [S.PENDING], error="batch cancelled")
+        except TransitionRefused:
+            return []
+        return release(ctx, meta.provider, batch, item_id)
+    if rec.state in (S.QUEUED, S.RUNNING) and not rec.cancel_requested:
+        return _cancel_remote(ctx, meta, rec)
+    return []
+
+
+def _cancel_remote(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord) -> list[Next]:
+    batch, item_id = meta.name, rec.item_id
+    client = ctx.provider(meta.provider)
+    if client.can_cancel:
+        try:
+            client.cancel(rec.generation_id)
+        except errors.TransientProviderError as exc:
+            return [Next("cancel", batch, item_id, RETRY.backoff(_count_transient(ctx, batch, item_id, exc)))]
+        except errors.PermanentProviderError:
+            pass  # already finished: the poll below reports its real outcome
+        ctx.store.update(batch, item_id, cancel_requested=1)
+        return [Next("poll", batch, item_id, 0)]
+    if meta.abandon:
+        ctx.store.transition(batch, item_id, S.CANCELLED, [S.QUEUED, S.RUNNING],
+                             error=f"abandoned: {meta.provider} cannot cancel; it may still bill")
+        return release(ctx, meta.provider, batch, item_id)
+    ctx.store.update(batch, item_id, cancel_requested=1)
+    return [Next("poll", batch, item_id, 0)]
 
 
 # --- endings -------------------------------------------------------------------------------

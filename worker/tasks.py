@@ -61,3 +61,17 @@ def download_item(self, batch: str, item_id: str) -> None:
 @app.task(name="reelbatch.reconcile", bind=True)
 def reconcile_item(self, batch: str, item_id: str) -> None:
     _run(self, steps.reconcile, batch, item_id)
+
+
+@app.task(name="reelbatch.cancel", bind=True)
+def cancel_item(self, batch: str, item_id: str) -> None:
+    _run(self, steps.cancel, batch, item_id)
+
+
+@app.task(name="reelbatch.sweep")
+def sweep_all() -> int:
+    """Periodic (Celery beat): resend lost tasks, start batches whose --at time came, feed slots.
+    A lock keeps it to one sweep at a time across the fleet."""
+    from scheduler.sweeper import sweep_open_batches
+
+    return sweep_open_batches(context(), app)

@@ -115,6 +115,7 @@ class OxenProvider:
                  backoff: Callable[[int], float] = compute_backoff):
         self.name, self._http, self._backoff = name, http, backoff
         self._closed = threading.Event()
+        self.stream_open = False
 
     def __repr__(self) -> str:
         return f"OxenProvider(name={self.name!r}, base_url={str(self._http.client.base_url)!r})"
@@ -197,12 +198,16 @@ class OxenProvider:
 
     def _stream_once(self) -> Iterator[Generation]:
         with self._http.stream("GET", "/api/events", headers=SSE_HEADERS) as response:
-            for sse in EventSource(response).iter_sse():
-                generation = generation_from_event(sse)
-                if generation is not None:
-                    yield generation
-                if self._closed.is_set():
-                    return
+            self.stream_open = True   # read by the listener's health beacon
+            try:
+                for sse in EventSource(response).iter_sse():
+                    generation = generation_from_event(sse)
+                    if generation is not None:
+                        yield generation
+                    if self._closed.is_set():
+                        return
+            finally:
+                self.stream_open = False
 
     def close(self) -> None:
         self._closed.set()
