@@ -1,0 +1,157 @@
+"""`reelbatch export` and `reelbatch report` on a store filled through the Store API, on a real
+redis-server; the CLI as a subprocess for exit codes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from jobs.item import Item, Params
+from jobs.state import ItemState as S
+from jobs.store import BatchMeta, Store
+from scheduler.export import export_dataset, export_index, load_batch
+from scheduler.report import write_report
+from simulator.media import make_mp4
+from tests.integration.helpers import cli_env, reelbatch
+
+XSS = '<script>alert("x")</script> & <b>bold</b>'
+SUCCEEDED, FAILED, PENDING = ("ok-1", "ok-2"), ("bad-1",), ("wait-1",)
+
+
+def make_item(item_id: str, prompt: str, **params) -> Item:
+    return Item(item_id=item_id, source_id=item_id, content_key=f"k-{item_id}", provider="simulator",
+                model="kling-o1/image-to-video", provider_model="kling-video-o1-image-to-video",
+                params=Params(prompt=prompt, start_image="https://e.org/a.png", **params),
+                video_seconds=5, estimated_cost_usd=0.56)
+
+
+def succeed(store: Store, batch: str, item_id: str, out: Path) -> None:
+    for state in (S.SUBMITTING, S.QUEUED, S.RUNNING, S.DOWNLOADING):
+        store.transition(batch, item_id, state)
+    make_mp4(1, "16:9", out / f"{item_id}.mp4")
+    store.transition(batch, item_id, S.SUCCEEDED, file=f"{item_id}.mp4", sha256="ab" * 32,
+                     bytes=1234, cost_usd=0.56, generation_id=f"g-{item_id}", attempts=1)
+
+
+def fail(store: Store, batch: str, item_id: str) -> None:
+    store.transition(batch, item_id, S.SUBMITTING)
+    store.transition(batch, item_id, S.FAILED, error_kind="permanent",
+                     error="simulator 422: <img src=x onerror=alert(1)>", attempts=1)
+
+
+@pytest.fixture
+def batch(redis_url, tmp_path) -> tuple[Store, str, Path]:
+    store, out = Store.from_url(redis_url), tmp_path / "out"
+    out.mkdir()
+    store.save_batch(BatchMeta(name="b", provider="simulator", model="kling-o1/image-to-video",
+                               output=str(out)))
+    store.add_items("b", [make_item("ok-1", XSS, duration=5, aspect_ratio="16:9"),
+                          make_item("ok-2", "A calm, \"quoted\"\nsea", duration=10),
+                          make_item("bad-1", "A storm", duration=5),
+                          make_item("wait-1", "Later", duration=5)])
+    for item_id in SUCCEEDED:
+        succeed(store, "b", item_id, out)
+    fail(store, "b", "bad-1")
+    return store, "b", out
+
+
+def _rows_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_jsonl_index_has_one_line_per_item_matching_the_store(batch):
+    store, name, out = batch
+    meta, records = load_batch(store, name)
+    path = export_index(meta, records, "jsonl", None)
+    assert path == out / "results.jsonl"
+    rows = {row["item_id"]: row for row in _rows_jsonl(path)}
+    assert sorted(rows) == sorted(SUCCEEDED + FAILED + PENDING)
+    assert rows["ok-1"]["params"]["prompt"] == XSS and rows["ok-1"]["file"] == "ok-1.mp4"
+    assert rows["bad-1"]["status"] == "failed" and rows["bad-1"]["error_kind"] == "permanent"
+    assert rows["wait-1"]["status"] == "pending" and rows["wait-1"]["file"] is None
+
+
+def test_csv_round_trips_to_the_jsonl_rows(batch, tmp_path):
+    store, name, _ = batch
+    meta, records = load_batch(store, name)
+    expected = _rows_jsonl(export_index(meta, records, "jsonl", tmp_path / "r.jsonl"))
+    with open(export_index(meta, records, "csv", tmp_path / "r.csv"), newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["item_id"] for r in rows] == [e["item_id"] for e in expected]
+    for row, want in zip(rows, expected):
+        assert json.loads(row["params"]) == want["params"]          # params: one JSON column
+        assert row["error"] == (want["error"] or "")                 # nulls are empty cells
+        assert row["bytes"] == ("" if want["bytes"] is None else str(want["bytes"]))
+        assert list(row) == list(want)
+
+
+def test_dataset_metadata_lists_succeeded_items_with_relative_file_names(batch):
+    store, name, out = batch
+    meta, records = load_batch(store, name)
+    path, count = export_dataset(meta, records, "jsonl")
+    assert path == out / "metadata.jsonl" and count == 2
+    rows = _rows_jsonl(path)
+    assert [r["file_name"] for r in rows] == ["ok-1.mp4", "ok-2.mp4"]
+    assert all((out / r["file_name"]).is_file() for r in rows)
+    assert rows[0]["prompt"] == XSS and rows[1]["duration"] == 10
+    assert all(set(r) == set(rows[0]) for r in rows)                # the same columns on every row
+    assert rows[1]["aspect_ratio"] is None and rows[0]["start_image"] == "https://e.org/a.png"
+
+
+def test_dataset_csv_replaces_jsonl_metadata(batch):
+    store, name, out = batch
+    meta, records = load_batch(store, name)
+    export_dataset(meta, records, "jsonl")
+    path, _ = export_dataset(meta, records, "csv")
+    assert not (out / "metadata.jsonl").exists()
+    with open(path, newline="") as fh:
+        assert [r["file_name"] for r in csv.DictReader(fh)] == ["ok-1.mp4", "ok-2.mp4"]
+
+
+def test_report_escapes_prompts_and_errors(batch):
+    store, name, out = batch
+    meta, records = load_batch(store, name)
+    html = write_report(meta, records).read_text()
+    assert "<script>alert" not in html and "<img src=x" not in html
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; &amp; &lt;b&gt;bold&lt;/b&gt;" in html
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html
+    assert html.count("<script>") == 1                               # only the page's own filter
+
+
+def test_report_plays_succeeded_videos_with_posters_made_once(batch, tmp_path):
+    store, name, out = batch
+    meta, records = load_batch(store, name)
+    html = write_report(meta, records).read_text()
+    assert html.count("<video ") == 2
+    assert '<video controls preload="none" src="ok-1.mp4" poster="posters/ok-1.jpg">' in html
+    poster = out / "posters" / "ok-1.jpg"
+    first = poster.stat().st_mtime_ns
+    os.utime(poster, ns=(first + 10**9, first + 10**9))
+    write_report(meta, records)
+    assert poster.stat().st_mtime_ns == first + 10**9                 # not extracted again
+    elsewhere = write_report(meta, records, tmp_path / "pages" / "r.html").read_text()
+    assert 'src="../out/ok-1.mp4" poster="../out/posters/ok-1.jpg"' in elsewhere
+
+
+def test_cli_unknown_batch_is_one_line_and_exit_2(redis_url, tmp_path):
+    env = cli_env(tmp_path / "data", REELBATCH_BROKER_URL=redis_url)
+    for command in (["export", "nope", "--format", "csv"], ["report", "nope"]):
+        done = reelbatch(*command, env=env)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.count("\n") == 1 and "no batch named 'nope'" in done.stderr
+
+
+def test_cli_exports_csv_and_dataset(batch, redis_url, tmp_path):
+    _, name, out = batch
+    env = cli_env(tmp_path / "data", REELBATCH_BROKER_URL=redis_url)
+    done = reelbatch("export", name, "--format", "csv", env=env)
+    assert done.returncode == 0, done.stderr
+    assert len((out / "results.csv").read_text().splitlines()) >= 5
+    done = reelbatch("export", name, "--layout", "dataset", env=env)
+    assert done.returncode == 0 and "2 succeeded items of 4" in done.stdout, done.stderr
+    done = reelbatch("export", name, "--layout", "dataset", "--out", "x.jsonl", env=env)
+    assert done.returncode == 2 and "--out" in done.stderr
