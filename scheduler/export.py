@@ -27,7 +27,6 @@ from scheduler.fleet import connect_batch
 from worker.results import line, write_index
 
 FORMATS = ("jsonl", "csv")
-LAYOUTS = ("index", "dataset")
 Row = dict[str, Any]
 
 

@@ -61,11 +61,12 @@ def poster_for(video: Path, posters: Path) -> Path | None:
 
 
 def videos_on_disk(meta: BatchMeta, records: list[ItemRecord]) -> dict[str, Path]:
-    """item id -> its video, for succeeded items whose file exists."""
-    folder = Path(meta.output)
-    found = {rec.item_id: folder / rec.file for rec in records
+    """item id -> its video, for succeeded items whose file exists directly in the output folder."""
+    folder = Path(meta.output).resolve()
+    found = {rec.item_id: (folder / rec.file).resolve() for rec in records
              if rec.state is S.SUCCEEDED and rec.file}
-    return {item_id: path for item_id, path in found.items() if path.is_file()}
+    return {item_id: path for item_id, path in found.items()
+            if path.parent == folder and path.is_file()}
 
 
 def make_posters(videos: dict[str, Path], posters: Path) -> dict[str, Path | None]:
