@@ -37,11 +37,9 @@ class ManifestError(ReelbatchError):
         self.message, self.file, self.line, self.field = message, file, line, field
 
     def __str__(self) -> str:
-        where = self.file or "<manifest>"
-        if self.line is not None:
-            where += f":{self.line}"
-        field = f" {self.field}:" if self.field else ""
-        return f"{where}:{field} {self.message}"
+        where = self.file + (f":{self.line}" if self.line is not None else "")
+        parts = [p for p in (where, self.field) if p]
+        return ": ".join(parts + [self.message])
 
 
 class ProviderError(ReelbatchError):

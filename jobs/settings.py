@@ -26,7 +26,8 @@ class _YamlDefaults(PydanticBaseSettingsSource):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+    # every non-secret default can be overridden as REELBATCH_<NAME>, e.g. REELBATCH_SWEEP_EVERY_S
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, env_prefix="REELBATCH_")
 
     # secrets: read by workers only, never written anywhere
     oxen_api_key: SecretStr | None = Field(None, validation_alias="OXEN_API_KEY")

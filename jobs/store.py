@@ -241,6 +241,15 @@ class Store:
         """Write fields that do not change the state (e.g. a fresh video URL)."""
         self.r.hset(self.item_key(batch, item_id), mapping=_flat(fields))
 
+    def clear_errors(self, batch: str, item_ids: list[str]) -> None:
+        """Forget why items were waiting (a budget, a refused submit) before they go back to work."""
+        pipe = self.r.pipeline(transaction=False)
+        for n, item_id in enumerate(item_ids, 1):
+            pipe.hset(self.item_key(batch, item_id), mapping={"error_kind": "", "error": ""})
+            if n % CHUNK == 0:
+                pipe.execute()
+        pipe.execute()
+
     def record_attempt(self, batch: str, item_id: str, kind: str, message: str) -> None:
         line = json.dumps({"at": time.time(), "kind": kind, "error": message})
         self.r.rpush(self._k(batch, f"a:{item_id}"), line)

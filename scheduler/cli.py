@@ -84,12 +84,13 @@ def submit(manifest: Path, at: str | None) -> None:
 @main.command()
 @click.argument("batch", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
-def status(batch: str | None, as_json: bool) -> None:
+@click.option("--watch", is_flag=True, help="Refresh live until the batch is done.")
+def status(batch: str | None, as_json: bool, watch: bool) -> None:
     """Per-state counts, progress, cost and failures of BATCH (or one line per batch)."""
     from jobs.settings import get_settings
     from scheduler.status import show_status
 
-    sys.exit(show_status(get_settings(), batch, as_json))
+    sys.exit(show_status(get_settings(), batch, as_json, watch))
 
 
 @main.command()

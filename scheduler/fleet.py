@@ -4,6 +4,7 @@ folder, so `submit` then `worker` also works on one machine."""
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
 from datetime import datetime, timedelta
@@ -22,10 +23,14 @@ from worker.context import WorkerContext
 
 
 def broker(settings: Settings) -> str:
-    """The configured broker, or the embedded one (started if it is not running)."""
+    """The configured broker, or the embedded one: started if it is not running, and then stopped
+    again when this command exits."""
     if settings.broker_url:
         return settings.broker_url
-    return EmbeddedRedis(settings.data_dir).start()
+    embedded = EmbeddedRedis(settings.data_dir)
+    url = embedded.start()
+    atexit.register(embedded.stop)   # a no-op when the server was already running
+    return url
 
 
 def connect(settings: Settings) -> WorkerContext:

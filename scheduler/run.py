@@ -10,6 +10,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import SecretStr
 from rich.console import Console
 
 from jobs.settings import Settings
@@ -50,7 +51,7 @@ def start_services(stack: ExitStack, settings: Settings, provider: str) -> Stack
     if provider == "simulator" and "REELBATCH_SIMULATOR_URL" not in os.environ:
         sim = stack.enter_context(SimulatorProcess(settings))
         env.update(sim.env())
-        update.update(simulator_url=sim.url, simulator_key=sim.key)
+        update.update(simulator_url=sim.url, simulator_key=SecretStr(sim.key))
     use_broker(broker)
     return Stack(settings.model_copy(update=update), env, settings.broker_url is None)
 

@@ -1,50 +1,118 @@
-"""`reelbatch status`: per-state counts, progress, cost and failures, read from the state store."""
+"""`reelbatch status`: per-state counts, progress, cost so far and projected, throughput, time left,
+failures grouped by reason; `--watch` refreshes, `--json` for scripts."""
 
 from __future__ import annotations
 
 import json
+import re
+import time
 from collections import Counter
 
 import click
+from rich.console import Console, Group
+from rich.live import Live
+from rich.markup import escape
+from rich.progress_bar import ProgressBar
+from rich.table import Table
 
 from jobs.settings import Settings
-from jobs.state import ItemState as S
-from jobs.store import Store
+from jobs.state import TERMINAL, ItemState as S
+from jobs.store import ItemRecord, Store
 from scheduler.fleet import connect, connect_batch
 
 
-def summary(store: Store, batch: str) -> dict:
-    counts = store.counts(batch)
-    total = sum(counts.values())
-    failures = Counter()
-    examples: dict[str, list[str]] = {}
-    for rec in store.items(batch, S.FAILED):
-        key = f"{rec.error_kind}: {rec.error}"
-        failures[key] += 1
-        examples.setdefault(key, []).append(rec.item_id)
+def summary(store: Store, batch: str, now: float | None = None) -> dict:
+    now = now or time.time()
+    records = list(store.items(batch))
+    counts = Counter(rec.state.value for rec in records)
+    done = sum(counts[s.value] for s in TERMINAL)
+    spent = store.spent(batch)
+    open_estimate = sum(r.item.estimated_cost_usd for r in records if r.state not in TERMINAL)
+    rate = _throughput(records, now)
     return {
-        "batch": batch, "total": total, "counts": {s.value: n for s, n in counts.items()},
-        "done": counts[S.SUCCEEDED] + counts[S.FAILED] + counts[S.CANCELLED],
-        "spent_usd": round(store.spent(batch), 4),
-        "failures": [{"reason": k, "count": n, "examples": examples[k][:3]}
-                     for k, n in failures.most_common()],
+        "batch": batch, "total": len(records), "done": done,
+        "counts": {s.value: counts[s.value] for s in S},
+        "videos": counts[S.SUCCEEDED.value],
+        "spent_usd": round(spent, 4), "projected_usd": round(spent + open_estimate, 4),
+        "items_per_hour": round(rate * 3600, 1) if rate else None,
+        "eta_s": round((len(records) - done) / rate) if rate and done < len(records) else None,
+        "waiting_for_budget": sum(1 for r in records if r.state is S.PENDING and r.error_kind == "budget"),
+        "failures": _failures([r for r in records if r.state is S.FAILED]),
     }
 
 
-def _line(info: dict) -> str:
+def _throughput(records: list[ItemRecord], now: float) -> float | None:
+    """Finished items per second since the first submit."""
+    starts = [r.submitted_at for r in records if r.submitted_at]
+    finished = sum(1 for r in records if r.completed_at)
+    if not starts or not finished:
+        return None
+    return finished / max(1.0, now - min(starts))
+
+
+_IDS = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(:[\w./-]+)?|[0-9a-f]{16,}")
+
+
+def reason(rec: ItemRecord) -> str:
+    """An item's failure, with generation ids blanked so alike failures group together."""
+    return f"{rec.error_kind}: {_IDS.sub('<id>', rec.error or '')}"
+
+
+def _failures(failed: list[ItemRecord]) -> list[dict]:
+    groups: dict[str, list[str]] = {}
+    for rec in failed:
+        groups.setdefault(reason(rec), []).append(rec.item_id)
+    ordered = sorted(groups.items(), key=lambda kv: -len(kv[1]))
+    return [{"reason": reason, "count": len(ids), "examples": ids[:3]} for reason, ids in ordered]
+
+
+def one_line(info: dict) -> str:
     counts = " ".join(f"{k} {v}" for k, v in info["counts"].items() if v)
-    return f"{info['batch']}: {info['done']}/{info['total']} done · {counts} · ${info['spent_usd']:.2f}"
+    return (f"{info['batch']}: {info['done']}/{info['total']} done · {counts} · "
+            f"${info['spent_usd']:.2f} spent")
 
 
-def show_status(settings: Settings, batch: str | None, as_json: bool) -> int:
+def _hms(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
+
+
+def render(info: dict) -> Group:
+    bar = ProgressBar(total=max(1, info["total"]), completed=info["done"], width=50)
+    table = Table.grid(padding=(0, 2))
+    table.add_row("progress", bar)
+    table.add_row("videos", f"{info['videos']} of {info['total']}")
+    table.add_row("states", " · ".join(f"{k} {v}" for k, v in info["counts"].items() if v))
+    table.add_row("cost", f"${info['spent_usd']:.2f} so far, ${info['projected_usd']:.2f} projected")
+    table.add_row("pace", f"{info['items_per_hour'] or '?'} items/h · {_hms(info['eta_s'])} left")
+    if info["waiting_for_budget"]:
+        table.add_row("budget", f"{info['waiting_for_budget']} items wait: raise limits.max_cost_usd "
+                                "and run again")
+    for failure in info["failures"]:
+        table.add_row("[red]failed", escape(f"{failure['count']} × {failure['reason']} "
+                                            f"(e.g. {', '.join(failure['examples'])})"))
+    return Group(f"[bold]{escape(info['batch'])}[/]  {info['done']}/{info['total']} done", table)
+
+
+def show_status(settings: Settings, batch: str | None, as_json: bool, watch: bool = False) -> int:
     store = (connect_batch(settings, batch) if batch else connect(settings)).store
-    names = [batch] if batch else store.batches()
-    infos = [summary(store, name) for name in names]
-    if as_json:
-        click.echo(json.dumps(infos if not batch else infos[0], indent=2))
+    if not batch:
+        infos = [summary(store, name) for name in store.batches()]
+        click.echo(json.dumps(infos, indent=2) if as_json else "\n".join(map(one_line, infos)) or
+                   "no batches")
         return 0
-    for info in infos:
-        click.echo(_line(info))
-        for failure in info["failures"] if batch else []:
-            click.echo(f"  {failure['count']} × {failure['reason']} (e.g. {', '.join(failure['examples'])})")
-    return 0
+    if as_json:
+        click.echo(json.dumps(summary(store, batch), indent=2))
+        return 0
+    if not watch:
+        Console().print(render(summary(store, batch)))
+        return 0
+    with Live(render(summary(store, batch)), refresh_per_second=2) as live:
+        while True:
+            time.sleep(1)
+            info = summary(store, batch)
+            live.update(render(info))
+            if info["done"] == info["total"]:
+                return 0

@@ -78,6 +78,7 @@ def enqueue(ctx: WorkerContext, app: Celery, batch: str) -> int:
     if meta.start_at and meta.start_at > time.time():
         return 0  # the sweeper starts it when due
     pending = store.item_ids(batch, S.PENDING)
+    store.clear_errors(batch, pending)
     ctx.slots(meta.provider).wait([holder(batch, i) for i in pending])
     nexts = [Next(task, batch, item_id) for state, task in RESUME.items()
              for item_id in store.item_ids(batch, state)]

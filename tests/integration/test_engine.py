@@ -98,3 +98,33 @@ def test_bad_key_fails_items_at_once_without_retries(tmp_path, sim_factory):
     stats = sim.stats()
     assert stats["requests"].get("POST /api/ai/queue", 0) == 5   # one refused call per item
     assert "wrong-key" not in done.stdout + done.stderr
+
+
+def test_demo_example_runs_with_its_own_simulator(tmp_path):
+    """The README's first command: `run` starts the embedded Redis, a worker and the simulator."""
+    import shutil
+    import subprocess
+
+    import imageio_ffmpeg
+
+    from tests.conftest import REPO
+
+    shutil.copy(REPO / "jobs" / "examples" / "demo.yaml", tmp_path / "demo.yaml")
+    done = reelbatch("run", str(tmp_path / "demo.yaml"), env=cli_env(tmp_path / "data"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = results(tmp_path / "out" / "demo")
+    assert status_counts(rows) == {"succeeded": 6}
+    for row in rows:
+        video = tmp_path / "out" / "demo" / row["file"]
+        decoded = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(video),
+                                  "-f", "null", "-"], capture_output=True, text=True)
+        assert decoded.returncode == 0 and not decoded.stderr, decoded.stderr
+    assert not (tmp_path / "data" / "redis.port").exists() or not _redis_alive(tmp_path / "data")
+
+
+def _redis_alive(data_dir) -> bool:
+    try:
+        port = int((data_dir / "redis.port").read_text())
+        return redis.Redis(port=port, password=(data_dir / "redis.password").read_text()).ping()
+    except redis.ConnectionError:
+        return False

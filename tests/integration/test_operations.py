@@ -1,0 +1,102 @@
+"""Steering batches: budget, retry, cancel, an overnight start, status."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+
+import pytest
+
+from jobs.state import ItemState as S
+from jobs.store import Store
+from tests.integration.helpers import (cli_env, reelbatch, results, spawn, status_counts,
+                                       wait_for, write_manifest)
+
+pytestmark = pytest.mark.integration
+FAST = dict(time_scale=1 / 600, queue_delay=0.0, seed=11)
+
+
+def test_budget_stops_submission_and_a_raised_limit_continues(tmp_path, sim_factory):
+    sim = sim_factory(**FAST)
+    env = cli_env(tmp_path / "data", sim)
+    # each item is estimated at 5 s x $0.112 = $0.56: $2.00 pays for three
+    manifest = write_manifest(tmp_path, "budget", 10, limits={"max_concurrency": 2,
+                                                              "max_cost_usd": 2.0})
+    first = reelbatch("run", str(manifest), env=env)
+    assert first.returncode == 1 and "wait for the budget" in first.stdout
+    assert status_counts(results(tmp_path / "out")) == {"succeeded": 3, "pending": 7}
+    status = json.loads(reelbatch("status", "budget", "--json", env=env).stdout)
+    assert status["waiting_for_budget"] == 7 and status["projected_usd"] > status["spent_usd"]
+    assert sum(sim.stats()["enqueues"].values()) == 3
+
+    write_manifest(tmp_path, "budget", 10, limits={"max_concurrency": 2, "max_cost_usd": 100})
+    second = reelbatch("run", str(manifest), env=env)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert status_counts(results(tmp_path / "out")) == {"succeeded": 10}
+    assert sum(sim.stats()["enqueues"].values()) == 10
+
+
+def test_retry_sends_only_failed_items_of_a_kind_back(tmp_path, sim_factory):
+    sim = sim_factory(fail_rate=1.0, **FAST)
+    env = cli_env(tmp_path / "data", sim)
+    manifest = write_manifest(tmp_path, "flaky", 6, retry={"max_attempts": 1})
+    assert reelbatch("run", str(manifest), env=env).returncode == 1
+    assert status_counts(results(tmp_path / "out")) == {"failed": 6}
+    refused = reelbatch("retry", "flaky", "--kind", "nonsense", env=env)
+    assert refused.returncode == 2 and "generation_failed" in refused.stderr
+    sim.set_knobs(fail_rate=0.0)
+    retried = reelbatch("retry", "flaky", "--kind", "generation_failed", env=env)
+    assert retried.returncode == 0 and "6 failed items" in retried.stdout
+    again = reelbatch("run", str(manifest), env=env)
+    assert again.returncode == 0, again.stdout + again.stderr
+    rows = results(tmp_path / "out")
+    assert status_counts(rows) == {"succeeded": 6}
+    assert sum(sim.stats()["enqueues"].values()) == 12   # six failed, six resubmitted: no more
+
+
+def test_cancel_stops_remote_generations_and_pending_items(tmp_path, sim_factory, redis_url, workers):
+    sim = sim_factory(concurrency=50, time_scale=1 / 10, queue_delay=0.0, seed=3)  # 30-90 s each
+    workers(sim, concurrency=4)
+    env = cli_env(tmp_path / "data", sim, REELBATCH_BROKER_URL=redis_url)
+    manifest = write_manifest(tmp_path, "stopme", 12, limits={"max_concurrency": 4})
+    assert reelbatch("submit", str(manifest), env=env).returncode == 0
+    store = Store.from_url(redis_url)
+    wait_for(lambda: store.counts("stopme")[S.QUEUED] + store.counts("stopme")[S.RUNNING] == 4,
+             60, "four in flight")
+    done = reelbatch("cancel", "stopme", env=env)
+    assert done.returncode == 0, done.stderr
+    wait_for(lambda: store.counts("stopme")[S.CANCELLED] == 12, 60, "all cancelled")
+    stats = sim.stats()
+    assert stats["by_status"].get("cancelled") == 4
+    assert stats["requests"]["DELETE /api/ai/queue/{id}"] == 4
+    assert sum(stats["enqueues"].values()) == 4
+
+
+def test_submit_at_waits_for_the_sweeper(tmp_path, sim_factory, redis_url, workers):
+    sim = sim_factory(**FAST)
+    workers(sim, concurrency=4)
+    env = cli_env(tmp_path / "data", sim, REELBATCH_BROKER_URL=redis_url, REELBATCH_SWEEP_EVERY_S="1")
+    manifest = write_manifest(tmp_path, "night", 5)
+    start = (datetime.now().astimezone() + timedelta(seconds=4)).isoformat(timespec="seconds")
+    sent = reelbatch("submit", str(manifest), "--at", start, env=env)
+    assert sent.returncode == 0 and "starting at" in sent.stdout
+    store = Store.from_url(redis_url)
+    scheduler = spawn("scheduler", env=env)
+    try:
+        assert store.counts("night")[S.PENDING] == 5 and not sim.stats()["enqueues"]
+        wait_for(lambda: store.counts("night")[S.SUCCEEDED] == 5, 90, "the batch to start and finish")
+        first_submit = min(r.submitted_at for r in store.items("night"))
+        assert first_submit >= datetime.fromisoformat(start).timestamp()
+    finally:
+        scheduler.terminate()
+        scheduler.wait(20)
+
+
+def test_bad_at_and_unknown_batch_are_bad_input(tmp_path, redis_url):
+    env = cli_env(tmp_path / "data", REELBATCH_BROKER_URL=redis_url)
+    manifest = write_manifest(tmp_path, "x", 1)
+    bad = reelbatch("submit", str(manifest), "--at", "25:99", env=env)
+    assert bad.returncode == 2 and "--at" in bad.stderr and len(bad.stderr.splitlines()) == 1
+    for command in (["status", "nope"], ["retry", "nope"], ["cancel", "nope"]):
+        done = reelbatch(*command, env=env)
+        assert done.returncode == 2 and "no batch named 'nope'" in done.stderr
