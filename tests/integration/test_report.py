@@ -57,7 +57,8 @@ def rendered_cards(page: Path, fragment: str, profile: Path) -> dict[str, tuple[
 
 
 def run_mixed_batch(tmp_path: Path, sim_factory) -> dict[str, str]:
-    """GOOD items succeed on a healthy simulator; BAD more fail once its generations all fail."""
+    """GOOD items succeed on a healthy simulator, then BAD more fail once every generation fails;
+    returns the CLI environment."""
     sim = sim_factory(concurrency=20, **FAST)
     env = cli_env(tmp_path / "data", sim)
     first = write_manifest(tmp_path, "looks", GOOD, retry={"max_attempts": 1})
@@ -70,6 +71,7 @@ def run_mixed_batch(tmp_path: Path, sim_factory) -> dict[str, str]:
 
 
 def test_report_renders_every_item_and_filters_by_state(tmp_path, sim_factory):
+    chromium()  # fail before running a batch when it is missing
     env = run_mixed_batch(tmp_path, sim_factory)
     done = reelbatch("report", "looks", env=env)
     _stop_embedded_redis(tmp_path / "data")
