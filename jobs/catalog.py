@@ -37,6 +37,7 @@ class ModelSpec(BaseModel):
     default_duration: int
     price_per_second: float
     price_source: str
+    expected_seconds: float = 600.0   # typical generation time, until finished items teach better
     ids: dict[str, str]
 
 

@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jobs import errors
-from jobs.catalog import provider_request
+from jobs.catalog import catalog, provider_request
 from jobs.inputs import to_data_uri, is_url
 from jobs.policy import PollPolicy, RetryPolicy
 from jobs.state import ItemState as S
 from jobs.store import BatchMeta, ItemRecord, TransitionRefused
-from worker import results
+from worker import results, timing
 from worker.context import WorkerContext
 from worker.limits import holder, split_holder
 from worker.providers.base import Generation, RemoteStatus
@@ -257,6 +257,8 @@ def _finished(ctx, meta: BatchMeta, rec: ItemRecord, g: Generation) -> list[Next
                              remote_started_at=g.started_at, remote_completed_at=g.completed_at)
     except TransitionRefused:
         return []  # another poll or the event stream got there first
+    if rec.submitted_at:
+        timing.record(ctx.store.r, rec.item, time.time() - rec.submitted_at)
     return [Next("download", meta.name, rec.item_id)] + release(ctx, meta.provider, meta.name, rec.item_id)
 
 
@@ -282,10 +284,16 @@ def events_healthy_key(provider: str) -> str:
 
 
 def poll_policy(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord) -> PollPolicy:
-    """Polls as the manifest asks; while the provider's event stream is healthy they relax to a
-    slow backstop, since completions arrive as events."""
-    expected = meta.first_after_s if meta.first_after_s is not None else 60.0 * 5
-    policy = PollPolicy(expected_s=expected, early_s=meta.first_after_s,
+    """First poll near the early part of the generation times learned for this model and duration
+    (before anything is learned: the manifest's first_after_s, else the catalogue's typical time),
+    tightening after; while the provider's event stream is healthy, polls relax to a backstop."""
+    learned = timing.quantiles(ctx.store.r, rec.item)
+    if learned:
+        early, expected = learned
+    else:
+        expected = meta.first_after_s or catalog().model_for(meta.provider, meta.model).expected_seconds
+        early = meta.first_after_s if meta.first_after_s is not None else 0.8 * expected
+    policy = PollPolicy(expected_s=expected, early_s=early,
                         min_interval_s=meta.min_interval_s, max_interval_s=meta.max_interval_s)
     if ctx.store.r.exists(events_healthy_key(meta.provider)):
         return policy.relaxed(EVENT_BACKSTOP_FACTOR)

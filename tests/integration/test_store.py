@@ -116,3 +116,14 @@ def test_waiting_line_is_fifo_and_has_no_duplicates(redis_client):
     slots.wait(["z"], front=True)
     assert [slots.next_waiting() for _ in range(5)] == ["z", "a", "b", "c", None]
     assert slots.wait(["a"]) == 1  # gone from the line, so it may wait again
+
+
+def test_generation_times_are_learned_per_model_and_duration(redis_client):
+    from worker import timing
+
+    five, ten = make_item(1), make_item(2).model_copy(update={"params": Params(prompt="x", duration=10)})
+    assert timing.quantiles(redis_client, five) is None   # nothing learned yet
+    for seconds in range(100, 200, 10):
+        timing.record(redis_client, five, seconds)
+    assert timing.quantiles(redis_client, five) == (110.0, 150.0)
+    assert timing.quantiles(redis_client, ten) is None     # another duration learns on its own
