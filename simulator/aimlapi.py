@@ -12,7 +12,6 @@ from simulator import catalog
 from simulator.clock import Generation
 from simulator.envelopes import aiml_error
 from simulator.oxen import base_url
-from simulator.stats import request_key
 
 PATH = "/v2/video/generations"
 
@@ -59,9 +58,9 @@ async def create(request: Request) -> Response:
     problem = catalog.aiml_body_error(body)
     if problem:
         return aiml_error(400, PATH, f"Body validation error! {problem}")
-    core.stats.enqueues[request_key(body)] += 1
+    key = core.count_enqueue(body)
     params = {k: v for k, v in body.items() if k != "model"}
-    gen = core.enqueue("aiml", body["model"], params, None)
+    gen = core.enqueue("aiml", body["model"], params, None, key)
     return JSONResponse({"id": gen.public_id, "status": "queued"})
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import click
 
 from simulator.knobs import RATE_KNOBS
@@ -44,15 +46,32 @@ def _rate_options(command):
               help="Pad each result MP4 by this many bytes.")
 @click.option("--cache-dir", default=None, help="Where base MP4s are cached.")
 @click.option("--seed", type=int, default=None, help="Seed for every random draw (reproducible runs).")
-def simulator_command(host: str, port: int, api_key: str, **knobs) -> None:
-    """Serve a local stand-in for Oxen.ai and the AI/ML API, with fault and timing knobs."""
+@click.option("--state-file", type=click.Path(dir_okay=False), default=None,
+              help="Load generations and counters from this JSON file if it exists; save them there "
+                   "on SIGTERM/SIGINT, so ids keep working across restarts.")
+def simulator_command(host: str, port: int, api_key: str, state_file: str | None, **knobs) -> None:
+    """Serve a local stand-in for Oxen.ai and the AI/ML API, with fault and timing knobs.
+
+    SIGTERM and SIGINT stop it cleanly (saving the state file) with exit status 0.
+    """
     from simulator.server import Knobs, Simulator
 
-    sim = Simulator(knobs=Knobs(**knobs), api_key=api_key, host=host, port=port).start()
-    click.echo(f"reelbatch simulator listening on {sim.base_url}", err=False)
+    sim = Simulator(knobs=Knobs(**knobs), api_key=api_key, host=host, port=port, state_file=state_file)
+    handlers = {signal.SIGINT: signal.getsignal(signal.SIGINT),
+                signal.SIGTERM: signal.signal(signal.SIGTERM, _interrupt)}
     try:
+        sim.start()
+        click.echo(f"reelbatch simulator listening on {sim.base_url}", err=False)
         sim.wait()
     except KeyboardInterrupt:
         pass
     finally:
+        for signum in handlers:     # a second signal (Ctrl-C reaches the group) must not cut the save short
+            signal.signal(signum, signal.SIG_IGN)
         sim.stop()
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt

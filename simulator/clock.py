@@ -49,6 +49,7 @@ class Generation:
     started: float | None = None
     completed: float | None = None
     namespace: str = "sim-user"
+    request_key: str = ""     # stats.request_key of the enqueue body: equal for duplicates
     extra: dict = field(default_factory=dict)
 
 
@@ -72,19 +73,26 @@ class Clock:
     def now(self) -> float:
         return time.monotonic()
 
-    def enqueue(self, api: str, model: str, params: dict, runtime_error: str | None) -> Generation:
-        key = str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+    def enqueue(self, api: str, model: str, params: dict, runtime_error: str | None,
+                request_key: str = "") -> Generation:
+        key = self._new_key()
         public = f"{key}:{model}" if api == "aiml" else key
         run_time, error = self._plan(runtime_error)
         duration, aspect = catalog.media_shape(params)
         now = self.now()
         gen = Generation(key, public, api, model, params, now, now + self.knobs.scaled(self.knobs.queue_delay),
                          run_time, error, duration, aspect,
-                         namespace=params.get("target_namespace") or "sim-user")
+                         namespace=params.get("target_namespace") or "sim-user", request_key=request_key)
         self.gens[key] = self.active[key] = gen
         self.waiting.append(gen)
         self.peak_active = max(self.peak_active, len(self.active))
         return gen
+
+    def _new_key(self) -> str:
+        """A fresh uuid4 from the seeded RNG (a restored state may already hold the first draws)."""
+        while (key := str(uuid.UUID(int=self.rng.getrandbits(128), version=4))) in self.gens:
+            pass
+        return key
 
     def _plan(self, runtime_error: str | None) -> tuple[float, str | None]:
         """Run time (scaled) and the failure the generation will end with, if any."""
@@ -121,8 +129,11 @@ class Clock:
     def _start(self, gen: Generation, at: float) -> None:
         gen.status, gen.started = "processing", at
         self.cursor = at
+        self._run(gen)
+
+    def _run(self, gen: Generation) -> None:
         self._seq += 1
-        heapq.heappush(self.running, (at + gen.run_time, self._seq, gen))
+        heapq.heappush(self.running, (gen.started + gen.run_time, self._seq, gen))
         self.running_count += 1
         self.peak_running = max(self.peak_running, self.running_count)
 
@@ -152,6 +163,19 @@ class Clock:
         """When the next event is due (inf when nothing is pending)."""
         done_at = self.running[0][0] if self.running else float("inf")
         return min(done_at, self._next_start())
+
+    def restore(self, gens: list[Generation], cursor: float) -> None:
+        """Take back saved generations (in enqueue order) into a fresh clock; the next `advance`
+        replays whatever fell due while the simulator was down."""
+        for gen in gens:
+            self.gens[gen.key] = gen
+            if gen.status in ACTIVE:
+                self.active[gen.key] = gen
+            if gen.status == "queued":
+                self.waiting.append(gen)
+            elif gen.status == "processing":
+                self._run(gen)
+        self.cursor = cursor
 
     def reset(self) -> None:
         """Forget every generation and counter (POST /_sim/reset)."""

@@ -13,7 +13,7 @@ from simulator.clock import Clock, Generation
 from simulator.events import EventBus
 from simulator.knobs import Knobs
 from simulator.media import MediaStore
-from simulator.stats import Stats
+from simulator.stats import Stats, request_key
 
 
 class Core:
@@ -42,8 +42,15 @@ class Core:
         expired = self.knobs.expire_rate > 0 and self.fault_rng.random() < self.knobs.expire_rate
         return self.media.url(base_url, gen.key, -2.0 if expired else self.knobs.url_ttl)
 
-    def enqueue(self, api: str, model: str, params: dict, runtime_error: str | None) -> Generation:
-        gen = self.clock.enqueue(api, model, params, runtime_error)
+    def count_enqueue(self, body: dict) -> str:
+        """Count an accepted enqueue body; its request key goes on each of its generations."""
+        key = request_key(body)
+        self.stats.enqueues[key] += 1
+        return key
+
+    def enqueue(self, api: str, model: str, params: dict, runtime_error: str | None,
+                key: str = "") -> Generation:
+        gen = self.clock.enqueue(api, model, params, runtime_error, key)
         self.wake.set()
         return gen
 
@@ -81,8 +88,8 @@ class Core:
         self.stats.__init__()
         self.fault_rng.seed(f"{self.knobs.seed}-fault")
 
-    def snapshot(self) -> dict:
-        return self.stats.snapshot(self.clock)
+    def snapshot(self, detail: bool = True) -> dict:
+        return self.stats.snapshot(self.clock, detail)
 
     async def tick(self) -> None:
         """The one timer loop: completes generations on time so SSE events go out unprompted."""

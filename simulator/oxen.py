@@ -12,7 +12,6 @@ from starlette.routing import Route
 from simulator import catalog
 from simulator.clock import ACTIVE, TERMINAL, Generation
 from simulator.envelopes import oxen_error, oxen_message
-from simulator.stats import request_key
 
 NOT_FOUND = dict(status=404, kind="resource_not_found")
 _QUEUE_ONLY = ("model", "num_generations")
@@ -85,10 +84,10 @@ async def _accept(request: Request, core) -> Response | tuple[dict, list[Generat
     checked = _check_enqueue(body)
     if isinstance(checked, Response):
         return checked
-    core.stats.enqueues[request_key(body)] += 1
+    key = core.count_enqueue(body)
     params = {k: v for k, v in body.items() if k not in _QUEUE_ONLY}
     error = catalog.runtime_error(body["model"], params)
-    return body, [core.enqueue("oxen", body["model"], params, error) for _ in range(checked)]
+    return body, [core.enqueue("oxen", body["model"], params, error, key) for _ in range(checked)]
 
 
 @_guard

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import threading
 import time
 
@@ -18,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from simulator import aimlapi, oxen
+from simulator import aimlapi, oxen, state
 from simulator.core import Core
 from simulator.faults import FaultMiddleware
 from simulator.knobs import Knobs
@@ -54,7 +55,9 @@ async def _async(chunks):
 
 
 async def sim_stats(request: Request) -> Response:
-    return JSONResponse(request.app.state.core.snapshot())
+    """GET /_sim/stats; `?detail=0` leaves out the per-generation entries (big runs)."""
+    detail = request.query_params.get("detail", "1").lower() not in ("0", "false", "no", "off")
+    return JSONResponse(request.app.state.core.snapshot(detail))
 
 
 async def sim_reset(request: Request) -> Response:
@@ -94,12 +97,19 @@ def build_app(core: Core) -> FaultMiddleware:
 
 
 class Simulator:
-    """Serves the simulator on a background thread with its own event loop."""
+    """Serves the simulator on a background thread with its own event loop.
+
+    With `state_file`, the generations and counters saved by an earlier `stop()` are loaded here,
+    and `stop()` saves them again, so ids handed out before a restart keep working.
+    """
 
     def __init__(self, knobs: Knobs | None = None, api_key: str = "sim-key",
-                 host: str = "127.0.0.1", port: int = 0):
+                 host: str = "127.0.0.1", port: int = 0, state_file: str | os.PathLike | None = None):
         self.knobs = knobs or Knobs()
         self.core = Core(self.knobs, api_key)
+        self.state_file = state_file
+        if state_file:
+            state.load(self.core, state_file)
         self.host, self.port = host, port
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -135,6 +145,8 @@ class Simulator:
             self._call(self._closing)
         self._thread.join(10)
         self._server = None
+        if self.state_file:
+            state.save(self.core, self.state_file)      # the server has stopped: nothing changes now
 
     def _closing(self) -> None:
         self.core.closing.set()
@@ -151,8 +163,8 @@ class Simulator:
             return fn(*args, **kwargs)
         return asyncio.run_coroutine_threadsafe(run(), self.core.loop).result(10)
 
-    def stats(self) -> dict:
-        return self._call(self.core.snapshot)
+    def stats(self, detail: bool = True) -> dict:
+        return self._call(self.core.snapshot, detail)
 
     def set_knobs(self, **values) -> dict:
         return self._call(self.core.set_knobs, **values)

@@ -44,9 +44,10 @@ class Stats:
         entry = self.media.setdefault(key, {"sha256": sha256, "bytes": size, "downloads": 0})
         entry["downloads"] += 1
 
-    def snapshot(self, clock: Clock) -> dict:
+    def snapshot(self, clock: Clock, detail: bool = True) -> dict:
+        """The counters, and with `detail` one entry per generation (GET /_sim/stats?detail=0 drops them)."""
         clock.advance()
-        return {
+        out = {
             "requests": dict(self.requests),
             "requests_total": sum(self.requests.values()),
             "faults": dict(self.faults),
@@ -56,14 +57,17 @@ class Stats:
             "peak_in_flight": clock.peak_running,
             "peak_active": clock.peak_active,
             "by_status": dict(Counter(g.status for g in clock.gens.values())),
-            "generations": {key: _generation(g, self.media.get(key)) for key, g in clock.gens.items()},
         }
+        if detail:
+            out["generations"] = {key: _generation(g, self.media.get(key)) for key, g in clock.gens.items()}
+        return out
 
 
 def _generation(gen, media: dict | None) -> dict:
     run = gen.completed - gen.started if gen.completed is not None and gen.started is not None else None
     return {
         "public_id": gen.public_id, "api": gen.api, "model": gen.model, "status": gen.status,
+        "request_key": gen.request_key,
         "enqueued": gen.enqueued, "started": gen.started, "completed": gen.completed, "run_time": run,
         "sha256": media and media["sha256"], "bytes": media and media["bytes"],
         "downloads": media["downloads"] if media else 0,

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import signal
 import subprocess
+import sys
 import time
 
 import httpx
@@ -28,8 +32,9 @@ def make(cache_dir):
     """Start a simulator with FAST knobs overridden by the given ones."""
     started = []
 
-    def start(**knobs) -> tuple[Simulator, httpx.Client]:
-        sim = Simulator(knobs=Knobs(**{**FAST, "cache_dir": cache_dir, **knobs}), api_key=KEY).start()
+    def start(state_file=None, **knobs) -> tuple[Simulator, httpx.Client]:
+        sim = Simulator(knobs=Knobs(**{**FAST, "cache_dir": cache_dir, **knobs}), api_key=KEY,
+                        state_file=state_file).start()
         client = httpx.Client(base_url=sim.base_url, headers=AUTH, timeout=10)
         started.append((sim, client))
         return sim, client
@@ -290,7 +295,7 @@ def test_error_faults(make, knob, status, retry_after):
 
 def test_drop_before_creates_nothing(make):
     sim, client = make(drop_before_rate=1.0)
-    with pytest.raises(httpx.RemoteProtocolError):
+    with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):    # a body not yet read gets an RST
         client.post("/api/ai/queue", json=body())
     assert sim.stats()["generations_total"] == 0 and sim.stats()["faults"] == {"drop_before": 1}
 
@@ -401,3 +406,81 @@ def test_cli_help_lists_the_knobs():
 
     result = CliRunner().invoke(simulator_command, ["--help"])
     assert result.exit_code == 0 and "--truncate-rate" in result.output and "--time-scale" in result.output
+
+
+def test_stats_carry_request_key_and_detail_can_be_left_out(make):
+    sim, client = make()
+    twice = enqueue(client, num_generations=2) + enqueue(client, num_generations=2)
+    other = enqueue(client, prompt="a dog")
+    for gen_id in twice + other:
+        finished_row(client, gen_id)
+    stats = client.get("/_sim/stats").json()
+    same = {stats["generations"][gen_id]["request_key"] for gen_id in twice}
+    assert len(same) == 1 and stats["enqueues"][same.pop()] == 2
+    assert stats["enqueues"][stats["generations"][other[0]]["request_key"]] == 1
+    brief = client.get("/_sim/stats", params={"detail": "0"}).json()
+    assert "generations" not in brief and brief["enqueues"] == stats["enqueues"]
+    assert brief["by_status"] == {"succeeded": 5} and "generations" not in sim.stats(detail=False)
+
+
+def test_state_file_survives_a_restart(make, tmp_path):
+    state = tmp_path / "sim-state.json"
+    sim, client = make(state_file=state)
+    done = enqueue(client)[0]
+    old_url = finished_row(client, done)["result_url"]
+    aiml = aiml_create(client).json()["id"]
+    wait_for(lambda: aiml_poll(client, aiml)["status"] == "completed")
+    sim.set_knobs(gen_time_min=150, gen_time_max=150)        # 0.5 s: finishes while the simulator is down
+    short = enqueue(client)[0]
+    sim.set_knobs(gen_time_min=750, gen_time_max=750)        # 2.5 s: still running after the restart
+    long = enqueue(client)[0]
+    wait_for(lambda: all(client.get(f"/api/ai/queue/{g}").json()["status"] == "processing" for g in (short, long)),
+             every=0.01)
+    before = {g: client.get(f"/api/ai/queue/{g}").json() for g in (done, short, long)}
+    counts = sim.stats()
+    sim.stop()
+    assert json.loads(state.read_text())["stats"]["enqueues"] == counts["enqueues"]
+    time.sleep(0.6)
+
+    sim2, client2 = make(state_file=state)
+    rows = {g: client2.get(f"/api/ai/queue/{g}").json() for g in (done, short, long)}
+    assert rows[done]["status"] == "succeeded" and rows[short]["status"] == "succeeded"
+    assert rows[long]["status"] == "processing"
+    for gen_id in (done, short, long):
+        assert rows[gen_id]["enqueued_at"] == before[gen_id]["enqueued_at"]
+        assert rows[gen_id]["started_at"] == before[gen_id]["started_at"]
+    assert rows[short]["completed_at"] - rows[short]["started_at"] <= 1        # at its planned time
+    assert aiml_poll(client2, aiml)["status"] == "completed"
+    assert httpx.get(old_url.replace(sim.base_url, sim2.base_url)).status_code == 200   # issued before
+    finished = finished_row(client2, long)
+    assert finished["status"] == "succeeded"
+    media = httpx.get(finished["result_url"])
+    assert media.status_code == 200 and media.content.endswith(long.encode())
+
+    after = sim2.stats()
+    assert after["enqueues"] == counts["enqueues"] and list(after["enqueues"].values()) == [3, 1]
+    assert after["requests"]["POST /api/ai/queue"] == counts["requests"]["POST /api/ai/queue"]
+    assert after["generations"][long]["request_key"] == counts["generations"][long]["request_key"]
+    fresh = enqueue(client2)[0]                               # the same seed must not hand out an old id
+    assert fresh not in rows and sim2.stats()["generations_total"] == 5
+
+
+def test_cli_saves_state_on_sigterm(cache_dir, tmp_path):
+    state = tmp_path / "state.json"
+    code = "from simulator.cli import simulator_command; simulator_command()"
+    proc = subprocess.Popen(
+        [sys.executable, "-u", "-c", code, "--port", "0", "--time-scale", str(1 / 300), "--seed", "1",
+         "--cache-dir", cache_dir, "--state-file", str(state)],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "REELBATCH_SIMULATOR_KEY": KEY})
+    try:
+        base_url = proc.stdout.readline().split()[-1]
+        with httpx.Client(base_url=base_url, headers=AUTH, timeout=10) as client:
+            gen_id = enqueue(client)[0]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+    finally:
+        proc.kill()
+        proc.stdout.close()
+    saved = json.loads(state.read_text())
+    assert [g["key"] for g in saved["generations"]] == [gen_id]
+    assert list(saved["stats"]["enqueues"].values()) == [1]
