@@ -176,6 +176,19 @@ def scheduler() -> None:
     sys.exit(run_scheduler(get_settings()))
 
 
+@main.command()
+@click.option("--address", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", type=int, default=5555, show_default=True)
+@click.option("--no-auth", is_flag=True, help="Allow starting without FLOWER_BASIC_AUTH "
+              "(user:password); then Flower listens on 127.0.0.1 only.")
+def flower(address: str, port: int, no_auth: bool) -> None:
+    """Start Flower on the configured broker, behind basic auth from FLOWER_BASIC_AUTH."""
+    from jobs.settings import get_settings
+    from scheduler.monitor import run_flower
+
+    sys.exit(run_flower(get_settings(), address, port, no_auth))
+
+
 def _register_simulator() -> None:
     from simulator.cli import simulator_command
 
