@@ -53,9 +53,11 @@ class Settings(BaseSettings):
     http_pool_timeout_s: float = 30
     download_max_bytes: int = 2 * 1024**3
     download_chunk_bytes: int = 1024 * 1024
+    download_http_hosts: list[str] = Field(default_factory=list)
     worker_concurrency: int = 8
     simulator_time_scale: float = 0.004
     worker_eta_task_limit: int = 5000
+    event_listener: bool = True
     price_overrides: dict[str, float] = Field(default_factory=dict)
 
     @classmethod

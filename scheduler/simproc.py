@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 import subprocess
 import sys
 
 import httpx
+from pathlib import Path
 
 from jobs.settings import Settings
 from scheduler.embedded import free_port, wait_until
@@ -16,7 +18,7 @@ from scheduler.embedded import free_port, wait_until
 class SimulatorProcess:
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.port = free_port()
+        self.port = _same_port_as_before(settings.data_dir / "simulator.port")
         self.key = secrets.token_urlsafe(24)
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
@@ -34,7 +36,9 @@ class SimulatorProcess:
         log = self.settings.data_dir / "logs" / "simulator.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "scheduler.cli", "simulator", "--host", "127.0.0.1",
-               "--port", str(self.port), "--time-scale", str(self.settings.simulator_time_scale)]
+               "--port", str(self.port), "--time-scale", str(self.settings.simulator_time_scale),
+               # generations outlive an interrupted run, as they would at a real provider
+               "--state-file", str(self.settings.data_dir / "simulator-state.json")]
         with open(log, "ab") as out:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
                                          env={**os.environ, "REELBATCH_SIMULATOR_KEY": self.key},
@@ -50,3 +54,20 @@ class SimulatorProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
 
+
+
+def _same_port_as_before(path: Path) -> int:
+    """The port of the last run when it is free, so result URLs issued before an interruption
+    keep working; else any free port."""
+    if path.exists():
+        try:
+            port = int(path.read_text())
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", port))
+            return port
+        except (OSError, ValueError):
+            pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    path.write_text(str(port))
+    return port

@@ -242,3 +242,12 @@ def test_download_stays_inside_resolved_dest_dir(tmp_path):
                       SETTINGS)
     assert stored.path == real.resolve() / "x.mp4" and stored.path.read_bytes() == FAKE_MP4
     assert os.listdir(real) == ["x.mp4"]
+
+
+def test_plain_http_to_an_explicitly_allowed_host_is_followed():
+    from jobs.errors import UnsafeResult
+    from worker.storage import check_url
+
+    with pytest.raises(UnsafeResult):
+        check_url(httpx.URL("http://simulator:8765/media/x.mp4"))
+    check_url(httpx.URL("http://simulator:8765/media/x.mp4"), ("simulator",))
