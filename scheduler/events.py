@@ -9,7 +9,9 @@ from __future__ import annotations
 import logging
 import threading
 
+import redis
 from celery import Celery
+from kombu.exceptions import OperationalError
 
 from jobs import errors
 from jobs.settings import Settings
@@ -23,6 +25,7 @@ from worker.steps import events_healthy_key, observe, owner_of
 log = logging.getLogger("reelbatch.events")
 BEACON_EVERY_S = 5.0
 BEACON_TTL_S = 15
+BROKER_DOWN = (redis.ConnectionError, redis.TimeoutError, OperationalError)
 
 
 class EventListener:
@@ -47,7 +50,10 @@ class EventListener:
     def _listen(self) -> None:
         try:
             for generation in self.client.events():
-                self.handle(generation)
+                try:
+                    self.handle(generation)
+                except BROKER_DOWN as exc:   # Redis restarting: the poll backstop catches this one
+                    log.warning("could not act on an event (%s: %s)", type(exc).__name__, exc)
         except errors.PermanentProviderError as exc:
             log.warning("event stream refused (%s); polling carries on alone", exc)
         except errors.ReelbatchError as exc:
@@ -56,10 +62,13 @@ class EventListener:
     def _beacon(self) -> None:
         key = events_healthy_key(self.provider)
         while not self._stop.wait(BEACON_EVERY_S if self.client.stream_open else 0.5):
-            if self.client.stream_open:
-                self.ctx.store.r.set(key, 1, ex=BEACON_TTL_S)
-            else:
-                self.ctx.store.r.delete(key)
+            try:
+                if self.client.stream_open:
+                    self.ctx.store.r.set(key, 1, ex=BEACON_TTL_S)
+                else:
+                    self.ctx.store.r.delete(key)
+            except BROKER_DOWN:
+                pass   # Redis is restarting; the beacon's TTL lapses on its own meanwhile
 
     def handle(self, generation: Generation) -> None:
         owner = owner_of(self.ctx, self.provider, generation.generation_id)

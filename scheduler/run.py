@@ -10,6 +10,8 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+import redis
+from kombu.exceptions import OperationalError
 from pydantic import SecretStr
 from rich.console import Console
 
@@ -30,6 +32,8 @@ from worker.results import write_index
 
 SWEEP_EVERY_S = 5.0
 TICK_S = 0.25
+OUTAGE_LIMIT_S = 300.0   # how long `run` waits for a lost Redis before giving up (exit 3)
+BROKER_DOWN = (redis.ConnectionError, redis.TimeoutError, OperationalError)
 
 
 @dataclass
@@ -106,18 +110,35 @@ def _check_key(settings: Settings, provider: str) -> None:
 
 
 def _watch(ctx: WorkerContext, name: str, worker: WorkerProcess | None, console: Console) -> None:
-    last_sweep = 0.0
+    last_sweep, lost_since = 0.0, None
     with BatchProgress(ctx.store, name, console) as progress:
-        while not _finished(ctx, name):
-            progress.refresh()
-            if time.monotonic() - last_sweep > SWEEP_EVERY_S:
-                sweep(ctx, app, name)
-                last_sweep = time.monotonic()
-                if worker is not None and not worker.alive():
-                    console.print("[yellow]the worker stopped; starting it again[/]")
-                    worker.start()
+        while True:
+            try:
+                if _finished(ctx, name):
+                    break
+                progress.refresh()
+                if time.monotonic() - last_sweep > SWEEP_EVERY_S:
+                    sweep(ctx, app, name)
+                    last_sweep = time.monotonic()
+                    if worker is not None and not worker.alive():
+                        console.print("[yellow]the worker stopped; starting it again[/]")
+                        worker.start()
+                lost_since = None
+            except BROKER_DOWN as exc:
+                lost_since = _broker_lost(exc, lost_since, console)
             time.sleep(TICK_S)
         progress.refresh()
+
+
+def _broker_lost(exc: Exception, since: float | None, console: Console) -> float:
+    """Redis went away (a restart, a network blip): wait for it, up to OUTAGE_LIMIT_S."""
+    now = time.monotonic()
+    if since is None:
+        console.print(f"[yellow]lost Redis ({type(exc).__name__}); waiting for it to come back[/]")
+        return now
+    if now - since > OUTAGE_LIMIT_S:
+        raise exc
+    return since
 
 
 def _finished(ctx: WorkerContext, name: str) -> bool:

@@ -96,3 +96,50 @@ def wait_for(check, timeout: float, what: str, every: float = 0.2):
 
 def status_counts(rows: list[dict]) -> Counter:
     return Counter(r["status"] for r in rows)
+
+
+# --- fault suite: the end-of-batch checks and their figures ----------------------------------
+
+TERMINAL_STATUSES = {"succeeded", "failed", "cancelled"}
+
+
+def duplicate_generations(stats: dict) -> dict[str, int]:
+    """request key -> live or succeeded generations beyond the first (items with distinct prompts
+    have one request key each, so this counts duplicate submissions of a working generation)."""
+    live: Counter = Counter()
+    for g in stats["generations"].values():
+        if g["status"] in ("succeeded", "processing", "queued"):
+            live[g.get("request_key") or g["public_id"]] += 1
+    return {key: n - 1 for key, n in live.items() if n > 1}
+
+
+def live_leases(client, provider: str = "simulator") -> list[str]:
+    """Holders of the provider's concurrency slots whose lease has not expired."""
+    return client.zrangebyscore(f"rb:slots:{provider}", time.time(), "+inf")
+
+
+def batch_figures(out: Path, n: int, stats: dict, client, provider: str = "simulator") -> dict:
+    """What the fault suite reports and checks at the end of a batch."""
+    rows = results(out) if (out / "results.jsonl").exists() else []
+    terminal = {r["item_id"] for r in rows if r["status"] in TERMINAL_STATUSES}
+    return {"n": n, "rows": rows, "lines": len(rows), "ids": len({r["item_id"] for r in rows}),
+            "lost": n - len(terminal), "duplicates": sum(duplicate_generations(stats).values()),
+            "statuses": dict(status_counts(rows)), "leases": live_leases(client, provider)}
+
+
+def assert_batch_whole(figures: dict, out: Path, stats: dict) -> None:
+    """Every item terminal with exactly one results line, every succeeded file what the simulator
+    served, no working generation submitted twice, no slot left held."""
+    n = figures["n"]
+    assert figures["lines"] == n and figures["ids"] == n, \
+        f"{figures['lines']} lines for {figures['ids']} of {n} items"
+    assert figures["lost"] == 0, f"{figures['lost']} items not terminal: {figures['statuses']}"
+    assert_files_match_simulator(figures["rows"], out, stats)
+    assert figures["duplicates"] == 0, duplicate_generations(stats)
+    assert figures["leases"] == [], f"slots still held: {figures['leases'][:5]}"
+
+
+def summary_line(scenario: str, faults: dict, figures: dict, wall_s: float) -> str:
+    injected = ", ".join(f"{k} {v}" for k, v in sorted(faults.items())) or "none"
+    return (f"FAULTS | {scenario} | {injected} | lost {figures['lost']} | duplicates "
+            f"{figures['duplicates']} | {figures['statuses']} | {wall_s:.0f} s")

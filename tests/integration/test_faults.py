@@ -1,0 +1,212 @@
+"""The fault suite: batches of 200 items on the simulator while things break, each ending with the
+same checks (helpers.assert_batch_whole): every item terminal with exactly one results line, every
+succeeded file is what the simulator served, no working generation was submitted twice, no
+concurrency slot left held. Each scenario prints one `FAULTS |` summary line (pytest -s shows it).
+
+Bounded in time: each scenario takes well under three minutes on two busy cores."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import redis
+
+from jobs.state import TERMINAL, ItemState as S
+from jobs.store import Store
+from scheduler.embedded import EmbeddedRedis, WorkerProcess, free_port
+from tests.conftest import REPO
+from tests.integration.helpers import (assert_batch_whole, batch_figures, cli_env, reelbatch,
+                                       summary_line, wait_for, write_manifest)
+
+pytestmark = pytest.mark.integration
+N = 200
+# a generation takes 1 to 3 s: long enough for faults to land in the middle of the batch
+TIMING = dict(time_scale=1 / 300, queue_delay=0.0, concurrency=40)
+SCENARIO_TIMEOUT_S = 170
+
+
+def start_logged(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    """A `reelbatch` command in its own process group, its output in a file (never a full pipe)."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "scheduler.cli", *args], env=env, cwd=REPO,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def end(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+@contextmanager
+def embedded_client(data_dir: Path):
+    """The embedded Redis `reelbatch run` left behind in ``data_dir``, started again from its
+    append-only file for the closing checks, and stopped after."""
+    server = EmbeddedRedis(data_dir)
+    server.start()
+    try:
+        yield redis.Redis.from_url(server.url, decode_responses=True)
+    finally:
+        server.stop()
+
+
+def open_items(store: Store, batch: str) -> int:
+    return sum(n for state, n in store.counts(batch).items() if state not in TERMINAL)
+
+
+def finish(scenario: str, tmp_path: Path, stats: dict, client, faults: dict, started: float) -> None:
+    out = tmp_path / "out"
+    figures = batch_figures(out, N, stats, client)
+    print("\n" + summary_line(scenario, faults, figures, time.monotonic() - started))
+    for row in figures["rows"]:
+        if row["status"] == "failed":
+            print(f"  failed {row['item_id']}: [{row['error_kind']}] {row['error']}")
+    assert_batch_whole(figures, out, stats)
+
+
+def sim_faults(stats: dict) -> dict:
+    """The simulator's fault counters, plus the generations it failed on purpose."""
+    return {**stats["faults"], "remote_failed": stats["by_status"].get("failed", 0)}
+
+
+# --- 1. workers SIGKILLed every few seconds (the fleet path: submit, scheduler, workers) -------
+
+KILL_EVERY_S = 4.0
+KILL_FOR_S = 40.0
+
+
+def test_workers_sigkilled_every_few_seconds(tmp_path, sim_factory, redis_url, workers):
+    sim = sim_factory(seed=21, **TIMING)
+    manifest = write_manifest(tmp_path, "killed-workers", N)
+    env = cli_env(tmp_path / "data", sim, REELBATCH_BROKER_URL=redis_url, REELBATCH_SWEEP_EVERY_S="2")
+    started = time.monotonic()
+    fleet = [workers(sim, concurrency=4, name=f"w{n}") for n in range(2)]
+    scheduler = start_logged(["scheduler"], env, tmp_path / "logs" / "scheduler.log")
+    try:
+        sent = reelbatch("submit", str(manifest), env=env)
+        assert sent.returncode == 0, sent.stderr
+        store, kills = Store.from_url(redis_url), 0
+        while open_items(store, "killed-workers") and time.monotonic() - started < KILL_FOR_S:
+            time.sleep(KILL_EVERY_S)
+            victim = fleet[kills % len(fleet)]
+            victim.kill()
+            victim.start()
+            kills += 1
+        wait_for(lambda: open_items(store, "killed-workers") == 0, SCENARIO_TIMEOUT_S - KILL_FOR_S,
+                 "every item terminal after the kills", every=1)
+    finally:
+        end(scheduler)
+    exported = reelbatch("export", "killed-workers", env=env)
+    assert exported.returncode == 0, exported.stderr
+    finish("worker SIGKILL", tmp_path, sim.stats(), store.r, {"worker SIGKILLs": kills}, started)
+
+
+# --- 2. Redis killed halfway, started again from its append-only file ------------------------
+
+def test_redis_killed_halfway_and_restarted_from_its_aof(tmp_path, sim_factory):
+    sim = sim_factory(seed=22, **TIMING)
+    manifest = write_manifest(tmp_path, "redis-restart", N)
+    server = EmbeddedRedis(tmp_path / "redis", port=free_port())
+    server.start()
+    env = cli_env(tmp_path / "data", sim, REELBATCH_BROKER_URL=server.url)
+    worker = WorkerProcess(env, tmp_path / "logs" / "worker.log", 8)
+    started = time.monotonic()
+    try:
+        worker.start()
+        run = start_logged(["run", str(manifest)], env, tmp_path / "logs" / "run.log")
+        store = Store.from_url(server.url)
+        wait_for(lambda: store.counts("redis-restart")[S.SUCCEEDED] >= N // 2, 120,
+                 "half the items succeeded", every=0.5)
+        server.kill()               # SIGKILL: appendfsync everysec may lose the last second
+        time.sleep(3)
+        server.start()
+        revived = supervise(worker, run, started + SCENARIO_TIMEOUT_S)
+        assert run.returncode in (0, 1), (tmp_path / "logs" / "run.log").read_text()[-3000:]
+        finish("Redis SIGKILL + restart from AOF", tmp_path, sim.stats(), store.r,
+               {"Redis SIGKILLs": 1, "worker restarts": revived}, started)
+    finally:
+        worker.kill()
+        if "run" in locals():
+            end(run)
+        server.stop()
+
+
+def supervise(worker: WorkerProcess, run: subprocess.Popen, deadline: float) -> int:
+    """Restart the worker whenever it exits, as the fleet's `restart: unless-stopped` does, until
+    the run ends; returns how many restarts it took. (Celery 5.7's consumer can die of an
+    AttributeError while closing a connection the broker dropped, instead of reconnecting.)"""
+    revived = 0
+    while run.poll() is None:
+        assert time.monotonic() < deadline, "the run did not finish in time"
+        if not worker.alive():
+            worker.start()
+            revived += 1
+        time.sleep(1)
+    return revived
+
+
+# --- 3. a provider storm -------------------------------------------------------------------
+
+STORM = dict(server_error_rate=0.20, rate_limit_rate=0.05, rate_limit_bare_rate=0.05, fail_rate=0.05,
+             truncate_rate=0.03, expire_rate=0.02, drop_before_rate=0.02, drop_after_rate=0.02)
+
+
+def test_provider_storm(tmp_path, sim_factory):
+    sim = sim_factory(seed=23, retry_after=1, **STORM, **TIMING)
+    manifest = write_manifest(tmp_path, "storm", N)
+    env = cli_env(tmp_path / "data", sim)
+    started = time.monotonic()
+    done = reelbatch("run", str(manifest), env=env, timeout=SCENARIO_TIMEOUT_S)
+    assert done.returncode in (0, 1), done.stdout[-3000:] + done.stderr
+    stats = sim.stats()
+    with embedded_client(tmp_path / "data") as client:
+        finish("provider storm", tmp_path, stats, client, sim_faults(stats), started)
+    assert stats["faults"].get("drop_after", 0) > 0
+
+
+# --- 4. Ctrl-C on `reelbatch run` halfway, then the same command again ---------------------------
+
+def test_ctrl_c_halfway_then_the_same_command_again(tmp_path, sim_factory):
+    sim = sim_factory(seed=24, **TIMING)
+    manifest = write_manifest(tmp_path, "ctrl-c", N)
+    env = cli_env(tmp_path / "data", sim)
+    started = time.monotonic()
+    first = start_logged(["run", str(manifest)], env, tmp_path / "logs" / "first.log")
+    try:
+        wait_for(lambda: sim.stats()["by_status"].get("succeeded", 0) >= N // 2, 120,
+                 "half the items generated", every=0.5)
+        os.killpg(first.pid, signal.SIGINT)     # what a terminal's Ctrl-C does to the run
+        assert first.wait(timeout=60) == 130, (tmp_path / "logs" / "first.log").read_text()[-3000:]
+    finally:
+        end(first)
+    second = reelbatch("run", str(manifest), env=env, timeout=SCENARIO_TIMEOUT_S)
+    assert second.returncode in (0, 1), second.stdout[-3000:] + second.stderr
+    stats = sim.stats()
+    with embedded_client(tmp_path / "data") as client:
+        finish("Ctrl-C halfway + rerun", tmp_path, stats, client, {"SIGINT": 1}, started)
+    assert sum(stats["enqueues"].values()) == N     # nothing submitted twice across the two runs
+
+
+# --- 5. the event stream disconnecting over and over -----------------------------------------
+
+def test_event_stream_disconnects_repeatedly(tmp_path, sim_factory):
+    sim = sim_factory(seed=25, sse_disconnect_every=1.5, **TIMING)
+    manifest = write_manifest(tmp_path, "sse-drops", N)
+    env = cli_env(tmp_path / "data", sim)
+    started = time.monotonic()
+    done = reelbatch("run", str(manifest), env=env, timeout=SCENARIO_TIMEOUT_S)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr
+    stats = sim.stats()
+    streams = stats["requests"].get("GET /api/events", 0)
+    with embedded_client(tmp_path / "data") as client:
+        finish("event stream drops", tmp_path, stats, client,
+               {"SSE disconnects": max(0, streams - 1)}, started)
+    assert streams >= 3
