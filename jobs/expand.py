@@ -263,8 +263,8 @@ def _undefined(source: Source, field: str, name: str) -> ManifestError:
 class MediaChecker:
     """Checks each distinct image or video reference once and turns local paths absolute."""
 
-    def __init__(self, base_dir: Path, formats: tuple[str, ...]):
-        self.base_dir, self.formats = base_dir, formats
+    def __init__(self, base_dir: Path, formats: tuple[str, ...], max_bytes: int | None = None):
+        self.base_dir, self.formats, self.max_bytes = base_dir, formats, max_bytes
         self.seen: dict[tuple[str, bool], str] = {}
 
     def resolve(self, ref: str, is_image: bool, field: str) -> str:
@@ -286,6 +286,8 @@ class MediaChecker:
             inputs.check_local_image(path, self.formats)
         else:
             inputs.check_local_video(path)
+        if self.max_bytes is not None:
+            inputs.check_inline_size(path, self.max_bytes)
         return str(path)
 
     def resolved(self, values: dict[str, Any]) -> dict[str, Any]:
@@ -386,7 +388,7 @@ def expand(manifest: Manifest, settings: Settings) -> list[Item]:
     _check_cap(manifest, count_items(manifest, found), settings.max_items)
     expander = Expander(manifest, spec, price_per_second(manifest.provider, spec,
                                                          settings.price_overrides),
-                        MediaChecker(manifest.folder, spec.image_formats))
+                        MediaChecker(manifest.folder, spec.image_formats, settings.max_data_uri_bytes))
     all_variants, seen, out = variants(manifest), {}, []
     for source in found:
         for var_label, env in _var_combos(source):

@@ -77,15 +77,20 @@ def check_image_url(url: str, formats: tuple[str, ...]) -> None:
         raise ManifestError(f"{url} is a {found} image; expected {', '.join(formats)}")
 
 
-def to_data_uri(path: str | Path, max_bytes: int) -> str:
-    """The file inlined as a base64 data URI, for providers that cannot fetch local files."""
-    path = Path(path)
+def check_inline_size(path: Path, max_bytes: int) -> None:
+    """A local input is sent inline as a data URI: refuse one over ``max_data_uri_bytes``."""
     size = path.stat().st_size if path.is_file() else None
     if size is None:
         raise ManifestError(f"file not found: {path}", file=str(path))
     if size > max_bytes:
         raise ManifestError(f"{size} bytes is more than max_data_uri_bytes ({max_bytes}); "
                             "use a URL for large inputs", file=str(path))
+
+
+def to_data_uri(path: str | Path, max_bytes: int) -> str:
+    """The file inlined as a base64 data URI, for providers that cannot fetch local files."""
+    path = Path(path)
+    check_inline_size(path, max_bytes)
     data = path.read_bytes()
     kind = image_format(data[:16]) or video_format(data[:16]) or "octet-stream"
     mime = MIME.get(kind, "application/octet-stream")

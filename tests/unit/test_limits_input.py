@@ -1,0 +1,62 @@
+"""Size caps on input, beyond those in test_manifest_errors.py (manifest bytes, items_from bytes,
+YAML aliases, expansion count): local files sent inline as data URIs are capped at plan time, with
+the manifest line, so an oversize input refuses the batch before anything is submitted."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from jobs import inputs
+from jobs.errors import ManifestError
+from jobs.settings import Settings
+from scheduler.plan import plan_batch
+
+REPO = Path(__file__).parents[2]
+PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 2000       # 2,008 bytes
+MANIFEST = """\
+version: 1
+name: t
+provider: oxen
+model: kling-o1/image-to-video
+items:
+  - id: a
+    prompt: "hello"
+    start_image: big.png
+"""
+
+
+def test_data_uri_cap_boundary(tmp_path: Path):
+    path = tmp_path / "a.png"
+    path.write_bytes(PNG)
+    assert inputs.to_data_uri(path, len(PNG)).startswith("data:image/png;base64,")
+    with pytest.raises(ManifestError, match=f"{len(PNG)} bytes is more than max_data_uri_bytes "
+                                            rf"\({len(PNG) - 1}\); use a URL"):
+        inputs.to_data_uri(path, len(PNG) - 1)
+
+
+def test_oversize_local_input_is_refused_at_plan_time_with_its_line(tmp_path: Path):
+    (tmp_path / "big.png").write_bytes(PNG)
+    path = tmp_path / "m.yaml"
+    path.write_text(MANIFEST)
+    with pytest.raises(ManifestError, match="more than max_data_uri_bytes") as caught:
+        plan_batch(path, Settings(max_data_uri_bytes=1000))
+    assert (caught.value.line, caught.value.field) == (8, "items[0].start_image")
+    assert plan_batch(path, Settings(max_data_uri_bytes=len(PNG))).items
+
+
+def test_oversize_local_input_through_the_cli_is_one_line_and_exit_2(tmp_path: Path):
+    (tmp_path / "big.png").write_bytes(PNG)
+    path = tmp_path / "m.yaml"
+    path.write_text(MANIFEST)
+    env = {**os.environ, "REELBATCH_MAX_DATA_URI_BYTES": "1000", "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-m", "scheduler.cli", "plan", str(path)], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.splitlines() == [
+        f"reelbatch: error: {path}:8: items[0].start_image: 2008 bytes is more than "
+        "max_data_uri_bytes (1000); use a URL for large inputs"]
