@@ -98,9 +98,11 @@ def _media_type(response: httpx.Response) -> str:
 
 def _open(url: str, client: httpx.Client, http_hosts: tuple[str, ...] = ()) -> httpx.Response:
     """Follow redirects by hand, checking each hop; the caller closes the response."""
-    current = httpx.URL(url)
+    first = current = httpx.URL(url)
     for _ in range(MAX_REDIRECTS + 1):
         check_url(current, http_hosts)
+        if is_loopback(current.host) and not is_loopback(first.host):
+            raise UnsafeResult(f"refusing a redirect from {first.host} into this machine ({current.host})")
         request = client.build_request("GET", current, headers={"Accept-Encoding": "identity"})
         response = client.send(request, stream=True, follow_redirects=False, auth=None)
         if not response.is_redirect:

@@ -156,7 +156,7 @@ def supervise(worker: WorkerProcess, run: subprocess.Popen, deadline: float) -> 
 # --- 3. a provider storm -------------------------------------------------------------------
 
 STORM = dict(server_error_rate=0.20, rate_limit_rate=0.05, rate_limit_bare_rate=0.05, fail_rate=0.05,
-             truncate_rate=0.03, expire_rate=0.02, drop_before_rate=0.02, drop_after_rate=0.02)
+             truncate_rate=0.03, expire_rate=0.02, drop_before_rate=0.03, drop_after_rate=0.05)
 
 
 def test_provider_storm(tmp_path, sim_factory):
@@ -168,8 +168,27 @@ def test_provider_storm(tmp_path, sim_factory):
     assert done.returncode in (0, 1), done.stdout[-3000:] + done.stderr
     stats = sim.stats()
     with embedded_client(tmp_path / "data") as client:
-        finish("provider storm", tmp_path, stats, client, sim_faults(stats), started)
-    assert stats["faults"].get("drop_after", 0) > 0
+        unknown = submits_unknown(Store(client), "storm")
+        finish("provider storm", tmp_path, stats, client,
+               {**sim_faults(stats), "submits answered by nothing": unknown}, started)
+    assert stats["faults"].get("drop_after", 0) > 0 and unknown > 0
+    assert orphans(stats, tmp_path / "out") == []
+
+
+def submits_unknown(store: Store, batch: str) -> int:
+    """Items whose submit went out and got no answer (dropped after sending, 500/502/504)."""
+    return sum(any(a["kind"] == "submit_unknown" for a in store.attempts(batch, item_id))
+               for item_id in store.item_ids(batch))
+
+
+def orphans(stats: dict, out: Path) -> list[str]:
+    """Generations the simulator finished that no item adopted: paid for, never brought home.
+    A submit whose answer was dropped must be reconciled onto its item, not abandoned."""
+    from tests.integration.helpers import results
+
+    adopted = {row["generation_id"] for row in results(out)}
+    return [g["public_id"] for g in stats["generations"].values()
+            if g["status"] == "succeeded" and g["public_id"] not in adopted]
 
 
 # --- 4. Ctrl-C on `reelbatch run` halfway, then the same command again ---------------------------

@@ -47,3 +47,44 @@ def test_a_valid_manifest_with_one_value_changed(tmp_path: Path, key: str, value
     path = tmp_path / "m.yaml"
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
     plans_or_refuses(path)
+
+
+def _mutations(seed: int, count: int) -> list[bytes]:
+    """Random and mutated manifests: byte flips, cuts, shuffled lines, noise; reproducible."""
+    import random
+
+    rng, text = random.Random(seed), yaml.safe_dump(VALID).encode()
+    out = [bytes(rng.randrange(256) for _ in range(rng.randrange(1, 300)))]
+    while len(out) < count:
+        data = bytearray(text)
+        kind = len(out) % 3
+        if kind == 0:
+            for _ in range(rng.randrange(1, 6)):
+                data[rng.randrange(len(data))] = rng.choice(b":-[]{}&*!|>'\"\t\n #%@`\xff\x00")
+        elif kind == 1:
+            data = data[:rng.randrange(len(data))]
+        else:
+            lines = bytes(data).split(b"\n")
+            rng.shuffle(lines)
+            data = bytearray(b"\n".join(lines))
+        out.append(bytes(data))
+    return out
+
+
+def test_the_real_cli_answers_mutated_manifests_in_one_line(tmp_path: Path):
+    """The same through `reelbatch plan` in a subprocess: exit 0, or exit 2 with one stderr line and
+    never a traceback."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).parents[2]
+    for n, data in enumerate(_mutations(seed=6, count=8)):
+        path = tmp_path / f"m{n}.yaml"
+        path.write_bytes(data)
+        done = subprocess.run([sys.executable, "-m", "scheduler.cli", "plan", str(path)], cwd=repo,
+                              capture_output=True, text=True, timeout=120)
+        assert "Traceback" not in done.stderr, (data, done.stderr)
+        assert done.returncode in (0, 2), (data, done.returncode, done.stderr)
+        if done.returncode == 2:
+            assert len(done.stderr.splitlines()) == 1 and done.stderr.startswith("reelbatch: "), \
+                (data, done.stderr)
