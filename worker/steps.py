@@ -190,8 +190,10 @@ def reconcile(ctx: WorkerContext, batch: str, item_id: str) -> list[Next]:
 
 def _claim(ctx: WorkerContext, provider: str, generation_id: str, batch: str, item_id: str) -> bool:
     """Record whose generation this is (the event listener looks it up); False when another
-    item has it already."""
-    return bool(ctx.store.r.hsetnx(generation_index(provider), generation_id, holder(batch, item_id)))
+    item has it already. Claiming again one's own is True: a reconcile that claimed and then died
+    before recording the generation must adopt it on the next try, not submit again."""
+    who, index = holder(batch, item_id), generation_index(provider)
+    return bool(ctx.store.r.hsetnx(index, generation_id, who)) or ctx.store.r.hget(index, generation_id) == who
 
 
 def generation_index(provider: str) -> str:

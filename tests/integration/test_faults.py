@@ -22,7 +22,7 @@ from jobs.state import TERMINAL, ItemState as S
 from jobs.store import Store
 from scheduler.embedded import EmbeddedRedis, WorkerProcess, free_port
 from tests.conftest import REPO
-from tests.integration.helpers import (assert_batch_whole, batch_figures, cli_env, reelbatch,
+from tests.integration.helpers import (IMAGE, assert_batch_whole, batch_figures, cli_env, reelbatch,
                                        summary_line, wait_for, write_manifest)
 
 pytestmark = pytest.mark.integration
@@ -229,3 +229,43 @@ def test_event_stream_disconnects_repeatedly(tmp_path, sim_factory):
         finish("event stream drops", tmp_path, stats, client,
                {"SSE disconnects": max(0, streams - 1)}, started)
     assert streams >= 3
+
+
+# --- reconcile on a busy account (why the storm once submitted an item twice) ------------------
+
+def test_reconcile_finds_a_lost_submit_deep_in_history(sim_factory):
+    """A submit whose answer was lost is reconciled seconds later; on a busy account more than a
+    page of newer generations may have finished by then. The lost one must still be found."""
+    from jobs.item import ProviderRequest
+    from jobs.settings import Settings
+    from tests.conftest import SIM_KEY
+    from worker.providers import build_provider
+    from worker.providers.oxen import HISTORY_PAGE_SIZE
+
+    sim = sim_factory(time_scale=1 / 6000, queue_delay=0.0, concurrency=500, seed=26)
+    client = build_provider("simulator", Settings(simulator_url=sim.base_url, simulator_key=SIM_KEY))
+    model = "kling-video-o1-image-to-video"
+
+    def request(prompt: str) -> ProviderRequest:
+        return ProviderRequest(model=model, body={"prompt": prompt, "input_image": IMAGE,
+                                                  "duration": 5, "aspect_ratio": "16:9"})
+    since = time.time() - 5
+    lost = client.submit(request("the lost one"))          # as if its answer had been dropped
+    for n in range(int(1.5 * HISTORY_PAGE_SIZE)):
+        client.submit(request(f"a busy account, take {n}"))
+    wait_for(lambda: sim.stats()["in_flight"]["active"] == 0, 60, "all finished")
+    assert [g.generation_id for g in client.find(request("the lost one"), since=since)] == [lost]
+    client.close()
+
+
+
+def test_claiming_ones_own_generation_again_is_allowed(redis_client):
+    """A reconcile that claimed a generation and died before recording it adopts it next time."""
+    from types import SimpleNamespace
+
+    from worker.steps import _claim
+
+    ctx = SimpleNamespace(store=SimpleNamespace(r=redis_client))
+    assert _claim(ctx, "simulator", "g1", "b", "clip001")
+    assert _claim(ctx, "simulator", "g1", "b", "clip001")
+    assert not _claim(ctx, "simulator", "g1", "b", "clip002")

@@ -29,6 +29,7 @@ STATUS = {"queued": RemoteStatus.QUEUED, "processing": RemoteStatus.RUNNING,
 COMPLETED_EVENT = "media_generation_completed"
 SSE_HEADERS = {"Accept": "text/event-stream", "Cache-Control": "no-store"}
 HISTORY_PAGE_SIZE = 100
+HISTORY_MAX_PAGES = 20
 
 
 def _float(value: Any) -> float | None:
@@ -164,7 +165,7 @@ class OxenProvider:
         The engine adopts a match no other item has claimed; with no match after a short wait,
         it may resubmit; several matches (identical requests) are told apart by nothing, so it
         takes the newest unclaimed one."""
-        rows = self._active_rows(model=request.model) + self._history_rows(model=request.model)
+        rows = self._active_rows(model=request.model) + self._history_rows(since, model=request.model)
         found: dict[str, Generation] = {}
         for row in rows:
             if matches(row, request) and (since is None or (_float(row.get("enqueued_at")) or 0) >= since):
@@ -175,10 +176,19 @@ class OxenProvider:
         answer = self._http.json("GET", "/api/ai/queue", params=filters)
         return [r for r in answer.get("generations") or [] if isinstance(r, dict)]
 
-    def _history_rows(self, **filters: Any) -> list[dict[str, Any]]:
-        params = {**filters, "page": 1, "page_size": HISTORY_PAGE_SIZE}
-        answer = self._http.json("GET", "/api/ai/generations", params=params)
-        return [r for r in answer.get("generations") or [] if isinstance(r, dict)]
+    def _history_rows(self, since: float | None = None, **filters: Any) -> list[dict[str, Any]]:
+        """History rows (newest first), paged back until a page holds nothing enqueued at or after
+        ``since``: on a busy account a lost submit's generation may already be pages deep."""
+        rows: list[dict[str, Any]] = []
+        for page in range(1, HISTORY_MAX_PAGES + 1):
+            params = {**filters, "page": page, "page_size": HISTORY_PAGE_SIZE}
+            answer = self._http.json("GET", "/api/ai/generations", params=params)
+            chunk = [r for r in answer.get("generations") or [] if isinstance(r, dict)]
+            rows += chunk
+            if since is None or len(chunk) < HISTORY_PAGE_SIZE or \
+                    all((_float(r.get("enqueued_at")) or 0) < since for r in chunk):
+                return rows
+        return rows
 
     def events(self) -> Iterator[Generation]:
         """Terminal generations from the SSE stream, reconnecting with backoff until close().
