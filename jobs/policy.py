@@ -29,29 +29,47 @@ class RetryPolicy:
 class PollPolicy:
     """When to ask a provider again about a generation that has not finished.
 
-    The first poll lands near the early part of the expected generation time; after that, polls
-    tighten: each waits half the remaining expected time, never less than ``min_interval_s`` and
-    never more than ``max_interval_s``.
+    The first poll lands at the early part of the learned generation times (``early_s``). After it,
+    polls come at a steady step that crosses the bulk of the distribution, from ``early_s`` to
+    ``late_s``, in ``steps_across`` polls: a uniform spread of generation times then costs about
+    three status requests per item, and the median detection delay is about step / 2. Past
+    ``late_s`` (the slow tail) the step grows with how late the generation is. Every delay stays
+    within ``min_interval_s`` and ``max_interval_s``.
+
+    Before anything is learned, ``late_s`` is unknown: the bulk is taken as ``expected_s`` plus or
+    minus a quarter, or mirrored around ``expected_s`` when ``early_s`` is further out than that.
     """
 
     expected_s: float = 300.0      # a typical (median) generation time for this model
     early_s: float | None = None   # the early part of the distribution; defaults to 0.8 * expected
     min_interval_s: float = 5.0
     max_interval_s: float = 60.0
+    late_s: float | None = None    # the late part of the distribution (a high quantile)
+    steps_across: int = 3          # polls between early_s and late_s
+
+    @property
+    def _early(self) -> float:
+        return self.early_s if self.early_s is not None else 0.8 * self.expected_s
+
+    @property
+    def _late(self) -> float:
+        if self.late_s is not None:
+            return max(self.late_s, self._early)
+        return max(2 * self.expected_s - self._early, self.expected_s * 1.25)
 
     def first_delay(self) -> float:
-        early = self.early_s if self.early_s is not None else 0.8 * self.expected_s
-        return max(self.min_interval_s, early)
+        return max(self.min_interval_s, self._early)
 
     def relaxed(self, factor: float) -> PollPolicy:
         """The same shape, ``factor`` times slower: a backstop behind an event stream."""
-        early = self.early_s if self.early_s is not None else 0.8 * self.expected_s
-        return PollPolicy(expected_s=self.expected_s * factor, early_s=early * factor,
+        return PollPolicy(expected_s=self.expected_s * factor, early_s=self._early * factor,
                           min_interval_s=self.min_interval_s * factor,
-                          max_interval_s=self.max_interval_s * factor)
+                          max_interval_s=self.max_interval_s * factor,
+                          late_s=self._late * factor, steps_across=self.steps_across)
 
     def next_delay(self, elapsed_s: float) -> float:
         """Delay before the next poll, ``elapsed_s`` after submission."""
-        remaining = self.expected_s - elapsed_s
-        wanted = remaining / 2 if remaining > 0 else self.min_interval_s
+        step = (self._late - min(self._early, self.expected_s)) / max(1, self.steps_across)
+        overdue = elapsed_s - self._late
+        wanted = max(step, overdue / 2) if overdue > 0 else step
         return min(self.max_interval_s, max(self.min_interval_s, wanted))

@@ -229,14 +229,15 @@ def poll(ctx: WorkerContext, batch: str, item_id: str) -> list[Next]:
         return [Next("poll", batch, item_id, RETRY.backoff(min(retries, 6), getattr(exc, "retry_after", None)))]
     except errors.PermanentProviderError as exc:
         return fail(ctx, meta, item_id, exc, [S.QUEUED, S.RUNNING])
-    return observe(ctx, meta, rec, generation)
+    return observe(ctx, meta, rec, generation, polled=True)
 
 
-def observe(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord, g: Generation) -> list[Next]:
+def observe(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord, g: Generation,
+            polled: bool = False) -> list[Next]:
     """Act on what the provider says about a generation (from a poll or from an event)."""
     batch, item_id = meta.name, rec.item_id
     if g.status is RemoteStatus.SUCCEEDED:
-        return _finished(ctx, meta, rec, g)
+        return _finished(ctx, meta, rec, g, polled)
     if g.status is RemoteStatus.FAILED:
         return _remote_failed(ctx, meta, rec, g)
     if g.status is RemoteStatus.CANCELLED:
@@ -246,11 +247,14 @@ def observe(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord, g: Generation)
     if g.status is RemoteStatus.RUNNING and rec.state is S.QUEUED:
         ctx.store.transition(batch, item_id, S.RUNNING, [S.QUEUED],
                              remote_started_at=g.started_at or time.time())
-    elapsed = time.time() - (rec.submitted_at or time.time())
+    now = time.time()
+    if polled:
+        ctx.store.r.hset(ctx.store.item_key(batch, item_id), "polled_at", now)
+    elapsed = now - (rec.submitted_at or now)
     return [Next("poll", batch, item_id, poll_policy(ctx, meta, rec).next_delay(elapsed))]
 
 
-def _finished(ctx, meta: BatchMeta, rec: ItemRecord, g: Generation) -> list[Next]:
+def _finished(ctx, meta: BatchMeta, rec: ItemRecord, g: Generation, polled: bool = False) -> list[Next]:
     try:
         ctx.store.transition(meta.name, rec.item_id, S.DOWNLOADING, [S.QUEUED, S.RUNNING],
                              video_url=g.video_url, detected_at=time.time(),
@@ -260,8 +264,24 @@ def _finished(ctx, meta: BatchMeta, rec: ItemRecord, g: Generation) -> list[Next
     except TransitionRefused:
         return []  # another poll or the event stream got there first
     if rec.submitted_at:
-        timing.record(ctx.store.r, rec.item, time.time() - rec.submitted_at)
+        timing.record(ctx.store.r, rec.item, _finished_at(ctx, meta, rec, g, polled) - rec.submitted_at)
     return [Next("download", meta.name, rec.item_id)] + release(ctx, meta.provider, meta.name, rec.item_id)
+
+
+def _finished_at(ctx, meta: BatchMeta, rec: ItemRecord, g: Generation, polled: bool) -> float:
+    """When the generation finished, for learning: now when an event said so at once; from a poll,
+    the middle of the window it finished in, after the last poll that saw it unfinished, narrowed
+    by the provider's whole-second completed_at. (Learning the time it was seen done instead
+    piles every generation that finished before the first poll onto the first poll's time, so the
+    first poll never moves earlier.)"""
+    now = time.time()
+    if not polled:
+        return now
+    seen = ctx.store.r.hget(ctx.store.item_key(meta.name, rec.item_id), "polled_at")
+    low, high = max(float(seen or 0), rec.submitted_at), now
+    if g.completed_at is not None and max(low, g.completed_at) < min(high, g.completed_at + 1):
+        low, high = max(low, g.completed_at), min(high, g.completed_at + 1)
+    return (low + high) / 2
 
 
 def _remote_failed(ctx, meta: BatchMeta, rec: ItemRecord, g: Generation) -> list[Next]:
@@ -279,6 +299,7 @@ def _remote_failed(ctx, meta: BatchMeta, rec: ItemRecord, g: Generation) -> list
 
 
 EVENT_BACKSTOP_FACTOR = 3.0
+POLL_QUANTILES = (0.2, 0.5, 0.9)   # early, expected, late: the first poll, the bulk polls cross
 
 
 def events_healthy_key(provider: str) -> str:
@@ -289,13 +310,14 @@ def poll_policy(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord) -> PollPol
     """First poll near the early part of the generation times learned for this model and duration
     (before anything is learned: the manifest's first_after_s, else the catalogue's typical time),
     tightening after; while the provider's event stream is healthy, polls relax to a backstop."""
-    learned = timing.quantiles(ctx.store.r, rec.item)
+    learned = timing.quantiles(ctx.store.r, rec.item, POLL_QUANTILES)
     if learned:
-        early, expected = learned
+        early, expected, late = learned
     else:
         expected = meta.first_after_s or catalog().model_for(meta.provider, meta.model).expected_seconds
         early = meta.first_after_s if meta.first_after_s is not None else 0.8 * expected
-    policy = PollPolicy(expected_s=expected, early_s=early,
+        late = None
+    policy = PollPolicy(expected_s=expected, early_s=early, late_s=late,
                         min_interval_s=meta.min_interval_s, max_interval_s=meta.max_interval_s)
     if ctx.store.r.exists(events_healthy_key(meta.provider)):
         return policy.relaxed(EVENT_BACKSTOP_FACTOR)

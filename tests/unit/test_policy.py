@@ -22,12 +22,52 @@ def test_retry_after_wins_over_backoff():
 
 
 def test_first_poll_lands_early_then_polls_tighten():
-    policy = PollPolicy(expected_s=600, early_s=480, min_interval_s=5, max_interval_s=60)
+    policy = PollPolicy(expected_s=600, early_s=480, late_s=840, min_interval_s=5, max_interval_s=600)
     assert policy.first_delay() == 480
-    assert policy.next_delay(480) == 60        # half of 120 s remaining
-    assert policy.next_delay(590) == 5         # clamped to the minimum
-    assert policy.next_delay(900) == 5         # late: poll at the minimum interval
-    assert policy.next_delay(0) == 60          # never more than the maximum
+    assert policy.next_delay(480) == 120       # (840 - 480) / 3: three polls cross the bulk
+    assert policy.next_delay(700) == 120       # a steady step, not a countdown to the median
+    assert policy.next_delay(1240) == 200      # the slow tail: half of how late it is
+    assert policy.next_delay(5000) == 600      # never more than the maximum
+
+
+def test_polls_are_clamped_to_the_manifest_intervals():
+    policy = PollPolicy(expected_s=600, early_s=480, late_s=840, min_interval_s=5, max_interval_s=60)
+    assert policy.next_delay(480) == 60
+    narrow = PollPolicy(expected_s=10, early_s=9.9, late_s=10.1, min_interval_s=5, max_interval_s=60)
+    assert narrow.next_delay(10) == 5
+    assert PollPolicy(expected_s=1, early_s=0.5, min_interval_s=2).first_delay() == 2
+
+
+def test_before_anything_is_learned_the_bulk_is_guessed_around_the_expected_time():
+    policy = PollPolicy(expected_s=600, early_s=600, min_interval_s=1, max_interval_s=600)
+    assert policy.next_delay(600) == 50        # expected +- a quarter: (750 - 600) / 3
+    default = PollPolicy(expected_s=600, min_interval_s=1, max_interval_s=600)
+    assert default.first_delay() == 480 and default.next_delay(480) == 90   # 480..750
+
+
+def test_a_uniform_spread_costs_about_three_polls_and_a_tenth_of_the_time():
+    """Generation times uniform 5..15 minutes, with the quantiles the engine would have learned."""
+    rng = random.Random(3)
+    times = sorted(rng.uniform(300, 900) for _ in range(5000))
+    q = lambda p: times[int(p * len(times))]
+    policy = PollPolicy(expected_s=q(0.5), early_s=q(0.2), late_s=q(0.9), min_interval_s=5,
+                        max_interval_s=600)
+    polls, delays = [], []
+    for t in times:
+        at, n = policy.first_delay(), 1
+        while at < t:
+            at, n = at + policy.next_delay(at), n + 1
+        polls.append(n)
+        delays.append((at - t) / t)
+    assert sum(polls) / len(polls) <= 3.0
+    assert sorted(delays)[len(delays) // 2] <= 0.15
+
+
+def test_relaxed_is_the_same_shape_slower():
+    policy = PollPolicy(expected_s=600, early_s=480, late_s=840, min_interval_s=5, max_interval_s=600)
+    slow = policy.relaxed(3)
+    assert slow.first_delay() == 3 * policy.first_delay()
+    assert slow.next_delay(3 * 480) == 3 * policy.next_delay(480)
 
 
 def test_state_machine_has_no_exit_from_success():
