@@ -96,7 +96,8 @@ def _start_worker(stack: ExitStack, services: Stack) -> WorkerProcess:
 
 def _start_listener(stack: ExitStack, settings: Settings, provider: str) -> None:
     """Completions as events, where the provider has an event stream."""
-    if settings.key_for(provider) is None or not provider_has_events(provider):
+    if not settings.event_listener or settings.key_for(provider) is None \
+            or not provider_has_events(provider):
         return
     listener = EventListener(settings, app, provider).start()
     stack.callback(listener.stop)

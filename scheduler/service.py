@@ -16,7 +16,7 @@ log = logging.getLogger("reelbatch.scheduler")
 
 def listeners(settings: Settings) -> list[EventListener]:
     return [EventListener(settings, app, name).start() for name in PROVIDERS
-            if provider_has_events(name) and settings.key_for(name)]
+            if settings.event_listener and provider_has_events(name) and settings.key_for(name)]
 
 
 def run_scheduler(settings: Settings) -> int:

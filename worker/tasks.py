@@ -15,10 +15,14 @@ from worker.dispatch import dispatch
 log = logging.getLogger("reelbatch.worker")
 
 
+def _delivery_key(task) -> str:
+    return f"rb:deliv:{task.request.id}"
+
+
 def _delivered_too_often(task) -> bool:
     """Our own redelivery cap: a message that keeps killing its worker fails its item."""
     ctx = context()
-    key = f"rb:deliv:{task.request.id}"
+    key = _delivery_key(task)
     pipe = ctx.store.r.pipeline()
     pipe.incr(key)
     pipe.expire(key, 86400)
@@ -33,6 +37,7 @@ def _run(task, step, batch: str, item_id: str) -> None:
         return
     nexts = step(ctx, batch, item_id)
     dispatch(app, ctx.store, nexts, ctx.settings.max_countdown_s)
+    ctx.store.r.unlink(_delivery_key(task))   # it ran: only a delivery that dies mid-step counts
 
 
 def _poison(ctx, batch: str, item_id: str) -> None:
