@@ -1,0 +1,143 @@
+"""Scale: 10,000 generations in flight, held by 2 worker processes. Not a test: run it directly,
+
+    python tests/benchmarks/bench_scale.py [--items 10000] [--hold 150]
+
+The simulator runs generations of 5..15 minutes (time scale 1) with room for all of them at once
+(concurrency 10**6); the batch allows max_concurrency 10000 and polls with the defaults (first poll
+near the catalogue's 600 s, capped at max_countdown_s 300), so during the hold every item has one
+poll countdown task outstanding: the engine's worker_eta_task_limit is 5000 per worker, so two
+workers can hold 10,000 of them (with acks_late each held message also stays in Redis's `unacked`
+hash until it runs). Figures: worker RSS growth (sum over both workers, from connected and idle to
+the peak), Redis INFO used_memory growth per item (from before the batch is registered to the end
+of the hold, and its peak), how long it took to get every item in flight, and the status polls
+served during the hold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tests.benchmarks._common import (Sampler, SimProcess, mb, role_of, sim_env,  # noqa: E402
+                                      status_requests, table, write_manifest)
+from tests.benchmarks.bench_overhead import start_workers, stop_workers  # noqa: E402
+
+WORKERS, THREADS = 2, 8
+
+
+def used_memory(client: redis.Redis) -> int:
+    return int(client.info("memory")["used_memory"])
+
+
+def key_census(client: redis.Redis) -> dict[str, int]:
+    """Keys by family (first two ':'-separated parts), to say where the memory went."""
+    families: dict[str, int] = {}
+    for key in client.scan_iter(count=5000):
+        parts = key.decode(errors="replace").split(":")
+        family = ":".join(parts[:2]) if parts[0] == "rb" and not parts[1].startswith("{") else \
+            ":".join(parts[:3]) if parts[0] == "rb" else parts[0]
+        families[family] = families.get(family, 0) + 1
+    return families
+
+
+def memory_breakdown(client: redis.Redis, n: int) -> dict[str, float]:
+    """Bytes per item held by each structure (item hashes and counters from a sample of 200)."""
+    usage = lambda key: client.memory_usage(key, samples=0) or 0
+    out = {"unacked messages": (usage("unacked") + usage("unacked_index")) / n,
+           "queue": usage("reelbatch") / n}
+    items = list(client.scan_iter("rb:{scale}:i:*", count=5000))[:200]
+    out["item hash"] = sum(usage(k) for k in items) / max(1, len(items))
+    out["state sets, due, slots, generation index"] = sum(
+        usage(k) for k in ("rb:{scale}:s:queued", "rb:{scale}:s:running", "rb:{scale}:due",
+                           "rb:slots:simulator", "rb:gens:simulator", "rb:{scale}:keys")) / n
+    deliveries = list(client.scan_iter("rb:deliv:*", count=5000))
+    sample = deliveries[:200]
+    out[f"delivery counters ({len(deliveries):,} keys)"] = (
+        sum(usage(k) for k in sample) / max(1, len(sample)) * len(deliveries) / n)
+    return out
+
+
+def main() -> None:
+    from jobs.settings import Settings
+    from jobs.state import ItemState as S
+    from scheduler.embedded import EmbeddedRedis, WorkerProcess
+    from scheduler.plan import plan_batch
+    from scheduler.submit import enqueue, register
+    from worker.app import app, use_broker
+    from worker.context import WorkerContext
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--items", type=int, default=10_000)
+    parser.add_argument("--hold", type=float, default=120.0, help="seconds to hold everything in flight")
+    args = parser.parse_args()
+    n = args.items
+    with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
+        workdir = Path(tmp)
+        with EmbeddedRedis(workdir / "redis") as server, \
+                SimProcess(workdir, time_scale=1.0, queue_delay=0, concurrency=10**6, seed=5) as sim:
+            client = redis.Redis.from_url(server.url)
+            env = sim_env(sim, workdir / "data", REELBATCH_BROKER_URL=server.url)
+            manifest = write_manifest(workdir, "scale", n,
+                                      limits={"max_concurrency": n, "requests_per_minute": 10**7})
+            settings = Settings(broker_url=server.url, simulator_url=sim.url)
+            use_broker(server.url)
+            ctx = WorkerContext(settings)
+            plan = plan_batch(manifest, settings)
+            cmds = [WorkerProcess(env, workdir / "w.log", THREADS, f"scale-{k}").command(False)
+                    for k in range(WORKERS)]
+            procs = start_workers(cmds, env, workdir, app)
+            sampler = Sampler([p.pid for p in procs], role_of, every=1.0).start()
+            time.sleep(2)
+            sampler.sample()
+            worker_idle = sampler.fig.last_rss["worker"]
+            redis_before = used_memory(client)
+            started = time.monotonic()
+            register(ctx.store, plan)
+            enqueue(ctx, app, "scale")
+            in_flight = lambda: ctx.store.counts("scale")[S.QUEUED] + ctx.store.counts("scale")[S.RUNNING]
+            while in_flight() < n and time.monotonic() - started < 1800:
+                time.sleep(1)
+            all_in = time.monotonic() - started
+            polls_before = status_requests(sim.stats(detail=False))
+            redis_peak = used_memory(client)
+            hold_end = time.monotonic() + args.hold
+            while time.monotonic() < hold_end:
+                time.sleep(5)
+                redis_peak = max(redis_peak, used_memory(client))
+            redis_after = used_memory(client)
+            polls = status_requests(sim.stats(detail=False)) - polls_before
+            census = key_census(client)
+            breakdown = memory_breakdown(client, n)
+            held = in_flight()
+            fig = sampler.stop()
+            stop_workers(procs)
+    growth = fig.peak_rss["worker"] - worker_idle
+    rows = [
+        ["items in flight at the end of the hold", f"{held:,} of {n:,}", f"{n:,}"],
+        ["time to get every item in flight", f"{all_in:.0f} s", ""],
+        ["status polls served during the hold", f"{polls:,} in {args.hold:.0f} s", ""],
+        ["worker RSS, idle -> peak (2 processes)", f"{mb(worker_idle)} -> {mb(fig.peak_rss['worker'])}", ""],
+        ["worker memory growth", mb(growth), "<= 200 MB"],
+        ["Redis used_memory growth per item, end of hold",
+         f"{(redis_after - redis_before) / n:,.0f} B", "<= 2048 B"],
+        ["Redis used_memory growth per item, peak", f"{(redis_peak - redis_before) / n:,.0f} B", "<= 2048 B"],
+    ]
+    print(f"\n{n:,} generations in flight, {WORKERS} workers x {THREADS} threads, "
+          f"load average {os.getloadavg()[0]:.1f}\n")
+    print(table(["figure", "measured", "target"], rows))
+    print("\nRedis keys by family at the end of the hold: "
+          + ", ".join(f"{k} {v:,}" for k, v in sorted(census.items(), key=lambda kv: -kv[1])[:10]))
+    print("Redis memory per item by structure (MEMORY USAGE): "
+          + ", ".join(f"{k} {v:,.0f} B" for k, v in breakdown.items()))
+
+
+if __name__ == "__main__":
+    main()
