@@ -143,3 +143,29 @@ def summary_line(scenario: str, faults: dict, figures: dict, wall_s: float) -> s
     injected = ", ".join(f"{k} {v}" for k, v in sorted(faults.items())) or "none"
     return (f"FAULTS | {scenario} | {injected} | lost {figures['lost']} | duplicates "
             f"{figures['duplicates']} | {figures['statuses']} | {wall_s:.0f} s")
+
+
+def reap(data_dir: Path) -> None:
+    """After a `reelbatch run` that was killed or timed out: stop the worker it started (in its own
+    session, found by its REELBATCH_DATA_DIR) and its embedded Redis, so nothing outlives the test."""
+    import signal
+
+    import redis
+
+    from scheduler.embedded import EmbeddedRedis
+
+    marker = f"REELBATCH_DATA_DIR={data_dir}".encode()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            if marker in (proc / "environ").read_bytes().split(b"\0"):
+                os.kill(int(proc.name), signal.SIGKILL)
+        except (OSError, ProcessLookupError):
+            continue
+    if (data_dir / "redis.port").exists():
+        server = EmbeddedRedis(data_dir, port=int((data_dir / "redis.port").read_text()))
+        try:
+            redis.Redis.from_url(server.url, socket_timeout=2).shutdown(nosave=False)
+        except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
+            pass

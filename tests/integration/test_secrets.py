@@ -17,7 +17,7 @@ import redis
 
 from scheduler.embedded import EmbeddedRedis
 from simulator.server import Knobs, Simulator
-from tests.integration.helpers import cli_env, reelbatch, results, status_counts, write_manifest
+from tests.integration.helpers import cli_env, reap, reelbatch, results, status_counts, write_manifest
 
 pytestmark = pytest.mark.integration
 TOKEN = secrets.token_hex(8)
@@ -116,8 +116,14 @@ def canary_sim():
     sim.stop()
 
 
-def test_no_key_anywhere_after_a_full_run(tmp_path, canary_sim):
-    data, out = tmp_path / "data", tmp_path / "out"
+@pytest.fixture
+def data(tmp_path):
+    yield tmp_path / "data"
+    reap(tmp_path / "data")     # whatever a timed-out run left running
+
+
+def test_no_key_anywhere_after_a_full_run(tmp_path, canary_sim, data):
+    out = tmp_path / "out"
     manifest = write_manifest(tmp_path, "secrets", 20)
     env = cli_env(data, REELBATCH_SIMULATOR_URL=canary_sim.base_url,
                   REELBATCH_SIMULATOR_KEY=SIM_CANARY, OXEN_API_KEY=OXEN_CANARY,
