@@ -129,7 +129,8 @@ def _send(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord) -> list[Next]:
     except (errors.PermanentProviderError, errors.ManifestError) as exc:
         _unreserve(ctx, meta, rec)
         return fail(ctx, meta, item_id, exc, [S.SUBMITTING])
-    store.transition(batch, item_id, S.QUEUED, [S.SUBMITTING], generation_id=generation_id)
+    store.transition(batch, item_id, S.QUEUED, [S.SUBMITTING], generation_id=generation_id,
+                     transient_retries=0)
     _claim(ctx, meta.provider, generation_id, batch, item_id)
     return [Next("poll", batch, item_id, poll_policy(ctx, meta, rec).first_delay())]
 
@@ -248,8 +249,8 @@ def observe(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord, g: Generation,
         ctx.store.transition(batch, item_id, S.RUNNING, [S.QUEUED],
                              remote_started_at=g.started_at or time.time())
     now = time.time()
-    if polled:
-        ctx.store.r.hset(ctx.store.item_key(batch, item_id), "polled_at", now)
+    if polled:  # a good answer: earlier transient errors no longer count against the item
+        ctx.store.update(batch, item_id, polled_at=now, transient_retries=0)
     elapsed = now - (rec.submitted_at or now)
     return [Next("poll", batch, item_id, poll_policy(ctx, meta, rec).next_delay(elapsed))]
 
@@ -260,7 +261,8 @@ def _finished(ctx, meta: BatchMeta, rec: ItemRecord, g: Generation, polled: bool
                              video_url=g.video_url, detected_at=time.time(),
                              cost_usd=g.cost_usd if g.cost_usd is not None else rec.item.estimated_cost_usd,
                              cost_source="provider" if g.cost_usd is not None else "estimate",
-                             remote_started_at=g.started_at, remote_completed_at=g.completed_at)
+                             remote_started_at=g.started_at, remote_completed_at=g.completed_at,
+                             transient_retries=0)
     except TransitionRefused:
         return []  # another poll or the event stream got there first
     if rec.submitted_at:
