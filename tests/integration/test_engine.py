@@ -13,7 +13,7 @@ import redis
 from jobs.state import ItemState as S
 from jobs.store import Store
 from tests.integration.helpers import (assert_files_match_simulator, assert_no_duplicate_generation,
-                                       cli_env, reelbatch, results, spawn, status_counts,
+                                       cli_env, reap, reelbatch, results, spawn, status_counts,
                                        wait_for, write_manifest)
 
 pytestmark = pytest.mark.integration
@@ -55,16 +55,7 @@ def test_killed_run_resumes_without_generating_twice(tmp_path, sim_factory):
     stats = sim.stats()
     assert sum(stats["enqueues"].values()) == 40     # nothing was generated twice
     assert_files_match_simulator(rows, tmp_path / "out", stats)
-    _stop_embedded_redis(tmp_path / "data")
-
-
-def _stop_embedded_redis(data_dir) -> None:
-    port = (data_dir / "redis.port").read_text()
-    password = (data_dir / "redis.password").read_text()
-    try:
-        redis.Redis(port=int(port), password=password).shutdown(nosave=True)
-    except redis.ConnectionError:
-        pass
+    reap(tmp_path / "data")   # the killed run's orphaned worker and the Redis it left running
 
 
 def test_global_concurrency_holds_across_four_workers(tmp_path, sim_factory, redis_url, workers):
