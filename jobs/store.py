@@ -160,6 +160,14 @@ class Store:
     def add_cost(self, batch: str, usd: float) -> None:
         self.r.hincrbyfloat(self._k(batch, "meta"), "spent_usd", usd)
 
+    def commit_cost(self, batch: str, usd: float) -> float:
+        """Add (or, negative, take back) estimated spend reserved for submits; returns the total."""
+        return self.r.hincrbyfloat(self._k(batch, "meta"), "committed_usd", usd)
+
+    def mark_started(self, batch: str) -> bool:
+        """Record that a batch with a start time was started; False if it already was."""
+        return bool(self.r.hsetnx(self._k(batch, "meta"), "started", 1))
+
     def spent(self, batch: str) -> float:
         return float(self.r.hget(self._k(batch, "meta"), "spent_usd") or 0.0)
 

@@ -21,8 +21,7 @@ def sweep(ctx: WorkerContext, app: Celery, batch: str, now: float | None = None)
     store, meta = ctx.store, ctx.store.batch(batch)
     if meta is None:
         return 0
-    if meta.start_at and meta.start_at <= now and not store.r.hget(store._k(batch, "meta"), "started"):
-        store.update_batch(batch, started=1)
+    if meta.start_at and meta.start_at <= now and store.mark_started(batch):
         return enqueue(ctx, app, batch)
     nexts: list[Next] = []
     for item_id in store.overdue(batch, now):

@@ -93,11 +93,9 @@ def _release_if_idle(ctx, meta, rec, batch, item_id) -> list[Next]:
 def _reserve_budget(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord) -> bool:
     if meta.max_cost_usd is None:
         return True
-    key = ctx.store._k(meta.name, "meta")
-    committed = ctx.store.r.hincrbyfloat(key, "committed_usd", rec.item.estimated_cost_usd)
-    if committed <= meta.max_cost_usd + 1e-9:
+    if ctx.store.commit_cost(meta.name, rec.item.estimated_cost_usd) <= meta.max_cost_usd + 1e-9:
         return True
-    ctx.store.r.hincrbyfloat(key, "committed_usd", -rec.item.estimated_cost_usd)
+    _unreserve(ctx, meta, rec)
     ctx.store.clear_due(meta.name, rec.item_id)  # parked until the limit is raised
     ctx.store.update(meta.name, rec.item_id, error_kind="budget",
                      error=f"waiting: submitting it would pass max_cost_usd {meta.max_cost_usd}")
@@ -106,8 +104,7 @@ def _reserve_budget(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord) -> boo
 
 def _unreserve(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord) -> None:
     if meta.max_cost_usd is not None:
-        ctx.store.r.hincrbyfloat(ctx.store._k(meta.name, "meta"), "committed_usd",
-                                 -rec.item.estimated_cost_usd)
+        ctx.store.commit_cost(meta.name, -rec.item.estimated_cost_usd)
 
 
 def _send(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord) -> list[Next]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 from jobs import errors
-from jobs.state import ItemState
+from jobs.state import TERMINAL
 from worker import steps
 from worker.app import app
 from worker.context import context
@@ -42,7 +42,7 @@ def _run(task, step, batch: str, item_id: str) -> None:
 
 def _poison(ctx, batch: str, item_id: str) -> None:
     meta, rec = ctx.store.batch(batch), ctx.store.item(batch, item_id)
-    if meta and rec and rec.state not in (ItemState.SUCCEEDED, ItemState.FAILED, ItemState.CANCELLED):
+    if meta and rec and rec.state not in TERMINAL:
         exc = errors.StorageError(f"task delivered more than {ctx.settings.redelivery_cap} times")
         dispatch(app, ctx.store, steps.fail(ctx, meta, item_id, exc, [rec.state]),
                  ctx.settings.max_countdown_s)
