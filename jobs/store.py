@@ -138,8 +138,10 @@ class Store:
 
     # --- batches ----------------------------------------------------------------------------
     def save_batch(self, meta: BatchMeta) -> None:
+        """Save (or re-save) a batch's settings; a new start time must be started again."""
         self.r.sadd("rb:batches", meta.name)
         self.r.hset(self._k(meta.name, "meta"), mapping=_flat(meta.model_dump()))
+        self.r.hdel(self._k(meta.name, "meta"), "started")
 
     def update_batch(self, batch: str, **fields: Any) -> None:
         self.r.hset(self._k(batch, "meta"), mapping=_flat(fields))

@@ -127,3 +127,10 @@ def test_generation_times_are_learned_per_model_and_duration(redis_client):
         timing.record(redis_client, five, seconds)
     assert timing.quantiles(redis_client, five) == (110.0, 150.0)
     assert timing.quantiles(redis_client, ten) is None     # another duration learns on its own
+
+
+def test_a_resaved_batch_with_a_start_time_starts_again(store):
+    meta = store.batch("b")
+    assert store.mark_started("b") and not store.mark_started("b")
+    store.save_batch(meta.model_copy(update={"start_at": 1e10}))   # `submit --at` once more
+    assert store.mark_started("b")
