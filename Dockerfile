@@ -17,6 +17,7 @@ COPY worker/ worker/
 COPY scheduler/ scheduler/
 COPY simulator/ simulator/
 COPY configs/ configs/
+COPY reelbatch/ reelbatch/
 RUN pip install . \
     && mkdir -p /work/examples \
     && cp jobs/examples/* /work/examples/ \

@@ -11,8 +11,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict
 
-from jobs.errors import ManifestError
-from jobs.item import Element, Item, ProviderRequest
+from reelbatch.jobs.errors import ManifestError
+from reelbatch.jobs.item import Element, Item, ProviderRequest
 
 MEDIA_FIELDS = ("start_image", "end_image", "video")
 REFERENCE = re.compile(r"@(Image|Element)(\d+)")
@@ -73,7 +73,7 @@ class Catalog(BaseModel):
 
 
 def _read_catalog() -> dict[str, Any]:
-    text = resources.files("configs").joinpath("models.yaml").read_text(encoding="utf-8")
+    text = resources.files("reelbatch.configs").joinpath("models.yaml").read_text(encoding="utf-8")
     return yaml.safe_load(text)
 
 

@@ -17,13 +17,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from jobs import inputs
-from jobs.catalog import ModelSpec, catalog, check_params, media_refs, price_per_second
-from jobs.errors import ManifestError
-from jobs.item import Element, Item, Params
-from jobs.manifest import (Manifest, ParamSpec, YamlPath, safe_id, dotted, read_text,
+from reelbatch.jobs import inputs
+from reelbatch.jobs.catalog import ModelSpec, catalog, check_params, media_refs, price_per_second
+from reelbatch.jobs.errors import ManifestError
+from reelbatch.jobs.item import Element, Item, Params
+from reelbatch.jobs.manifest import (Manifest, ParamSpec, YamlPath, safe_id, dotted, read_text,
                            validation_error)
-from jobs.settings import Settings
+from reelbatch.jobs.settings import Settings
 
 Where = tuple[str, int | None, str]  # file, line, field
 PARAM_NAMES = frozenset(ParamSpec.model_fields)

@@ -6,7 +6,7 @@ import base64
 from pathlib import Path
 from urllib.parse import urlparse
 
-from jobs.errors import ManifestError
+from reelbatch.jobs.errors import ManifestError
 
 URL_SCHEMES = ("http://", "https://", "data:")
 IMAGE_EXTENSIONS = {"jpg": "jpeg", "jpeg": "jpeg", "png": "png", "gif": "gif", "webp": "webp",

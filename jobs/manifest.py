@@ -12,9 +12,9 @@ import yaml
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr,
                       ValidationError, model_validator)
 
-from jobs.catalog import catalog
-from jobs.errors import ManifestError
-from jobs.item import Element
+from reelbatch.jobs.catalog import catalog
+from reelbatch.jobs.errors import ManifestError
+from reelbatch.jobs.item import Element
 
 YamlPath = tuple[str | int, ...]
 ALIAS_BUDGET = 20

@@ -13,7 +13,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 
 def _config_defaults() -> dict[str, Any]:
-    text = resources.files("configs").joinpath("defaults.yaml").read_text(encoding="utf-8")
+    text = resources.files("reelbatch.configs").joinpath("defaults.yaml").read_text(encoding="utf-8")
     return yaml.safe_load(text) or {}
 
 

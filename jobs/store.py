@@ -24,8 +24,8 @@ from typing import Any
 import redis
 from pydantic import BaseModel
 
-from jobs.item import Item
-from jobs.state import TERMINAL, ItemState, sources_of
+from reelbatch.jobs.item import Item
+from reelbatch.jobs.state import TERMINAL, ItemState, sources_of
 
 CHUNK = 1000
 

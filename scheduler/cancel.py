@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from celery import Celery
 
-from jobs.state import ItemState as S
-from worker.context import WorkerContext
-from worker.dispatch import dispatch
-from worker.steps import Next
+from reelbatch.jobs.state import ItemState as S
+from reelbatch.worker.context import WorkerContext
+from reelbatch.worker.dispatch import dispatch
+from reelbatch.worker.steps import Next
 
 
 def cancel_batch(ctx: WorkerContext, app: Celery, batch: str, abandon: bool = False) -> int:

@@ -13,7 +13,7 @@ import click
 from kombu.exceptions import OperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from jobs.errors import ManifestError, ServiceUnavailable
+from reelbatch.jobs.errors import ManifestError, ServiceUnavailable
 
 EXIT_OK, EXIT_FAILED_ITEMS, EXIT_BAD_INPUT, EXIT_SERVICE = 0, 1, 2, 3
 
@@ -52,7 +52,7 @@ def main() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the expanded items as JSON lines.")
 def plan(manifest: Path, as_json: bool) -> None:
     """Validate and expand MANIFEST; print items, video seconds and estimated cost. Submits nothing."""
-    from scheduler.plan import show_plan
+    from reelbatch.scheduler.plan import show_plan
 
     sys.exit(show_plan(manifest, as_json=as_json))
 
@@ -64,8 +64,8 @@ def run(manifest: Path) -> None:
     Running it again resumes; finished items are never generated again."""
     from rich.console import Console
 
-    from jobs.settings import get_settings
-    from scheduler.run import run_batch
+    from reelbatch.jobs.settings import get_settings
+    from reelbatch.scheduler.run import run_batch
 
     sys.exit(run_batch(manifest, get_settings(), Console()))
 
@@ -75,8 +75,8 @@ def run(manifest: Path) -> None:
 @click.option("--at", "at", default=None, help="Start time: HH:MM (next occurrence) or ISO 8601.")
 def submit(manifest: Path, at: str | None) -> None:
     """Enqueue MANIFEST onto the configured broker for a worker fleet and return at once."""
-    from jobs.settings import get_settings
-    from scheduler.fleet import submit_batch
+    from reelbatch.jobs.settings import get_settings
+    from reelbatch.scheduler.fleet import submit_batch
 
     sys.exit(submit_batch(manifest, get_settings(), at))
 
@@ -87,8 +87,8 @@ def submit(manifest: Path, at: str | None) -> None:
 @click.option("--watch", is_flag=True, help="Refresh live until the batch is done.")
 def status(batch: str | None, as_json: bool, watch: bool) -> None:
     """Per-state counts, progress, cost and failures of BATCH (or one line per batch)."""
-    from jobs.settings import get_settings
-    from scheduler.status import show_status
+    from reelbatch.jobs.settings import get_settings
+    from reelbatch.scheduler.status import show_status
 
     sys.exit(show_status(get_settings(), batch, as_json, watch))
 
@@ -104,8 +104,8 @@ def status(batch: str | None, as_json: bool, watch: bool) -> None:
               help="Where to write the index (default: results.<format> in the output folder).")
 def export(batch: str, fmt: str, layout: str, out: Path | None) -> None:
     """Write the results index of BATCH from the state store."""
-    from jobs.settings import get_settings
-    from scheduler.export import export_batch
+    from reelbatch.jobs.settings import get_settings
+    from reelbatch.scheduler.export import export_batch
 
     sys.exit(export_batch(get_settings(), batch, fmt, layout, out))
 
@@ -116,8 +116,8 @@ def export(batch: str, fmt: str, layout: str, out: Path | None) -> None:
               help="Where to write the page (default: report.html in the output folder).")
 def report(batch: str, out: Path | None) -> None:
     """Write a static HTML page of BATCH: poster frames, videos, prompts, parameters, status."""
-    from jobs.settings import get_settings
-    from scheduler.report import report_batch
+    from reelbatch.jobs.settings import get_settings
+    from reelbatch.scheduler.report import report_batch
 
     sys.exit(report_batch(get_settings(), batch, out))
 
@@ -128,10 +128,10 @@ def report(batch: str, out: Path | None) -> None:
               "(e.g. generation_failed, submit_unknown, permanent).")
 def retry(batch: str, kind: str | None) -> None:
     """Re-enqueue the failed items of BATCH; succeeded items are untouched."""
-    from jobs.settings import get_settings
-    from scheduler.fleet import connect_batch
-    from scheduler.retry import failure_kinds, retry_failed
-    from worker.app import app
+    from reelbatch.jobs.settings import get_settings
+    from reelbatch.scheduler.fleet import connect_batch
+    from reelbatch.scheduler.retry import failure_kinds, retry_failed
+    from reelbatch.worker.app import app
 
     ctx = connect_batch(get_settings(), batch)
     kinds = failure_kinds(ctx, batch)
@@ -147,10 +147,10 @@ def retry(batch: str, kind: str | None) -> None:
               "for generations already paid for instead of downloading them.")
 def cancel(batch: str, abandon: bool) -> None:
     """Stop BATCH: nothing new is submitted; remote generations are cancelled where possible."""
-    from jobs.settings import get_settings
-    from scheduler.cancel import cancel_batch
-    from scheduler.fleet import connect_batch
-    from worker.app import app
+    from reelbatch.jobs.settings import get_settings
+    from reelbatch.scheduler.cancel import cancel_batch
+    from reelbatch.scheduler.fleet import connect_batch
+    from reelbatch.worker.app import app
 
     ctx = connect_batch(get_settings(), batch)
     click.echo(f"{batch}: cancelling; {cancel_batch(ctx, app, batch, abandon)} items told to stop")
@@ -161,8 +161,8 @@ def cancel(batch: str, abandon: bool) -> None:
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 def worker(concurrency: int | None, celery_args: tuple[str, ...]) -> None:
     """Start a Celery worker against REELBATCH_BROKER_URL (extra arguments go to Celery)."""
-    from jobs.settings import get_settings
-    from scheduler.fleet import run_worker
+    from reelbatch.jobs.settings import get_settings
+    from reelbatch.scheduler.fleet import run_worker
 
     sys.exit(run_worker(get_settings(), concurrency, list(celery_args)))
 
@@ -170,8 +170,8 @@ def worker(concurrency: int | None, celery_args: tuple[str, ...]) -> None:
 @main.command()
 def scheduler() -> None:
     """Run the fleet's scheduler: the periodic sweeper (Celery beat) and the Oxen event listener."""
-    from jobs.settings import get_settings
-    from scheduler.service import run_scheduler
+    from reelbatch.jobs.settings import get_settings
+    from reelbatch.scheduler.service import run_scheduler
 
     sys.exit(run_scheduler(get_settings()))
 
@@ -183,14 +183,14 @@ def scheduler() -> None:
               "(user:password); then Flower listens on 127.0.0.1 only.")
 def flower(address: str, port: int, no_auth: bool) -> None:
     """Start Flower on the configured broker, behind basic auth from FLOWER_BASIC_AUTH."""
-    from jobs.settings import get_settings
-    from scheduler.monitor import run_flower
+    from reelbatch.jobs.settings import get_settings
+    from reelbatch.scheduler.monitor import run_flower
 
     sys.exit(run_flower(get_settings(), address, port, no_auth))
 
 
 def _register_simulator() -> None:
-    from simulator.cli import simulator_command
+    from reelbatch.simulator.cli import simulator_command
 
     main.add_command(simulator_command, name="simulator")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import redis
 
-from jobs.errors import ServiceUnavailable
+from reelbatch.jobs.errors import ServiceUnavailable
 
 REDIS_CONF = """\
 bind 127.0.0.1
@@ -146,7 +146,7 @@ class WorkerProcess:
         self.proc: subprocess.Popen | None = None
 
     def command(self, to_logfile: bool = True) -> list[str]:
-        cmd = [sys.executable, "-m", "celery", "-A", "worker.app:app", "worker",
+        cmd = [sys.executable, "-P", "-m", "celery", "-A", "reelbatch.worker.app:app", "worker",
                "--pool", "threads", "--concurrency", str(self.concurrency),
                "-Q", "reelbatch", "-n", f"{self.name}@%h", "-E", "--without-mingle",
                "--without-gossip", "--loglevel", "INFO"]
@@ -154,9 +154,10 @@ class WorkerProcess:
 
     def start(self) -> None:
         self.logfile.parent.mkdir(parents=True, exist_ok=True)
+        # run from a folder of ours: Celery puts the working folder on sys.path while it imports
         self.proc = subprocess.Popen(self.command(), env={**os.environ, **self.env},
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=True)
+                                     cwd=self.logfile.parent, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, start_new_session=True)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

@@ -13,14 +13,14 @@ import redis
 from celery import Celery
 from kombu.exceptions import OperationalError
 
-from jobs import errors
-from jobs.settings import Settings
-from jobs.state import ItemState as S
-from worker.context import WorkerContext
-from worker.dispatch import dispatch
-from worker.providers import build_provider
-from worker.providers.base import Generation
-from worker.steps import events_healthy_key, observe, owner_of
+from reelbatch.jobs import errors
+from reelbatch.jobs.settings import Settings
+from reelbatch.jobs.state import ItemState as S
+from reelbatch.worker.context import WorkerContext
+from reelbatch.worker.dispatch import dispatch
+from reelbatch.worker.providers import build_provider
+from reelbatch.worker.providers.base import Generation
+from reelbatch.worker.steps import events_healthy_key, observe, owner_of
 
 log = logging.getLogger("reelbatch.events")
 BEACON_EVERY_S = 5.0

@@ -20,11 +20,11 @@ from typing import Any
 
 import click
 
-from jobs.settings import Settings
-from jobs.state import ItemState as S
-from jobs.store import BatchMeta, ItemRecord, Store
-from scheduler.fleet import connect_batch
-from worker.results import line, write_index
+from reelbatch.jobs.settings import Settings
+from reelbatch.jobs.state import ItemState as S
+from reelbatch.jobs.store import BatchMeta, ItemRecord, Store
+from reelbatch.scheduler.fleet import connect_batch
+from reelbatch.worker.results import line, write_index
 
 FORMATS = ("jsonl", "csv")
 Row = dict[str, Any]

@@ -13,13 +13,13 @@ from pathlib import Path
 import click
 import redis
 
-from jobs.errors import ManifestError, ServiceUnavailable
-from jobs.settings import Settings
-from scheduler.embedded import EmbeddedRedis, WorkerProcess
-from scheduler.plan import plan_batch
-from scheduler.submit import enqueue, register
-from worker.app import app, use_broker
-from worker.context import WorkerContext
+from reelbatch.jobs.errors import ManifestError, ServiceUnavailable
+from reelbatch.jobs.settings import Settings
+from reelbatch.scheduler.embedded import EmbeddedRedis, WorkerProcess
+from reelbatch.scheduler.plan import plan_batch
+from reelbatch.scheduler.submit import enqueue, register
+from reelbatch.worker.app import app, use_broker
+from reelbatch.worker.context import WorkerContext
 
 
 def broker(settings: Settings) -> str:

@@ -13,8 +13,8 @@ from importlib import resources
 
 import click
 
-from jobs.settings import Settings
-from scheduler.fleet import broker
+from reelbatch.jobs.settings import Settings
+from reelbatch.scheduler.fleet import broker
 
 AUTH_ENV = "FLOWER_BASIC_AUTH"
 LOOPBACK = "127.0.0.1"
@@ -22,7 +22,7 @@ LOOPBACK = "127.0.0.1"
 
 def flower_config() -> str:
     """The path of configs/flowerconfig.py (persistence, task limits, columns)."""
-    return str(resources.files("configs").joinpath("flowerconfig.py"))
+    return str(resources.files("reelbatch.configs").joinpath("flowerconfig.py"))
 
 
 def check_auth(credentials: str | None, no_auth: bool, address: str) -> None:
@@ -40,7 +40,7 @@ def check_auth(credentials: str | None, no_auth: bool, address: str) -> None:
 
 
 def flower_command(address: str, port: int) -> list[str]:
-    return [sys.executable, "-m", "celery", "-A", "worker.app:app", "flower",
+    return [sys.executable, "-P", "-m", "celery", "-A", "reelbatch.worker.app:app", "flower",
             f"--address={address}", f"--port={port}", f"--conf={flower_config()}"]
 
 

@@ -6,10 +6,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from jobs.expand import expand
-from jobs.item import Item
-from jobs.manifest import Manifest, load_manifest
-from jobs.settings import Settings, get_settings
+from reelbatch.jobs.expand import expand
+from reelbatch.jobs.item import Item
+from reelbatch.jobs.manifest import Manifest, load_manifest
+from reelbatch.jobs.settings import Settings, get_settings
 
 TABLE_EDGE_ROWS = 20  # a large plan shows this many rows at each end
 PROMPT_CHARS = 48

@@ -5,8 +5,8 @@ from __future__ import annotations
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from jobs.state import ItemState as S
-from jobs.store import Store
+from reelbatch.jobs.state import ItemState as S
+from reelbatch.jobs.store import Store
 
 DONE = (S.SUCCEEDED, S.FAILED, S.CANCELLED)
 

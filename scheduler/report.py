@@ -20,13 +20,13 @@ from urllib.parse import quote
 import click
 from jinja2 import Environment, FileSystemLoader
 
-from jobs.errors import StorageError
-from jobs.settings import Settings
-from jobs.state import ItemState as S
-from jobs.store import BatchMeta, ItemRecord
-from scheduler.export import load_batch
-from scheduler.fleet import connect_batch
-from worker.storage import poster_frame
+from reelbatch.jobs.errors import StorageError
+from reelbatch.jobs.settings import Settings
+from reelbatch.jobs.state import ItemState as S
+from reelbatch.jobs.store import BatchMeta, ItemRecord
+from reelbatch.scheduler.export import load_batch
+from reelbatch.scheduler.fleet import connect_batch
+from reelbatch.worker.storage import poster_frame
 
 REPORT = "report.html"
 POSTERS = "posters"

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from celery import Celery
 
-from jobs.state import ItemState as S
-from jobs.store import TransitionRefused
-from scheduler.submit import enqueue
-from worker.context import WorkerContext
+from reelbatch.jobs.state import ItemState as S
+from reelbatch.jobs.store import TransitionRefused
+from reelbatch.scheduler.submit import enqueue
+from reelbatch.worker.context import WorkerContext
 
 
 def retry_failed(ctx: WorkerContext, app: Celery, batch: str, kind: str | None = None) -> int:

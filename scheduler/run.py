@@ -15,20 +15,20 @@ from kombu.exceptions import OperationalError
 from pydantic import SecretStr
 from rich.console import Console
 
-from jobs.settings import Settings
-from jobs.state import TERMINAL, ItemState as S
-from jobs.errors import ManifestError
-from scheduler.embedded import EmbeddedRedis, WorkerProcess
-from scheduler.events import EventListener
-from scheduler.plan import plan_batch
-from scheduler.progress import BatchProgress
-from scheduler.simproc import SimulatorProcess
-from scheduler.submit import enqueue, register
-from scheduler.sweeper import sweep
-from worker.app import app, use_broker
-from worker.context import WorkerContext
-from worker.providers import KEY_VARIABLE, provider_has_events
-from worker.results import write_index
+from reelbatch.jobs.settings import Settings
+from reelbatch.jobs.state import TERMINAL, ItemState as S
+from reelbatch.jobs.errors import ManifestError
+from reelbatch.scheduler.embedded import EmbeddedRedis, WorkerProcess
+from reelbatch.scheduler.events import EventListener
+from reelbatch.scheduler.plan import plan_batch
+from reelbatch.scheduler.progress import BatchProgress
+from reelbatch.scheduler.simproc import SimulatorProcess
+from reelbatch.scheduler.submit import enqueue, register
+from reelbatch.scheduler.sweeper import sweep
+from reelbatch.worker.app import app, use_broker
+from reelbatch.worker.context import WorkerContext
+from reelbatch.worker.providers import KEY_VARIABLE, provider_has_events
+from reelbatch.worker.results import write_index
 
 SWEEP_EVERY_S = 5.0
 TICK_S = 0.25

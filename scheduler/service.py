@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import logging
 
-from jobs.settings import Settings
-from scheduler.events import EventListener
-from scheduler.fleet import connect
-from worker.app import app
-from worker.providers import PROVIDERS, provider_has_events
+from reelbatch.jobs.settings import Settings
+from reelbatch.scheduler.events import EventListener
+from reelbatch.scheduler.fleet import connect
+from reelbatch.worker.app import app
+from reelbatch.worker.providers import PROVIDERS, provider_has_events
 
 log = logging.getLogger("reelbatch.scheduler")
 

@@ -11,8 +11,8 @@ import sys
 import httpx
 from pathlib import Path
 
-from jobs.settings import Settings
-from scheduler.embedded import free_port, wait_until
+from reelbatch.jobs.settings import Settings
+from reelbatch.scheduler.embedded import free_port, wait_until
 
 
 class SimulatorProcess:
@@ -35,7 +35,7 @@ class SimulatorProcess:
     def __enter__(self) -> SimulatorProcess:
         log = self.settings.data_dir / "logs" / "simulator.log"
         log.parent.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "scheduler.cli", "simulator", "--host", "127.0.0.1",
+        cmd = [sys.executable, "-P", "-m", "reelbatch", "simulator", "--host", "127.0.0.1",
                "--port", str(self.port), "--time-scale", str(self.settings.simulator_time_scale),
                # generations outlive an interrupted run, as they would at a real provider
                "--state-file", str(self.settings.data_dir / "simulator-state.json")]

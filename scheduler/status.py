@@ -15,10 +15,10 @@ from rich.markup import escape
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 
-from jobs.settings import Settings
-from jobs.state import TERMINAL, ItemState as S
-from jobs.store import ItemRecord, Store
-from scheduler.fleet import connect, connect_batch
+from reelbatch.jobs.settings import Settings
+from reelbatch.jobs.state import TERMINAL, ItemState as S
+from reelbatch.jobs.store import ItemRecord, Store
+from reelbatch.scheduler.fleet import connect, connect_batch
 
 
 def summary(store: Store, batch: str, now: float | None = None) -> dict:

@@ -11,14 +11,14 @@ from dataclasses import dataclass
 
 from celery import Celery
 
-from jobs.errors import ManifestError
-from jobs.item import Item
-from jobs.state import TERMINAL, ItemState as S
-from jobs.store import BatchMeta, Store
-from worker.context import WorkerContext
-from worker.dispatch import dispatch
-from worker.limits import holder
-from worker.steps import Next, feed
+from reelbatch.jobs.errors import ManifestError
+from reelbatch.jobs.item import Item
+from reelbatch.jobs.state import TERMINAL, ItemState as S
+from reelbatch.jobs.store import BatchMeta, Store
+from reelbatch.worker.context import WorkerContext
+from reelbatch.worker.dispatch import dispatch
+from reelbatch.worker.limits import holder
+from reelbatch.worker.steps import Next, feed
 
 
 @dataclass(frozen=True)

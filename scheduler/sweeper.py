@@ -8,12 +8,12 @@ import time
 
 from celery import Celery
 
-from jobs.state import TERMINAL, ItemState as S
-from worker.context import WorkerContext
-from worker.dispatch import dispatch
-from worker.limits import holder
-from worker.steps import Next, feed
-from scheduler.submit import RESUME, enqueue
+from reelbatch.jobs.state import TERMINAL, ItemState as S
+from reelbatch.worker.context import WorkerContext
+from reelbatch.worker.dispatch import dispatch
+from reelbatch.worker.limits import holder
+from reelbatch.worker.steps import Next, feed
+from reelbatch.scheduler.submit import RESUME, enqueue
 
 
 def sweep(ctx: WorkerContext, app: Celery, batch: str, now: float | None = None) -> int:

@@ -8,10 +8,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from simulator import catalog
-from simulator.clock import Generation
-from simulator.envelopes import aiml_error
-from simulator.oxen import base_url
+from reelbatch.simulator import catalog
+from reelbatch.simulator.clock import Generation
+from reelbatch.simulator.envelopes import aiml_error
+from reelbatch.simulator.oxen import base_url
 
 PATH = "/v2/video/generations"
 

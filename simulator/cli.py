@@ -6,7 +6,7 @@ import signal
 
 import click
 
-from simulator.knobs import RATE_KNOBS
+from reelbatch.simulator.knobs import RATE_KNOBS
 
 
 def _rate_options(command):
@@ -54,7 +54,7 @@ def simulator_command(host: str, port: int, api_key: str, state_file: str | None
 
     SIGTERM and SIGINT stop it cleanly (saving the state file) with exit status 0.
     """
-    from simulator.server import Knobs, Simulator
+    from reelbatch.simulator.server import Knobs, Simulator
 
     sim = Simulator(knobs=Knobs(**knobs), api_key=api_key, host=host, port=port, state_file=state_file)
     handlers = {signal.SIGINT: signal.getsignal(signal.SIGINT),

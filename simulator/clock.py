@@ -15,8 +15,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from simulator import catalog
-from simulator.knobs import Knobs
+from reelbatch.simulator import catalog
+from reelbatch.simulator.knobs import Knobs
 
 ACTIVE = ("queued", "processing")
 TERMINAL = ("succeeded", "failed", "cancelled")

@@ -9,11 +9,11 @@ from dataclasses import asdict
 
 from starlette.requests import Request
 
-from simulator.clock import Clock, Generation
-from simulator.events import EventBus
-from simulator.knobs import Knobs
-from simulator.media import MediaStore
-from simulator.stats import Stats, request_key
+from reelbatch.simulator.clock import Clock, Generation
+from reelbatch.simulator.events import EventBus
+from reelbatch.simulator.knobs import Knobs
+from reelbatch.simulator.media import MediaStore
+from reelbatch.simulator.stats import Stats, request_key
 
 
 class Core:

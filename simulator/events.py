@@ -7,8 +7,8 @@ import json
 import time
 from collections.abc import AsyncIterator, Callable
 
-from simulator.clock import Generation
-from simulator.knobs import Knobs
+from reelbatch.simulator.clock import Generation
+from reelbatch.simulator.knobs import Knobs
 
 KEEPALIVE = b": keep-alive\n\n"
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 import random
 
-from simulator.envelopes import api_error
-from simulator.knobs import Knobs
-from simulator.stats import Stats, endpoint
+from reelbatch.simulator.envelopes import api_error
+from reelbatch.simulator.knobs import Knobs
+from reelbatch.simulator.stats import Stats, endpoint
 
 # (knob, fault) in the order they are drawn; which ones apply depends on the kind of request.
 _API_FAULTS = (("drop_before_rate", "drop_before"), ("rate_limit_rate", "rate_limit"),

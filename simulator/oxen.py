@@ -9,9 +9,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from simulator import catalog
-from simulator.clock import ACTIVE, TERMINAL, Generation
-from simulator.envelopes import oxen_error, oxen_message
+from reelbatch.simulator import catalog
+from reelbatch.simulator.clock import ACTIVE, TERMINAL, Generation
+from reelbatch.simulator.envelopes import oxen_error, oxen_message
 
 NOT_FOUND = dict(status=404, kind="resource_not_found")
 _QUEUE_ONLY = ("model", "num_generations")

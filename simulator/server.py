@@ -19,10 +19,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from simulator import aimlapi, oxen, state
-from simulator.core import Core
-from simulator.faults import FaultMiddleware
-from simulator.knobs import Knobs
+from reelbatch.simulator import aimlapi, oxen, state
+from reelbatch.simulator.core import Core
+from reelbatch.simulator.faults import FaultMiddleware
+from reelbatch.simulator.knobs import Knobs
 
 __all__ = ["Simulator", "Knobs", "build_app"]
 

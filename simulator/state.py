@@ -13,7 +13,7 @@ import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
-from simulator.clock import Generation
+from reelbatch.simulator.clock import Generation
 
 VERSION = 1
 _TIMES = ("enqueued", "ready_at", "started", "completed")

@@ -7,7 +7,7 @@ import json
 import re
 from collections import Counter
 
-from simulator.clock import Clock
+from reelbatch.simulator.clock import Clock
 
 _ID_ROUTES = (
     (re.compile(r"^/api/ai/queue/[^/]+$"), "/api/ai/queue/{id}"),

@@ -3,13 +3,12 @@ simulator over real HTTP; real Celery worker processes."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 import redis
 
-from scheduler.embedded import EmbeddedRedis, WorkerProcess
+from reelbatch.scheduler.embedded import EmbeddedRedis, WorkerProcess
 
 REPO = Path(__file__).resolve().parent.parent
 SIM_KEY = "sim-test-key"
@@ -39,7 +38,7 @@ def redis_client(redis_url):
 @pytest.fixture
 def sim_factory():
     """Start simulators with the given knobs; all are stopped after the test."""
-    from simulator.server import Knobs, Simulator
+    from reelbatch.simulator.server import Knobs, Simulator
 
     started = []
 
@@ -57,8 +56,7 @@ def sim_factory():
 @pytest.fixture
 def worker_env(redis_url, tmp_path) -> dict[str, str]:
     """The environment a worker or `reelbatch run` needs to use the test Redis."""
-    return {"REELBATCH_BROKER_URL": redis_url, "REELBATCH_DATA_DIR": str(tmp_path / "data"),
-            "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    return {"REELBATCH_BROKER_URL": redis_url, "REELBATCH_DATA_DIR": str(tmp_path / "data")}
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from celery import Celery
 
-from jobs.settings import get_settings
+from reelbatch.jobs.settings import get_settings
 
 QUEUE = "reelbatch"
 
@@ -32,7 +32,7 @@ def configure(app: Celery) -> None:
     )
 
 
-app = Celery("reelbatch", include=["worker.tasks"])
+app = Celery("reelbatch", include=["reelbatch.worker.tasks"])
 app.on_configure.connect(lambda sender, **_: configure(sender), weak=False)
 
 

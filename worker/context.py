@@ -8,12 +8,12 @@ import threading
 import httpx
 from functools import cached_property
 
-from jobs.settings import Settings, get_settings
-from jobs.store import Store
-from worker.limits import RequestRate, Slots
-from worker.providers import build_provider
-from worker.providers.base import Provider
-from worker.providers.http import build_download_client
+from reelbatch.jobs.settings import Settings, get_settings
+from reelbatch.jobs.store import Store
+from reelbatch.worker.limits import RequestRate, Slots
+from reelbatch.worker.providers import build_provider
+from reelbatch.worker.providers.base import Provider
+from reelbatch.worker.providers.http import build_download_client
 
 
 class WorkerContext:

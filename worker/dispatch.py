@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 from celery import Celery
 
-from jobs.store import Store
+from reelbatch.jobs.store import Store
 
 TASKS = {"submit": "reelbatch.submit", "poll": "reelbatch.poll",
          "download": "reelbatch.download", "reconcile": "reelbatch.reconcile",

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from jobs.store import BatchMeta, ItemRecord
+from reelbatch.jobs.store import BatchMeta, ItemRecord
 
 RESULTS = "results.jsonl"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")

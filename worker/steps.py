@@ -8,18 +8,18 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from jobs import errors
-from jobs.catalog import catalog, provider_request
-from jobs.inputs import to_data_uri, is_url
-from jobs.policy import PollPolicy, RetryPolicy
-from jobs.state import ItemState as S
-from jobs.store import BatchMeta, ItemRecord, TransitionRefused
-from worker import results, timing
-from worker.context import WorkerContext
-from worker.limits import holder, split_holder
-from worker.providers.base import Generation, RemoteStatus
-from worker.providers.http import permanent_reason
-from worker.storage import download
+from reelbatch.jobs import errors
+from reelbatch.jobs.catalog import catalog, provider_request
+from reelbatch.jobs.inputs import to_data_uri, is_url
+from reelbatch.jobs.policy import PollPolicy, RetryPolicy
+from reelbatch.jobs.state import ItemState as S
+from reelbatch.jobs.store import BatchMeta, ItemRecord, TransitionRefused
+from reelbatch.worker import results, timing
+from reelbatch.worker.context import WorkerContext
+from reelbatch.worker.limits import holder, split_holder
+from reelbatch.worker.providers.base import Generation, RemoteStatus
+from reelbatch.worker.providers.http import permanent_reason
+from reelbatch.worker.storage import download
 
 log = logging.getLogger("reelbatch.worker")
 

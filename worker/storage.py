@@ -30,8 +30,8 @@ from typing import BinaryIO
 import httpx
 from imageio_ffmpeg import get_ffmpeg_exe
 
-from jobs.errors import ResultUrlExpired, StorageError, UnsafeResult
-from jobs.settings import Settings
+from reelbatch.jobs.errors import ResultUrlExpired, StorageError, UnsafeResult
+from reelbatch.jobs.settings import Settings
 
 MAX_REDIRECTS = 5
 EXPIRED = frozenset({403, 404, 410})

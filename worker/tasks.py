@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import logging
 
-from jobs import errors
-from jobs.state import TERMINAL
-from worker import steps
-from worker.app import app
-from worker.context import context
-from worker.dispatch import dispatch
+from reelbatch.jobs import errors
+from reelbatch.jobs.state import TERMINAL
+from reelbatch.worker import steps
+from reelbatch.worker.app import app
+from reelbatch.worker.context import context
+from reelbatch.worker.dispatch import dispatch
 
 log = logging.getLogger("reelbatch.worker")
 
@@ -77,6 +77,6 @@ def cancel_item(self, batch: str, item_id: str) -> None:
 def sweep_all() -> int:
     """Periodic (Celery beat): resend lost tasks, start batches whose --at time came, feed slots.
     A lock keeps it to one sweep at a time across the fleet."""
-    from scheduler.sweeper import sweep_open_batches
+    from reelbatch.scheduler.sweeper import sweep_open_batches
 
     return sweep_open_batches(context(), app)

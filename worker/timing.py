@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import redis
 
-from jobs.item import Item
+from reelbatch.jobs.item import Item
 
 KEEP = 500        # the most recent samples kept per model and duration
 MIN_SAMPLES = 5   # fewer than this: fall back to the manifest's or the catalogue's defaults

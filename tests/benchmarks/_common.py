@@ -32,7 +32,7 @@ IMAGE = "https://example.org/ox.png"
 
 def _serve(knobs: dict, port_file: str) -> None:
     """Child process: serve the simulator, with first-download times added to its stats."""
-    from simulator.server import Knobs, Simulator
+    from reelbatch.simulator.server import Knobs, Simulator
 
     sim = Simulator(knobs=Knobs(**knobs), api_key=SIM_KEY, host="127.0.0.1", port=0)
     first: dict[str, float] = {}

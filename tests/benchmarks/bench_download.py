@@ -84,9 +84,9 @@ def checked_after(out: Path) -> float:
 
 
 def with_reelbatch(url: str, folder: Path) -> tuple[float, int, int]:
-    from jobs.settings import Settings
-    from worker.providers.http import build_download_client
-    from worker.storage import download
+    from reelbatch.jobs.settings import Settings
+    from reelbatch.worker.providers.http import build_download_client
+    from reelbatch.worker.storage import download
 
     settings = Settings()
     client = build_download_client(settings)

@@ -55,9 +55,9 @@ POLLING = {"first_after_s": 600 * SCALE, "min_interval_s": 5 * SCALE, "max_inter
 
 def bodies(folder: Path, n: int) -> list[dict]:
     """The enqueue bodies reelbatch itself would send, so every variant asks for the same thing."""
-    from jobs.catalog import provider_request
-    from jobs.settings import Settings
-    from scheduler.plan import plan_batch
+    from reelbatch.jobs.catalog import provider_request
+    from reelbatch.jobs.settings import Settings
+    from reelbatch.scheduler.plan import plan_batch
 
     plan = plan_batch(write_manifest(folder, "bodies", n), Settings())
     return [{"model": r.model, **r.body, "num_generations": 1}
@@ -106,7 +106,7 @@ def run_reelbatch(workdir: Path, n: int, name: str, events: bool, max_interval: 
     with SimProcess(workdir, **KNOBS) as sim:
         env = sim_env(sim, workdir / f"data-{name}", REELBATCH_EVENT_LISTENER=str(events).lower())
         started = time.monotonic()
-        proc = subprocess.Popen([sys.executable, "-m", "scheduler.cli", "run", str(manifest)], cwd=REPO,
+        proc = subprocess.Popen([sys.executable, "-m", "reelbatch", "run", str(manifest)], cwd=REPO,
                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         sampler = Sampler([proc.pid], role_of).start()
         output, _ = proc.communicate(timeout=1800)

@@ -98,13 +98,13 @@ def wait_done(check, total: int, timeout: float = 1200) -> None:
 
 def run_reelbatch(workdir: Path, redis_url: str, sim: SimProcess, n: int, round_no: int,
                   others: list[int]) -> dict:
-    from jobs.settings import Settings
-    from jobs.state import ItemState as S
-    from scheduler.embedded import WorkerProcess
-    from scheduler.plan import plan_batch
-    from scheduler.submit import enqueue, register
-    from worker.app import app, use_broker
-    from worker.context import WorkerContext
+    from reelbatch.jobs.settings import Settings
+    from reelbatch.jobs.state import ItemState as S
+    from reelbatch.scheduler.embedded import WorkerProcess
+    from reelbatch.scheduler.plan import plan_batch
+    from reelbatch.scheduler.submit import enqueue, register
+    from reelbatch.worker.app import app, use_broker
+    from reelbatch.worker.context import WorkerContext
 
     env = sim_env(sim, workdir / "data", REELBATCH_BROKER_URL=redis_url)
     name = f"overhead{round_no}"
@@ -149,7 +149,7 @@ def run_bare(workdir: Path, redis_url: str, n: int, round_no: int, others: list[
 
 
 def main() -> None:
-    from scheduler.embedded import EmbeddedRedis
+    from reelbatch.scheduler.embedded import EmbeddedRedis
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--items", type=int, default=2000)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from jobs.settings import Settings
-from scheduler.plan import plan_summary, plan_table, plan_batch
+from reelbatch.jobs.settings import Settings
+from reelbatch.scheduler.plan import plan_summary, plan_table, plan_batch
 
 MANIFEST = """\
 version: 1

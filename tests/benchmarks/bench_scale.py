@@ -66,13 +66,13 @@ def memory_breakdown(client: redis.Redis, n: int) -> dict[str, float]:
 
 
 def main() -> None:
-    from jobs.settings import Settings
-    from jobs.state import ItemState as S
-    from scheduler.embedded import EmbeddedRedis, WorkerProcess
-    from scheduler.plan import plan_batch
-    from scheduler.submit import enqueue, register
-    from worker.app import app, use_broker
-    from worker.context import WorkerContext
+    from reelbatch.jobs.settings import Settings
+    from reelbatch.jobs.state import ItemState as S
+    from reelbatch.scheduler.embedded import EmbeddedRedis, WorkerProcess
+    from reelbatch.scheduler.plan import plan_batch
+    from reelbatch.scheduler.submit import enqueue, register
+    from reelbatch.worker.app import app, use_broker
+    from reelbatch.worker.context import WorkerContext
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--items", type=int, default=10_000)

@@ -35,7 +35,7 @@ def write_manifest(folder: Path, name: str, n: int, **overrides) -> Path:
 
 def cli_env(data_dir: Path, sim=None, **extra) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REELBATCH_", "OXEN_", "AIMLAPI_"))}
-    env.update(REELBATCH_DATA_DIR=str(data_dir), PYTHONPATH=str(REPO))
+    env.update(REELBATCH_DATA_DIR=str(data_dir))
     if sim is not None:
         env.update(REELBATCH_SIMULATOR_URL=sim.base_url, REELBATCH_SIMULATOR_KEY=SIM_KEY)
     env.update(extra)
@@ -43,12 +43,12 @@ def cli_env(data_dir: Path, sim=None, **extra) -> dict[str, str]:
 
 
 def reelbatch(*args: str, env: dict[str, str], timeout: float = 300, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "scheduler.cli", *args], env=env, cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "reelbatch", *args], env=env, cwd=REPO,
                           capture_output=True, text=True, timeout=timeout, **kw)
 
 
 def spawn(*args: str, env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "scheduler.cli", *args], env=env, cwd=REPO,
+    return subprocess.Popen([sys.executable, "-m", "reelbatch", *args], env=env, cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
 
@@ -152,7 +152,7 @@ def reap(data_dir: Path) -> None:
 
     import redis
 
-    from scheduler.embedded import EmbeddedRedis
+    from reelbatch.scheduler.embedded import EmbeddedRedis
 
     marker = f"REELBATCH_DATA_DIR={data_dir}".encode()
     for proc in Path("/proc").iterdir():

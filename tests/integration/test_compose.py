@@ -18,7 +18,7 @@ import pytest
 import redis
 import yaml
 
-from scheduler.embedded import free_port, redis_server_binary
+from reelbatch.scheduler.embedded import free_port, redis_server_binary
 from tests.conftest import REPO, SIM_KEY
 from tests.integration.helpers import cli_env, wait_for
 
@@ -230,11 +230,11 @@ def stop(proc: subprocess.Popen) -> None:
 def entrypoint() -> list[str]:
     """The image's ENTRYPOINT (`reelbatch`) as this machine runs it."""
     assert json.loads(dict(dockerfile())["ENTRYPOINT"]) == ["reelbatch"]
-    return [sys.executable, "-m", "scheduler.cli"]
+    return [sys.executable, "-m", "reelbatch"]
 
 
 def worker_answers_ping(env: dict[str, str]) -> bool:
-    ping = subprocess.run([sys.executable, "-m", "celery", "-A", "worker.app:app", "inspect", "ping",
+    ping = subprocess.run([sys.executable, "-m", "celery", "-A", "reelbatch.worker.app:app", "inspect", "ping",
                            "--timeout", "2"], env=env, cwd=REPO, capture_output=True, text=True)
     return ping.returncode == 0 and "pong" in ping.stdout
 

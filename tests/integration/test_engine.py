@@ -10,8 +10,8 @@ import time
 import pytest
 import redis
 
-from jobs.state import ItemState as S
-from jobs.store import Store
+from reelbatch.jobs.state import ItemState as S
+from reelbatch.jobs.store import Store
 from tests.integration.helpers import (assert_files_match_simulator, assert_no_duplicate_generation,
                                        cli_env, reap, reelbatch, results, spawn, status_counts,
                                        wait_for, write_manifest)

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from jobs.state import TERMINAL, ItemState as S
-from jobs.store import Store
-from scheduler.embedded import EmbeddedRedis, WorkerProcess, free_port
+from reelbatch.jobs.state import TERMINAL, ItemState as S
+from reelbatch.jobs.store import Store
+from reelbatch.scheduler.embedded import EmbeddedRedis, WorkerProcess, free_port
 from tests.conftest import REPO
 from tests.integration.helpers import (IMAGE, assert_batch_whole, batch_figures, cli_env, reap,
                                        reelbatch, summary_line, wait_for, write_manifest)
@@ -37,7 +37,7 @@ def start_logged(args: list[str], env: dict[str, str], log: Path) -> subprocess.
     """A `reelbatch` command in its own process group, its output in a file (never a full pipe)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "scheduler.cli", *args], env=env, cwd=REPO,
+        return subprocess.Popen([sys.executable, "-m", "reelbatch", *args], env=env, cwd=REPO,
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
@@ -309,11 +309,11 @@ def test_event_stream_disconnects_repeatedly(tmp_path, sim_factory, data_dir):
 def test_reconcile_finds_a_lost_submit_deep_in_history(sim_factory):
     """A submit whose answer was lost is reconciled seconds later; on a busy account more than a
     page of newer generations may have finished by then. The lost one must still be found."""
-    from jobs.item import ProviderRequest
-    from jobs.settings import Settings
+    from reelbatch.jobs.item import ProviderRequest
+    from reelbatch.jobs.settings import Settings
     from tests.conftest import SIM_KEY
-    from worker.providers import build_provider
-    from worker.providers.oxen import HISTORY_PAGE_SIZE
+    from reelbatch.worker.providers import build_provider
+    from reelbatch.worker.providers.oxen import HISTORY_PAGE_SIZE
 
     sim = sim_factory(time_scale=1 / 6000, queue_delay=0.0, concurrency=500, seed=26)
     client = build_provider("simulator", Settings(simulator_url=sim.base_url, simulator_key=SIM_KEY))
@@ -336,7 +336,7 @@ def test_claiming_ones_own_generation_again_is_allowed(redis_client):
     """A reconcile that claimed a generation and died before recording it adopts it next time."""
     from types import SimpleNamespace
 
-    from worker.steps import _claim
+    from reelbatch.worker.steps import _claim
 
     ctx = SimpleNamespace(store=SimpleNamespace(r=redis_client))
     assert _claim(ctx, "simulator", "g1", "b", "clip001")

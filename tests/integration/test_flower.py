@@ -11,9 +11,9 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from jobs.state import ItemState as S
-from jobs.store import Store
-from scheduler.embedded import free_port
+from reelbatch.jobs.state import ItemState as S
+from reelbatch.jobs.store import Store
+from reelbatch.scheduler.embedded import free_port
 from tests.conftest import REPO, SIM_KEY
 from tests.integration.helpers import cli_env, reelbatch, wait_for, write_manifest
 from tests.integration.test_compose import stop
@@ -29,7 +29,7 @@ def flower(tmp_path, redis_url):
     port = free_port()
     env = cli_env(tmp_path / "data", REELBATCH_BROKER_URL=redis_url, FLOWER_BASIC_AUTH=":".join(AUTH))
     log = open(tmp_path / "flower.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "scheduler.cli", "flower", "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "reelbatch", "flower", "--port", str(port)],
                             env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
     base = f"http://127.0.0.1:{port}"

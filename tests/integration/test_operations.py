@@ -7,8 +7,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from jobs.state import ItemState as S
-from jobs.store import Store
+from reelbatch.jobs.state import ItemState as S
+from reelbatch.jobs.store import Store
 from tests.integration.helpers import (cli_env, reelbatch, results, spawn, status_counts,
                                        wait_for, write_manifest)
 

@@ -9,16 +9,16 @@ from itertools import count
 
 import pytest
 
-from jobs.errors import (CancelNotSupported, PermanentProviderError, RateLimited, ResultUrlExpired,
+from reelbatch.jobs.errors import (CancelNotSupported, PermanentProviderError, RateLimited, ResultUrlExpired,
                          StorageError, SubmitOutcomeUnknown, TransientProviderError)
-from jobs.item import ProviderRequest
-from jobs.settings import Settings
-from worker.providers import build_provider
-from worker.providers.base import RemoteStatus
-from worker.providers.http import build_download_client
-from worker.storage import download, poster_frame
+from reelbatch.jobs.item import ProviderRequest
+from reelbatch.jobs.settings import Settings
+from reelbatch.worker.providers import build_provider
+from reelbatch.worker.providers.base import RemoteStatus
+from reelbatch.worker.providers.http import build_download_client
+from reelbatch.worker.storage import download, poster_frame
 
-import simulator.server as simulator_server  # noqa: E402
+import reelbatch.simulator.server as simulator_server  # noqa: E402
 pytestmark = pytest.mark.integration
 
 KEY = "sim-secret-key-0123456789"

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from scheduler.embedded import EmbeddedRedis
-from simulator.server import Knobs, Simulator
+from reelbatch.scheduler.embedded import EmbeddedRedis
+from reelbatch.simulator.server import Knobs, Simulator
 from tests.integration.helpers import cli_env, reap, reelbatch, results, status_counts, write_manifest
 
 pytestmark = pytest.mark.integration

@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from jobs.item import Item, Params
-from jobs.state import ItemState as S
-from jobs.store import BatchMeta, Store, TransitionRefused
-from worker.limits import Slots, holder
+from reelbatch.jobs.item import Item, Params
+from reelbatch.jobs.state import ItemState as S
+from reelbatch.jobs.store import BatchMeta, Store, TransitionRefused
+from reelbatch.worker.limits import Slots, holder
 
 
 def make_item(n: int) -> Item:
@@ -119,7 +119,7 @@ def test_waiting_line_is_fifo_and_has_no_duplicates(redis_client):
 
 
 def test_generation_times_are_learned_per_model_and_duration(redis_client):
-    from worker import timing
+    from reelbatch.worker import timing
 
     five, ten = make_item(1), make_item(2).model_copy(update={"params": Params(prompt="x", duration=10)})
     assert timing.quantiles(redis_client, five) is None   # nothing learned yet

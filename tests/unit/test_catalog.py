@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from jobs import inputs
-from jobs.catalog import catalog, provider_request
-from jobs.errors import ManifestError
-from jobs.item import Element, Item, Params
+from reelbatch.jobs import inputs
+from reelbatch.jobs.catalog import catalog, provider_request
+from reelbatch.jobs.errors import ManifestError
+from reelbatch.jobs.item import Element, Item, Params
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 32
 

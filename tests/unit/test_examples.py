@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from jobs.settings import Settings
-from scheduler.plan import plan_batch
+from reelbatch.jobs.settings import Settings
+from reelbatch.scheduler.plan import plan_batch
 
 EXAMPLES = sorted((Path(__file__).parents[2] / "jobs" / "examples").glob("*.yaml"))
 EXPECTED = {"image-to-video": ("oxen", 8), "reference-to-video": ("aimlapi", 2),

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from jobs.expand import content_key, item_id, sanitise
-from jobs.manifest import load_manifest
-from jobs.settings import Settings
-from scheduler.plan import plan_batch
+from reelbatch.jobs.expand import content_key, item_id, sanitise
+from reelbatch.jobs.manifest import load_manifest
+from reelbatch.jobs.settings import Settings
+from reelbatch.scheduler.plan import plan_batch
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 32
 MANIFEST = """\

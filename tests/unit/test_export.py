@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from jobs.item import Item, Params
-from jobs.state import ItemState as S
-from jobs.store import BatchMeta, Store
-from scheduler.export import export_dataset, export_index, load_batch
-from scheduler.report import write_report
-from simulator.media import make_mp4
+from reelbatch.jobs.item import Item, Params
+from reelbatch.jobs.state import ItemState as S
+from reelbatch.jobs.store import BatchMeta, Store
+from reelbatch.scheduler.export import export_dataset, export_index, load_batch
+from reelbatch.scheduler.report import write_report
+from reelbatch.simulator.media import make_mp4
 from tests.integration.helpers import cli_env, reelbatch
 
 XSS = '<script>alert("x")</script> & <b>bold</b>'

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from jobs import inputs
-from jobs.errors import ManifestError
-from jobs.settings import Settings
-from scheduler.plan import plan_batch
+from reelbatch.jobs import inputs
+from reelbatch.jobs.errors import ManifestError
+from reelbatch.jobs.settings import Settings
+from reelbatch.scheduler.plan import plan_batch
 
 REPO = Path(__file__).parents[2]
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 2000       # 2,008 bytes
@@ -53,8 +53,8 @@ def test_oversize_local_input_through_the_cli_is_one_line_and_exit_2(tmp_path: P
     (tmp_path / "big.png").write_bytes(PNG)
     path = tmp_path / "m.yaml"
     path.write_text(MANIFEST)
-    env = {**os.environ, "REELBATCH_MAX_DATA_URI_BYTES": "1000", "PYTHONPATH": str(REPO)}
-    done = subprocess.run([sys.executable, "-m", "scheduler.cli", "plan", str(path)], env=env,
+    env = {**os.environ, "REELBATCH_MAX_DATA_URI_BYTES": "1000"}
+    done = subprocess.run([sys.executable, "-m", "reelbatch", "plan", str(path)], env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.splitlines() == [

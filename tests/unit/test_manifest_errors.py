@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from jobs.errors import ManifestError
-from jobs.settings import Settings
-from scheduler.plan import plan_batch
+from reelbatch.jobs.errors import ManifestError
+from reelbatch.jobs.settings import Settings
+from reelbatch.scheduler.plan import plan_batch
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 32
 HEAD = """\

@@ -8,10 +8,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jobs.errors import ManifestError
-from jobs.manifest import KNOWN_KEYS
-from jobs.settings import Settings
-from scheduler.plan import plan_batch
+from reelbatch.jobs.errors import ManifestError
+from reelbatch.jobs.manifest import KNOWN_KEYS
+from reelbatch.jobs.settings import Settings
+from reelbatch.scheduler.plan import plan_batch
 
 VALID = {"version": 1, "provider": "oxen", "model": "kling-o1/image-to-video",
          "items": [{"id": "a", "prompt": "hi {x}", "start_image": "https://e.org/a.png",
@@ -81,7 +81,7 @@ def test_the_real_cli_answers_mutated_manifests_in_one_line(tmp_path: Path):
     for n, data in enumerate(_mutations(seed=6, count=8)):
         path = tmp_path / f"m{n}.yaml"
         path.write_bytes(data)
-        done = subprocess.run([sys.executable, "-m", "scheduler.cli", "plan", str(path)], cwd=repo,
+        done = subprocess.run([sys.executable, "-m", "reelbatch", "plan", str(path)], cwd=repo,
                               capture_output=True, text=True, timeout=120)
         assert "Traceback" not in done.stderr, (data, done.stderr)
         assert done.returncode in (0, 2), (data, done.returncode, done.stderr)

@@ -7,11 +7,11 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from jobs.errors import UnsafeResult
-from jobs.settings import Settings
-from worker.providers.http import build_download_client
-from worker.results import safe_stem
-from worker.storage import download, target_path
+from reelbatch.jobs.errors import UnsafeResult
+from reelbatch.jobs.settings import Settings
+from reelbatch.worker.providers.http import build_download_client
+from reelbatch.worker.results import safe_stem
+from reelbatch.worker.storage import download, target_path
 
 SETTINGS = Settings()
 FAKE_MP4 = b"\x00\x00\x00\x18ftypisom" + b"\x00" * 100

@@ -2,8 +2,8 @@ import random
 
 import pytest
 
-from jobs.policy import PollPolicy, RetryPolicy
-from jobs.state import TERMINAL, TRANSITIONS, ItemState, can_transition
+from reelbatch.jobs.policy import PollPolicy, RetryPolicy
+from reelbatch.jobs.state import TERMINAL, TRANSITIONS, ItemState, can_transition
 
 
 @pytest.mark.parametrize("retries", range(10))

@@ -10,12 +10,12 @@ import httpx
 import pytest
 from httpx_sse import SSEError
 
-from jobs.errors import (PermanentProviderError, ProviderError, RateLimited, SubmitOutcomeUnknown,
+from reelbatch.jobs.errors import (PermanentProviderError, ProviderError, RateLimited, SubmitOutcomeUnknown,
                          TransientProviderError)
-from jobs.item import ProviderRequest
-from jobs.settings import Settings
-from worker.providers import build_provider
-from worker.providers.http import error_for_exception, error_for_response, parse_retry_after
+from reelbatch.jobs.item import ProviderRequest
+from reelbatch.jobs.settings import Settings
+from reelbatch.worker.providers import build_provider
+from reelbatch.worker.providers.http import error_for_exception, error_for_response, parse_retry_after
 
 KEY = "sk-live-SECRET-4242"
 REQUEST = ProviderRequest(model="kling-video-o1-image-to-video", body={"prompt": "an ox", "duration": 5})

@@ -7,12 +7,12 @@ import json
 import httpx
 import pytest
 
-from jobs.errors import CancelNotSupported, PermanentProviderError, SubmitOutcomeUnknown, TransientProviderError
-from jobs.item import ProviderRequest
-from jobs.settings import Settings
-from worker.providers import build_provider
-from worker.providers.aimlapi import AimlapiProvider, failure_text
-from worker.providers.base import RemoteStatus
+from reelbatch.jobs.errors import CancelNotSupported, PermanentProviderError, SubmitOutcomeUnknown, TransientProviderError
+from reelbatch.jobs.item import ProviderRequest
+from reelbatch.jobs.settings import Settings
+from reelbatch.worker.providers import build_provider
+from reelbatch.worker.providers.aimlapi import AimlapiProvider, failure_text
+from reelbatch.worker.providers.base import RemoteStatus
 
 GEN_ID = "a3f1e246-0831-4d6e-893a-990fb5c214ea:klingai/video-o1-image-to-video"
 REQUEST = ProviderRequest(model="klingai/video-o1-image-to-video",

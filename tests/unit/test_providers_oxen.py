@@ -7,13 +7,13 @@ import json
 import httpx
 import pytest
 
-from jobs.errors import PermanentProviderError, SubmitOutcomeUnknown, TransientProviderError
-from jobs.item import ProviderRequest
-from jobs.settings import Settings
-from worker.providers import build_provider
-from worker.providers.base import RemoteStatus
-from worker.providers.http import HttpSeam, build_client
-from worker.providers.oxen import OxenProvider
+from reelbatch.jobs.errors import PermanentProviderError, SubmitOutcomeUnknown, TransientProviderError
+from reelbatch.jobs.item import ProviderRequest
+from reelbatch.jobs.settings import Settings
+from reelbatch.worker.providers import build_provider
+from reelbatch.worker.providers.base import RemoteStatus
+from reelbatch.worker.providers.http import HttpSeam, build_client
+from reelbatch.worker.providers.oxen import OxenProvider
 
 REQUEST = ProviderRequest(model="kling-video-o1-image-to-video",
                           body={"prompt": "an ox", "input_image": "https://i.test/ox.png", "duration": 5})

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import httpx
 
-from jobs.item import ProviderRequest
-from jobs.settings import Settings
-from worker.providers.http import HttpSeam, build_client
-from worker.providers.oxen import HISTORY_PAGE_SIZE, OxenProvider
+from reelbatch.jobs.item import ProviderRequest
+from reelbatch.jobs.settings import Settings
+from reelbatch.worker.providers.http import HttpSeam, build_client
+from reelbatch.worker.providers.oxen import HISTORY_PAGE_SIZE, OxenProvider
 
 REQUEST = ProviderRequest(model="kling-video-o1-image-to-video", body={"prompt": "lost one"})
 

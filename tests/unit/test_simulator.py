@@ -13,7 +13,7 @@ import time
 import httpx
 import pytest
 
-from simulator.server import Knobs, Simulator
+from reelbatch.simulator.server import Knobs, Simulator
 
 KEY = "sim-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -402,7 +402,7 @@ def test_knobs_endpoint_and_seed_reproducible(make):
 def test_cli_help_lists_the_knobs():
     from click.testing import CliRunner
 
-    from simulator.cli import simulator_command
+    from reelbatch.simulator.cli import simulator_command
 
     result = CliRunner().invoke(simulator_command, ["--help"])
     assert result.exit_code == 0 and "--truncate-rate" in result.output and "--time-scale" in result.output

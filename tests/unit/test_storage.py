@@ -13,10 +13,10 @@ import httpx
 import pytest
 from imageio_ffmpeg import get_ffmpeg_exe
 
-from jobs.errors import ResultUrlExpired, StorageError
-from jobs.settings import Settings
-from worker.providers.http import build_download_client
-from worker.storage import download, poster_frame, safe_name
+from reelbatch.jobs.errors import ResultUrlExpired, StorageError
+from reelbatch.jobs.settings import Settings
+from reelbatch.worker.providers.http import build_download_client
+from reelbatch.worker.storage import download, poster_frame, safe_name
 
 SETTINGS = Settings(download_chunk_bytes=1024, download_max_bytes=10_000_000)
 
@@ -245,8 +245,8 @@ def test_download_stays_inside_resolved_dest_dir(tmp_path):
 
 
 def test_plain_http_to_an_explicitly_allowed_host_is_followed():
-    from jobs.errors import UnsafeResult
-    from worker.storage import check_url
+    from reelbatch.jobs.errors import UnsafeResult
+    from reelbatch.worker.storage import check_url
 
     with pytest.raises(UnsafeResult):
         check_url(httpx.URL("http://simulator:8765/media/x.mp4"))

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import httpx
 
-from jobs.errors import PermanentProviderError
-from jobs.settings import Settings
-from worker.providers.aimlapi import AimlapiProvider
-from worker.providers.base import Provider
-from worker.providers.http import HttpSeam, build_client
-from worker.providers.oxen import OxenProvider
+from reelbatch.jobs.errors import PermanentProviderError
+from reelbatch.jobs.settings import Settings
+from reelbatch.worker.providers.aimlapi import AimlapiProvider
+from reelbatch.worker.providers.base import Provider
+from reelbatch.worker.providers.http import HttpSeam, build_client
+from reelbatch.worker.providers.oxen import OxenProvider
 
 PROVIDERS = ("oxen", "aimlapi", "simulator")
 KEY_VARIABLE = {"oxen": "OXEN_API_KEY", "aimlapi": "AIMLAPI_KEY", "simulator": "REELBATCH_SIMULATOR_KEY"}

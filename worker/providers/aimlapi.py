@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from jobs.errors import CancelNotSupported, PermanentProviderError, SubmitOutcomeUnknown, TransientProviderError
-from jobs.item import ProviderRequest
-from worker.providers.base import Generation, RemoteStatus
-from worker.providers.http import HttpSeam, error_message
+from reelbatch.jobs.errors import CancelNotSupported, PermanentProviderError, SubmitOutcomeUnknown, TransientProviderError
+from reelbatch.jobs.item import ProviderRequest
+from reelbatch.worker.providers.base import Generation, RemoteStatus
+from reelbatch.worker.providers.http import HttpSeam, error_message
 
 PATH = "/v2/video/generations"
 STATUS = {"queued": RemoteStatus.QUEUED, "waiting": RemoteStatus.QUEUED,

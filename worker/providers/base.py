@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
 
-from jobs.item import ProviderRequest
+from reelbatch.jobs.item import ProviderRequest
 
 
 class RemoteStatus(str, Enum):

@@ -36,9 +36,9 @@ from typing import Any
 
 import httpx
 
-from jobs.errors import (PermanentProviderError, ProviderError, RateLimited, SubmitOutcomeUnknown,
+from reelbatch.jobs.errors import (PermanentProviderError, ProviderError, RateLimited, SubmitOutcomeUnknown,
                          TransientProviderError)
-from jobs.settings import Settings
+from reelbatch.jobs.settings import Settings
 
 log = logging.getLogger(__name__)
 

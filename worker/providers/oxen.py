@@ -15,11 +15,11 @@ from urllib.parse import quote
 
 from httpx_sse import EventSource, ServerSentEvent
 
-from jobs.errors import PermanentProviderError, SubmitOutcomeUnknown, TransientProviderError
-from jobs.item import ProviderRequest
-from worker.providers.backoff import compute_backoff
-from worker.providers.base import Generation, RemoteStatus
-from worker.providers.http import HttpSeam
+from reelbatch.jobs.errors import PermanentProviderError, SubmitOutcomeUnknown, TransientProviderError
+from reelbatch.jobs.item import ProviderRequest
+from reelbatch.worker.providers.backoff import compute_backoff
+from reelbatch.worker.providers.base import Generation, RemoteStatus
+from reelbatch.worker.providers.http import HttpSeam
 
 log = logging.getLogger(__name__)
 
