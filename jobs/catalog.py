@@ -156,15 +156,6 @@ def check_params(spec: ModelSpec, values: Mapping[str, Any]) -> None:
     _check_counts(spec, values)
 
 
-def media_refs(values: Mapping[str, Any]) -> list[tuple[str, str, bool]]:
-    """Every (field, reference, is_image) among the image and video inputs."""
-    refs = [(n, values[n], n != "video") for n in MEDIA_FIELDS if values.get(n)]
-    refs += [("images", ref, True) for ref in values.get("images") or ()]
-    for element in values.get("elements") or ():
-        refs += [("elements", ref, True) for ref in (element.frontal_image, *element.reference_images)]
-    return refs
-
-
 # --- translation to the provider's wire fields ---
 
 def _same(ref: str) -> str:

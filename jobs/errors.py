@@ -9,7 +9,9 @@
     │  └─ PermanentProviderError    400/401/403/404/422, content policy, no credits: not retried
     │     ├─ GenerationFailed       the provider ran it and reports failure: resubmitted up to max_attempts
     │     └─ CancelNotSupported     the provider has no cancel endpoint
-    ├─ BudgetExceeded
+    ├─ BudgetExceeded           submitting would pass limits.max_cost_usd: the item waits
+    ├─ InternalError            a step kept raising something unexpected: the item fails (kind internal)
+    │  └─ DeliveryLimitExceeded a task message kept stopping its worker
     ├─ StorageError
     │  ├─ ResultUrlExpired      the result URL no longer serves the file: ask the provider for a fresh one
     │  └─ UnsafeResult          the result cannot be accepted (scheme, host, size, type, path): not retried
@@ -106,6 +108,16 @@ class BudgetExceeded(ReelbatchError):
     """Submitting more would take the batch past ``limits.max_cost_usd``."""
 
     kind = "budget"
+
+
+class InternalError(ReelbatchError):
+    """A step raised something unexpected more often than the item's budget allows."""
+
+    kind = "internal"
+
+
+class DeliveryLimitExceeded(InternalError):
+    """A task message was delivered more often than the cap: it kept stopping its worker."""
 
 
 class StorageError(ReelbatchError):

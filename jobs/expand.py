@@ -18,9 +18,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from reelbatch.jobs import inputs
-from reelbatch.jobs.catalog import ModelSpec, catalog, check_params, media_refs, price_per_second
+from reelbatch.jobs.catalog import ModelSpec, catalog, check_params, price_per_second
 from reelbatch.jobs.errors import ManifestError
 from reelbatch.jobs.item import Element, Item, Params
+from reelbatch.jobs.names import id_part
 from reelbatch.jobs.manifest import (Manifest, ParamSpec, YamlPath, safe_id, dotted, read_text,
                            validation_error)
 from reelbatch.jobs.settings import Settings
@@ -29,7 +30,6 @@ Where = tuple[str, int | None, str]  # file, line, field
 PARAM_NAMES = frozenset(ParamSpec.model_fields)
 TEMPLATED = ("prompt", "start_image", "end_image", "video")
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
-UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 MATRIX_TAGS = {"prompt": "p", "start_image": "img", "end_image": "end", "video": "vid"}
 ROW_FORMATS = (".csv", ".jsonl", ".ndjson")
 MAX_ID_CHARS = 200
@@ -184,7 +184,7 @@ def _matrix_label(name: str, value: Any, index: int) -> str:
     if name == "duration":
         return f"d{value}"
     if name == "aspect_ratio":
-        return "ar" + sanitise(str(value).replace(":", "x"))
+        return "ar" + id_part(str(value).replace(":", "x"))
     if name == "keep_audio":
         return "audio" if value else "mute"
     return f"{MATRIX_TAGS[name]}{index + 1}"
@@ -221,8 +221,8 @@ def _var_combos(source: Source) -> Iterator[tuple[tuple[str, ...], dict[str, Any
 
 
 def _var_label(name: str, value: Any, index: int) -> str:
-    text = sanitise(str(value))
-    return text if text and len(text) <= 24 else f"{sanitise(name)}{index + 1}"
+    text = id_part(str(value))
+    return text if text and len(text) <= 24 else f"{id_part(name)}{index + 1}"
 
 
 # --- placeholders and media ---
@@ -310,11 +310,6 @@ class MediaChecker:
 
 
 # --- ids and keys ---
-
-def sanitise(text: str) -> str:
-    """``text`` reduced to letters, digits, '_' and '-' (safe inside a file name)."""
-    return UNSAFE.sub("-", text).strip("-")
-
 
 def item_id(parts: tuple[str, ...]) -> str:
     text = ".".join(p for p in parts if p)

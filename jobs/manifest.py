@@ -21,7 +21,6 @@ ALIAS_BUDGET = 20
 MATRIX_PARAMS = ("prompt", "start_image", "end_image", "video", "aspect_ratio", "duration",
                  "keep_audio")
 SAFE_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
-SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}")
 Scalar = str | int | float | bool
 
 

@@ -1,28 +1,54 @@
-"""Retry and polling policy: pure functions from an attempt number to a delay in seconds."""
+"""Retry and polling policy: pure functions from an attempt number to a delay in seconds, and the one
+table that says how each step retries."""
 
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
+
+from reelbatch.jobs.state import Step
+
+
+def backoff(attempt: int, base_s: float, max_s: float, rng: random.Random | None = None) -> float:
+    """Exponential backoff with jitter: uniform in the upper half of min(max_s, base_s * 2**attempt)."""
+    ceiling = min(max_s, base_s * 2 ** min(attempt, 32))
+    return (rng or random).uniform(ceiling / 2, ceiling)
 
 
 @dataclass(frozen=True)
-class RetryPolicy:
-    """Exponential backoff with full jitter, capped, honouring a provider's Retry-After."""
+class Retry:
+    """How a step retries transient errors: at most ``max_attempts`` in a row (0: without end),
+    backing off from ``base_s`` up to ``max_s``, a provider's Retry-After first."""
 
+    max_attempts: int = 12
     base_s: float = 1.0
-    factor: float = 2.0
     max_s: float = 120.0
-    max_retries: int = 12
 
-    def backoff(self, retries: int, retry_after: float | None = None,
-                rng: random.Random | None = None) -> float:
-        """Delay before retry number ``retries + 1``. A Retry-After wins (plus a little jitter)."""
-        rng = rng or random
+    def delay(self, attempt: int, retry_after: float | None = None,
+              rng: random.Random | None = None) -> float:
+        """Seconds before retry number ``attempt + 1``. A Retry-After wins (plus a little jitter)."""
         if retry_after is not None:
-            return min(self.max_s, max(0.0, retry_after)) + rng.uniform(0, 0.25)
-        ceiling = min(self.max_s, self.base_s * self.factor ** retries)
-        return rng.uniform(ceiling / 2, ceiling)
+            return min(self.max_s, max(0.0, retry_after)) + (rng or random).uniform(0, 0.25)
+        return backoff(attempt, self.base_s, self.max_s, rng)
+
+    def exhausted(self, attempts: int) -> bool:
+        return 0 < self.max_attempts < attempts
+
+
+# Transient errors each step tolerates in a row before the item gives up; a good answer resets
+# the count. Past the limit an item fails with a kind that `reelbatch retry` resumes from where
+# it was: a submit is never repeated for an error that came after the generation existed.
+RETRIES: Mapping[Step, Retry] = MappingProxyType({
+    Step.SUBMIT: Retry(12, 1.0, 120.0),      # refused submits: 429, 503, no connection
+    Step.RECONCILE: Retry(12, 2.0, 120.0),   # asking about a submit whose answer was lost
+    Step.POLL: Retry(30, 2.0, 300.0),        # status requests of a paid generation
+    Step.DOWNLOAD: Retry(12, 2.0, 120.0),    # result downloads and fresh-URL requests
+    Step.CANCEL: Retry(8, 1.0, 60.0),        # cancel requests
+})
+RECONNECT = Retry(0, 0.25, 60.0)   # the event stream reconnects without end, until closed
+INTERNAL_ERRORS = 5                # unexpected exceptions an item survives (across redeliveries)
 
 
 @dataclass(frozen=True)

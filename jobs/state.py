@@ -1,4 +1,5 @@
-"""The item state machine: states, which are terminal, and which transitions are allowed."""
+"""The item state machine: states, which are terminal, which transitions are allowed, and which step
+drives an item in each open state."""
 
 from __future__ import annotations
 
@@ -17,7 +18,16 @@ class ItemState(str, Enum):
 
 
 TERMINAL = frozenset({ItemState.SUCCEEDED, ItemState.FAILED, ItemState.CANCELLED})
-IN_FLIGHT = frozenset({ItemState.QUEUED, ItemState.RUNNING, ItemState.DOWNLOADING})
+
+
+class Step(str, Enum):
+    """What is done to an item next; each step is one Celery task (worker/tasks.py)."""
+
+    SUBMIT = "submit"         # create the generation at the provider
+    RECONCILE = "reconcile"   # a submit whose answer was lost: find what it created
+    POLL = "poll"             # ask the provider how the generation is doing
+    DOWNLOAD = "download"     # bring the finished video home
+    CANCEL = "cancel"         # stop the item of a cancelled batch
 
 S = ItemState
 TRANSITIONS: dict[ItemState, frozenset[ItemState]] = {
@@ -42,3 +52,10 @@ def can_transition(current: ItemState, target: ItemState) -> bool:
 def sources_of(target: ItemState) -> frozenset[ItemState]:
     """Every state from which ``target`` may be reached."""
     return frozenset(s for s, targets in TRANSITIONS.items() if target in targets)
+
+
+# The step that carries an open item forward when its task was lost (resume, the sweeper).
+RESUME: dict[ItemState, Step] = {
+    S.SUBMITTING: Step.RECONCILE, S.QUEUED: Step.POLL, S.RUNNING: Step.POLL,
+    S.DOWNLOADING: Step.DOWNLOAD,
+}

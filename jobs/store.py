@@ -4,14 +4,7 @@ Every state change is one Lua script: it checks the current state against the ca
 and the allowed transitions, moves the item between the per-state sets (whose sizes are the per-state
 counters), and writes the item's fields, all atomically.
 
-Keys (``{b}`` is a Redis hash tag, so one batch's keys sit together):
-    rb:batches                      set of batch names
-    rb:{b}:meta                     hash: the batch's settings and running totals
-    rb:{b}:i:<item_id>              hash: one item (its spec as JSON, state, generation id, result...)
-    rb:{b}:s:<state>                set of item ids in that state
-    rb:{b}:keys                     hash: content key -> item id (resume)
-    rb:{b}:due                      zset: item id -> when the item's next task is due (the sweeper)
-    rb:{b}:a:<item_id>              list: one JSON line per failed attempt
+Every key it writes is named in ``jobs/keys.py``; no other module calls Redis for state.
 """
 
 from __future__ import annotations
@@ -23,8 +16,11 @@ from typing import Any
 
 import redis
 from pydantic import BaseModel
+from redis.lock import Lock
 
+from reelbatch.jobs import keys
 from reelbatch.jobs.item import Item
+from reelbatch.jobs.limits import RequestRate, Slots
 from reelbatch.jobs.state import TERMINAL, ItemState, sources_of
 
 CHUNK = 1000
@@ -90,6 +86,9 @@ class ItemRecord(BaseModel):
     detected_at: float | None = None
     completed_at: float | None = None
     updated_at: float | None = None
+    polled_at: float | None = None        # the last good answer of a poll (learning timings)
+    transient_retries: int = 0            # transient errors in a row of the current step
+    internal_errors: int = 0              # unexpected exceptions, across redeliveries
     cancel_requested: bool = False
 
     @classmethod
@@ -110,6 +109,10 @@ class TransitionRefused(Exception):
         self.item_id, self.current, self.target = item_id, current, target
 
 
+def _state_set(batch: str, state: ItemState | str) -> str:
+    return keys.state_prefix(batch) + ItemState(state).value
+
+
 def _flat(fields: dict[str, Any]) -> dict[str, str]:
     return {k: ("" if v is None else str(v)) for k, v in fields.items()}
 
@@ -125,29 +128,21 @@ class Store:
     def from_url(cls, url: str) -> Store:
         return cls(redis.Redis.from_url(url, decode_responses=True, health_check_interval=30))
 
-    # --- keys -------------------------------------------------------------------------------
-    @staticmethod
-    def _k(batch: str, suffix: str) -> str:
-        return f"rb:{{{batch}}}:{suffix}"
-
-    def item_key(self, batch: str, item_id: str) -> str:
-        return self._k(batch, f"i:{item_id}")
-
-    def state_key(self, batch: str, state: ItemState | str) -> str:
-        return self._k(batch, f"s:{ItemState(state).value}")
+    def ping(self) -> bool:
+        return bool(self.r.ping())
 
     # --- batches ----------------------------------------------------------------------------
     def save_batch(self, meta: BatchMeta) -> None:
         """Save (or re-save) a batch's settings; a new start time must be started again."""
-        self.r.sadd("rb:batches", meta.name)
-        self.r.hset(self._k(meta.name, "meta"), mapping=_flat(meta.model_dump()))
-        self.r.hdel(self._k(meta.name, "meta"), "started")
+        self.r.sadd(keys.BATCHES, meta.name)
+        self.r.hset(keys.meta(meta.name), mapping=_flat(meta.model_dump()))
+        self.r.hdel(keys.meta(meta.name), "started")
 
     def update_batch(self, batch: str, **fields: Any) -> None:
-        self.r.hset(self._k(batch, "meta"), mapping=_flat(fields))
+        self.r.hset(keys.meta(batch), mapping=_flat(fields))
 
     def batch(self, batch: str) -> BatchMeta | None:
-        data = self.r.hgetall(self._k(batch, "meta"))
+        data = self.r.hgetall(keys.meta(batch))
         if not data:
             return None
         known = {k: v for k, v in data.items() if k in BatchMeta.model_fields and v != ""}
@@ -157,26 +152,26 @@ class Store:
         return BatchMeta(**known)
 
     def batches(self) -> list[str]:
-        return sorted(self.r.smembers("rb:batches"))
+        return sorted(self.r.smembers(keys.BATCHES))
 
     def add_cost(self, batch: str, usd: float) -> None:
-        self.r.hincrbyfloat(self._k(batch, "meta"), "spent_usd", usd)
+        self.r.hincrbyfloat(keys.meta(batch), "spent_usd", usd)
 
     def commit_cost(self, batch: str, usd: float) -> float:
         """Add (or, negative, take back) estimated spend reserved for submits; returns the total."""
-        return self.r.hincrbyfloat(self._k(batch, "meta"), "committed_usd", usd)
+        return self.r.hincrbyfloat(keys.meta(batch), "committed_usd", usd)
 
     def mark_started(self, batch: str) -> bool:
         """Record that a batch with a start time was started; False if it already was."""
-        return bool(self.r.hsetnx(self._k(batch, "meta"), "started", 1))
+        return bool(self.r.hsetnx(keys.meta(batch), "started", 1))
 
     def spent(self, batch: str) -> float:
-        return float(self.r.hget(self._k(batch, "meta"), "spent_usd") or 0.0)
+        return float(self.r.hget(keys.meta(batch), "spent_usd") or 0.0)
 
     # --- items ------------------------------------------------------------------------------
     def known_keys(self, batch: str) -> dict[str, str]:
         """content key -> item id for every item the batch already has."""
-        return self.r.hgetall(self._k(batch, "keys"))
+        return self.r.hgetall(keys.content_keys(batch))
 
     def add_items(self, batch: str, items: Iterable[Item], now: float | None = None) -> int:
         """Add new items in ``pending``. Items whose content key is known are left as they are."""
@@ -184,11 +179,11 @@ class Store:
         added = 0
         pipe = self.r.pipeline(transaction=False)
         for n, item in enumerate(items, 1):
-            pipe.hset(self.item_key(batch, item.item_id), mapping={
+            pipe.hset(keys.item(batch, item.item_id), mapping={
                 "spec": item.model_dump_json(), "state": ItemState.PENDING.value,
                 "attempts": 0, "updated_at": now})
-            pipe.sadd(self.state_key(batch, ItemState.PENDING), item.item_id)
-            pipe.hset(self._k(batch, "keys"), item.content_key, item.item_id)
+            pipe.sadd(_state_set(batch, ItemState.PENDING), item.item_id)
+            pipe.hset(keys.content_keys(batch), item.content_key, item.item_id)
             added += 1
             if n % CHUNK == 0:
                 pipe.execute()
@@ -198,19 +193,19 @@ class Store:
     def remove_item(self, batch: str, record: ItemRecord) -> None:
         """Forget an item (its content changed while it was not in flight)."""
         pipe = self.r.pipeline()
-        pipe.srem(self.state_key(batch, record.state), record.item_id)
-        pipe.hdel(self._k(batch, "keys"), record.item.content_key)
-        pipe.delete(self.item_key(batch, record.item_id), self._k(batch, f"a:{record.item_id}"))
-        pipe.zrem(self._k(batch, "due"), record.item_id)
+        pipe.srem(_state_set(batch, record.state), record.item_id)
+        pipe.hdel(keys.content_keys(batch), record.item.content_key)
+        pipe.delete(keys.item(batch, record.item_id), keys.attempts(batch, record.item_id))
+        pipe.zrem(keys.due(batch), record.item_id)
         pipe.execute()
 
     def item(self, batch: str, item_id: str) -> ItemRecord | None:
-        data = self.r.hgetall(self.item_key(batch, item_id))
+        data = self.r.hgetall(keys.item(batch, item_id))
         return ItemRecord.from_hash(data) if data else None
 
     def item_ids(self, batch: str, state: ItemState | None = None) -> list[str]:
         if state is not None:
-            return sorted(self.r.smembers(self.state_key(batch, state)))
+            return sorted(self.r.smembers(_state_set(batch, state)))
         return sorted(set(self.known_keys(batch).values()))
 
     def items(self, batch: str, state: ItemState | None = None) -> Iterator[ItemRecord]:
@@ -218,7 +213,7 @@ class Store:
         for start in range(0, len(ids), CHUNK):
             pipe = self.r.pipeline(transaction=False)
             for item_id in ids[start:start + CHUNK]:
-                pipe.hgetall(self.item_key(batch, item_id))
+                pipe.hgetall(keys.item(batch, item_id))
             for data in pipe.execute():
                 if data:
                     yield ItemRecord.from_hash(data)
@@ -226,7 +221,7 @@ class Store:
     def counts(self, batch: str) -> dict[ItemState, int]:
         pipe = self.r.pipeline(transaction=False)
         for state in ItemState:
-            pipe.scard(self.state_key(batch, state))
+            pipe.scard(_state_set(batch, state))
         return dict(zip(ItemState, pipe.execute()))
 
     def transition(self, batch: str, item_id: str, target: ItemState,
@@ -239,8 +234,8 @@ class Store:
             allowed.add(target)  # an idempotent re-write of the same state, when asked for
         fields["updated_at"] = time.time()
         status, current = self._transition(
-            keys=[self.item_key(batch, item_id), self._k(batch, "due")],
-            args=[self._k(batch, "s:"), ",".join(sorted(s.value for s in allowed)), target.value,
+            keys=[keys.item(batch, item_id), keys.due(batch)],
+            args=[keys.state_prefix(batch), ",".join(sorted(s.value for s in allowed)), target.value,
                   item_id, json.dumps(_flat(fields)), json.dumps(incr or {}),
                   "1" if target in TERMINAL else "0"])
         if status != 1:
@@ -249,30 +244,89 @@ class Store:
 
     def update(self, batch: str, item_id: str, **fields: Any) -> None:
         """Write fields that do not change the state (e.g. a fresh video URL)."""
-        self.r.hset(self.item_key(batch, item_id), mapping=_flat(fields))
+        self.r.hset(keys.item(batch, item_id), mapping=_flat(fields))
 
     def clear_errors(self, batch: str, item_ids: list[str]) -> None:
         """Forget why items were waiting (a budget, a refused submit) before they go back to work."""
         pipe = self.r.pipeline(transaction=False)
         for n, item_id in enumerate(item_ids, 1):
-            pipe.hset(self.item_key(batch, item_id), mapping={"error_kind": "", "error": ""})
+            pipe.hset(keys.item(batch, item_id), mapping={"error_kind": "", "error": ""})
             if n % CHUNK == 0:
                 pipe.execute()
         pipe.execute()
 
     def record_attempt(self, batch: str, item_id: str, kind: str, message: str) -> None:
         line = json.dumps({"at": time.time(), "kind": kind, "error": message})
-        self.r.rpush(self._k(batch, f"a:{item_id}"), line)
+        self.r.rpush(keys.attempts(batch, item_id), line)
 
     def attempts(self, batch: str, item_id: str) -> list[dict[str, Any]]:
-        return [json.loads(x) for x in self.r.lrange(self._k(batch, f"a:{item_id}"), 0, -1)]
+        return [json.loads(x) for x in self.r.lrange(keys.attempts(batch, item_id), 0, -1)]
 
     # --- due times (the sweeper finds work whose task was lost) ----------------------------
     def set_due(self, batch: str, item_id: str, when: float) -> None:
-        self.r.zadd(self._k(batch, "due"), {item_id: when})
+        self.r.zadd(keys.due(batch), {item_id: when})
 
     def overdue(self, batch: str, before: float, limit: int = 1000) -> list[str]:
-        return self.r.zrangebyscore(self._k(batch, "due"), "-inf", before, start=0, num=limit)
+        return self.r.zrangebyscore(keys.due(batch), "-inf", before, start=0, num=limit)
 
     def clear_due(self, batch: str, item_id: str) -> None:
-        self.r.zrem(self._k(batch, "due"), item_id)
+        self.r.zrem(keys.due(batch), item_id)
+
+    # --- counters an item carries across tasks --------------------------------------------
+    def count(self, batch: str, item_id: str, field: str) -> int:
+        """Add one to an item's counter (transient_retries, internal_errors); returns the total."""
+        return int(self.r.hincrby(keys.item(batch, item_id), field, 1))
+
+    def count_delivery(self, task_id: str) -> int:
+        """Our own redelivery cap: how often this task message was delivered (kept a day)."""
+        pipe = self.r.pipeline()
+        pipe.incr(keys.delivery(task_id))
+        pipe.expire(keys.delivery(task_id), 86400)
+        return int(pipe.execute()[0])
+
+    def forget_delivery(self, task_id: str) -> None:
+        self.r.unlink(keys.delivery(task_id))
+
+    # --- generations: which item owns which remote generation ------------------------------
+    def claim_generation(self, provider: str, generation_id: str, owner: str) -> bool:
+        """Record whose generation this is; False when another owner has it. Claiming one's own
+        again is True (a reconcile that claimed and then died must adopt it next time)."""
+        index = keys.generations(provider)
+        return bool(self.r.hsetnx(index, generation_id, owner)) or \
+            self.r.hget(index, generation_id) == owner
+
+    def generation_owner(self, provider: str, generation_id: str) -> str | None:
+        return self.r.hget(keys.generations(provider), generation_id)
+
+    # --- learned generation times ------------------------------------------------------------
+    def record_time(self, item: Item, seconds: float, keep: int) -> None:
+        key = keys.times(item.provider, item.model, item.video_seconds)
+        pipe = self.r.pipeline(transaction=False)
+        pipe.lpush(key, round(seconds, 3))
+        pipe.ltrim(key, 0, keep - 1)
+        pipe.execute()
+
+    def times(self, item: Item) -> list[float]:
+        return [float(x) for x in self.r.lrange(keys.times(item.provider, item.model,
+                                                           item.video_seconds), 0, -1)]
+
+    # --- the event stream's health beacon ----------------------------------------------------
+    def mark_events_healthy(self, provider: str, ttl_s: int) -> None:
+        self.r.set(keys.events_healthy(provider), 1, ex=ttl_s)
+
+    def clear_events_healthy(self, provider: str) -> None:
+        self.r.delete(keys.events_healthy(provider))
+
+    def events_healthy(self, provider: str) -> bool:
+        return bool(self.r.exists(keys.events_healthy(provider)))
+
+    # --- limits and locks --------------------------------------------------------------------
+    def slots(self, provider: str) -> Slots:
+        return Slots(self.r, provider)
+
+    def request_rate(self, url: str, provider: str) -> RequestRate:
+        return RequestRate(url, provider)
+
+    def sweep_lock(self, timeout_s: float) -> Lock:
+        """One sweep at a time across the fleet; released only by its own holder (a token check)."""
+        return self.r.lock(keys.SWEEP_LOCK, timeout=timeout_s, blocking=False)

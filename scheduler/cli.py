@@ -76,7 +76,7 @@ def run(manifest: Path) -> None:
 def submit(manifest: Path, at: str | None) -> None:
     """Enqueue MANIFEST onto the configured broker for a worker fleet and return at once."""
     from reelbatch.jobs.settings import get_settings
-    from reelbatch.scheduler.fleet import submit_batch
+    from reelbatch.scheduler.submit import submit_batch
 
     sys.exit(submit_batch(manifest, get_settings(), at))
 
@@ -129,16 +129,15 @@ def report(batch: str, out: Path | None) -> None:
 def retry(batch: str, kind: str | None) -> None:
     """Re-enqueue the failed items of BATCH; succeeded items are untouched."""
     from reelbatch.jobs.settings import get_settings
-    from reelbatch.scheduler.fleet import connect_batch
-    from reelbatch.scheduler.retry import failure_kinds, retry_failed
-    from reelbatch.worker.app import app
+    from reelbatch.scheduler.broker import connect_batch
+    from reelbatch.worker.control import failure_kinds, retry_batch
 
     ctx = connect_batch(get_settings(), batch)
-    kinds = failure_kinds(ctx, batch)
+    kinds = failure_kinds(ctx.store, batch)
     if kind and kind not in kinds:
         raise ManifestError(f"no failed items of kind {kind!r}; kinds: {', '.join(kinds) or 'none'}",
                             field="--kind")
-    click.echo(f"{batch}: {retry_failed(ctx, app, batch, kind)} failed items sent back to work")
+    click.echo(f"{batch}: {retry_batch(ctx, batch, kind)} failed items sent back to work")
 
 
 @main.command()
@@ -148,12 +147,11 @@ def retry(batch: str, kind: str | None) -> None:
 def cancel(batch: str, abandon: bool) -> None:
     """Stop BATCH: nothing new is submitted; remote generations are cancelled where possible."""
     from reelbatch.jobs.settings import get_settings
-    from reelbatch.scheduler.cancel import cancel_batch
-    from reelbatch.scheduler.fleet import connect_batch
-    from reelbatch.worker.app import app
+    from reelbatch.scheduler.broker import connect_batch
+    from reelbatch.worker.control import cancel_batch
 
     ctx = connect_batch(get_settings(), batch)
-    click.echo(f"{batch}: cancelling; {cancel_batch(ctx, app, batch, abandon)} items told to stop")
+    click.echo(f"{batch}: cancelling; {cancel_batch(ctx, batch, abandon)} items told to stop")
 
 
 @main.command(context_settings={"ignore_unknown_options": True})
@@ -162,7 +160,7 @@ def cancel(batch: str, abandon: bool) -> None:
 def worker(concurrency: int | None, celery_args: tuple[str, ...]) -> None:
     """Start a Celery worker against REELBATCH_BROKER_URL (extra arguments go to Celery)."""
     from reelbatch.jobs.settings import get_settings
-    from reelbatch.scheduler.fleet import run_worker
+    from reelbatch.scheduler.workers import run_worker
 
     sys.exit(run_worker(get_settings(), concurrency, list(celery_args)))
 
@@ -184,7 +182,7 @@ def scheduler() -> None:
 def flower(address: str, port: int, no_auth: bool) -> None:
     """Start Flower on the configured broker, behind basic auth from FLOWER_BASIC_AUTH."""
     from reelbatch.jobs.settings import get_settings
-    from reelbatch.scheduler.monitor import run_flower
+    from reelbatch.scheduler.flower import run_flower
 
     sys.exit(run_flower(get_settings(), address, port, no_auth))
 

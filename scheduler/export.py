@@ -13,17 +13,17 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import click
 
+from reelbatch.jobs.files import atomic_write
 from reelbatch.jobs.settings import Settings
 from reelbatch.jobs.state import ItemState as S
 from reelbatch.jobs.store import BatchMeta, ItemRecord, Store
-from reelbatch.scheduler.fleet import connect_batch
+from reelbatch.scheduler.broker import connect_batch
 from reelbatch.worker.results import line, write_index
 
 FORMATS = ("jsonl", "csv")
@@ -55,11 +55,8 @@ def _cell(value: Any) -> Any:
 
 
 def _atomic_write(path: Path, write: Callable[[Any], None]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8", newline="") as fh:
+    with atomic_write(path) as fh:
         write(fh)
-    os.replace(tmp, path)
     return path
 
 

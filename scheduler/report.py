@@ -21,11 +21,12 @@ import click
 from jinja2 import Environment, FileSystemLoader
 
 from reelbatch.jobs.errors import StorageError
+from reelbatch.jobs.files import write_text
 from reelbatch.jobs.settings import Settings
 from reelbatch.jobs.state import ItemState as S
 from reelbatch.jobs.store import BatchMeta, ItemRecord
 from reelbatch.scheduler.export import load_batch
-from reelbatch.scheduler.fleet import connect_batch
+from reelbatch.scheduler.broker import connect_batch
 from reelbatch.worker.storage import poster_frame
 
 REPORT = "report.html"
@@ -120,12 +121,8 @@ def write_report(meta: BatchMeta, records: list[ItemRecord], out: Path | None = 
     posters = make_posters(videos, Path(meta.output) / POSTERS)
     cards = [card(rec, videos.get(rec.item_id), posters.get(rec.item_id), page.parent)
              for rec in records]
-    page.parent.mkdir(parents=True, exist_ok=True)
-    tmp = page.with_name(f".{page.name}.{os.getpid()}.tmp")
     spent = sum(rec.cost_usd or 0.0 for rec in records)
-    tmp.write_text(render(meta, cards, spent), encoding="utf-8")
-    os.replace(tmp, page)
-    return page
+    return write_text(page, render(meta, cards, spent))
 
 
 def report_batch(settings: Settings, batch: str, out: Path | None) -> int:

@@ -19,15 +19,14 @@ from reelbatch.jobs.settings import Settings
 from reelbatch.jobs.state import TERMINAL, ItemState as S
 from reelbatch.jobs.errors import ManifestError
 from reelbatch.scheduler.embedded import EmbeddedRedis, WorkerProcess
-from reelbatch.scheduler.events import EventListener
 from reelbatch.scheduler.plan import plan_batch
 from reelbatch.scheduler.progress import BatchProgress
 from reelbatch.scheduler.simproc import SimulatorProcess
-from reelbatch.scheduler.submit import enqueue, register
-from reelbatch.scheduler.sweeper import sweep
-from reelbatch.worker.app import app, use_broker
+from reelbatch.worker.app import use_broker
 from reelbatch.worker.context import WorkerContext
-from reelbatch.worker.providers import KEY_VARIABLE, provider_has_events
+from reelbatch.worker.control import register_batch, start_batch, sweep_batch
+from reelbatch.worker.listener import start_listeners
+from reelbatch.worker.providers import KEY_VARIABLE
 from reelbatch.worker.results import write_index
 
 SWEEP_EVERY_S = 5.0
@@ -68,13 +67,13 @@ def run_batch(manifest: Path, settings: Settings, console: Console) -> int:
     with ExitStack() as stack:
         services = start_services(stack, settings, plan.manifest.provider)
         ctx = WorkerContext(services.settings)
-        reg = register(ctx.store, plan)
+        reg = register_batch(ctx.store, plan)
         console.print(f"batch [bold]{name}[/]: {len(plan.items)} items "
                       f"({reg.new} new, {reg.kept} known, {reg.replaced} changed)")
         worker = _start_worker(stack, services) if services.local_worker else None
         _start_listener(stack, services.settings, plan.manifest.provider)
         try:
-            enqueue(ctx, app, name)
+            start_batch(ctx, name)
             _watch(ctx, name, worker, console)
         except KeyboardInterrupt:
             console.print("[yellow]interrupted[/]: every submitted generation is recorded; "
@@ -96,11 +95,8 @@ def _start_worker(stack: ExitStack, services: Stack) -> WorkerProcess:
 
 def _start_listener(stack: ExitStack, settings: Settings, provider: str) -> None:
     """Completions as events, where the provider has an event stream."""
-    if not settings.event_listener or settings.key_for(provider) is None \
-            or not provider_has_events(provider):
-        return
-    listener = EventListener(settings, app, provider).start()
-    stack.callback(listener.stop)
+    for listener in start_listeners(settings, [provider]):
+        stack.callback(listener.stop)
 
 
 def _check_key(settings: Settings, provider: str) -> None:
@@ -119,7 +115,7 @@ def _watch(ctx: WorkerContext, name: str, worker: WorkerProcess | None, console:
                     break
                 progress.refresh()
                 if time.monotonic() - last_sweep > SWEEP_EVERY_S:
-                    sweep(ctx, app, name)
+                    sweep_batch(ctx, name)
                     last_sweep = time.monotonic()
                     if worker is not None and not worker.alive():
                         console.print("[yellow]the worker stopped; starting it again[/]")

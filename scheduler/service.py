@@ -6,23 +6,18 @@ from __future__ import annotations
 import logging
 
 from reelbatch.jobs.settings import Settings
-from reelbatch.scheduler.events import EventListener
-from reelbatch.scheduler.fleet import connect
+from reelbatch.scheduler.broker import connect
 from reelbatch.worker.app import app
-from reelbatch.worker.providers import PROVIDERS, provider_has_events
+from reelbatch.worker.listener import start_listeners
+from reelbatch.worker.providers import PROVIDERS
 
 log = logging.getLogger("reelbatch.scheduler")
-
-
-def listeners(settings: Settings) -> list[EventListener]:
-    return [EventListener(settings, app, name).start() for name in PROVIDERS
-            if settings.event_listener and provider_has_events(name) and settings.key_for(name)]
 
 
 def run_scheduler(settings: Settings) -> int:
     ctx = connect(settings)
     settings = ctx.settings
-    started = listeners(settings)
+    started = start_listeners(settings, PROVIDERS)
     log.info("listening to %s", ", ".join(l.provider for l in started) or "no event streams")
     schedule = settings.data_dir / "beat-schedule"
     schedule.parent.mkdir(parents=True, exist_ok=True)

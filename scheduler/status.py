@@ -18,7 +18,7 @@ from rich.table import Table
 from reelbatch.jobs.settings import Settings
 from reelbatch.jobs.state import TERMINAL, ItemState as S
 from reelbatch.jobs.store import ItemRecord, Store
-from reelbatch.scheduler.fleet import connect, connect_batch
+from reelbatch.scheduler.broker import connect, connect_batch
 
 
 def summary(store: Store, batch: str, now: float | None = None) -> dict:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
+from reelbatch.jobs.files import atomic_write
 from reelbatch.simulator.clock import Generation
 
 VERSION = 1
@@ -34,13 +34,8 @@ def save(core, path: str | os.PathLike) -> None:
         "stats": {name: getattr(core.stats, name) for name in _COUNTERS},
         "generations": [_shifted(asdict(gen), offset) for gen in clock.gens.values()],
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
-        json.dump(state, tmp, separators=(",", ":"))
-        tmp.flush()
-        os.fsync(tmp.fileno())
-    os.replace(tmp.name, path)
+    with atomic_write(Path(path), fsync=True) as fh:
+        json.dump(state, fh, separators=(",", ":"))
 
 
 def load(core, path: str | os.PathLike) -> bool:

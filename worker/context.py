@@ -4,13 +4,13 @@ provider, the limits. Built on first use, never at import time."""
 from __future__ import annotations
 
 import threading
-
-import httpx
 from functools import cached_property
 
+import httpx
+
+from reelbatch.jobs.limits import RequestRate, Slots
 from reelbatch.jobs.settings import Settings, get_settings
 from reelbatch.jobs.store import Store
-from reelbatch.worker.limits import RequestRate, Slots
 from reelbatch.worker.providers import build_provider
 from reelbatch.worker.providers.base import Provider
 from reelbatch.worker.providers.http import build_download_client
@@ -42,13 +42,13 @@ class WorkerContext:
     def slots(self, provider: str) -> Slots:
         with self._lock:
             if provider not in self._slots:
-                self._slots[provider] = Slots(self.store.r, provider)
+                self._slots[provider] = self.store.slots(provider)
             return self._slots[provider]
 
     def rate(self, provider: str) -> RequestRate:
         with self._lock:
             if provider not in self._rates:
-                self._rates[provider] = RequestRate(self.settings.broker_url, provider)
+                self._rates[provider] = self.store.request_rate(self.settings.broker_url, provider)
             return self._rates[provider]
 
     def close(self) -> None:

@@ -4,26 +4,19 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
-import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from reelbatch.jobs.files import atomic_write, write_text
+from reelbatch.jobs.names import file_stem
 from reelbatch.jobs.store import BatchMeta, ItemRecord
 
 RESULTS = "results.jsonl"
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def safe_stem(item_id: str) -> str:
-    """A file name stem that cannot leave its folder."""
-    stem = _UNSAFE.sub("_", item_id).strip("._") or "item"
-    return stem[:200]
 
 
 def file_name(rec: ItemRecord) -> str:
-    return safe_stem(rec.item_id) + ".mp4"
+    return file_stem(rec.item_id) + ".mp4"
 
 
 def _iso(ts: float | None) -> str | None:
@@ -54,25 +47,16 @@ def record(meta: BatchMeta, rec: ItemRecord | None) -> None:
     out = Path(meta.output)
     out.mkdir(parents=True, exist_ok=True)
     data = line(meta, rec)
-    _write_sidecar(out / (safe_stem(rec.item_id) + ".json"), data)
+    write_text(out / (file_stem(rec.item_id) + ".json"), json.dumps(data, indent=2))
     with open(out / RESULTS, "a", encoding="utf-8") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         fh.write(json.dumps(data) + "\n")
 
 
-def _write_sidecar(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def write_index(meta: BatchMeta, records: list[ItemRecord], path: Path | None = None) -> Path:
     """Rewrite results.jsonl atomically: exactly one line per item."""
     path = path or Path(meta.output) / RESULTS
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
+    with atomic_write(path) as fh:
         for rec in sorted(records, key=lambda r: r.item_id):
             fh.write(json.dumps(line(meta, rec)) + "\n")
-    os.replace(tmp, path)
     return path

@@ -20,9 +20,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import os
-import re
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -30,14 +28,14 @@ from typing import BinaryIO
 import httpx
 from imageio_ffmpeg import get_ffmpeg_exe
 
+from reelbatch.jobs import names
 from reelbatch.jobs.errors import ResultUrlExpired, StorageError, UnsafeResult
+from reelbatch.jobs.files import NotARegularFile, atomic_write
 from reelbatch.jobs.settings import Settings
 
 MAX_REDIRECTS = 5
 EXPIRED = frozenset({403, 404, 410})
 GENERIC_TYPES = frozenset({"", "application/octet-stream", "binary/octet-stream"})
-UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
-MAX_NAME = 200
 FFMPEG_TIMEOUT_S = 120
 
 
@@ -71,8 +69,8 @@ def check_url(url: httpx.URL, http_hosts: tuple[str, ...] = ()) -> None:
 
 def safe_name(file_name: str) -> str:
     """A plain file name: no directories, no leading dots, only [A-Za-z0-9._-]."""
-    name = UNSAFE_NAME.sub("_", Path(file_name).name).lstrip(".")[:MAX_NAME]
-    if not name.strip("_"):
+    name = names.file_name(Path(file_name).name)
+    if not name:
         raise UnsafeResult(f"unusable file name {file_name!r}")
     return name
 
@@ -164,17 +162,12 @@ def download(url: str, dest_dir: Path, file_name: str, client: httpx.Client,
     """Download ``url`` to ``dest_dir/<sanitised file_name>``, checked and atomically renamed."""
     dest_dir.mkdir(parents=True, exist_ok=True)
     target = target_path(dest_dir, file_name)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".part-", suffix=target.suffix)
     try:
-        with os.fdopen(fd, "wb") as out:
+        with atomic_write(target, binary=True, fsync=True) as out:
             sha256, size, content_type = _fetch(url, client, out, settings)
-            out.flush()
-            os.fsync(out.fileno())
-        target = target_path(dest_dir, file_name)  # re-check just before the rename
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+            target_path(dest_dir, file_name)  # re-check just before the rename
+    except NotARegularFile as exc:
+        raise UnsafeResult(f"refusing to write through the symlink {target}: {exc}") from None
     return StoredFile(path=target, sha256=sha256, bytes=size, content_type=content_type)
 
 

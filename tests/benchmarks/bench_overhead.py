@@ -102,7 +102,7 @@ def run_reelbatch(workdir: Path, redis_url: str, sim: SimProcess, n: int, round_
     from reelbatch.jobs.state import ItemState as S
     from reelbatch.scheduler.embedded import WorkerProcess
     from reelbatch.scheduler.plan import plan_batch
-    from reelbatch.scheduler.submit import enqueue, register
+    from reelbatch.worker.control import register_batch as register, start_batch
     from reelbatch.worker.app import app, use_broker
     from reelbatch.worker.context import WorkerContext
 
@@ -119,7 +119,7 @@ def run_reelbatch(workdir: Path, redis_url: str, sim: SimProcess, n: int, round_
     procs = start_workers(cmds, env, workdir, app)
     sampler = Sampler([p.pid for p in procs] + others, role_of).start()
     started = time.monotonic()
-    enqueue(ctx, app, name)
+    start_batch(ctx, name)
     wait_done(lambda: ctx.store.counts(name)[S.SUCCEEDED] + ctx.store.counts(name)[S.FAILED], n)
     elapsed = time.monotonic() - started
     fig = sampler.stop()

@@ -70,7 +70,7 @@ def main() -> None:
     from reelbatch.jobs.state import ItemState as S
     from reelbatch.scheduler.embedded import EmbeddedRedis, WorkerProcess
     from reelbatch.scheduler.plan import plan_batch
-    from reelbatch.scheduler.submit import enqueue, register
+    from reelbatch.worker.control import register_batch as register, start_batch
     from reelbatch.worker.app import app, use_broker
     from reelbatch.worker.context import WorkerContext
 
@@ -101,7 +101,7 @@ def main() -> None:
             redis_before = used_memory(client)
             started = time.monotonic()
             register(ctx.store, plan)
-            enqueue(ctx, app, "scale")
+            start_batch(ctx, "scale")
             in_flight = lambda: ctx.store.counts("scale")[S.QUEUED] + ctx.store.counts("scale")[S.RUNNING]
             while in_flight() < n and time.monotonic() - started < 1800:
                 time.sleep(1)

@@ -334,11 +334,7 @@ def test_reconcile_finds_a_lost_submit_deep_in_history(sim_factory):
 
 def test_claiming_ones_own_generation_again_is_allowed(redis_client):
     """A reconcile that claimed a generation and died before recording it adopts it next time."""
-    from types import SimpleNamespace
-
-    from reelbatch.worker.steps import _claim
-
-    ctx = SimpleNamespace(store=SimpleNamespace(r=redis_client))
-    assert _claim(ctx, "simulator", "g1", "b", "clip001")
-    assert _claim(ctx, "simulator", "g1", "b", "clip001")
-    assert not _claim(ctx, "simulator", "g1", "b", "clip002")
+    store = Store(redis_client)
+    assert store.claim_generation("simulator", "g1", "b\x1fclip001")
+    assert store.claim_generation("simulator", "g1", "b\x1fclip001")
+    assert not store.claim_generation("simulator", "g1", "b\x1fclip002")

@@ -10,7 +10,7 @@ import pytest
 from reelbatch.jobs.item import Item, Params
 from reelbatch.jobs.state import ItemState as S
 from reelbatch.jobs.store import BatchMeta, Store, TransitionRefused
-from reelbatch.worker.limits import Slots, holder
+from reelbatch.jobs.limits import Slots, holder
 
 
 def make_item(n: int) -> Item:
@@ -118,15 +118,18 @@ def test_waiting_line_is_fifo_and_has_no_duplicates(redis_client):
     assert slots.wait(["a"]) == 1  # gone from the line, so it may wait again
 
 
-def test_generation_times_are_learned_per_model_and_duration(redis_client):
-    from reelbatch.worker import timing
+def test_generation_times_are_learned_per_model_and_duration(store):
+    from reelbatch.worker.engine import timing
 
-    five, ten = make_item(1), make_item(2).model_copy(update={"params": Params(prompt="x", duration=10)})
-    assert timing.quantiles(redis_client, five) is None   # nothing learned yet
+    five = make_item(1)
+    ten = make_item(2).model_copy(update={"params": Params(prompt="x", duration=10), "video_seconds": 10})
+    unset = make_item(3).model_copy(update={"params": Params(prompt="y")})   # the model's default: 5 s
+    assert timing.quantiles(store, five) is None   # nothing learned yet
     for seconds in range(100, 200, 10):
-        timing.record(redis_client, five, seconds)
-    assert timing.quantiles(redis_client, five) == (110.0, 150.0)
-    assert timing.quantiles(redis_client, ten) is None     # another duration learns on its own
+        timing.record(store, five, seconds)
+    assert timing.quantiles(store, five) == (110.0, 150.0)
+    assert timing.quantiles(store, unset) == (110.0, 150.0)   # one length, one bucket
+    assert timing.quantiles(store, ten) is None     # another duration learns on its own
 
 
 def test_a_resaved_batch_with_a_start_time_starts_again(store):

@@ -10,7 +10,7 @@ import pytest
 from reelbatch.jobs.errors import UnsafeResult
 from reelbatch.jobs.settings import Settings
 from reelbatch.worker.providers.http import build_download_client
-from reelbatch.worker.results import safe_stem
+from reelbatch.jobs.names import file_stem as safe_stem
 from reelbatch.worker.storage import download, target_path
 
 SETTINGS = Settings()

@@ -2,23 +2,31 @@ import random
 
 import pytest
 
-from reelbatch.jobs.policy import PollPolicy, RetryPolicy
+from reelbatch.jobs.policy import RETRIES, PollPolicy, Retry
 from reelbatch.jobs.state import TERMINAL, TRANSITIONS, ItemState, can_transition
 
 
 @pytest.mark.parametrize("retries", range(10))
 def test_backoff_grows_with_jitter_and_is_capped(retries):
-    policy = RetryPolicy(base_s=1, factor=2, max_s=30)
-    delays = [policy.backoff(retries, rng=random.Random(seed)) for seed in range(50)]
+    policy = Retry(base_s=1, max_s=30)
+    delays = [policy.delay(retries, rng=random.Random(seed)) for seed in range(50)]
     ceiling = min(30, 2 ** retries)
     assert all(ceiling / 2 <= d <= ceiling for d in delays)
     assert len(set(delays)) > 1  # jitter
 
 
 def test_retry_after_wins_over_backoff():
-    policy = RetryPolicy(max_s=60)
-    assert 7 <= policy.backoff(0, retry_after=7) <= 7.25
-    assert policy.backoff(3, retry_after=500) <= 60.25
+    policy = Retry(max_s=60)
+    assert 7 <= policy.delay(0, retry_after=7) <= 7.25
+    assert policy.delay(3, retry_after=500) <= 60.25
+
+
+def test_every_step_has_a_bounded_retry_within_the_countdown_cap():
+    from reelbatch.jobs.state import Step
+
+    assert set(RETRIES) == set(Step)
+    assert all(r.max_attempts > 0 and r.max_s <= 300 for r in RETRIES.values())
+    assert Retry(3).exhausted(4) and not Retry(3).exhausted(3) and not Retry(0).exhausted(10**6)
 
 
 def test_first_poll_lands_early_then_polls_tighten():

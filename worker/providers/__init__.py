@@ -29,8 +29,3 @@ def build_provider(name: str, settings: Settings,
     if name == "aimlapi":
         return AimlapiProvider(http)
     return OxenProvider(http, name=name)
-
-
-def provider_has_events(name: str) -> bool:
-    """Whether the provider pushes completions (Oxen's /api/events, which the simulator speaks)."""
-    return name in ("oxen", "simulator")

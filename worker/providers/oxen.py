@@ -17,7 +17,7 @@ from httpx_sse import EventSource, ServerSentEvent
 
 from reelbatch.jobs.errors import PermanentProviderError, SubmitOutcomeUnknown, TransientProviderError
 from reelbatch.jobs.item import ProviderRequest
-from reelbatch.worker.providers.backoff import compute_backoff
+from reelbatch.jobs.policy import RECONNECT
 from reelbatch.worker.providers.base import Generation, RemoteStatus
 from reelbatch.worker.providers.http import HttpSeam
 
@@ -113,7 +113,7 @@ class OxenProvider:
     has_events = True
 
     def __init__(self, http: HttpSeam, name: str = "oxen",
-                 backoff: Callable[[int], float] = compute_backoff):
+                 backoff: Callable[[int], float] = RECONNECT.delay):
         self.name, self._http, self._backoff = name, http, backoff
         self._closed = threading.Event()
         self.stream_open = False

@@ -14,7 +14,7 @@ from importlib import resources
 import click
 
 from reelbatch.jobs.settings import Settings
-from reelbatch.scheduler.fleet import broker
+from reelbatch.scheduler.broker import broker
 
 AUTH_ENV = "FLOWER_BASIC_AUTH"
 LOOPBACK = "127.0.0.1"

@@ -15,6 +15,8 @@ from limits import RateLimitItemPerMinute
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
+from reelbatch.jobs import keys
+
 LEASE_S = 900.0
 
 _ACQUIRE = """
@@ -64,9 +66,8 @@ class Slots:
 
     def __init__(self, client: redis.Redis, provider: str, lease_s: float = LEASE_S):
         self.r, self.provider, self.lease_s = client, provider, lease_s
-        self.key = f"rb:slots:{provider}"
-        self.limit_key = f"rb:slots:{provider}:limit"
-        self.wait_key = f"rb:wait:{provider}"
+        self.key, self.limit_key = keys.slots(provider), keys.slots_limit(provider)
+        self.wait_key, self.wait_set_key = keys.waiting(provider), keys.waiting_set(provider)
         self._acquire = client.register_script(_ACQUIRE)
         self._wait = client.register_script(_WAIT)
         self._pop = client.register_script(_POP)
@@ -98,12 +99,12 @@ class Slots:
         added = 0
         for start in range(0, len(whos), 1000):
             chunk = whos[start:start + 1000]
-            added += self._wait(keys=[self.wait_key, self.wait_key + ":set"],
+            added += self._wait(keys=[self.wait_key, self.wait_set_key],
                                 args=["front" if front else "back", *chunk])
         return added
 
     def next_waiting(self) -> str | None:
-        return self._pop(keys=[self.wait_key, self.wait_key + ":set"])
+        return self._pop(keys=[self.wait_key, self.wait_set_key])
 
     def waiting(self) -> int:
         return self.r.llen(self.wait_key)

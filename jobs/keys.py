@@ -1,0 +1,87 @@
+"""Every Redis key reelbatch writes, in one place (the store and the limits use nothing else).
+
+``{b}`` is a Redis hash tag, so one batch's keys sit together on a cluster slot.
+
+    rb:batches                        set of batch names
+    rb:{b}:meta                       hash: the batch's settings and running totals
+    rb:{b}:i:<item_id>                hash: one item (its spec as JSON, state, generation id, result...)
+    rb:{b}:s:<state>                  set of item ids in that state (their sizes are the counts)
+    rb:{b}:keys                       hash: content key -> item id (resume)
+    rb:{b}:due                        zset: item id -> when its next task is due (the sweeper)
+    rb:{b}:a:<item_id>                list: one JSON line per failed attempt
+    rb:gens:<provider>                hash: generation id -> "<batch>\\x1f<item id>" (who owns it)
+    rb:slots:<provider>               zset: holders of the provider's concurrency slots -> lease end
+    rb:slots:<provider>:limit         the provider's concurrency limit
+    rb:wait:<provider>                list (+ :set): items waiting for a slot, in arrival order
+    rb:times:<provider>:<model>:<s>   list: learned generation times of a model and duration
+    rb:deliv:<task id>                how often a task message was delivered (our redelivery cap)
+    rb:events:<provider>:healthy      set while the provider's event stream is open (with a TTL)
+    rb:sweep:lock                     one sweep at a time across the fleet (redis-py Lock)
+    LIMITS:...                        the request-rate windows, named by the `limits` library
+"""
+
+from __future__ import annotations
+
+BATCHES = "rb:batches"
+SWEEP_LOCK = "rb:sweep:lock"
+
+
+def _b(batch: str, suffix: str) -> str:
+    return f"rb:{{{batch}}}:{suffix}"
+
+
+def meta(batch: str) -> str:
+    return _b(batch, "meta")
+
+
+def item(batch: str, item_id: str) -> str:
+    return _b(batch, f"i:{item_id}")
+
+
+def state_prefix(batch: str) -> str:
+    """The per-state sets are this prefix plus the state's value."""
+    return _b(batch, "s:")
+
+
+def content_keys(batch: str) -> str:
+    return _b(batch, "keys")
+
+
+def due(batch: str) -> str:
+    return _b(batch, "due")
+
+
+def attempts(batch: str, item_id: str) -> str:
+    return _b(batch, f"a:{item_id}")
+
+
+def generations(provider: str) -> str:
+    return f"rb:gens:{provider}"
+
+
+def slots(provider: str) -> str:
+    return f"rb:slots:{provider}"
+
+
+def slots_limit(provider: str) -> str:
+    return f"rb:slots:{provider}:limit"
+
+
+def waiting(provider: str) -> str:
+    return f"rb:wait:{provider}"
+
+
+def waiting_set(provider: str) -> str:
+    return f"rb:wait:{provider}:set"
+
+
+def times(provider: str, model: str, seconds: int) -> str:
+    return f"rb:times:{provider}:{model}:{seconds}"
+
+
+def delivery(task_id: str) -> str:
+    return f"rb:deliv:{task_id}"
+
+
+def events_healthy(provider: str) -> str:
+    return f"rb:events:{provider}:healthy"

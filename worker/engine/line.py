@@ -1,0 +1,38 @@
+"""The waiting line for a provider's concurrency slots: an item holds a slot from the moment it is
+handed a submit task until its remote generation ends."""
+
+from __future__ import annotations
+
+from reelbatch.jobs.limits import holder, split_holder
+from reelbatch.jobs.state import Step
+from reelbatch.worker.context import WorkerContext
+from reelbatch.worker.engine.next import Next
+
+
+def feed(ctx: WorkerContext, provider: str, default_limit: int = 5) -> list[Next]:
+    """Hand free slots to the items waiting longest. Each gets a submit task holding its slot."""
+    slots, ready = ctx.slots(provider), []
+    while (who := slots.next_waiting()) is not None:
+        if not slots.acquire(who, default_limit):
+            slots.wait([who], front=True)
+            break
+        batch, item_id = split_holder(who)
+        ready.append(Next(Step.SUBMIT, batch, item_id))
+    return ready
+
+
+def release(ctx: WorkerContext, provider: str, batch: str, item_id: str) -> list[Next]:
+    """Give the item's slot back and hand it to the next waiting item."""
+    ctx.slots(provider).release(holder(batch, item_id))
+    return feed(ctx, provider)
+
+
+def requeue(ctx: WorkerContext, provider: str, batch: str, item_id: str) -> list[Next]:
+    """Put a pending item back in line (after a remote failure or a refused submit)."""
+    ctx.slots(provider).wait([holder(batch, item_id)])
+    return release(ctx, provider, batch, item_id)
+
+
+def wait_in_line(ctx: WorkerContext, provider: str, batch: str, item_ids: list[str],
+                 front: bool = False) -> None:
+    ctx.slots(provider).wait([holder(batch, i) for i in item_ids], front=front)

@@ -1,0 +1,128 @@
+"""Polling: ask the provider how a generation is doing, and act on what it says (a poll's answer
+or a pushed event go through the same ``observe``)."""
+
+from __future__ import annotations
+
+import time
+
+from reelbatch.jobs import errors
+from reelbatch.jobs.catalog import catalog
+from reelbatch.jobs.limits import holder
+from reelbatch.jobs.policy import PollPolicy
+from reelbatch.jobs.state import ItemState as S, Step
+from reelbatch.jobs.store import BatchMeta, ItemRecord, TransitionRefused
+from reelbatch.worker.context import WorkerContext
+from reelbatch.worker.engine import budget, timing
+from reelbatch.worker.engine.cancel import cancel_remote
+from reelbatch.worker.engine.line import release, requeue
+from reelbatch.worker.engine.next import Next
+from reelbatch.worker.engine.outcome import fail, retry_or_fail
+from reelbatch.worker.providers.base import Generation, RemoteStatus
+from reelbatch.worker.providers.http import permanent_reason
+
+IN_PROGRESS = (S.QUEUED, S.RUNNING)
+EVENT_BACKSTOP_FACTOR = 3.0
+POLL_QUANTILES = (0.2, 0.5, 0.9)   # early, expected, late: the first poll, the bulk polls cross
+
+
+def poll(ctx: WorkerContext, batch: str, item_id: str) -> list[Next]:
+    store = ctx.store
+    meta, rec = store.batch(batch), store.item(batch, item_id)
+    if meta is None or rec is None or rec.state not in IN_PROGRESS:
+        return []
+    ctx.slots(meta.provider).renew(holder(batch, item_id))
+    if meta.cancelled and not rec.cancel_requested:
+        return cancel_remote(ctx, meta, rec)
+    try:
+        generation = ctx.provider(meta.provider).get(rec.generation_id)
+    except errors.TransientProviderError as exc:
+        return retry_or_fail(ctx, meta, item_id, Step.POLL, exc, IN_PROGRESS)
+    except errors.PermanentProviderError as exc:
+        return fail(ctx, meta, item_id, exc, IN_PROGRESS)
+    return observe(ctx, meta, rec, generation, polled=True)
+
+
+def observe(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord, g: Generation,
+            polled: bool = False) -> list[Next]:
+    """Act on what the provider says about a generation (from a poll or from an event)."""
+    batch, item_id = meta.name, rec.item_id
+    if g.status is RemoteStatus.SUCCEEDED:
+        return _finished(ctx, meta, rec, g, polled)
+    if g.status is RemoteStatus.FAILED:
+        return _remote_failed(ctx, meta, rec, g)
+    if g.status is RemoteStatus.CANCELLED:
+        ctx.store.transition(batch, item_id, S.CANCELLED, IN_PROGRESS,
+                             error="cancelled at the provider")
+        return release(ctx, meta.provider, batch, item_id)
+    if g.status is RemoteStatus.RUNNING and rec.state is S.QUEUED:
+        ctx.store.transition(batch, item_id, S.RUNNING, [S.QUEUED],
+                             remote_started_at=g.started_at or time.time())
+    now = time.time()
+    if polled:  # a good answer: earlier transient errors no longer count against the item
+        ctx.store.update(batch, item_id, polled_at=now, transient_retries=0)
+    elapsed = now - (rec.submitted_at or now)
+    return [Next(Step.POLL, batch, item_id, poll_policy(ctx, meta, rec).next_delay(elapsed))]
+
+
+def _finished(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord, g: Generation,
+              polled: bool) -> list[Next]:
+    try:
+        ctx.store.transition(meta.name, rec.item_id, S.DOWNLOADING, IN_PROGRESS,
+                             video_url=g.video_url, detected_at=time.time(),
+                             cost_usd=g.cost_usd if g.cost_usd is not None else rec.item.estimated_cost_usd,
+                             cost_source="provider" if g.cost_usd is not None else "estimate",
+                             remote_started_at=g.started_at, remote_completed_at=g.completed_at,
+                             transient_retries=0)
+    except TransitionRefused:
+        return []  # another poll or the event stream got there first
+    if rec.submitted_at:
+        timing.record(ctx.store, rec.item, _finished_at(rec, g, polled) - rec.submitted_at)
+    return [Next(Step.DOWNLOAD, meta.name, rec.item_id)] + release(ctx, meta.provider, meta.name,
+                                                                    rec.item_id)
+
+
+def _finished_at(rec: ItemRecord, g: Generation, polled: bool) -> float:
+    """When the generation finished, for learning: now when an event said so at once; from a poll,
+    the middle of the window it finished in, after the last poll that saw it unfinished, narrowed
+    by the provider's whole-second completed_at. (Learning the time it was seen done instead
+    piles every generation that finished before the first poll onto the first poll's time, so the
+    first poll never moves earlier.)"""
+    now = time.time()
+    if not polled:
+        return now
+    low, high = max(rec.polled_at or 0.0, rec.submitted_at or 0.0), now
+    if g.completed_at is not None and max(low, g.completed_at) < min(high, g.completed_at + 1):
+        low, high = max(low, g.completed_at), min(high, g.completed_at + 1)
+    return (low + high) / 2
+
+
+def _remote_failed(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord, g: Generation) -> list[Next]:
+    exc = errors.GenerationFailed(meta.provider, None, None, g.error or "generation failed")
+    ctx.store.record_attempt(meta.name, rec.item_id, exc.kind, str(exc))
+    if rec.attempts >= meta.max_attempts or permanent_reason(g.error):
+        return fail(ctx, meta, rec.item_id, exc, IN_PROGRESS)
+    try:
+        ctx.store.transition(meta.name, rec.item_id, S.PENDING, IN_PROGRESS,
+                             error_kind=exc.kind, error=str(exc), generation_id=None)
+    except TransitionRefused:
+        return []
+    budget.unreserve(ctx, meta, rec)
+    return requeue(ctx, meta.provider, meta.name, rec.item_id)
+
+
+def poll_policy(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord) -> PollPolicy:
+    """First poll near the early part of the generation times learned for this model and length
+    (before anything is learned: the manifest's first_after_s, else the catalogue's typical time),
+    tightening after; while the provider's event stream is healthy, polls relax to a backstop."""
+    learned = timing.quantiles(ctx.store, rec.item, POLL_QUANTILES)
+    if learned:
+        early, expected, late = learned
+    else:
+        expected = meta.first_after_s or catalog().model_for(meta.provider, meta.model).expected_seconds
+        early = meta.first_after_s if meta.first_after_s is not None else 0.8 * expected
+        late = None
+    policy = PollPolicy(expected_s=expected, early_s=early, late_s=late,
+                        min_interval_s=meta.min_interval_s, max_interval_s=meta.max_interval_s)
+    if ctx.store.events_healthy(meta.provider):
+        return policy.relaxed(EVENT_BACKSTOP_FACTOR)
+    return policy

@@ -1,0 +1,136 @@
+"""Submitting: the budget, the request rate, the POST, and reconciling a submit whose answer was
+lost. A submit POST is never retried blindly: only a refusal (nothing was created) is sent again."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from reelbatch.jobs import errors
+from reelbatch.jobs.catalog import provider_request
+from reelbatch.jobs.inputs import is_url, to_data_uri
+from reelbatch.jobs.limits import holder
+from reelbatch.jobs.state import ItemState as S, Step
+from reelbatch.jobs.store import BatchMeta, ItemRecord, TransitionRefused
+from reelbatch.worker.context import WorkerContext
+from reelbatch.worker.engine import budget
+from reelbatch.worker.engine.line import release
+from reelbatch.worker.engine.next import Next
+from reelbatch.worker.engine.outcome import fail, retry_or_fail
+from reelbatch.worker.engine.poll import poll_policy
+
+RECONCILE_AFTER_S = 3.0
+
+
+def submit(ctx: WorkerContext, batch: str, item_id: str) -> list[Next]:
+    store = ctx.store
+    meta, rec = store.batch(batch), store.item(batch, item_id)
+    if rec is None or meta is None or rec.state is not S.PENDING:
+        return _release_if_idle(ctx, meta, rec, batch, item_id)
+    if meta.cancelled:
+        store.transition(batch, item_id, S.CANCELLED, [S.PENDING], error="batch cancelled")
+        return release(ctx, meta.provider, batch, item_id)
+    if not budget.reserve(ctx, meta, rec):
+        return release(ctx, meta.provider, batch, item_id)
+    wait = ctx.rate(meta.provider).take(meta.requests_per_minute)
+    if wait:
+        budget.unreserve(ctx, meta, rec)
+        return [Next(Step.SUBMIT, batch, item_id, wait)]
+    return _send(ctx, meta, rec)
+
+
+def _release_if_idle(ctx: WorkerContext, meta: BatchMeta | None, rec: ItemRecord | None,
+                     batch: str, item_id: str) -> list[Next]:
+    """A duplicate or stale submit: free the slot it was handed unless the item is in flight."""
+    if meta and (rec is None or rec.state not in (S.SUBMITTING, S.QUEUED, S.RUNNING)):
+        return release(ctx, meta.provider, batch, item_id)
+    return []
+
+
+def _send(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord) -> list[Next]:
+    store, batch, item_id = ctx.store, meta.name, rec.item_id
+    try:
+        store.transition(batch, item_id, S.SUBMITTING, [S.PENDING], incr={"attempts": 1},
+                         submitted_at=time.time(), error_kind=None, error=None)
+    except TransitionRefused:
+        budget.unreserve(ctx, meta, rec)
+        return []  # a duplicate submit task: the other one is sending it
+    try:
+        generation_id = ctx.provider(meta.provider).submit(provider_request(rec.item, resolver(ctx)))
+    except errors.SubmitOutcomeUnknown as exc:
+        store.record_attempt(batch, item_id, exc.kind, str(exc))
+        return [Next(Step.RECONCILE, batch, item_id, RECONCILE_AFTER_S)]
+    except errors.TransientProviderError as exc:
+        return _submit_refused(ctx, meta, rec, exc)
+    except (errors.PermanentProviderError, errors.ManifestError) as exc:
+        budget.unreserve(ctx, meta, rec)
+        return fail(ctx, meta, item_id, exc, [S.SUBMITTING])
+    store.transition(batch, item_id, S.QUEUED, [S.SUBMITTING], generation_id=generation_id,
+                     transient_retries=0)
+    claim(ctx, meta.provider, generation_id, batch, item_id)
+    return [Next(Step.POLL, batch, item_id, poll_policy(ctx, meta, rec).first_delay())]
+
+
+def resolver(ctx: WorkerContext):
+    """Media references as the provider takes them: URLs as they are, local files inlined."""
+    limit = ctx.settings.max_data_uri_bytes
+    return lambda ref: ref if is_url(ref) else to_data_uri(Path(ref), limit)
+
+
+def _submit_refused(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord,
+                    exc: errors.TransientProviderError) -> list[Next]:
+    """Nothing was created (429, 503, no connection): back to pending, try again after a backoff."""
+    budget.unreserve(ctx, meta, rec)
+    ctx.store.transition(meta.name, rec.item_id, S.PENDING, [S.SUBMITTING],
+                         incr={"attempts": -1}, error_kind=exc.kind, error=str(exc))
+    return retry_or_fail(ctx, meta, rec.item_id, Step.SUBMIT, exc, [S.PENDING])
+
+
+# --- reconcile: a submit whose answer was lost ----------------------------------------------
+
+def reconcile(ctx: WorkerContext, batch: str, item_id: str) -> list[Next]:
+    """Find the generation a lost submit may have created; resubmit only when there is none.
+
+    Providers that can list recent generations (Oxen, the simulator) are asked for one whose echoed
+    model and prompt match, created after the submit started. Where no such list exists (the AI/ML
+    API) the item fails with kind ``submit_unknown``: `reelbatch retry --kind submit_unknown`
+    resubmits it, a decision left to the person paying for it."""
+    store = ctx.store
+    meta, rec = store.batch(batch), store.item(batch, item_id)
+    if meta is None or rec is None or rec.state is not S.SUBMITTING:
+        return []
+    client = ctx.provider(meta.provider)
+    if not hasattr(client, "find"):
+        return fail(ctx, meta, item_id, _unknown(meta, "the provider cannot be asked"), [S.SUBMITTING])
+    try:
+        found = client.find(provider_request(rec.item, resolver(ctx)),
+                            since=(rec.submitted_at or 0) - 5)
+    except errors.TransientProviderError as exc:
+        return retry_or_fail(ctx, meta, item_id, Step.RECONCILE, exc, [S.SUBMITTING],
+                             give_up=_unknown(meta, f"the provider could not be asked ({exc})"))
+    generation_id = _claim_first(ctx, meta.provider, [g.generation_id for g in found], batch, item_id)
+    if generation_id:
+        store.transition(batch, item_id, S.QUEUED, [S.SUBMITTING], generation_id=generation_id,
+                         transient_retries=0)
+        return [Next(Step.POLL, batch, item_id, 0)]
+    store.transition(batch, item_id, S.PENDING, [S.SUBMITTING], incr={"attempts": -1},
+                     transient_retries=0)
+    budget.unreserve(ctx, meta, rec)
+    return [Next(Step.SUBMIT, batch, item_id, 0)]
+
+
+def _unknown(meta: BatchMeta, why: str) -> errors.SubmitOutcomeUnknown:
+    return errors.SubmitOutcomeUnknown(meta.provider, None, None, f"submit sent but unanswered; {why}")
+
+
+def claim(ctx: WorkerContext, provider: str, generation_id: str, batch: str, item_id: str) -> bool:
+    """Record whose generation this is (the event listener looks it up); False when another
+    item has it already."""
+    return ctx.store.claim_generation(provider, generation_id, holder(batch, item_id))
+
+
+def _claim_first(ctx: WorkerContext, provider: str, candidates: list[str], batch: str,
+                 item_id: str) -> str | None:
+    """The newest matching generation no other item has: identical requests (repeat samples)
+    each adopt their own."""
+    return next((g for g in candidates if claim(ctx, provider, g, batch, item_id)), None)
