@@ -21,9 +21,16 @@ from reelbatch.jobs import inputs
 from reelbatch.jobs.catalog import ModelSpec, catalog, check_params, price_per_second
 from reelbatch.jobs.errors import ManifestError
 from reelbatch.jobs.item import Element, Item, Params
+from reelbatch.jobs.manifest import (
+    Manifest,
+    ParamSpec,
+    YamlPath,
+    dotted,
+    read_text,
+    safe_id,
+    validation_error,
+)
 from reelbatch.jobs.names import id_part
-from reelbatch.jobs.manifest import (Manifest, ParamSpec, YamlPath, safe_id, dotted, read_text,
-                           validation_error)
 from reelbatch.jobs.settings import Settings
 
 Where = tuple[str, int | None, str]  # file, line, field
@@ -215,9 +222,9 @@ def variants(manifest: Manifest) -> list[Variant]:
 def _var_combos(source: Source) -> Iterator[tuple[tuple[str, ...], dict[str, Any]]]:
     names = list(source.vars)
     for combo in itertools.product(*(enumerate(source.vars[n]) for n in names)):
-        label = tuple(_var_label(n, v, i) for n, (i, v) in zip(names, combo)
+        label = tuple(_var_label(n, v, i) for n, (i, v) in zip(names, combo, strict=True)
                       if len(source.vars[n]) > 1)
-        yield label, {n: v for n, (_, v) in zip(names, combo)}
+        yield label, {n: v for n, (_, v) in zip(names, combo, strict=True)}
 
 
 def _var_label(name: str, value: Any, index: int) -> str:

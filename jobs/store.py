@@ -222,7 +222,7 @@ class Store:
         pipe = self.r.pipeline(transaction=False)
         for state in ItemState:
             pipe.scard(_state_set(batch, state))
-        return dict(zip(ItemState, pipe.execute()))
+        return dict(zip(ItemState, pipe.execute(), strict=True))
 
     def transition(self, batch: str, item_id: str, target: ItemState,
                    expected: Iterable[ItemState] | None = None,

@@ -45,7 +45,7 @@ def dataset_rows(records: Iterable[ItemRecord]) -> list[Row]:
     params = [rec.item.params.model_dump(mode="json", exclude_defaults=True) for rec in done]
     columns = sorted({key for p in params for key in p} - {"prompt"})
     return [{"file_name": rec.file, "prompt": rec.item.params.prompt, "item_id": rec.item_id,
-             **{key: p.get(key) for key in columns}} for rec, p in zip(done, params)]
+             **{key: p.get(key) for key in columns}} for rec, p in zip(done, params, strict=True)]
 
 
 def _cell(value: Any) -> Any:

@@ -25,8 +25,8 @@ from reelbatch.jobs.files import write_text
 from reelbatch.jobs.settings import Settings
 from reelbatch.jobs.state import ItemState as S
 from reelbatch.jobs.store import BatchMeta, ItemRecord
-from reelbatch.scheduler.export import load_batch
 from reelbatch.scheduler.broker import connect_batch
+from reelbatch.scheduler.export import load_batch
 from reelbatch.worker.storage import poster_frame
 
 REPORT = "report.html"
@@ -74,7 +74,7 @@ def make_posters(videos: dict[str, Path], posters: Path) -> dict[str, Path | Non
     posters.mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(POSTER_WORKERS) as pool:
         frames = pool.map(lambda video: poster_for(video, posters), videos.values())
-        return dict(zip(videos, frames))
+        return dict(zip(videos, frames, strict=True))
 
 
 def relative_url(path: Path | None, page_dir: Path) -> str | None:

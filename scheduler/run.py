@@ -15,9 +15,10 @@ from kombu.exceptions import OperationalError
 from pydantic import SecretStr
 from rich.console import Console
 
-from reelbatch.jobs.settings import Settings
-from reelbatch.jobs.state import TERMINAL, ItemState as S
 from reelbatch.jobs.errors import ManifestError
+from reelbatch.jobs.settings import Settings
+from reelbatch.jobs.state import TERMINAL
+from reelbatch.jobs.state import ItemState as S
 from reelbatch.scheduler.embedded import EmbeddedRedis, WorkerProcess
 from reelbatch.scheduler.plan import plan_batch
 from reelbatch.scheduler.progress import BatchProgress

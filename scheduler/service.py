@@ -18,7 +18,7 @@ def run_scheduler(settings: Settings) -> int:
     ctx = connect(settings)
     settings = ctx.settings
     started = start_listeners(settings, PROVIDERS)
-    log.info("listening to %s", ", ".join(l.provider for l in started) or "no event streams")
+    log.info("listening to %s", ", ".join(one.provider for one in started) or "no event streams")
     schedule = settings.data_dir / "beat-schedule"
     schedule.parent.mkdir(parents=True, exist_ok=True)
     try:

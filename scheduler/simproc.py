@@ -7,9 +7,9 @@ import secrets
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
-from pathlib import Path
 
 from reelbatch.jobs.settings import Settings
 from reelbatch.scheduler.embedded import free_port, wait_until

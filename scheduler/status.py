@@ -16,7 +16,8 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 
 from reelbatch.jobs.settings import Settings
-from reelbatch.jobs.state import TERMINAL, ItemState as S
+from reelbatch.jobs.state import TERMINAL
+from reelbatch.jobs.state import ItemState as S
 from reelbatch.jobs.store import ItemRecord, Store
 from reelbatch.scheduler.broker import connect, connect_batch
 

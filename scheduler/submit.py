@@ -35,6 +35,8 @@ def submit_batch(manifest: Path, settings: Settings, at: str | None) -> int:
     ctx = connect(settings)
     reg = register_batch(ctx.store, plan, start_at)
     sent = start_batch(ctx, plan.manifest.name)
-    when = f", starting at {datetime.fromtimestamp(start_at).isoformat(timespec='minutes')}" if start_at else ""
+    when = ""
+    if start_at:
+        when = f", starting at {datetime.fromtimestamp(start_at).isoformat(timespec='minutes')}"
     click.echo(f"{plan.manifest.name}: {reg.new} new items, {reg.kept} known, {sent} tasks sent{when}")
     return 0

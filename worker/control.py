@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from reelbatch.jobs.store import Store
 from reelbatch.worker.context import WorkerContext
-from reelbatch.worker.engine import batch as batches, sweeper
+from reelbatch.worker.engine import batch as batches
+from reelbatch.worker.engine import sweeper
 from reelbatch.worker.engine.batch import Registration
 from reelbatch.worker.tasks import send
 

@@ -41,9 +41,22 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.benchmarks._common import (REPO, SIM_KEY, Sampler, SimProcess, detection_delays,  # noqa: E402
-                                      lower_bound, makespan, mb, median, role_of, sim_env,
-                                      status_requests, table, write_manifest)
+from tests.benchmarks._common import (  # noqa: E402
+    REPO,
+    SIM_KEY,
+    Sampler,
+    SimProcess,
+    detection_delays,
+    lower_bound,
+    makespan,
+    mb,
+    median,
+    role_of,
+    sim_env,
+    status_requests,
+    table,
+    write_manifest,
+)
 
 SCALE = 1 / 300
 CONCURRENCY = 20

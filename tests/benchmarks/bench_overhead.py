@@ -25,8 +25,15 @@ from celery import Celery, chain
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.benchmarks._common import (Sampler, SimProcess, pythonpath_env, role_of,  # noqa: E402
-                                      sim_env, table, write_manifest)
+from tests.benchmarks._common import (  # noqa: E402
+    Sampler,
+    SimProcess,
+    pythonpath_env,
+    role_of,
+    sim_env,
+    table,
+    write_manifest,
+)
 
 WORKERS, THREADS = 2, 8
 
@@ -102,9 +109,10 @@ def run_reelbatch(workdir: Path, redis_url: str, sim: SimProcess, n: int, round_
     from reelbatch.jobs.state import ItemState as S
     from reelbatch.scheduler.embedded import WorkerProcess
     from reelbatch.scheduler.plan import plan_batch
-    from reelbatch.worker.control import register_batch as register, start_batch
     from reelbatch.worker.app import app, use_broker
     from reelbatch.worker.context import WorkerContext
+    from reelbatch.worker.control import register_batch as register
+    from reelbatch.worker.control import start_batch
 
     env = sim_env(sim, workdir / "data", REELBATCH_BROKER_URL=redis_url)
     name = f"overhead{round_no}"

@@ -13,7 +13,7 @@ from pathlib import Path
 from rich.console import Console
 
 from reelbatch.jobs.settings import Settings
-from reelbatch.scheduler.plan import plan_summary, plan_table, plan_batch
+from reelbatch.scheduler.plan import plan_batch, plan_summary, plan_table
 
 MANIFEST = """\
 version: 1

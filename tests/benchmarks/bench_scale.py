@@ -26,8 +26,16 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.benchmarks._common import (Sampler, SimProcess, mb, role_of, sim_env,  # noqa: E402
-                                      status_requests, table, write_manifest)
+from tests.benchmarks._common import (  # noqa: E402
+    Sampler,
+    SimProcess,
+    mb,
+    role_of,
+    sim_env,
+    status_requests,
+    table,
+    write_manifest,
+)
 from tests.benchmarks.bench_overhead import start_workers, stop_workers  # noqa: E402
 
 WORKERS, THREADS = 2, 8
@@ -70,9 +78,10 @@ def main() -> None:
     from reelbatch.jobs.state import ItemState as S
     from reelbatch.scheduler.embedded import EmbeddedRedis, WorkerProcess
     from reelbatch.scheduler.plan import plan_batch
-    from reelbatch.worker.control import register_batch as register, start_batch
     from reelbatch.worker.app import app, use_broker
     from reelbatch.worker.context import WorkerContext
+    from reelbatch.worker.control import register_batch as register
+    from reelbatch.worker.control import start_batch
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--items", type=int, default=10_000)

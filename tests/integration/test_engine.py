@@ -12,9 +12,18 @@ import redis
 
 from reelbatch.jobs.state import ItemState as S
 from reelbatch.jobs.store import Store
-from tests.integration.helpers import (assert_files_match_simulator, assert_no_duplicate_generation,
-                                       cli_env, reap, reelbatch, results, spawn, status_counts,
-                                       wait_for, write_manifest)
+from tests.integration.helpers import (
+    assert_files_match_simulator,
+    assert_no_duplicate_generation,
+    cli_env,
+    reap,
+    reelbatch,
+    results,
+    spawn,
+    status_counts,
+    wait_for,
+    write_manifest,
+)
 
 pytestmark = pytest.mark.integration
 FAST = dict(time_scale=1 / 600, queue_delay=0.0, seed=7)

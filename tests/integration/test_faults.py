@@ -19,12 +19,22 @@ from pathlib import Path
 import pytest
 import redis
 
-from reelbatch.jobs.state import TERMINAL, ItemState as S
+from reelbatch.jobs.state import TERMINAL
+from reelbatch.jobs.state import ItemState as S
 from reelbatch.jobs.store import Store
 from reelbatch.scheduler.embedded import EmbeddedRedis, WorkerProcess, free_port
 from tests.conftest import REPO
-from tests.integration.helpers import (IMAGE, assert_batch_whole, batch_figures, cli_env, reap,
-                                       reelbatch, summary_line, wait_for, write_manifest)
+from tests.integration.helpers import (
+    IMAGE,
+    assert_batch_whole,
+    batch_figures,
+    cli_env,
+    reap,
+    reelbatch,
+    summary_line,
+    wait_for,
+    write_manifest,
+)
 
 pytestmark = pytest.mark.integration
 N = 200
@@ -311,9 +321,9 @@ def test_reconcile_finds_a_lost_submit_deep_in_history(sim_factory):
     page of newer generations may have finished by then. The lost one must still be found."""
     from reelbatch.jobs.item import ProviderRequest
     from reelbatch.jobs.settings import Settings
-    from tests.conftest import SIM_KEY
     from reelbatch.worker.providers import build_provider
     from reelbatch.worker.providers.oxen import HISTORY_PAGE_SIZE
+    from tests.conftest import SIM_KEY
 
     sim = sim_factory(time_scale=1 / 6000, queue_delay=0.0, concurrency=500, seed=26)
     client = build_provider("simulator", Settings(simulator_url=sim.base_url, simulator_key=SIM_KEY))

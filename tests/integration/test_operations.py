@@ -9,8 +9,15 @@ import pytest
 
 from reelbatch.jobs.state import ItemState as S
 from reelbatch.jobs.store import Store
-from tests.integration.helpers import (cli_env, reelbatch, results, spawn, status_counts,
-                                       wait_for, write_manifest)
+from tests.integration.helpers import (
+    cli_env,
+    reelbatch,
+    results,
+    spawn,
+    status_counts,
+    wait_for,
+    write_manifest,
+)
 
 pytestmark = pytest.mark.integration
 FAST = dict(time_scale=1 / 600, queue_delay=0.0, seed=11)

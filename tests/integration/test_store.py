@@ -8,9 +8,9 @@ import time
 import pytest
 
 from reelbatch.jobs.item import Item, Params
+from reelbatch.jobs.limits import Slots, holder
 from reelbatch.jobs.state import ItemState as S
 from reelbatch.jobs.store import BatchMeta, Store, TransitionRefused
-from reelbatch.jobs.limits import Slots, holder
 
 
 def make_item(n: int) -> Item:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from reelbatch.jobs.expand import content_key, item_id
-from reelbatch.jobs.names import id_part as sanitise
 from reelbatch.jobs.manifest import load_manifest
+from reelbatch.jobs.names import id_part as sanitise
 from reelbatch.jobs.settings import Settings
 from reelbatch.scheduler.plan import plan_batch
 

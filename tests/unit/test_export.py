@@ -82,7 +82,7 @@ def test_csv_round_trips_to_the_jsonl_rows(batch, tmp_path):
     with open(export_index(meta, records, "csv", tmp_path / "r.csv"), newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert [r["item_id"] for r in rows] == [e["item_id"] for e in expected]
-    for row, want in zip(rows, expected):
+    for row, want in zip(rows, expected, strict=True):
         assert json.loads(row["params"]) == want["params"]          # params: one JSON column
         assert row["error"] == (want["error"] or "")                 # nulls are empty cells
         assert row["bytes"] == ("" if want["bytes"] is None else str(want["bytes"]))

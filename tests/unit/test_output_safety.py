@@ -8,9 +8,9 @@ import httpx
 import pytest
 
 from reelbatch.jobs.errors import UnsafeResult
+from reelbatch.jobs.names import file_stem as safe_stem
 from reelbatch.jobs.settings import Settings
 from reelbatch.worker.providers.http import build_download_client
-from reelbatch.jobs.names import file_stem as safe_stem
 from reelbatch.worker.storage import download, target_path
 
 SETTINGS = Settings()

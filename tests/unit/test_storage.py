@@ -78,7 +78,8 @@ def client():
 def test_real_download_matches_sha256(server, client, tmp_path, mp4):
     stored = download(f"{server}/clip.mp4", tmp_path, "ox-zoom.mp4", client, SETTINGS)
     assert stored.path == tmp_path.resolve() / "ox-zoom.mp4"
-    assert stored.sha256 == hashlib.sha256(mp4).hexdigest() == hashlib.sha256(stored.path.read_bytes()).hexdigest()
+    on_disk = hashlib.sha256(stored.path.read_bytes()).hexdigest()
+    assert stored.sha256 == hashlib.sha256(mp4).hexdigest() == on_disk
     assert (stored.bytes, stored.content_type) == (len(mp4), "video/mp4")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ox-zoom.mp4"]
 
@@ -129,7 +130,8 @@ FAKE_MP4 = b"\x00\x00\x00\x18ftypisom" + b"\x00" * 100
 
 def test_truncated_against_content_length(tmp_path):
     with pytest.raises(StorageError, match="truncated"):
-        download("https://cdn.test/a.mp4", tmp_path, "a.mp4", mock(lambda r: video(FAKE_MP4, length=500)), SETTINGS)
+        download("https://cdn.test/a.mp4", tmp_path, "a.mp4", mock(lambda r: video(FAKE_MP4, length=500)),
+                 SETTINGS)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from reelbatch.jobs.errors import ManifestError
 from reelbatch.jobs.item import Item
-from reelbatch.jobs.state import RESUME, TERMINAL, ItemState as S, Step
+from reelbatch.jobs.state import RESUME, TERMINAL, Step
+from reelbatch.jobs.state import ItemState as S
 from reelbatch.jobs.store import BatchMeta, Store, TransitionRefused
 from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine.line import feed, wait_in_line

@@ -11,7 +11,8 @@ from redis.exceptions import LockError
 from redis.lock import Lock
 
 from reelbatch.jobs.limits import holder
-from reelbatch.jobs.state import RESUME, TERMINAL, ItemState as S
+from reelbatch.jobs.state import RESUME, TERMINAL
+from reelbatch.jobs.state import ItemState as S
 from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine.batch import enqueue
 from reelbatch.worker.engine.line import feed
