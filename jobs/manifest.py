@@ -114,7 +114,7 @@ class PollingSettings(BaseModel):
 
 
 class Manifest(BaseModel):
-    """A batch manifest (DESIGN.md section 1). ``source`` is the file it was read from."""
+    """A batch manifest (docs/design.md section 1). ``source`` is the file it was read from."""
 
     model_config = ConfigDict(extra="forbid")
     version: Literal[1]

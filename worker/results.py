@@ -24,7 +24,7 @@ def _iso(ts: float | None) -> str | None:
 
 
 def line(meta: BatchMeta, rec: ItemRecord) -> dict[str, Any]:
-    """The item's results line (DESIGN.md section 1, output layout)."""
+    """The item's results line (docs/design.md section 1, output layout)."""
     item = rec.item
     return {
         "item_id": rec.item_id, "status": rec.state.value, "provider": item.provider,
