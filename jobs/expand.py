@@ -10,7 +10,7 @@ import itertools
 import json
 import math
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,13 +30,16 @@ from reelbatch.jobs.manifest import (
     safe_id,
     validation_error,
 )
-from reelbatch.jobs.names import id_part
+from reelbatch.jobs.names import file_key, file_stem, id_part
 from reelbatch.jobs.settings import Settings
 
 Where = tuple[str, int | None, str]  # file, line, field
 PARAM_NAMES = frozenset(ParamSpec.model_fields)
 TEMPLATED = ("prompt", "start_image", "end_image", "video")
-PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# `{name}` is a placeholder; `{{` and `}}` are literal braces (as in str.format); any other brace
+# is kept as it is.
+PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
+BRACE_HINT = "write {{ and }} for literal braces"
 MATRIX_TAGS = {"prompt": "p", "start_image": "img", "end_image": "end", "video": "vid"}
 ROW_FORMATS = (".csv", ".jsonl", ".ndjson")
 MAX_ID_CHARS = 200
@@ -85,9 +88,14 @@ def _item_sources(manifest: Manifest, defaults: dict, origins: dict) -> Iterator
         path = ("items", index)
         given = spec.given()
         given.pop("id"), given.pop("vars", None)
+        used = placeholders({**defaults, **given})
         for name, values in spec.vars.items():
             if isinstance(values, list) and not values:
                 raise manifest.error("empty list; expected at least one value", (*path, "vars", name))
+            if name not in used:
+                raise manifest.error(f"no placeholder uses {{{name}}}; every var must appear in the "
+                                     "prompt or a media field (an unused var would only repeat items)",
+                                     (*path, "vars", name))
         where = (str(manifest.source), manifest.line_of(path), dotted(path))
         yield Source(spec.id, {**defaults, **given},
                      {**origins, **_origins(manifest, path, given)}, where,
@@ -96,15 +104,39 @@ def _item_sources(manifest: Manifest, defaults: dict, origins: dict) -> Iterator
 
 # --- sources: items_from rows ---
 
-def _csv_rows(text: str, path: Path) -> Iterator[tuple[int, dict]]:
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    for row in reader:
-        if None in row:
-            raise ManifestError("more values than the header has columns", str(path),
-                                reader.line_num, "row")
-        if "images" in row and row["images"]:
-            row["images"] = [part.strip() for part in row["images"].split("|")]
-        yield reader.line_num, row
+def _csv_rows(text: str, path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
+    try:
+        _check_header(reader.fieldnames, path)
+        for row in reader:
+            _check_width(row, reader, path)
+            if row.get("images"):
+                row["images"] = [part.strip() for part in row["images"].split("|")]
+            yield reader.line_num, row
+    except csv.Error as exc:   # the row starts after the last one read whole
+        raise ManifestError(f"not readable as CSV: {exc} (an unclosed quote?)", str(path),
+                            reader.line_num + 1, "row") from None
+
+
+def _check_header(columns: Sequence[str] | None, path: Path) -> None:
+    if not columns:
+        raise ManifestError("the file is empty; expected a header line of column names, then rows",
+                            str(path), 1, "header")
+    if len(columns) == 1 and (sep := next((d for d in ";\t|" if d in columns[0]), None)):
+        raise ManifestError(f"one column {columns[0]!r} found: the file looks separated by "
+                            f"{sep!r}; expected commas", str(path), 1, "header")
+
+
+def _check_width(row: dict[str | None, Any], reader: csv.DictReader[str], path: Path) -> None:
+    """Each row has exactly the header's columns."""
+    columns = len(reader.fieldnames or ())
+    if None in row:
+        raise ManifestError(f"more values than the header's {columns} columns", str(path),
+                            reader.line_num, "row")
+    if any(value is None for value in row.values()):
+        found = sum(value is not None for value in row.values())
+        raise ManifestError(f"{found} values; the header has {columns} columns", str(path),
+                            reader.line_num, "row")
 
 
 def _jsonl_rows(text: str, path: Path) -> Iterator[tuple[int, dict]]:
@@ -154,12 +186,16 @@ def _row_sources(manifest: Manifest, settings: Settings, defaults: dict,
     path = _rows_file(manifest)
     text = read_text(path, settings.max_items_from_bytes, "max_items_from_bytes")
     rows = _jsonl_rows(text, path) if path.suffix.lower() != ".csv" else _csv_rows(text, path)
+    index = 0
     for index, (line, row) in enumerate(rows, start=1):
         params = _row_params(row, path, line)
         here = {name: (str(path), line, name) for name in params}
         scalars = {k: (v,) for k, v in row.items() if isinstance(v, str | int | float | bool)}
         yield Source(_row_id(row, path, line, index), {**defaults, **params}, {**origins, **here},
                      (str(path), line, ""), scalars, from_row=True)
+    if index == 0:
+        raise ManifestError("no rows; expected at least one item below the header", str(path),
+                            None, "items_from")
 
 
 def sources(manifest: Manifest, settings: Settings) -> list[Source]:
@@ -235,16 +271,25 @@ def _var_label(name: str, value: Any, index: int) -> str:
 # --- placeholders and media ---
 
 def fill(text: str, env: dict[str, Any], missing: Callable[[str], ManifestError]) -> str:
-    """``text`` with every ``{name}`` replaced from ``env``."""
-    if "{" not in text:
+    """``text`` with every ``{name}`` replaced from ``env`` and ``{{``/``}}`` made single braces."""
+    if "{" not in text and "}" not in text:
         return text
 
-    def value(match: re.Match) -> str:
+    def value(match: re.Match[str]) -> str:
+        if match[1] is None:
+            return match[0][0]
         if match[1] not in env:
             raise missing(match[1])
         return str(env[match[1]])
 
     return PLACEHOLDER.sub(value, text)
+
+
+def placeholders(values: dict[str, Any]) -> set[str]:
+    """The names every templated field of ``values`` refers to."""
+    texts = [values[n] for n in TEMPLATED if isinstance(values.get(n), str)]
+    texts += list(values.get("images") or ())
+    return {m[1] for text in texts for m in PLACEHOLDER.finditer(text) if m[1]}
 
 
 def _filled(source: Source, env: dict[str, Any]) -> dict[str, Any]:
@@ -263,7 +308,8 @@ def _undefined(source: Source, field: str, name: str) -> ManifestError:
         file, line, _ = source.where
         return ManifestError(f"the row has no column {name!r}, which {{{name}}} in {field} needs",
                              file, line, name)
-    return at(ManifestError(f"undefined placeholder {{{name}}}; expected a var named {name}"),
+    return at(ManifestError(f"undefined placeholder {{{name}}}; expected a var named {name} "
+                            f"({BRACE_HINT})"),
               source.origins.get(field, source.where))
 
 
@@ -326,9 +372,10 @@ def item_id(parts: tuple[str, ...]) -> str:
     return f"{text[:MAX_ID_CHARS - 13]}.{digest}"
 
 
-def content_key(provider: str, model: str, params_json: str, sample: int) -> str:
-    """The identity of the work itself: same provider, model, parameters and sample, same key."""
-    text = f"{provider}\n{model}\n{params_json}\n{sample}"
+def content_key(item_id: str, provider: str, model: str, params_json: str, sample: int) -> str:
+    """The identity of an item's work: its id, provider, model, parameters and sample. Two ids with
+    the same content are two items (both paid); an edited prompt is a new version of its id."""
+    text = f"{item_id}\n{provider}\n{model}\n{params_json}\n{sample}"
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
@@ -350,6 +397,7 @@ class Expander:
             raise self._locate(exc, source, origins) from None
         try:
             check_params(self.spec, values)
+            check_raw(self.manifest.provider, values.get("raw") or {})
         except ManifestError as exc:
             raise self._locate(exc, source, origins) from None
         return values
@@ -366,20 +414,39 @@ class Expander:
         seconds = values.get("duration") or self.spec.default_duration
         for sample in range(1, m.repeat + 1):
             tag = (f"s{sample}",) if m.repeat > 1 else ()
+            new_id = item_id((source.id, *label, *tag))
             yield Item.model_construct(
-                item_id=item_id((source.id, *label, *tag)), source_id=source.id,
-                content_key=content_key(m.provider, self.spec.name, params_json, sample),
+                item_id=new_id, source_id=source.id,
+                content_key=content_key(new_id, m.provider, self.spec.name, params_json, sample),
                 provider=m.provider, model=self.spec.name, provider_model=self.spec.ids[m.provider],
                 params=params, sample=sample, video_seconds=seconds,
                 estimated_cost_usd=round(seconds * self.price, 6))
 
 
-def _add_unique(item: Item, where: Where, seen: dict[str, Where], out: list[Item]) -> None:
-    first = seen.get(item.item_id)
-    if first is not None:
-        raise ManifestError(f"duplicate item id {item.item_id!r}; {first[2] or 'a row'} (line "
-                            f"{first[1]}) makes it too", where[0], where[1], where[2] or "id")
-    seen[item.item_id] = where
+def check_raw(provider: str, raw: dict[str, Any]) -> None:
+    """``raw`` passes provider fields through untouched: it may not set a field that a neutral
+    parameter sets (the request, the cost and the index would disagree)."""
+    taken: dict[str, list[str]] = {"model": ["model"], "num_generations": ["repeat"]}
+    for neutral, wire in catalog().dialect_for(provider).fields.items():
+        taken.setdefault(wire, []).append(neutral)
+    for key in raw:
+        if key in taken:
+            names = " or ".join(repr(n) for n in taken[key])
+            raise ManifestError(f"raw.{key} is the {provider} field of the neutral parameter "
+                                f"{names}; set that instead", field="raw")
+
+
+def _add_unique(item: Item, where: Where, seen: dict[str, tuple[str, Where]], out: list[Item]) -> None:
+    """Refuse a second item with the same id, or with an id that names the same file (``x`` and
+    ``_x``, ``x.`` and ``x``, ``Y`` and ``y`` on a case-insensitive file system)."""
+    key = file_key(item.item_id)
+    if key in seen:
+        other, first = seen[key]
+        what = (f"duplicate item id {item.item_id!r}" if other == item.item_id else
+                f"item ids {other!r} and {item.item_id!r} would share the file {file_stem(other)}.mp4")
+        raise ManifestError(f"{what}; {first[2] or 'a row'} (line {first[1]}) makes {other!r}",
+                            where[0], where[1], where[2] or "id")
+    seen[key] = (item.item_id, where)
     out.append(item)
 
 
@@ -391,7 +458,9 @@ def expand(manifest: Manifest, settings: Settings) -> list[Item]:
     expander = Expander(manifest, spec, price_per_second(manifest.provider, spec,
                                                          settings.price_overrides),
                         MediaChecker(manifest.folder, spec.image_formats, settings.max_data_uri_bytes))
-    all_variants, seen, out = variants(manifest), {}, []
+    all_variants = variants(manifest)
+    seen: dict[str, tuple[str, Where]] = {}
+    out: list[Item] = []
     for source in found:
         for var_label, env in _var_combos(source):
             for variant in all_variants:

@@ -179,14 +179,27 @@ def _record_lines(node: yaml.Node, path: YamlPath, lines: dict[YamlPath, int], s
         return
     seen.add(id(node))
     if isinstance(node, yaml.MappingNode):
+        first: dict[object, int] = {}
         for key, value in node.value:
             child = (*path, key.value if isinstance(key, yaml.ScalarNode) else "?")
-            lines[child] = key.start_mark.line + 1
+            line = key.start_mark.line + 1
+            _refuse_duplicate(key, child, line, first)
+            lines[child] = line
             _record_lines(value, child, lines, seen)
     elif isinstance(node, yaml.SequenceNode):
         for index, value in enumerate(node.value):
             lines[(*path, index)] = value.start_mark.line + 1
             _record_lines(value, (*path, index), lines, seen)
+
+
+def _refuse_duplicate(key: yaml.Node, path: YamlPath, line: int, first: dict[object, int]) -> None:
+    """PyYAML keeps the last of two equal keys without a word: refuse them, naming both lines."""
+    if not isinstance(key, yaml.ScalarNode) or key.value == "<<":
+        return
+    if key.value in first:
+        raise ManifestError(f"duplicate key {key.value!r}; line {first[key.value]} sets it too "
+                            "(YAML keeps only the last one)", line=line, field=dotted(path))
+    first[key.value] = line
 
 
 def parse_yaml(text: str) -> tuple[Any, dict[YamlPath, int]]:
@@ -220,7 +233,7 @@ def read_text(path: Path, max_bytes: int, what: str = "max_manifest_bytes") -> s
     except OSError as exc:
         raise ManifestError(f"cannot read the file: {exc.strerror}", str(path)) from None
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8").removeprefix("\ufeff")   # a BOM, as spreadsheets write it
     except UnicodeDecodeError as exc:
         line = data[:exc.start].count(b"\n") + 1
         raise ManifestError(f"not UTF-8 (byte 0x{data[exc.start]:02x}); save the file as UTF-8",

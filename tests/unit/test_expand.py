@@ -75,7 +75,8 @@ def test_edited_prompt_changes_the_key_not_the_id(manifest_path: Path):
 
 
 def test_content_key_includes_sample():
-    assert content_key("oxen", "m", "{}", 1) != content_key("oxen", "m", "{}", 2)
+    assert content_key("a", "oxen", "m", "{}", 1) != content_key("a", "oxen", "m", "{}", 2)
+    assert content_key("a", "oxen", "m", "{}", 1) != content_key("b", "oxen", "m", "{}", 1)
 
 
 def test_unquoted_aspect_ratio_is_read_as_a_ratio(manifest_path: Path):
