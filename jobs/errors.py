@@ -14,7 +14,10 @@
     │  └─ DeliveryLimitExceeded a task message kept stopping its worker
     ├─ StorageError
     │  ├─ ResultUrlExpired      the result URL no longer serves the file: ask the provider for a fresh one
-    │  └─ UnsafeResult          the result cannot be accepted (scheme, host, size, type, path): not retried
+    │  ├─ NotAVideo             what was served is empty, HTML, or not an MP4/WebM container: retried
+    │  ├─ DownloadFailed        the download budget is spent; `retry` downloads from the generation again
+    │  ├─ ResultMissing         the provider no longer has a finished generation (`retry --kind missing`)
+    │  └─ UnsafeResult          the result cannot be accepted (scheme, host, size, path): not retried
     └─ ServiceUnavailable       the broker or another service cannot be reached (exit code 3)
 
 Every constructor passes all of its arguments to ``super().__init__`` so Celery can rebuild them.
@@ -132,6 +135,24 @@ class ResultUrlExpired(StorageError):
     kind = "url_expired"
 
 
+class NotAVideo(StorageError):
+    """The body is empty, an HTML page, or not a video container: a CDN hiccup, worth a retry."""
+
+    kind = "not_a_video"
+
+
+class DownloadFailed(StorageError):
+    """Every download attempt failed; the generation is kept and can be downloaded again."""
+
+    kind = "download"
+
+
+class ResultMissing(StorageError):
+    """The provider no longer has the finished generation (or its file)."""
+
+    kind = "missing"
+
+
 class UnsafeResult(StorageError):
     """The result URL or file breaks a safety rule (scheme, host, size, type, path): not retried."""
 
@@ -142,3 +163,10 @@ class ServiceUnavailable(ReelbatchError):
     """The broker or another service could not be reached."""
 
     kind = "service"
+
+
+# Failure kinds that retrying cannot fix: `reelbatch retry` skips them unless asked.
+PERMANENT_KINDS = frozenset({"permanent", "content_policy", "no_credits", "invalid_input",
+                             "unsafe_result", "manifest", "cancel_unsupported"})
+# Kinds meaning the provider ran the generation and it failed: a retry submits a new one.
+REMOTE_FAILURE_KINDS = frozenset({"generation_failed", "content_policy", "no_credits", "invalid_input"})

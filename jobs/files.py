@@ -49,9 +49,10 @@ def atomic_write(path: Path, binary: bool = False, fsync: bool = False,
     path.parent.mkdir(parents=True, exist_ok=True)
     check_replaceable(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else
-                                                        {"encoding": "utf-8", "newline": ""})) as fh:
+        with open(tmp, "w+b" if binary else "w", **({} if binary else
+                                                     {"encoding": "utf-8", "newline": ""})) as fh:
             yield fh
             fh.flush()
             if fsync:

@@ -6,9 +6,11 @@
     rb:{b}:meta                       hash: the batch's settings and running totals
     rb:{b}:i:<item_id>                hash: one item (its spec as JSON, state, generation id, result...)
     rb:{b}:s:<state>                  set of item ids in that state (their sizes are the counts)
-    rb:{b}:keys                       hash: content key -> item id (resume)
+    rb:{b}:ids                        set of the batch's current item ids
+    rb:{b}:v:<item_id>                hash: content key -> an archived (superseded or retired) version
     rb:{b}:due                        zset: item id -> when its next task is due (the sweeper)
     rb:{b}:a:<item_id>                list: one JSON line per failed attempt
+    rb:{b}:index:turn / :lock         whose turn it is to rewrite results.jsonl, and one writer at a time
     rb:gens:<provider>                hash: generation id -> "<batch>\\x1f<item id>" (who owns it)
     rb:slots:<provider>               zset: holders of the provider's concurrency slots -> lease end
     rb:slots:<provider>:limit         the provider's concurrency limit
@@ -43,8 +45,12 @@ def state_prefix(batch: str) -> str:
     return _b(batch, "s:")
 
 
-def content_keys(batch: str) -> str:
-    return _b(batch, "keys")
+def ids(batch: str) -> str:
+    return _b(batch, "ids")
+
+
+def versions(batch: str, item_id: str) -> str:
+    return _b(batch, f"v:{item_id}")
 
 
 def due(batch: str) -> str:
@@ -85,3 +91,11 @@ def delivery(task_id: str) -> str:
 
 def events_healthy(provider: str) -> str:
     return f"rb:events:{provider}:healthy"
+
+
+def index_turn(batch: str) -> str:
+    return _b(batch, "index:turn")
+
+
+def index_lock(batch: str) -> str:
+    return _b(batch, "index:lock")

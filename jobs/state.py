@@ -38,9 +38,11 @@ TRANSITIONS: dict[ItemState, frozenset[ItemState]] = {
     # back to pending: the remote generation failed and will be resubmitted
     S.RUNNING: frozenset({S.DOWNLOADING, S.PENDING, S.FAILED, S.CANCELLED}),
     S.DOWNLOADING: frozenset({S.SUCCEEDED, S.FAILED, S.RUNNING}),
-    S.SUCCEEDED: frozenset(),
-    # `reelbatch retry` and raising a budget send failed or cancelled items back to pending
-    S.FAILED: frozenset({S.PENDING}),
+    # back to downloading: a rerun found the video deleted or changed; it is fetched again
+    S.SUCCEEDED: frozenset({S.DOWNLOADING}),
+    # `reelbatch retry` (and raising a budget): back to pending to submit again, or, where the
+    # generation exists, back to polling it or downloading its result (never paid for twice)
+    S.FAILED: frozenset({S.PENDING, S.QUEUED, S.DOWNLOADING}),
     S.CANCELLED: frozenset({S.PENDING}),
 }
 

@@ -21,6 +21,7 @@ from redis.lock import Lock
 from reelbatch.jobs import keys
 from reelbatch.jobs.item import Item
 from reelbatch.jobs.limits import RequestRate, Slots
+from reelbatch.jobs.money import Spend
 from reelbatch.jobs.state import TERMINAL, ItemState, sources_of
 
 CHUNK = 1000
@@ -60,6 +61,7 @@ class BatchMeta(BaseModel):
     min_interval_s: float = 5.0
     max_interval_s: float = 60.0
     start_at: float | None = None      # unix time; None means now
+    manifest: str | None = None        # the manifest file the batch came from
     cancelled: bool = False
     abandon: bool = False
     created_at: float = 0.0
@@ -75,7 +77,7 @@ class ItemRecord(BaseModel):
     error_kind: str | None = None
     error: str | None = None
     cost_usd: float | None = None
-    cost_source: str | None = None     # provider | estimate
+    cost_source: str | None = None     # charged (the provider reported it) | estimated
     video_url: str | None = None
     file: str | None = None
     sha256: str | None = None
@@ -90,6 +92,7 @@ class ItemRecord(BaseModel):
     transient_retries: int = 0            # transient errors in a row of the current step
     internal_errors: int = 0              # unexpected exceptions, across redeliveries
     cancel_requested: bool = False
+    url_stale: bool = False               # ask the provider for the result URL before downloading
 
     @classmethod
     def from_hash(cls, data: dict[str, str]) -> ItemRecord:
@@ -99,6 +102,10 @@ class ItemRecord(BaseModel):
     @property
     def item_id(self) -> str:
         return self.item.item_id
+
+    def to_hash(self) -> dict[str, str]:
+        fields = self.model_dump(mode="json", exclude={"item"}, exclude_none=True)
+        return {"spec": self.item.model_dump_json(), **_flat(fields)}
 
 
 class TransitionRefused(Exception):
@@ -154,8 +161,9 @@ class Store:
     def batches(self) -> list[str]:
         return sorted(self.r.smembers(keys.BATCHES))
 
-    def add_cost(self, batch: str, usd: float) -> None:
-        self.r.hincrbyfloat(keys.meta(batch), "spent_usd", usd)
+    def add_spend(self, batch: str, usd: float, charged: bool) -> None:
+        """Count a generation the provider made: charged when it reported the cost."""
+        self.r.hincrbyfloat(keys.meta(batch), "charged_usd" if charged else "estimated_usd", usd)
 
     def commit_cost(self, batch: str, usd: float) -> float:
         """Add (or, negative, take back) estimated spend reserved for submits; returns the total."""
@@ -165,16 +173,13 @@ class Store:
         """Record that a batch with a start time was started; False if it already was."""
         return bool(self.r.hsetnx(keys.meta(batch), "started", 1))
 
-    def spent(self, batch: str) -> float:
-        return float(self.r.hget(keys.meta(batch), "spent_usd") or 0.0)
+    def spend(self, batch: str) -> Spend:
+        charged, estimated = self.r.hmget(keys.meta(batch), ["charged_usd", "estimated_usd"])
+        return Spend(float(charged or 0.0), float(estimated or 0.0))
 
     # --- items ------------------------------------------------------------------------------
-    def known_keys(self, batch: str) -> dict[str, str]:
-        """content key -> item id for every item the batch already has."""
-        return self.r.hgetall(keys.content_keys(batch))
-
     def add_items(self, batch: str, items: Iterable[Item], now: float | None = None) -> int:
-        """Add new items in ``pending``. Items whose content key is known are left as they are."""
+        """Add new items in ``pending``."""
         now = now or time.time()
         added = 0
         pipe = self.r.pipeline(transaction=False)
@@ -183,7 +188,7 @@ class Store:
                 "spec": item.model_dump_json(), "state": ItemState.PENDING.value,
                 "attempts": 0, "updated_at": now})
             pipe.sadd(_state_set(batch, ItemState.PENDING), item.item_id)
-            pipe.hset(keys.content_keys(batch), item.content_key, item.item_id)
+            pipe.sadd(keys.ids(batch), item.item_id)
             added += 1
             if n % CHUNK == 0:
                 pipe.execute()
@@ -191,13 +196,40 @@ class Store:
         return added
 
     def remove_item(self, batch: str, record: ItemRecord) -> None:
-        """Forget an item (its content changed while it was not in flight)."""
+        """Forget an item that was never paid for (or failed): it left the manifest or changed."""
         pipe = self.r.pipeline()
-        pipe.srem(_state_set(batch, record.state), record.item_id)
-        pipe.hdel(keys.content_keys(batch), record.item.content_key)
-        pipe.delete(keys.item(batch, record.item_id), keys.attempts(batch, record.item_id))
-        pipe.zrem(keys.due(batch), record.item_id)
+        self._unlist(pipe, batch, record)
+        pipe.delete(keys.attempts(batch, record.item_id))
         pipe.execute()
+
+    def archive_item(self, batch: str, record: ItemRecord, **fields: Any) -> None:
+        """Keep a paid version aside (superseded by an edit, or gone from the manifest) under its
+        content key; ``restore_item`` brings it back when the manifest asks for it again."""
+        data = {**self.r.hgetall(keys.item(batch, record.item_id)), **_flat(fields)}
+        pipe = self.r.pipeline()
+        pipe.hset(keys.versions(batch, record.item_id), record.item.content_key, json.dumps(data))
+        self._unlist(pipe, batch, record)
+        pipe.execute()
+
+    def archived(self, batch: str, item_id: str, content_key: str) -> ItemRecord | None:
+        data = self.r.hget(keys.versions(batch, item_id), content_key)
+        return ItemRecord.from_hash(json.loads(data)) if data else None
+
+    def restore_item(self, batch: str, record: ItemRecord, **fields: Any) -> None:
+        data = {**record.to_hash(), **_flat(fields)}
+        pipe = self.r.pipeline()
+        pipe.hset(keys.item(batch, record.item_id), mapping=data)
+        pipe.sadd(_state_set(batch, record.state), record.item_id)
+        pipe.sadd(keys.ids(batch), record.item_id)
+        pipe.hdel(keys.versions(batch, record.item_id), record.item.content_key)
+        pipe.execute()
+
+    @staticmethod
+    def _unlist(pipe: Any, batch: str, record: ItemRecord) -> None:
+        pipe.srem(_state_set(batch, record.state), record.item_id)
+        pipe.srem(keys.ids(batch), record.item_id)
+        pipe.delete(keys.item(batch, record.item_id))
+        pipe.zrem(keys.due(batch), record.item_id)
 
     def item(self, batch: str, item_id: str) -> ItemRecord | None:
         data = self.r.hgetall(keys.item(batch, item_id))
@@ -206,7 +238,7 @@ class Store:
     def item_ids(self, batch: str, state: ItemState | None = None) -> list[str]:
         if state is not None:
             return sorted(self.r.smembers(_state_set(batch, state)))
-        return sorted(set(self.known_keys(batch).values()))
+        return sorted(self.r.smembers(keys.ids(batch)))
 
     def items(self, batch: str, state: ItemState | None = None) -> Iterator[ItemRecord]:
         ids = self.item_ids(batch, state)
@@ -217,6 +249,17 @@ class Store:
             for data in pipe.execute():
                 if data:
                     yield ItemRecord.from_hash(data)
+
+    def open_items(self, batch: str) -> int:
+        """Items not in a terminal state."""
+        return sum(n for state, n in self.counts(batch).items() if state not in TERMINAL)
+
+    def index_turn(self, batch: str, every_s: float) -> bool:
+        """True at most once every ``every_s`` across the fleet: whose turn to rewrite the index."""
+        return bool(self.r.set(keys.index_turn(batch), 1, nx=True, px=int(every_s * 1000)))
+
+    def index_lock(self, batch: str) -> Lock:
+        return self.r.lock(keys.index_lock(batch), timeout=120, blocking_timeout=120)
 
     def counts(self, batch: str) -> dict[ItemState, int]:
         pipe = self.r.pipeline(transaction=False)

@@ -57,9 +57,16 @@ def plan(manifest: Path, as_json: bool) -> None:
     sys.exit(show_plan(manifest, as_json=as_json))
 
 
+adopt_option = click.option("--adopt", is_flag=True, help="Take over a batch of the same name that "
+                            "another manifest file started.")
+
+
 @main.command()
 @manifest_arg
-def run(manifest: Path) -> None:
+@adopt_option
+@click.option("--verify", is_flag=True, help="Check every video already downloaded against its "
+              "sha256 (not only its size) and download again what changed.")
+def run(manifest: Path, adopt: bool, verify: bool) -> None:
     """Run MANIFEST on this machine: embedded Redis and a worker unless REELBATCH_BROKER_URL is set.
     Running it again resumes; finished items are never generated again."""
     from rich.console import Console
@@ -67,18 +74,19 @@ def run(manifest: Path) -> None:
     from reelbatch.jobs.settings import get_settings
     from reelbatch.scheduler.run import run_batch
 
-    sys.exit(run_batch(manifest, get_settings(), Console()))
+    sys.exit(run_batch(manifest, get_settings(), Console(), adopt=adopt, verify=verify))
 
 
 @main.command()
 @manifest_arg
 @click.option("--at", "at", default=None, help="Start time: HH:MM (next occurrence) or ISO 8601.")
-def submit(manifest: Path, at: str | None) -> None:
+@adopt_option
+def submit(manifest: Path, at: str | None, adopt: bool) -> None:
     """Enqueue MANIFEST onto the configured broker for a worker fleet and return at once."""
     from reelbatch.jobs.settings import get_settings
     from reelbatch.scheduler.submit import submit_batch
 
-    sys.exit(submit_batch(manifest, get_settings(), at))
+    sys.exit(submit_batch(manifest, get_settings(), at, adopt))
 
 
 @main.command()
@@ -124,20 +132,25 @@ def report(batch: str, out: Path | None) -> None:
 
 @main.command()
 @click.argument("batch")
-@click.option("--kind", default=None, help="Only items failed for this kind of reason "
-              "(e.g. generation_failed, submit_unknown, permanent).")
-def retry(batch: str, kind: str | None) -> None:
-    """Re-enqueue the failed items of BATCH; succeeded items are untouched."""
+@click.option("--kind", default=None, help="Only items failed for this kind of reason (e.g. "
+              "generation_failed, download, submit_unknown, missing); `cancelled` brings back "
+              "cancelled items.")
+@click.option("--include-permanent", is_flag=True, help="Also items that failed for a permanent "
+              "reason (content_policy, no_credits, invalid_input, ...): paid for again.")
+def retry(batch: str, kind: str | None, include_permanent: bool) -> None:
+    """Send the failed items of BATCH back to work, each from where it can go on: a generation that
+    exists is polled or downloaded again, never paid for twice. Succeeded items are untouched."""
     from reelbatch.jobs.settings import get_settings
     from reelbatch.scheduler.broker import connect_batch
+    from reelbatch.scheduler.operations import describe_retry
     from reelbatch.worker.control import failure_kinds, retry_batch
 
     ctx = connect_batch(get_settings(), batch)
     kinds = failure_kinds(ctx.store, batch)
     if kind and kind not in kinds:
-        raise ManifestError(f"no failed items of kind {kind!r}; kinds: {', '.join(kinds) or 'none'}",
+        raise ManifestError(f"no items of kind {kind!r}; kinds: {', '.join(kinds) or 'none'}",
                             field="--kind")
-    click.echo(f"{batch}: {retry_batch(ctx, batch, kind)} failed items sent back to work")
+    click.echo(describe_retry(batch, retry_batch(ctx, batch, kind, include_permanent)))
 
 
 @main.command()

@@ -5,17 +5,18 @@ from __future__ import annotations
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from reelbatch.jobs.money import Spend
 from reelbatch.jobs.state import ItemState as S
 from reelbatch.jobs.store import Store
 
 DONE = (S.SUCCEEDED, S.FAILED, S.CANCELLED)
 
 
-def describe(counts: dict[S, int], spent: float) -> str:
+def describe(counts: dict[S, int], spend: Spend) -> str:
     active = " ".join(f"{s.value} {counts[s]}" for s in
                       (S.PENDING, S.SUBMITTING, S.QUEUED, S.RUNNING, S.DOWNLOADING) if counts[s])
     failed = f" · [red]failed {counts[S.FAILED]}[/]" if counts[S.FAILED] else ""
-    return f"videos {counts[S.SUCCEEDED]}{failed} · {active or 'idle'} · ${spent:.2f}"
+    return f"videos {counts[S.SUCCEEDED]}{failed} · {active or 'idle'} · {spend.label()}"
 
 
 class BatchProgress:
@@ -30,7 +31,7 @@ class BatchProgress:
         counts = self.store.counts(self.batch)
         done = sum(counts[s] for s in DONE)
         self.progress.update(self.task, total=sum(counts.values()), completed=done,
-                             description=describe(counts, self.store.spent(self.batch)))
+                             description=describe(counts, self.store.spend(self.batch)))
 
     def __enter__(self) -> BatchProgress:
         self.progress.start()

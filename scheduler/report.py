@@ -22,6 +22,7 @@ from jinja2 import Environment, FileSystemLoader
 
 from reelbatch.jobs.errors import StorageError
 from reelbatch.jobs.files import write_text
+from reelbatch.jobs.money import Spend
 from reelbatch.jobs.settings import Settings
 from reelbatch.jobs.state import ItemState as S
 from reelbatch.jobs.store import BatchMeta, ItemRecord
@@ -88,9 +89,16 @@ def shown_params(rec: ItemRecord) -> list[tuple[str, str]]:
             for key, value in params.items()]
 
 
+def spend_of(records: list[ItemRecord]) -> Spend:
+    """What the items' generations cost, charged and estimated (the same as `status`)."""
+    made = [rec for rec in records if rec.detected_at and rec.cost_usd is not None]
+    return Spend(sum(r.cost_usd or 0.0 for r in made if r.cost_source == "charged"),
+                 sum(r.cost_usd or 0.0 for r in made if r.cost_source != "charged"))
+
+
 def shown_cost(rec: ItemRecord) -> str:
     if rec.cost_usd is not None:
-        return f"${rec.cost_usd:.2f}"
+        return f"${rec.cost_usd:.2f} {'charged' if rec.cost_source == 'charged' else 'estimated'}"
     if rec.state in (S.FAILED, S.CANCELLED):
         return "none recorded"
     return f"~${rec.item.estimated_cost_usd:.2f} estimated"
@@ -105,13 +113,13 @@ def card(rec: ItemRecord, video: Path | None, poster: Path | None, page_dir: Pat
                 video=relative_url(video, page_dir), poster=relative_url(poster, page_dir))
 
 
-def render(meta: BatchMeta, cards: list[Card], spent_usd: float) -> str:
+def render(meta: BatchMeta, cards: list[Card], spend: Spend) -> str:
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True,
                       trim_blocks=True, lstrip_blocks=True)
     counts = Counter(c.status for c in cards)
     states = [s.value for s in S if counts[s.value]]
     return env.get_template("report.html.j2").render(
-        meta=meta, cards=cards, counts=counts, states=states, spent=f"${spent_usd:.2f}",
+        meta=meta, cards=cards, counts=counts, states=states, spend=spend.label(),
         generated=datetime.now().astimezone().isoformat(timespec="seconds"))
 
 
@@ -121,8 +129,7 @@ def write_report(meta: BatchMeta, records: list[ItemRecord], out: Path | None = 
     posters = make_posters(videos, Path(meta.output) / POSTERS)
     cards = [card(rec, videos.get(rec.item_id), posters.get(rec.item_id), page.parent)
              for rec in records]
-    spent = sum(rec.cost_usd or 0.0 for rec in records)
-    return write_text(page, render(meta, cards, spent))
+    return write_text(page, render(meta, cards, spend_of(records)))
 
 
 def report_batch(settings: Settings, batch: str, out: Path | None) -> int:

@@ -25,10 +25,11 @@ from reelbatch.scheduler.progress import BatchProgress
 from reelbatch.scheduler.simproc import SimulatorProcess
 from reelbatch.worker.app import use_broker
 from reelbatch.worker.context import WorkerContext
-from reelbatch.worker.control import register_batch, start_batch, sweep_batch
+from reelbatch.worker.control import (Registration, recheck_batch, register_batch, start_batch,
+                                      sweep_batch)
 from reelbatch.worker.listener import start_listeners
 from reelbatch.worker.providers import KEY_VARIABLE
-from reelbatch.worker.results import write_index
+from reelbatch.worker.results import refresh_index
 
 SWEEP_EVERY_S = 5.0
 TICK_S = 0.25
@@ -60,7 +61,19 @@ def start_services(stack: ExitStack, settings: Settings, provider: str) -> Stack
     return Stack(settings.model_copy(update=update), env, settings.broker_url is None)
 
 
-def run_batch(manifest: Path, settings: Settings, console: Console) -> int:
+def describe_registration(name: str, total: int, reg: Registration) -> str:
+    parts = [f"{reg.new} new", f"{reg.kept} known"]
+    parts += [f"{n} {what}" for n, what in (
+        (reg.changed, "changed (a new version; a paid one is kept aside)"),
+        (reg.readopted, "back to an earlier paid version"),
+        (reg.dropped, "left the manifest and dropped"),
+        (reg.retired, "left the manifest (videos kept aside)"),
+        (reg.finishing, "left the manifest and finish what they started")) if n]
+    return f"batch [bold]{name}[/]: {total} items ({', '.join(parts)})"
+
+
+def run_batch(manifest: Path, settings: Settings, console: Console, adopt: bool = False,
+              verify: bool = False) -> int:
     plan = plan_batch(manifest, settings)
     name = plan.manifest.name
     if settings.broker_url is None:
@@ -68,9 +81,12 @@ def run_batch(manifest: Path, settings: Settings, console: Console) -> int:
     with ExitStack() as stack:
         services = start_services(stack, settings, plan.manifest.provider)
         ctx = WorkerContext(services.settings)
-        reg = register_batch(ctx.store, plan)
-        console.print(f"batch [bold]{name}[/]: {len(plan.items)} items "
-                      f"({reg.new} new, {reg.kept} known, {reg.replaced} changed)")
+        reg = register_batch(ctx.store, plan, adopt=adopt)
+        console.print(describe_registration(name, len(plan.items), reg))
+        lost = recheck_batch(ctx, name, verify)
+        if lost:
+            console.print(f"{lost} videos are missing or changed on disk: downloading them again "
+                          "from their generations")
         worker = _start_worker(stack, services) if services.local_worker else None
         _start_listener(stack, services.settings, plan.manifest.provider)
         try:
@@ -81,8 +97,7 @@ def run_batch(manifest: Path, settings: Settings, console: Console) -> int:
                           "run the same command again to resume")
             return 130
         finally:
-            records = list(ctx.store.items(name))
-            write_index(ctx.store.batch(name), records)
+            refresh_index(ctx.store, ctx.store.batch(name))
         return _summary(ctx, name, console)
 
 
@@ -154,7 +169,7 @@ def _summary(ctx: WorkerContext, name: str, console: Console) -> int:
     counts = ctx.store.counts(name)
     meta = ctx.store.batch(name)
     parts = ", ".join(f"{n} {s.value}" for s, n in counts.items() if n)
-    console.print(f"[bold]{name}[/]: {parts}; ${ctx.store.spent(name):.2f} spent; "
+    console.print(f"[bold]{name}[/]: {parts}; {ctx.store.spend(name).label()}; "
                   f"results in {Path(meta.output) / 'results.jsonl'}")
     for rec in ctx.store.items(name, S.FAILED):
         console.print(f"  [red]failed[/] {rec.item_id}: [{rec.error_kind}] {rec.error}")

@@ -27,14 +27,16 @@ def summary(store: Store, batch: str, now: float | None = None) -> dict:
     records = list(store.items(batch))
     counts = Counter(rec.state.value for rec in records)
     done = sum(counts[s.value] for s in TERMINAL)
-    spent = store.spent(batch)
-    open_estimate = sum(r.item.estimated_cost_usd for r in records if r.state not in TERMINAL)
+    spend = store.spend(batch)
+    open_estimate = sum(r.item.estimated_cost_usd for r in records if r.state not in TERMINAL
+                        and r.state is not S.DOWNLOADING)
     rate = _throughput(records, now)
     return {
         "batch": batch, "total": len(records), "done": done,
         "counts": {s.value: counts[s.value] for s in S},
         "videos": counts[S.SUCCEEDED.value],
-        "spent_usd": round(spent, 4), "projected_usd": round(spent + open_estimate, 4),
+        **spend.as_dict(), "spend": spend.label(),
+        "projected_usd": round(spend.total_usd + open_estimate, 4),
         "items_per_hour": round(rate * 3600, 1) if rate else None,
         "eta_s": round((len(records) - done) / rate) if rate and done < len(records) else None,
         "waiting_for_budget": sum(1 for r in records if r.state is S.PENDING and r.error_kind == "budget"),
@@ -69,8 +71,7 @@ def _failures(failed: list[ItemRecord]) -> list[dict]:
 
 def one_line(info: dict) -> str:
     counts = " ".join(f"{k} {v}" for k, v in info["counts"].items() if v)
-    return (f"{info['batch']}: {info['done']}/{info['total']} done · {counts} · "
-            f"${info['spent_usd']:.2f} spent")
+    return f"{info['batch']}: {info['done']}/{info['total']} done · {counts} · {info['spend']}"
 
 
 def _hms(seconds: float | None) -> str:
@@ -86,7 +87,7 @@ def render(info: dict) -> Group:
     table.add_row("progress", bar)
     table.add_row("videos", f"{info['videos']} of {info['total']}")
     table.add_row("states", " · ".join(f"{k} {v}" for k, v in info["counts"].items() if v))
-    table.add_row("cost", f"${info['spent_usd']:.2f} so far, ${info['projected_usd']:.2f} projected")
+    table.add_row("cost", f"{info['spend']} so far, ${info['projected_usd']:,.2f} projected (estimated)")
     table.add_row("pace", f"{info['items_per_hour'] or '?'} items/h · {_hms(info['eta_s'])} left")
     if info["waiting_for_budget"]:
         table.add_row("budget", f"{info['waiting_for_budget']} items wait: raise limits.max_cost_usd "

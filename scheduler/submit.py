@@ -29,11 +29,11 @@ def parse_at(value: str, now: datetime | None = None) -> float:
         raise ManifestError("expected HH:MM or an ISO 8601 time", field="--at") from None
 
 
-def submit_batch(manifest: Path, settings: Settings, at: str | None) -> int:
+def submit_batch(manifest: Path, settings: Settings, at: str | None, adopt: bool = False) -> int:
     plan = plan_batch(manifest, settings)
     start_at = parse_at(at) if at else None
     ctx = connect(settings)
-    reg = register_batch(ctx.store, plan, start_at)
+    reg = register_batch(ctx.store, plan, start_at, adopt)
     sent = start_batch(ctx, plan.manifest.name)
     when = ""
     if start_at:

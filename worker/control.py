@@ -6,17 +6,20 @@ from __future__ import annotations
 from reelbatch.jobs.store import Store
 from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine import batch as batches
-from reelbatch.worker.engine import sweeper
+from reelbatch.worker.engine import retry, sweeper
 from reelbatch.worker.engine.batch import Registration
+from reelbatch.worker.engine.retry import Retried
+from reelbatch.worker.engine.recheck import recheck_files
 from reelbatch.worker.tasks import send
 
-__all__ = ["Registration", "register_batch", "start_batch", "retry_batch", "cancel_batch",
-           "sweep_batch", "failure_kinds"]
+__all__ = ["Registration", "Retried", "register_batch", "start_batch", "retry_batch", "cancel_batch",
+           "sweep_batch", "failure_kinds", "recheck_batch"]
 
 
-def register_batch(store: Store, plan, start_at: float | None = None) -> Registration:
-    """Save a planned batch and add the items it does not have yet (nothing is sent)."""
-    return batches.register(store, plan, start_at)
+def register_batch(store: Store, plan, start_at: float | None = None,
+                   adopt: bool = False) -> Registration:
+    """Make the batch's items what the manifest says (nothing is sent)."""
+    return batches.register(store, plan, start_at, adopt)
 
 
 def start_batch(ctx: WorkerContext, batch: str) -> int:
@@ -24,11 +27,18 @@ def start_batch(ctx: WorkerContext, batch: str) -> int:
     return send(ctx, batches.enqueue(ctx, batch))
 
 
-def retry_batch(ctx: WorkerContext, batch: str, kind: str | None = None) -> int:
-    """Failed items (of one kind) back to work; how many."""
-    moved, nexts = batches.retry_failed(ctx, batch, kind)
+def recheck_batch(ctx: WorkerContext, batch: str, verify: bool = False) -> int:
+    """Videos deleted or changed on disk since they were downloaded go back to downloading from
+    their generation (start_batch sends them); how many."""
+    return recheck_files(ctx, batch, verify)
+
+
+def retry_batch(ctx: WorkerContext, batch: str, kind: str | None = None,
+                include_permanent: bool = False) -> Retried:
+    """Failed items (of one kind) back to work, each from where it can go on; what was done."""
+    done, nexts = retry.retry_items(ctx, batch, kind, include_permanent)
     send(ctx, nexts)
-    return moved
+    return done
 
 
 def cancel_batch(ctx: WorkerContext, batch: str, abandon: bool = False) -> int:
@@ -41,4 +51,4 @@ def sweep_batch(ctx: WorkerContext, batch: str) -> int:
 
 
 def failure_kinds(store: Store, batch: str) -> dict[str, int]:
-    return batches.failure_kinds(store, batch)
+    return retry.failure_kinds(store, batch)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,13 +9,11 @@ from typing import Any
 
 from reelbatch.jobs.files import atomic_write, write_text
 from reelbatch.jobs.names import file_stem
-from reelbatch.jobs.store import BatchMeta, ItemRecord
+from reelbatch.jobs.store import BatchMeta, ItemRecord, Store
 
 RESULTS = "results.jsonl"
-
-
-def file_name(rec: ItemRecord) -> str:
-    return file_stem(rec.item_id) + ".mp4"
+SIDECAR = ".json"
+INDEX_EVERY_S = 5.0
 
 
 def _iso(ts: float | None) -> str | None:
@@ -39,18 +36,24 @@ def line(meta: BatchMeta, rec: ItemRecord) -> dict[str, Any]:
     }
 
 
-def record(meta: BatchMeta, rec: ItemRecord | None) -> None:
-    """Append the item's line to results.jsonl and write its sidecar (called once per terminal
-    transition; `reelbatch run` and `export` rewrite the index with exactly one line per item)."""
+def record(store: Store, meta: BatchMeta, rec: ItemRecord | None) -> None:
+    """An item reached a terminal state: write its sidecar, and bring results.jsonl up to date
+    (at most every INDEX_EVERY_S, and always once the batch has nothing open), so the index has
+    exactly one line per item on one machine and in a fleet alike."""
     if rec is None:
         return
     out = Path(meta.output)
-    out.mkdir(parents=True, exist_ok=True)
-    data = line(meta, rec)
-    write_text(out / (file_stem(rec.item_id) + ".json"), json.dumps(data, indent=2))
-    with open(out / RESULTS, "a", encoding="utf-8") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        fh.write(json.dumps(data) + "\n")
+    write_text(out / (file_stem(rec.item_id) + SIDECAR), json.dumps(line(meta, rec), indent=2,
+                                                                    ensure_ascii=False))
+    if store.open_items(meta.name) == 0 or store.index_turn(meta.name, INDEX_EVERY_S):
+        refresh_index(store, meta)
+
+
+def refresh_index(store: Store, meta: BatchMeta) -> Path:
+    """Rewrite results.jsonl from the state store, one writer at a time (the last one to write
+    has read the newest states)."""
+    with store.index_lock(meta.name):
+        return write_index(meta, list(store.items(meta.name)))
 
 
 def write_index(meta: BatchMeta, records: list[ItemRecord], path: Path | None = None) -> Path:
@@ -58,5 +61,5 @@ def write_index(meta: BatchMeta, records: list[ItemRecord], path: Path | None = 
     path = path or Path(meta.output) / RESULTS
     with atomic_write(path) as fh:
         for rec in sorted(records, key=lambda r: r.item_id):
-            fh.write(json.dumps(line(meta, rec)) + "\n")
+            fh.write(json.dumps(line(meta, rec), ensure_ascii=False) + "\n")
     return path

@@ -29,9 +29,10 @@ import httpx
 from imageio_ffmpeg import get_ffmpeg_exe
 
 from reelbatch.jobs import names
-from reelbatch.jobs.errors import ResultUrlExpired, StorageError, UnsafeResult
+from reelbatch.jobs.errors import NotAVideo, ResultUrlExpired, StorageError, UnsafeResult
 from reelbatch.jobs.files import NotARegularFile, atomic_write
 from reelbatch.jobs.settings import Settings
+from reelbatch.worker.container import check_video
 
 MAX_REDIRECTS = 5
 EXPIRED = frozenset({403, 404, 410})
@@ -86,10 +87,6 @@ def target_path(dest_dir: Path, file_name: str) -> Path:
     return target
 
 
-def looks_like_video(head: bytes) -> bool:
-    return head[4:8] == b"ftyp" or head[:4] == b"\x1a\x45\xdf\xa3"
-
-
 def _media_type(response: httpx.Response) -> str:
     return response.headers.get("Content-Type", "").partition(";")[0].strip().lower()
 
@@ -119,7 +116,7 @@ def _check_response(response: httpx.Response, settings: Settings) -> int | None:
         raise StorageError(f"{host} answered {response.status_code}")
     media_type = _media_type(response)
     if not (media_type.startswith("video/") or media_type in GENERIC_TYPES):
-        raise UnsafeResult(f"{host} served {media_type!r}, not a video")
+        raise NotAVideo(f"{host} served {media_type!r}, not a video")
     length = response.headers.get("Content-Length")
     declared = int(length) if length and length.isdigit() else None
     if declared is not None and declared > settings.download_max_bytes:
@@ -128,17 +125,13 @@ def _check_response(response: httpx.Response, settings: Settings) -> int | None:
 
 
 def _stream_to(response: httpx.Response, out: BinaryIO, settings: Settings) -> tuple[str, int]:
-    digest, size, head = hashlib.sha256(), 0, b""
+    digest, size = hashlib.sha256(), 0
     for chunk in response.iter_bytes(settings.download_chunk_bytes):
         size += len(chunk)
         if size > settings.download_max_bytes:
             raise UnsafeResult(f"result passed the {settings.download_max_bytes} byte cap")
-        if len(head) < 16:
-            head += chunk[:16]
         digest.update(chunk)
         out.write(chunk)
-    if _media_type(response) in GENERIC_TYPES and not looks_like_video(head):
-        raise UnsafeResult(f"{response.request.url.host} served generic bytes that are not a video")
     return digest.hexdigest(), size
 
 
@@ -154,6 +147,8 @@ def _fetch(url: str, client: httpx.Client, out: BinaryIO, settings: Settings) ->
         raise StorageError(f"download failed: {type(exc).__name__}: {exc}") from None
     if declared is not None and size != declared:
         raise StorageError(f"truncated download: {size} of {declared} bytes")
+    out.flush()
+    check_video(out, size, response.request.url.host)
     return sha256, size, _media_type(response) or "application/octet-stream"
 
 

@@ -12,9 +12,10 @@ from reelbatch.jobs.names import file_stem as safe_stem
 from reelbatch.jobs.settings import Settings
 from reelbatch.worker.providers.http import build_download_client
 from reelbatch.worker.storage import download, target_path
+from tests.media import mini_mp4
 
 SETTINGS = Settings()
-FAKE_MP4 = b"\x00\x00\x00\x18ftypisom" + b"\x00" * 100
+FAKE_MP4 = mini_mp4()
 HOSTILE_IDS = ["../evil", "../../etc/passwd", "a/../../b", "/abs/path", "..", ".", "", "a\\..\\b",
                "x\x00y", "..%2F..%2Fz", "~/x", "ok/..", "é/../ü"]
 

@@ -79,7 +79,8 @@ def test_relaxed_is_the_same_shape_slower():
 
 
 def test_state_machine_has_no_exit_from_success():
-    assert TRANSITIONS[ItemState.SUCCEEDED] == frozenset()
+    assert TRANSITIONS[ItemState.SUCCEEDED] == {ItemState.DOWNLOADING}   # a lost file, fetched again
+    assert not can_transition(ItemState.SUCCEEDED, ItemState.PENDING)    # never generated again
     assert not can_transition(ItemState.PENDING, ItemState.SUCCEEDED)
     assert can_transition(ItemState.FAILED, ItemState.PENDING)   # `reelbatch retry`
     assert ItemState.SUCCEEDED in TERMINAL

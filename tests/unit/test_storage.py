@@ -16,6 +16,7 @@ from reelbatch.jobs.errors import ResultUrlExpired, StorageError
 from reelbatch.jobs.settings import Settings
 from reelbatch.worker.providers.http import build_download_client
 from reelbatch.worker.storage import download, poster_frame, safe_name
+from tests.media import mini_mp4
 
 SETTINGS = Settings(download_chunk_bytes=1024, download_max_bytes=10_000_000)
 
@@ -125,7 +126,7 @@ def video(body: bytes, content_type: str = "video/mp4", length: int | None = Non
     return httpx.Response(200, headers=headers, content=iter([body]))
 
 
-FAKE_MP4 = b"\x00\x00\x00\x18ftypisom" + b"\x00" * 100
+FAKE_MP4 = mini_mp4()
 
 
 def test_truncated_against_content_length(tmp_path):

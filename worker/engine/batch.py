@@ -14,17 +14,27 @@ from reelbatch.jobs.errors import ManifestError
 from reelbatch.jobs.item import Item
 from reelbatch.jobs.state import RESUME, TERMINAL, Step
 from reelbatch.jobs.state import ItemState as S
-from reelbatch.jobs.store import BatchMeta, Store, TransitionRefused
+from reelbatch.jobs.store import BatchMeta, ItemRecord, Store, TransitionRefused
+from reelbatch.worker import outputs
 from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine.line import feed, wait_in_line
 from reelbatch.worker.engine.next import Next
 
 
-@dataclass(frozen=True)
+@dataclass
 class Registration:
-    new: int
-    kept: int
-    replaced: int
+    """What registering a manifest did to the batch's items."""
+
+    new: int = 0          # never seen: pending
+    kept: int = 0         # unchanged: resumed where they are
+    changed: int = 0      # edited under the same id: a new version (a paid one is kept aside)
+    readopted: int = 0    # an earlier paid version is back in the manifest: no new generation
+    dropped: int = 0      # left the manifest before being paid for: forgotten
+    retired: int = 0      # left the manifest after being paid for: kept aside
+    finishing: int = 0    # left the manifest while in flight: finished and recorded
+
+
+IN_FLIGHT = frozenset({S.SUBMITTING, S.QUEUED, S.RUNNING, S.DOWNLOADING})
 
 
 def batch_meta(plan, start_at: float | None = None) -> BatchMeta:
@@ -34,37 +44,82 @@ def batch_meta(plan, start_at: float | None = None) -> BatchMeta:
         max_concurrency=m.limits.max_concurrency, requests_per_minute=m.limits.requests_per_minute,
         max_cost_usd=m.limits.max_cost_usd, max_attempts=m.retry.max_attempts,
         first_after_s=m.polling.first_after_s, min_interval_s=m.polling.min_interval_s,
-        max_interval_s=m.polling.max_interval_s, start_at=start_at, created_at=time.time())
+        max_interval_s=m.polling.max_interval_s, start_at=start_at, manifest=str(m.source),
+        created_at=time.time())
 
 
-def register(store: Store, plan, start_at: float | None = None) -> Registration:
-    """Save the batch and add the items it does not have yet."""
+def register(store: Store, plan, start_at: float | None = None, adopt: bool = False) -> Registration:
+    """Save the batch and make its items what the manifest says: new items pending, unchanged ones
+    kept, edited ones a new version, and items that left it dropped (or, once paid, kept aside)."""
     meta = batch_meta(plan, start_at)
-    known = store.known_keys(meta.name)
-    fresh = [item for item in plan.items if item.content_key not in known]
-    replaced = _replace_changed(store, meta.name, fresh, set(known.values()))
     old = store.batch(meta.name)
     if old is not None:
+        _check_same_manifest(old, meta, adopt)
         meta = meta.model_copy(update={"created_at": old.created_at, "cancelled": False})
+    current = {rec.item_id: rec for rec in store.items(meta.name)}
+    _refuse_edits_in_flight(plan.items, current)
+    reg = Registration()
     store.save_batch(meta)
-    store.add_items(meta.name, fresh)
-    return Registration(new=len(fresh), kept=len(plan.items) - len(fresh), replaced=replaced)
+    for item in plan.items:
+        _register_item(store, meta, item, current.get(item.item_id), reg)
+    wanted = {item.item_id for item in plan.items}
+    for rec in current.values():
+        if rec.item_id not in wanted:
+            _leave(store, meta, rec, reg)
+    return reg
 
 
-def _replace_changed(store: Store, batch: str, fresh: list[Item], known_ids: set[str]) -> int:
-    """An item id whose content changed: forget the old item unless its generation is in flight."""
-    replaced = 0
-    for item in fresh:
-        if item.item_id not in known_ids:
-            continue
-        old = store.item(batch, item.item_id)
-        if old is not None and old.state not in TERMINAL and old.state is not S.PENDING:
+def _check_same_manifest(old: BatchMeta, meta: BatchMeta, adopt: bool) -> None:
+    if old.manifest and old.manifest != meta.manifest and not adopt:
+        raise ManifestError(f"batch {meta.name!r} belongs to {old.manifest}; this is {meta.manifest}. "
+                            "Rename this batch (name:), or take it over with --adopt", field="name")
+
+
+def _refuse_edits_in_flight(items: list[Item], current: dict[str, ItemRecord]) -> None:
+    """An item may not change while its generation runs: that paid work would have no home."""
+    for item in items:
+        rec = current.get(item.item_id)
+        if rec and rec.item.content_key != item.content_key and rec.state in IN_FLIGHT:
             raise ManifestError("changed while its generation is in flight; wait for it or "
                                 "`reelbatch cancel` first", field=f"item {item.item_id}")
-        if old is not None:
-            store.remove_item(batch, old)
-            replaced += 1
-    return replaced
+
+
+def _register_item(store: Store, meta: BatchMeta, item: Item, rec: ItemRecord | None,
+                   reg: Registration) -> None:
+    if rec is not None and rec.item.content_key == item.content_key:
+        reg.kept += 1
+        return
+    if rec is not None:
+        reg.changed += 1
+        _set_aside(store, meta, rec)
+    back = store.archived(meta.name, item.item_id, item.content_key)
+    if back is not None:
+        reg.readopted += 1
+        store.restore_item(meta.name, back, file=outputs.restore(meta, back))
+    else:
+        reg.new += rec is None
+        store.add_items(meta.name, [item])
+
+
+def _leave(store: Store, meta: BatchMeta, rec: ItemRecord, reg: Registration) -> None:
+    """An item that left the manifest: finished if in flight, kept aside if paid, else dropped."""
+    if rec.state in IN_FLIGHT:
+        reg.finishing += 1
+    elif rec.state is S.SUCCEEDED:
+        reg.retired += 1
+        _set_aside(store, meta, rec)
+    else:
+        reg.dropped += 1
+        store.remove_item(meta.name, rec)
+
+
+def _set_aside(store: Store, meta: BatchMeta, rec: ItemRecord) -> None:
+    """A succeeded version goes aside with its file renamed to a versioned name; anything else
+    (pending, failed, cancelled) was not paid for a video and is forgotten."""
+    if rec.state is S.SUCCEEDED:
+        store.archive_item(meta.name, rec, file=outputs.set_aside(meta, rec), archived_at=time.time())
+    else:
+        store.remove_item(meta.name, rec)
 
 
 def enqueue(ctx: WorkerContext, batch: str) -> list[Next]:
@@ -79,33 +134,6 @@ def enqueue(ctx: WorkerContext, batch: str) -> list[Next]:
     nexts = [Next(step, batch, item_id) for state, step in RESUME.items()
              for item_id in store.item_ids(batch, state)]
     return nexts + feed(ctx, meta.provider, meta.max_concurrency)
-
-
-def retry_failed(ctx: WorkerContext, batch: str, kind: str | None = None) -> tuple[int, list[Next]]:
-    """Failed items (of one kind) back to pending and to work: how many, and the steps to send.
-    Succeeded items are never touched."""
-    store, moved = ctx.store, 0
-    for rec in store.items(batch, S.FAILED):
-        if kind and rec.error_kind != kind:
-            continue
-        try:
-            store.transition(batch, rec.item_id, S.PENDING, [S.FAILED], attempts=0,
-                             transient_retries=0, internal_errors=0, error_kind=None, error=None,
-                             completed_at=None)
-            moved += 1
-        except TransitionRefused:
-            pass
-    if not moved:
-        return 0, []
-    store.update_batch(batch, cancelled=False)
-    return moved, enqueue(ctx, batch)
-
-
-def failure_kinds(store: Store, batch: str) -> dict[str, int]:
-    kinds: dict[str, int] = {}
-    for rec in store.items(batch, S.FAILED):
-        kinds[rec.error_kind or "error"] = kinds.get(rec.error_kind or "error", 0) + 1
-    return kinds
 
 
 def cancel_batch(ctx: WorkerContext, batch: str, abandon: bool = False) -> list[Next]:

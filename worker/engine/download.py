@@ -1,5 +1,7 @@
-"""Bringing a finished generation home: download, check and record it; ask the provider for a fresh
-URL when the one we hold has expired."""
+"""Bringing a finished generation home: download, check and record it. A failed download is tried
+again with backoff, asking the provider for the result URL again first (a fresh one where it has
+one, the same one where it gives the same: CDNs answer 404 for a moment after completion). The
+generation is never submitted again for a download problem."""
 
 from __future__ import annotations
 
@@ -7,16 +9,17 @@ import time
 from pathlib import Path
 
 from reelbatch.jobs import errors
-from reelbatch.jobs.state import ItemState as S
-from reelbatch.jobs.state import Step
+from reelbatch.jobs.policy import RETRIES
+from reelbatch.jobs.state import ItemState as S, Step
 from reelbatch.jobs.store import BatchMeta, ItemRecord, TransitionRefused
-from reelbatch.worker import results
+from reelbatch.worker import outputs, results
 from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine.next import Next
-from reelbatch.worker.engine.outcome import fail, retry_or_fail
+from reelbatch.worker.engine.outcome import fail, retry_delay
 from reelbatch.worker.storage import download
 
 DOWNLOADING = (S.DOWNLOADING,)
+GONE = frozenset({404, 410})
 
 
 def fetch(ctx: WorkerContext, batch: str, item_id: str) -> list[Next]:
@@ -24,36 +27,58 @@ def fetch(ctx: WorkerContext, batch: str, item_id: str) -> list[Next]:
     meta, rec = store.batch(batch), store.item(batch, item_id)
     if meta is None or rec is None or rec.state is not S.DOWNLOADING:
         return []
+    if rec.url_stale or not rec.video_url:
+        refreshed = _fresh_url(ctx, meta, rec)
+        if isinstance(refreshed, list):
+            return refreshed
+        rec = refreshed
     try:
-        stored = download(rec.video_url, Path(meta.output), results.file_name(rec),
+        stored = download(rec.video_url, Path(meta.output), outputs.main_name(rec),
                           ctx.download_client, ctx.settings)
-    except errors.ResultUrlExpired:
-        return _refresh_url(ctx, meta, rec)
     except errors.UnsafeResult as exc:
         return fail(ctx, meta, item_id, exc, DOWNLOADING)
     except errors.StorageError as exc:
-        return retry_or_fail(ctx, meta, item_id, Step.DOWNLOAD, exc, DOWNLOADING)
+        return _again(ctx, meta, rec, exc)
     try:
         store.transition(batch, item_id, S.SUCCEEDED, DOWNLOADING, file=stored.path.name,
-                         sha256=stored.sha256, bytes=stored.bytes, completed_at=time.time())
+                         sha256=stored.sha256, bytes=stored.bytes, completed_at=time.time(),
+                         transient_retries=0, url_stale=0)
     except TransitionRefused:
         return []
-    if rec.cost_usd:
-        store.add_cost(batch, rec.cost_usd)
-    results.record(meta, store.item(batch, item_id))
+    results.record(store, meta, store.item(batch, item_id))
     return []
 
 
-def _refresh_url(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord) -> list[Next]:
-    """The result URL expired: ask the provider for the row again, which carries a fresh one."""
+def _again(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord, exc: errors.ReelbatchError) -> list[Next]:
+    """Try the download again after a backoff, with the URL asked for again; past the download
+    budget the item fails with kind ``download`` (`retry` downloads it again)."""
+    delay = retry_delay(ctx, meta, rec.item_id, Step.DOWNLOAD, exc)
+    if delay is None:
+        tries = RETRIES[Step.DOWNLOAD].max_attempts
+        return fail(ctx, meta, rec.item_id,
+                    errors.DownloadFailed(f"{tries} download attempts failed; the last: {exc}"),
+                    DOWNLOADING)
+    ctx.store.update(meta.name, rec.item_id, url_stale=1)
+    return [Next(Step.DOWNLOAD, meta.name, rec.item_id, delay)]
+
+
+def _fresh_url(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord) -> ItemRecord | list[Next]:
+    """The result URL as the provider gives it now (the record with it), or the steps to take when
+    the provider cannot be asked or no longer has the generation."""
     try:
         g = ctx.provider(meta.provider).get(rec.generation_id)
     except errors.TransientProviderError as exc:
-        return retry_or_fail(ctx, meta, rec.item_id, Step.DOWNLOAD, exc, DOWNLOADING)
+        if rec.video_url:
+            return rec   # the provider cannot be asked just now: try the URL we have
+        return _again(ctx, meta, rec, exc)
     except errors.PermanentProviderError as exc:
-        return fail(ctx, meta, rec.item_id, exc, DOWNLOADING)
-    if g.video_url and g.video_url != rec.video_url:
-        ctx.store.update(meta.name, rec.item_id, video_url=g.video_url)
-        return [Next(Step.DOWNLOAD, meta.name, rec.item_id)]
-    exc = errors.ResultUrlExpired("the result URL expired and the provider gave no fresh one")
-    return fail(ctx, meta, rec.item_id, exc, DOWNLOADING)
+        if exc.status_code in GONE:
+            gone = errors.ResultMissing(f"the provider no longer has generation {rec.generation_id} "
+                                        f"({exc}); `reelbatch retry --kind missing` generates it again")
+            return fail(ctx, meta, rec.item_id, gone, DOWNLOADING)
+        return _again(ctx, meta, rec, exc)
+    url = g.video_url or rec.video_url
+    if not url:
+        return _again(ctx, meta, rec, errors.ResultUrlExpired("the provider gave no result URL"))
+    ctx.store.update(meta.name, rec.item_id, video_url=url, url_stale=0)
+    return rec.model_copy(update={"video_url": url, "url_stale": False})

@@ -25,7 +25,7 @@ def fail(ctx: WorkerContext, meta: BatchMeta, item_id: str, exc: Exception,
                              error=str(exc), completed_at=time.time())
     except TransitionRefused:
         return []
-    results.record(meta, ctx.store.item(meta.name, item_id))
+    results.record(ctx.store, meta, ctx.store.item(meta.name, item_id))
     return release(ctx, meta.provider, meta.name, item_id)
 
 

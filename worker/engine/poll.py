@@ -67,15 +67,17 @@ def observe(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord, g: Generation,
 
 def _finished(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord, g: Generation,
               polled: bool) -> list[Next]:
+    charged = g.cost_usd is not None
+    cost = g.cost_usd if g.cost_usd is not None else rec.item.estimated_cost_usd
     try:
         ctx.store.transition(meta.name, rec.item_id, S.DOWNLOADING, IN_PROGRESS,
-                             video_url=g.video_url, detected_at=time.time(),
-                             cost_usd=g.cost_usd if g.cost_usd is not None else rec.item.estimated_cost_usd,
-                             cost_source="provider" if g.cost_usd is not None else "estimate",
+                             video_url=g.video_url, detected_at=time.time(), cost_usd=cost,
+                             cost_source="charged" if charged else "estimated",
                              remote_started_at=g.started_at, remote_completed_at=g.completed_at,
-                             transient_retries=0)
+                             transient_retries=0, url_stale=0)
     except TransitionRefused:
         return []  # another poll or the event stream got there first
+    ctx.store.add_spend(meta.name, cost, charged)   # made, so paid: downloaded or not
     if rec.submitted_at:
         timing.record(ctx.store, rec.item, _finished_at(rec, g, polled) - rec.submitted_at)
     return [Next(Step.DOWNLOAD, meta.name, rec.item_id)] + release(ctx, meta.provider, meta.name,
