@@ -331,8 +331,8 @@ def fetch(ctx: WorkerContext, batch: str, item_id: str) -> list[Next]:
     if meta is None or rec is None or rec.state is not S.DOWNLOADING:
         return []
     try:
-        stored = download(rec.video_url, Path(meta.output), results.file_name(rec),
-                          ctx.download_client, ctx.settings)
+        stored = download(rec.video_url, Path(meta.output), results.file_name(rec), ctx.download_client,
+                          ctx.settings, ctx.provider(meta.provider).download_credential)
     except errors.ResultUrlExpired:
         return _refresh_url(ctx, meta, rec)
     except errors.UnsafeResult as exc:
