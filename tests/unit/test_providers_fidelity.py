@@ -52,10 +52,12 @@ def test_failure_kind(text, kind):
     assert permanent_reason(text) == (kind != "generation_failed")
 
 
-def test_an_oxen_validation_failure_in_an_error_body_is_permanent():
+def test_an_oxen_validation_failure_in_an_error_body_is_permanent_on_submit_only():
     body = {"error": {"message": "Getting model response error: 422 - Value error, bad aspect_ratio"}}
     with pytest.raises(PermanentProviderError):
         provider_with("oxen", serving(body, 500)).submit(OXEN_REQUEST)
+    with pytest.raises(TransientProviderError):      # a poll's 5xx never fails a running generation
+        provider_with("oxen", serving(body, 500)).get("g1")
 
 
 # --- 10: Oxen's 200 with no generations and an error is a refusal ----------------------------

@@ -9,7 +9,7 @@ Every provider call goes through :class:`HttpSeam`, which maps failures like thi
          submit (POST that may create a paid generation)                          -> SubmitOutcomeUnknown
          any other call                                                           -> TransientProviderError
     HTTP response
-    ├─ body names a permanent failure_kind (content policy, no credits, invalid input; any status)
+    ├─ body names content policy or missing credits (any status), or invalid input (on submit)
     │                                                    -> PermanentProviderError
     ├─ 429                                               -> RateLimited(retry_after from Retry-After)
     ├─ 408, 5xx                                          -> TransientProviderError, except on submit:
@@ -237,8 +237,9 @@ def error_for_response(provider: str, response: httpx.Response, submit: bool = F
     message = scrub(error_message(body) or response.reason_phrase or "HTTP error", secrets)
     rid = request_id(response, body)
     args = (provider, status, rid, f"{response.request.method} {response.request.url.path}: {message}")
-    if permanent_reason(message):
-        return PermanentProviderError(*args)
+    kind = failure_kind(message)
+    if kind in ("content_policy", "no_credits") or (kind == "invalid_input" and submit):
+        return PermanentProviderError(*args)   # a poll's 5xx never fails a running generation on its wording
     if status == 429:
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         return RateLimited(*args, retry_after=retry_after)
