@@ -1,7 +1,14 @@
-"""The model catalogue (configs/models.yaml): per-model constraints, prices and provider mapping."""
+"""The model catalogue (configs/models.yaml): per-model constraints, prices and provider mapping.
+
+A model's neutral constraints hold for every provider unless that provider's entry overrides them
+(Oxen requires reference images where the AI/ML API does not, the AI/ML API requires views on every
+element, ...). ``catalog().model_for(provider, model)`` gives that provider's view of a model: the
+overrides applied, the provider's model id, its typical generation time as ``expected_seconds``.
+"""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping
 from functools import lru_cache
@@ -11,15 +18,35 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict
 
+from reelbatch.jobs import schemas
 from reelbatch.jobs.errors import ManifestError
 from reelbatch.jobs.item import Element, Item, ProviderRequest
 
 MEDIA_FIELDS = ("start_image", "end_image", "video")
 REFERENCE = re.compile(r"@(Image|Element)(\d+)")
+ENTRY_ONLY = ("id",)                         # provider entry keys that are not constraint overrides
+MERGED = ("notes", "media", "wire_defaults")  # overrides merged key by key, not replaced
+
+
+class MediaLimits(BaseModel):
+    """What a local input file may be. None: nobody documents a limit, nothing is checked."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    image_max_bytes: int | None = None
+    image_min_side: int | None = None
+    image_aspect_range: tuple[float, float] | None = None    # width / height
+    video_formats: tuple[str, ...] = ("mp4", "mov")
+    video_seconds: tuple[float, float] | None = None
+    video_side_range: tuple[int, int] | None = None          # each of width and height
+    video_max_short_side: int | None = None                  # "up to 1080p"
+    video_fps_range: tuple[float, float] | None = None
+    video_max_bytes: int | None = None
+    source: str = ""
 
 
 class ModelSpec(BaseModel):
-    """One neutral model: what it takes, what it allows, what it costs, and its id per provider."""
+    """One neutral model: what it takes, what it allows, what it costs, and its id per provider.
+    As returned by ``Catalog.model_for`` it is one provider's view (``provider`` set)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: str
@@ -33,12 +60,24 @@ class ModelSpec(BaseModel):
     max_images: int = 0
     max_elements: int = 0
     max_images_and_elements: int = 0
+    min_reference_images_per_element: int = 0
     max_reference_images_per_element: int = 4
     default_duration: int
     price_per_second: float
     price_source: str
     expected_seconds: float = 600.0   # typical generation time, until finished items teach better
     ids: dict[str, str]
+    notes: dict[str, str] = {}        # why a parameter is refused or required, for messages
+    wire_defaults: dict[str, Any] = {}  # sent when the manifest leaves the parameter unset
+    media: MediaLimits = MediaLimits()
+    provider: str | None = None
+    typical_range_s: tuple[float, float] | None = None
+    poll_every_s: tuple[float, float] | None = None
+    typical_source: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} on {self.provider}" if self.provider else self.name
 
 
 class Dialect(BaseModel):
@@ -47,19 +86,31 @@ class Dialect(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     fields: dict[str, str]
     element: dict[str, str]
+    model_in_body: bool = False
+
+
+class ProviderInfo(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    dialect: str
+    options: tuple[str, ...] = ()
 
 
 class Catalog(BaseModel):
     model_config = ConfigDict(frozen=True)
     models: dict[str, ModelSpec]
     dialects: dict[str, Dialect]
-    providers: dict[str, dict[str, str]]
+    providers: dict[str, ProviderInfo]
+    entries: dict[str, dict[str, dict[str, Any]]]   # model -> provider -> raw entry (id, overrides)
+    notes: dict[str, str] = {}
 
     def dialect_for(self, provider: str) -> Dialect:
-        return self.dialects[self.providers[provider]["dialect"]]
+        return self.dialects[self.providers[provider].dialect]
+
+    def schema_folders(self, provider: str) -> tuple[str, ...]:
+        return (provider, self.providers[provider].dialect)
 
     def model_for(self, provider: str, model: str) -> ModelSpec:
-        """The neutral model that ``provider`` serves under ``model`` (a neutral or native name)."""
+        """``provider``'s view of the neutral model it serves under ``model`` (neutral or native name)."""
         if provider not in self.providers:
             raise ManifestError(f"unknown provider {provider!r}; expected one of "
                                 f"{', '.join(self.providers)}", field="provider")
@@ -69,7 +120,7 @@ class Catalog(BaseModel):
             names = sorted(s.name for s in self.models.values() if provider in s.ids)
             raise ManifestError(f"{provider} does not serve {model!r}; it serves {', '.join(names)}",
                                 field="model")
-        return served[model]
+        return _view(provider, served[model].name)
 
 
 def _read_catalog() -> dict[str, Any]:
@@ -77,11 +128,42 @@ def _read_catalog() -> dict[str, Any]:
     return yaml.safe_load(text)
 
 
+def _base(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    spec = dict(spec)
+    entries = spec.pop("providers")
+    return {**spec, "name": name, "ids": {p: entry["id"] for p, entry in entries.items()}}
+
+
 @lru_cache(maxsize=1)
 def catalog() -> Catalog:
     data = _read_catalog()
-    models = {name: {**spec, "name": name} for name, spec in data["models"].items()}
-    return Catalog(models=models, dialects=data["dialects"], providers=data["providers"])
+    models = {name: _base(name, spec) for name, spec in data["models"].items()}
+    entries = {name: spec["providers"] for name, spec in data["models"].items()}
+    return Catalog(models=models, dialects=data["dialects"], providers=data["providers"],
+                   entries=entries, notes=data.get("notes") or {})
+
+
+def _merge(base: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in overrides.items():
+        if key in MERGED and isinstance(value, Mapping):
+            merged[key] = {**(merged.get(key) or {}), **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+@lru_cache(maxsize=128)
+def _view(provider: str, name: str) -> ModelSpec:
+    cat = catalog()
+    base = cat.models[name]
+    entry = {k: v for k, v in cat.entries[name][provider].items() if k not in ENTRY_ONLY}
+    timing = {"expected_seconds": entry.pop("typical_seconds", base.expected_seconds)}
+    data = _merge(base.model_dump(), {**entry, **timing})
+    options = cat.providers[provider].options
+    data["takes"] = tuple(data["takes"]) + tuple(o for o in options if o not in data["takes"])
+    data["notes"] = {**cat.notes, **data["notes"]}
+    return ModelSpec.model_validate({**data, "provider": provider})
 
 
 def price_per_second(provider: str, spec: ModelSpec, overrides: Mapping[str, float]) -> float:
@@ -98,15 +180,21 @@ def _fail(field: str, message: str) -> None:
     raise ManifestError(message, field=field)
 
 
+def _why(spec: ModelSpec, name: str) -> str:
+    note = spec.notes.get(name)
+    return f" ({' '.join(note.split())})" if note else ""
+
+
 def _check_inputs(spec: ModelSpec, values: Mapping[str, Any]) -> None:
     for name in values:
         if name not in spec.takes and name not in ("prompt", "raw") and _present(values, name):
-            _fail(name, f"{spec.name} does not take {name}; it takes {', '.join(spec.takes)}")
+            _fail(name, f"{spec.label} does not take {name}{_why(spec, name)}; it takes "
+                        f"{', '.join(spec.takes)}")
     for name in spec.required:
         if not _present(values, name):
-            _fail(name, f"{spec.name} needs {name}")
+            _fail(name, f"{spec.label} needs {name}{_why(spec, name)}")
     if spec.required_one_of and not any(_present(values, n) for n in spec.required_one_of):
-        _fail(spec.required_one_of[0], f"{spec.name} needs {' or '.join(spec.required_one_of)}")
+        _fail(spec.required_one_of[0], f"{spec.label} needs {' or '.join(spec.required_one_of)}")
 
 
 def _check_prompt(spec: ModelSpec, values: Mapping[str, Any]) -> None:
@@ -142,18 +230,23 @@ def _check_counts(spec: ModelSpec, values: Mapping[str, Any]) -> None:
     if len(images) + len(elements) > spec.max_images_and_elements:
         _fail("images", f"{len(images)} images and {len(elements)} elements; {spec.name} takes at "
                         f"most {spec.max_images_and_elements} together")
-    for element in elements:
-        if len(element.reference_images) > spec.max_reference_images_per_element:
-            _fail("elements", f"an element has {len(element.reference_images)} reference images; "
-                              f"expected at most {spec.max_reference_images_per_element}")
+    low, high = spec.min_reference_images_per_element, spec.max_reference_images_per_element
+    for number, element in enumerate(elements, start=1):
+        count = len(element.reference_images)
+        if not low <= count <= high:
+            _fail("elements", f"element {number} has {count} reference images; {spec.label} takes "
+                              f"{low}-{high} per element{_why(spec, 'elements')}")
 
 
 def check_params(spec: ModelSpec, values: Mapping[str, Any]) -> None:
-    """Raise ManifestError (with ``field`` set) when ``values`` break the model's constraints."""
+    """Raise ManifestError (with ``field`` set) when ``values`` break the model's constraints,
+    or, for a provider's view, when the request they make breaks that provider's schema."""
     _check_inputs(spec, values)
     _check_prompt(spec, values)
     _check_choices(spec, values)
     _check_counts(spec, values)
+    if spec.provider is not None:
+        check_wire(spec, values)
 
 
 # --- translation to the provider's wire fields ---
@@ -163,9 +256,12 @@ def _same(ref: str) -> str:
 
 
 def _wire_element(element: Element, dialect: Dialect, resolve: Callable[[str], str]) -> dict:
+    """An element; an empty list of views is left out, never sent as []."""
     names = dialect.element
-    return {names["frontal_image"]: resolve(element.frontal_image),
-            names["reference_images"]: [resolve(r) for r in element.reference_images]}
+    wire = {names["frontal_image"]: resolve(element.frontal_image)}
+    if element.reference_images:
+        wire[names["reference_images"]] = [resolve(r) for r in element.reference_images]
+    return wire
 
 
 def _wire_value(name: str, value: Any, dialect: Dialect, resolve: Callable[[str], str]) -> Any:
@@ -178,15 +274,58 @@ def _wire_value(name: str, value: Any, dialect: Dialect, resolve: Callable[[str]
     return value
 
 
-def provider_request(item: Item, resolve: Callable[[str], str] = _same) -> ProviderRequest:
-    """The item in its provider's model id and field names; ``resolve`` maps every image or video
-    reference (the worker uses it to inline local files). ``raw`` fields are merged last."""
-    dialect = catalog().dialect_for(item.provider)
-    params = item.params
+def wire_body(spec: ModelSpec, values: Mapping[str, Any],
+              resolve: Callable[[str], str] = _same) -> dict[str, Any]:
+    """The request body for ``spec.provider`` in its own field names. Unset parameters are left
+    out (an empty list is never sent), except the model's ``wire_defaults``, which are always sent
+    explicitly; ``raw`` fields are merged last."""
+    dialect = catalog().dialect_for(spec.provider)
     body = {}
     for name, wire_name in dialect.fields.items():
-        value = getattr(params, name)
-        if value not in (None, ()):
+        value = values.get(name)
+        if value is None and name in spec.takes:
+            value = spec.wire_defaults.get(name)
+        if value not in (None, (), []):
             body[wire_name] = _wire_value(name, value, dialect, resolve)
-    body.update(params.raw)
-    return ProviderRequest(model=item.provider_model, body=body)
+    body.update(values.get("raw") or {})
+    return body
+
+
+def _neutral_field(spec: ModelSpec, wire_path: str) -> str:
+    """The manifest parameter a wire field (dotted path) comes from."""
+    wire = wire_path.split(".")[0]
+    names = [n for n, w in catalog().dialect_for(spec.provider).fields.items() if w == wire]
+    taken = [n for n in names if n in spec.takes]
+    return (taken or names or ["raw"])[0] if wire != "model" else "model"
+
+
+@lru_cache(maxsize=4096)
+def _shape_violation(folders: tuple[str, ...], model_id: str, shape: str) -> schemas.Violation | None:
+    return schemas.violation(folders, model_id, json.loads(shape))
+
+
+def check_wire(spec: ModelSpec, values: Mapping[str, Any]) -> None:
+    """Refuse values whose request the provider's published schema would refuse.
+
+    Items of a batch mostly differ in their prompt alone, so each distinct body is checked once
+    with the prompt blanked: _check_prompt holds prompts to at least the schemas' limits (a test
+    keeps prompt_max_chars within every schema's maxLength)."""
+    body = wire_body(spec, values)
+    model_id = spec.ids[spec.provider]
+    payload = {"model": model_id, **body} if catalog().dialect_for(spec.provider).model_in_body else body
+    folders = catalog().schema_folders(spec.provider)
+    if isinstance(payload.get("prompt"), str):
+        payload["prompt"] = ""
+    problem = _shape_violation(folders, model_id, json.dumps(payload, sort_keys=True, default=str))
+    if problem is not None:
+        _fail(_neutral_field(spec, problem.field),
+              f"{spec.provider} would refuse this request: {problem.field or 'body'}: {problem.message} "
+              f"(per {schemas.schema_path(folders, model_id)})")
+
+
+def provider_request(item: Item, resolve: Callable[[str], str] = _same) -> ProviderRequest:
+    """The item in its provider's model id and field names; ``resolve`` maps every image or video
+    reference (the worker uses it to inline local files)."""
+    spec = catalog().model_for(item.provider, item.model)
+    values = {name: getattr(item.params, name) for name in type(item.params).model_fields}
+    return ProviderRequest(model=item.provider_model, body=wire_body(spec, values, resolve))

@@ -8,6 +8,9 @@
     │  │  └─ SubmitOutcomeUnknown   the submit request was sent but no answer came back
     │  └─ PermanentProviderError    400/401/403/404/422, content policy, no credits: not retried
     │     ├─ GenerationFailed       the provider ran it and reports failure: resubmitted up to max_attempts
+    │     │  ├─ ContentRefused      ... for its content (content_policy): never resubmitted by itself
+    │     │  ├─ NoCredits           ... for want of credits (no_credits): never resubmitted by itself
+    │     │  └─ InvalidInput        ... as invalid at run time (invalid_input): never resubmitted by itself
     │     └─ CancelNotSupported     the provider has no cancel endpoint
     ├─ BudgetExceeded           submitting would pass limits.max_cost_usd: the item waits
     ├─ InternalError            a step kept raising something unexpected: the item fails (kind internal)
@@ -101,6 +104,24 @@ class GenerationFailed(PermanentProviderError):
     kind = "generation_failed"
 
 
+class ContentRefused(GenerationFailed):
+    """The provider refused the content (its safety or content policy)."""
+
+    kind = "content_policy"
+
+
+class NoCredits(GenerationFailed):
+    """The account has no credits left."""
+
+    kind = "no_credits"
+
+
+class InvalidInput(GenerationFailed):
+    """The provider found the request invalid when it ran it."""
+
+    kind = "invalid_input"
+
+
 class CancelNotSupported(PermanentProviderError):
     """The provider has no way to cancel a generation."""
 
@@ -166,7 +187,8 @@ class ServiceUnavailable(ReelbatchError):
 
 
 # Failure kinds that retrying cannot fix: `reelbatch retry` skips them unless asked.
-PERMANENT_KINDS = frozenset({"permanent", "content_policy", "no_credits", "invalid_input",
-                             "unsafe_result", "manifest", "cancel_unsupported"})
+PERMANENT_FAILURE_KINDS = frozenset({"content_policy", "no_credits", "invalid_input"})
+PERMANENT_KINDS = PERMANENT_FAILURE_KINDS | {"permanent", "unsafe_result", "manifest",
+                                             "cancel_unsupported"}
 # Kinds meaning the provider ran the generation and it failed: a retry submits a new one.
-REMOTE_FAILURE_KINDS = frozenset({"generation_failed", "content_policy", "no_credits", "invalid_input"})
+REMOTE_FAILURE_KINDS = PERMANENT_FAILURE_KINDS | {"generation_failed"}

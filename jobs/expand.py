@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from reelbatch.jobs import inputs
-from reelbatch.jobs.catalog import ModelSpec, catalog, check_params, price_per_second
+from reelbatch.jobs.catalog import MediaLimits, ModelSpec, catalog, check_params, price_per_second
 from reelbatch.jobs.errors import ManifestError
 from reelbatch.jobs.item import Element, Item, Params
 from reelbatch.jobs.manifest import (
@@ -314,10 +314,13 @@ def _undefined(source: Source, field: str, name: str) -> ManifestError:
 
 
 class MediaChecker:
-    """Checks each distinct image or video reference once and turns local paths absolute."""
+    """Checks each distinct image or video reference once and turns local paths absolute. Local
+    files are held to the model's media limits for its provider (format, size, dimensions, length);
+    for URLs only the format named by the extension can be checked without fetching them."""
 
-    def __init__(self, base_dir: Path, formats: tuple[str, ...], max_bytes: int | None = None):
-        self.base_dir, self.formats, self.max_bytes = base_dir, formats, max_bytes
+    def __init__(self, base_dir: Path, formats: tuple[str, ...], max_bytes: int | None = None,
+                 limits: MediaLimits | None = None):
+        self.base_dir, self.formats, self.max_bytes, self.limits = base_dir, formats, max_bytes, limits
         self.seen: dict[tuple[str, bool], str] = {}
 
     def resolve(self, ref: str, is_image: bool, field: str) -> str:
@@ -336,9 +339,9 @@ class MediaChecker:
             return ref
         path = inputs.local_path(ref, self.base_dir)
         if is_image:
-            inputs.check_local_image(path, self.formats)
+            inputs.check_local_image(path, self.formats, self.limits)
         else:
-            inputs.check_local_video(path)
+            inputs.check_local_video(path, self.limits)
         if self.max_bytes is not None:
             inputs.check_inline_size(path, self.max_bytes)
         return str(path)
@@ -372,10 +375,19 @@ def item_id(parts: tuple[str, ...]) -> str:
     return f"{text[:MAX_ID_CHARS - 13]}.{digest}"
 
 
-def content_key(item_id: str, provider: str, model: str, params_json: str, sample: int) -> str:
-    """The identity of an item's work: its id, provider, model, parameters and sample. Two ids with
-    the same content are two items (both paid); an edited prompt is a new version of its id."""
-    text = f"{item_id}\n{provider}\n{model}\n{params_json}\n{sample}"
+# Parameters added to Params after batches were first saved: they join the content key only when
+# set, so an item that does not use one keeps the key it had (and is not regenerated on resume).
+LATER_PARAMS = frozenset({"backend"})
+
+
+def params_json(params: Params) -> str:
+    unset = {name for name in LATER_PARAMS if getattr(params, name) is None}
+    return params.model_dump_json(exclude=unset or None)
+
+
+def content_key(provider: str, model: str, params_json: str, sample: int) -> str:
+    """The identity of the work itself: same provider, model, parameters and sample, same key."""
+    text = f"{provider}\n{model}\n{params_json}\n{sample}"
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
@@ -410,14 +422,14 @@ class Expander:
     def items(self, source: Source, label: tuple[str, ...], values: dict) -> Iterator[Item]:
         m = self.manifest
         params = Params.model_construct(**values)
-        params_json = params.model_dump_json()
+        key_json = params_json(params)
         seconds = values.get("duration") or self.spec.default_duration
         for sample in range(1, m.repeat + 1):
             tag = (f"s{sample}",) if m.repeat > 1 else ()
             new_id = item_id((source.id, *label, *tag))
             yield Item.model_construct(
                 item_id=new_id, source_id=source.id,
-                content_key=content_key(new_id, m.provider, self.spec.name, params_json, sample),
+                content_key=content_key(m.provider, self.spec.name, key_json, sample),
                 provider=m.provider, model=self.spec.name, provider_model=self.spec.ids[m.provider],
                 params=params, sample=sample, video_seconds=seconds,
                 estimated_cost_usd=round(seconds * self.price, 6))
@@ -457,7 +469,8 @@ def expand(manifest: Manifest, settings: Settings) -> list[Item]:
     _check_cap(manifest, count_items(manifest, found), settings.max_items)
     expander = Expander(manifest, spec, price_per_second(manifest.provider, spec,
                                                          settings.price_overrides),
-                        MediaChecker(manifest.folder, spec.image_formats, settings.max_data_uri_bytes))
+                        MediaChecker(manifest.folder, spec.image_formats, settings.max_data_uri_bytes,
+                                     spec.media))
     all_variants = variants(manifest)
     seen: dict[str, tuple[str, Where]] = {}
     out: list[Item] = []

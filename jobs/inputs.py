@@ -1,11 +1,18 @@
-"""Image and video inputs: URLs or local paths; local files are checked by their magic bytes."""
+"""Image and video inputs: URLs or local paths. Local files are checked by their magic bytes and,
+against a model's media limits, by their dimensions (imagesize reads them from the header) and, for
+videos, their length, size and frame rate (probed with the ffmpeg binary of imageio-ffmpeg)."""
 
 from __future__ import annotations
 
 import base64
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+import imageio_ffmpeg
+import imagesize
+
+from reelbatch.jobs.catalog import MediaLimits
 from reelbatch.jobs.errors import ManifestError
 
 URL_SCHEMES = ("http://", "https://", "data:")
@@ -56,16 +63,90 @@ def _head(path: Path) -> bytes:
         raise ManifestError(f"cannot read {path}: {exc.strerror}") from None
 
 
-def check_local_image(path: Path, formats: tuple[str, ...]) -> None:
+@dataclass(frozen=True)
+class VideoInfo:
+    width: int
+    height: int
+    seconds: float | None
+    fps: float | None
+
+
+def _mb(size: int) -> str:
+    return f"{size / 2**20:.1f} MiB"
+
+
+def check_local_image(path: Path, formats: tuple[str, ...], limits: MediaLimits | None = None) -> None:
     found = image_format(_head(path))
     if found not in formats:
         what = f"a {found} image" if found else "not an image"
         raise ManifestError(f"{path} is {what}; expected {', '.join(formats)}")
+    if limits is not None:
+        _check_image_limits(path, limits)
 
 
-def check_local_video(path: Path) -> None:
-    if video_format(_head(path)) is None:
+def _check_image_limits(path: Path, limits: MediaLimits) -> None:
+    size = path.stat().st_size
+    if limits.image_max_bytes is not None and size > limits.image_max_bytes:
+        raise ManifestError(f"{path} is {_mb(size)}; images may be at most {_mb(limits.image_max_bytes)}")
+    width, height = imagesize.get(path)
+    if width <= 0 or height <= 0:
+        raise ManifestError(f"{path}: cannot read the image's width and height")
+    if limits.image_min_side is not None and min(width, height) < limits.image_min_side:
+        raise ManifestError(f"{path} is {width}x{height}; each side must be at least "
+                            f"{limits.image_min_side} px")
+    if limits.image_aspect_range is not None:
+        low, high = limits.image_aspect_range
+        if not low <= width / height <= high:
+            raise ManifestError(f"{path} is {width}x{height} (aspect {width / height:.2f}); "
+                                f"width/height must be between {low} and {high}")
+
+
+def probe_video(path: Path) -> VideoInfo:
+    """Width, height, length and frame rate, read by ffmpeg from the container's header."""
+    frames = imageio_ffmpeg.read_frames(str(path))
+    try:
+        meta = next(frames)
+    except (RuntimeError, OSError, StopIteration) as exc:
+        raise ManifestError(f"{path}: ffmpeg cannot read this video ({exc})") from None
+    finally:
+        frames.close()
+    width, height = meta.get("size") or (0, 0)
+    duration, fps = meta.get("duration"), meta.get("fps")
+    return VideoInfo(int(width), int(height), float(duration) if duration else None,
+                     float(fps) if fps else None)
+
+
+def check_local_video(path: Path, limits: MediaLimits | None = None) -> None:
+    found = video_format(_head(path))
+    formats = limits.video_formats if limits is not None else ("mp4", "mov")
+    if found is None or found not in formats:
         raise ManifestError(f"{path} is not a video; expected an MP4 or MOV file")
+    if limits is not None:
+        _check_video_limits(path, limits)
+
+
+def _check_video_limits(path: Path, limits: MediaLimits) -> None:
+    size = path.stat().st_size
+    if limits.video_max_bytes is not None and size > limits.video_max_bytes:
+        raise ManifestError(f"{path} is {_mb(size)}; videos may be at most {_mb(limits.video_max_bytes)}")
+    info = probe_video(path)
+    if limits.video_seconds is not None and info.seconds is not None:
+        low, high = limits.video_seconds
+        if not low <= info.seconds <= high:
+            raise ManifestError(f"{path} lasts {info.seconds:.2f} s; input videos must last "
+                                f"{low:g}-{high:g} s")
+    if limits.video_side_range is not None:
+        low, high = limits.video_side_range
+        if not (low <= info.width <= high and low <= info.height <= high):
+            raise ManifestError(f"{path} is {info.width}x{info.height}; width and height must each "
+                                f"be {low}-{high} px")
+    if limits.video_max_short_side is not None and min(info.width, info.height) > limits.video_max_short_side:
+        raise ManifestError(f"{path} is {info.width}x{info.height}; the provider takes videos up to "
+                            f"{limits.video_max_short_side}p")
+    if limits.video_fps_range is not None and info.fps is not None:
+        low, high = limits.video_fps_range
+        if not low <= info.fps <= high:
+            raise ManifestError(f"{path} runs at {info.fps:g} fps; expected {low:g}-{high:g} fps")
 
 
 def check_image_url(url: str, formats: tuple[str, ...]) -> None:

@@ -28,6 +28,7 @@ class Params(BaseModel):
     aspect_ratio: str | None = None
     duration: int | None = None
     keep_audio: bool | None = None
+    backend: str | None = None  # which upstream the AI/ML API runs it on: kling | fal | auto
     raw: dict[str, Any] = Field(default_factory=dict)  # provider-specific fields, passed through
 
 

@@ -72,6 +72,7 @@ class ParamSpec(BaseModel):
     aspect_ratio: AspectRatio | None = None
     duration: int | None = None
     keep_audio: bool | None = None
+    backend: Literal["kling", "fal", "auto"] | None = None   # AI/ML API routing (catalog)
     raw: Annotated[dict[str, Any], AfterValidator(_json_values)] | None = None
 
     def given(self) -> dict[str, Any]:

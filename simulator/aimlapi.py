@@ -16,11 +16,18 @@ from reelbatch.simulator.oxen import base_url
 PATH = "/v2/video/generations"
 
 
+ACTIVE_SHARE = 0.1   # the first tenth of a run answers "active", the rest "generating"
+
+
 def status_of(gen: Generation, now: float) -> str:
-    """queued for the first half of the queue delay, then waiting (also while held by concurrency)."""
+    """queued for the first half of the queue delay, then waiting (also while held by concurrency);
+    while processing, active and then generating: the AI/ML API's own polling examples treat all
+    four as in progress (PROTOCOLS.md errata); which one it shows when is not documented."""
     if gen.status == "queued":
         return "queued" if now < (gen.enqueued + gen.ready_at) / 2 else "waiting"
-    return {"processing": "generating", "succeeded": "completed"}.get(gen.status, "error")
+    if gen.status == "processing":
+        return "active" if now < gen.started + ACTIVE_SHARE * gen.run_time else "generating"
+    return {"succeeded": "completed"}.get(gen.status, "error")
 
 
 def error_shape(gen: Generation, shape: str) -> dict:
@@ -37,7 +44,7 @@ def task(core, gen: Generation, request: Request) -> dict:
     status = status_of(gen, core.clock.now())
     body = {"id": gen.public_id, "status": status, "video": None, "error": None, "meta": None}
     if status == "completed":
-        usd = catalog.cost_usd(gen.duration)
+        usd = catalog.cost_usd(gen.duration, core.knobs.cost_per_second)
         body["video"] = {"url": core.result_url(gen, base_url(request))}
         body["meta"] = {"usage": {"credits_used": int(usd * catalog.CREDITS_PER_USD), "usd_spent": usd}}
     elif status == "error":

@@ -1,116 +1,95 @@
-"""The Kling O1 models the simulator serves, their schemas, and run-time parameter checks."""
+"""The Kling O1 models the simulator serves and how it checks their parameters.
+
+It enforces the same request schemas the clients are checked against (configs/schemas/, our
+transcriptions of the providers' documentation), each the way its provider does:
+- Oxen checks model parameters only when the generation runs: the enqueue is accepted, then the
+  generation fails with a 422-style message (inference-api/reference/async_queue.mdx);
+- the AI/ML API checks the body at POST: 400 "Body validation error!" with a zod-like detail.
+"""
 
 from __future__ import annotations
 
-COST_PER_SECOND = 0.112
+from reelbatch.jobs import schemas
+
 CREDITS_PER_USD = 2_000_000
 DURATIONS = (5, 10)
 ASPECT_RATIOS = ("9:16", "1:1", "16:9")
 
-_URI = {"type": "string", "format": "uri"}
-_URIS = {"type": "array", "items": _URI}
-_ELEMENTS = {
-    "type": "array",
-    "items": {
-        "type": "object",
-        "properties": {"frontal_image_url": _URI, "reference_image_urls": _URIS},
-        "required": ["frontal_image_url"],
-    },
-}
-_DURATION = {"type": "integer", "enum": list(DURATIONS), "default": 5}
-_ASPECT = {"type": "string", "enum": list(ASPECT_RATIOS), "default": "16:9"}
-_PROMPT = {"type": "string"}
-
-OXEN_SCHEMAS = {
-    "kling-video-o1-image-to-video": (
-        {"prompt": _PROMPT, "input_image": _URI, "tail_image_url": _URI, "duration": _DURATION},
-        ["prompt", "input_image"],
-    ),
-    "kling-video-o1-reference-to-video": (
-        {"prompt": _PROMPT, "input_image": _URIS, "elements": _ELEMENTS,
-         "aspect_ratio": _ASPECT, "duration": _DURATION},
-        ["prompt", "input_image"],
-    ),
-    "kling-video-o1-video-to-video-edit": (
-        {"prompt": _PROMPT, "input_video": _URI, "input_image": _URIS, "elements": _ELEMENTS,
-         "keep_audio": {"type": "boolean", "default": True}},
-        ["prompt", "input_video"],
-    ),
-    "kling-video-o1-video-to-video-reference": (
-        {"prompt": _PROMPT, "input_video": _URI, "input_image": _URIS, "elements": _ELEMENTS,
-         "aspect_ratio": _ASPECT, "duration": _DURATION},
-        ["prompt", "input_video"],
-    ),
-}
-
-# AI/ML model id -> the field that must be present besides prompt (checked at POST, zod-style).
-AIML_REQUIRED = {
-    "klingai/video-o1-image-to-video": "image_url",
-    "klingai/video-o1-reference-to-video": None,
-    "klingai/video-o1-video-to-video-edit": "video_url",
-    "klingai/video-o1-video-to-video-reference": "video_url",
-}
+# Oxen's three O1 models, plus a video-to-video-reference that only the simulator serves (Oxen has
+# none); the AI/ML API's four.
+OXEN_FOLDERS = ("oxen", "simulator")
+OXEN_MODELS = ("kling-video-o1-image-to-video", "kling-video-o1-reference-to-video",
+               "kling-video-o1-video-to-video-edit", "kling-video-o1-video-to-video-reference")
+AIML_FOLDERS = ("aimlapi",)
+AIML_MODELS = ("klingai/video-o1-image-to-video", "klingai/video-o1-reference-to-video",
+               "klingai/video-o1-video-to-video-edit", "klingai/video-o1-video-to-video-reference")
+# Oxen's queue takes these itself; everything else goes to the model (async_queue.mdx)
+QUEUE_FIELDS = ("model", "num_generations", "target_namespace", "response_format")
 
 
-def oxen_model(model_id: str, created: int) -> dict:
+def oxen_schema(model_id: str) -> dict:
+    return schemas.schema(OXEN_FOLDERS, model_id)
+
+
+def oxen_model(model_id: str, created: int, cost_per_second: float) -> dict:
     """The model object of GET /api/ai/models/{id}, schema under both documented keys."""
-    props, required = OXEN_SCHEMAS[model_id]
-    schema = {"type": "object", "properties": props, "required": required, "basic": list(props)}
+    schema = oxen_schema(model_id)
     return {
         "id": model_id, "object": "model", "created": created, "owned_by": "kling",
         "display_name": model_id.replace("-", " ").title(), "description": "Kling O1 (simulated)",
         "summary": "Kling O1 video model", "model_type": "base", "endpoint": "/videos/generate",
         "capabilities": {"input": ["text", "image", "video"], "output": ["video"]},
-        "pricing": {"method": "per_video_output_second", "cost_per_second": COST_PER_SECOND,
-                    "cost_per_second_with_audio": COST_PER_SECOND},
+        "pricing": {"method": "per_video_output_second", "cost_per_second": cost_per_second,
+                    "cost_per_second_with_audio": cost_per_second, "cost_per_second_high_res": cost_per_second},
         "fine_tuning": None, "deployments": [{"status": "active"}],
         "developer": {"name": "Kling", "logo": None}, "source_model": None, "image_url": None,
         "released_at": "2025-12-01", "request_schema": schema, "json_request_schema": schema,
     }
 
 
-def media_shape(params: dict) -> tuple[int, str]:
-    """The (duration, aspect_ratio) of the output video, defaults applied."""
+def media_shape(model_id: str, params: dict) -> tuple[int, str]:
+    """The (duration, aspect_ratio) of the output video, defaults applied. A model without an
+    aspect_ratio parameter (image-to-video follows its start image) gets the default shape."""
     try:
         duration = int(params.get("duration") or 5)
     except (TypeError, ValueError):
         duration = 5
-    aspect = params.get("aspect_ratio") or "16:9"
+    schema = oxen_schema(model_id) or schemas.schema(AIML_FOLDERS, model_id) or {}
+    takes_aspect = "aspect_ratio" in schema.get("properties", {})
+    aspect = (params.get("aspect_ratio") if takes_aspect else None) or "16:9"
     return (duration if duration in DURATIONS else 5), (aspect if aspect in ASPECT_RATIOS else "16:9")
 
 
 def runtime_error(model_id: str, params: dict) -> str | None:
-    """Oxen validates model parameters when the generation runs: the message a bad value fails with."""
+    """How a generation with these parameters fails when it runs (Oxen), or None when it can run."""
     if not params.get("prompt") and not params.get("multi_prompt"):
         return "Getting model response error: 422 - Value error, Either 'prompt' or 'multi_prompt' must be provided."
-    props, required = OXEN_SCHEMAS[model_id]
-    for name in required:
-        if name not in params:
-            return f"Getting model response error: 422 - Field required: '{name}'"
-    if "duration" in params and str(params["duration"]) not in map(str, DURATIONS):
+    model_params = {k: v for k, v in params.items() if k not in QUEUE_FIELDS}
+    problem = schemas.violation(OXEN_FOLDERS, model_id, model_params)
+    if problem is None:
+        return None
+    if problem.field == "duration" and problem.validator == "enum":
+        # the wording Oxen documents for durations (walkthroughs/kling_o3_pro_reference_to_video.mdx)
         return (f"duration value '{params['duration']}' is invalid. Try using duration='5' instead, "
-                "or one of: 5, 10")
-    if "aspect_ratio" in props and params.get("aspect_ratio", "16:9") not in ASPECT_RATIOS:
-        return ("Getting model response error: 422 - Value error, aspect_ratio must be one of "
-                f"{', '.join(ASPECT_RATIOS)}")
-    return None
+                "as duration support may vary by model and mode.")
+    if problem.validator == "required":
+        return f"Getting model response error: 422 - Field required: '{problem.field}'"
+    return f"Getting model response error: 422 - Value error, {problem.field}: {problem.message}"
 
 
 def aiml_body_error(body: dict) -> str | None:
-    """AI/ML validates the body at POST: a zod-like detail, or None when it is fine."""
+    """What the AI/ML API's POST check says about a body (zod-like), or None when it passes."""
     model = body.get("model")
-    if model not in AIML_REQUIRED:
-        expected = " | ".join(f"'{m}'" for m in AIML_REQUIRED)
+    if model not in AIML_MODELS:
+        expected = " | ".join(f"'{m}'" for m in AIML_MODELS)
         return f"Invalid enum value. Expected {expected}, received '{model}' at model"
-    if not isinstance(body.get("prompt"), str) or not body["prompt"]:
-        return "Required at prompt"
-    field = AIML_REQUIRED[model]
-    if field and not body.get(field):
-        return f"Required at {field}"
-    if "duration" in body and str(body["duration"]) not in map(str, DURATIONS):
-        return f"Invalid enum value. Expected 5 | 10, received '{body['duration']}' at duration"
-    return None
+    problem = schemas.violation(AIML_FOLDERS, model, body)
+    if problem is None:
+        return None
+    if problem.validator == "required":
+        return f"Required at {problem.field}"
+    return f"{problem.message} at {problem.field or 'body'}"
 
 
-def cost_usd(duration: int) -> float:
-    return round(duration * COST_PER_SECOND, 4)
+def cost_usd(duration: int, cost_per_second: float) -> float:
+    return round(duration * cost_per_second, 4)

@@ -78,7 +78,7 @@ class Clock:
         key = self._new_key()
         public = f"{key}:{model}" if api == "aiml" else key
         run_time, error = self._plan(runtime_error)
-        duration, aspect = catalog.media_shape(params)
+        duration, aspect = catalog.media_shape(model, params)
         now = self.now()
         gen = Generation(key, public, api, model, params, now, now + self.knobs.scaled(self.knobs.queue_delay),
                          run_time, error, duration, aspect,

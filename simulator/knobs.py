@@ -46,6 +46,9 @@ class Knobs:
     legacy_404_terminal: bool = False    # GET /api/ai/queue/{id} of a terminal row answers 404
     aiml_error_shape: str = "random"     # "name" ({name,message}), "detail" ({detail:[...]}) or "random"
     media_pad_bytes: int = 0             # extra bytes in each MP4's `free` box
+    cost_per_second: float = 0.112       # USD per output second: model pricing, history cost, AI/ML usage
+    result_url_needs_key: bool = False   # REST rows' result_url is a hub-style /api/repos/... path that
+                                         # needs the Bearer key (Oxen: undocumented); events stay presigned
     seed: int | None = None
     cache_dir: str | None = None         # where generated base MP4s are kept between runs
 

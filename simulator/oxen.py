@@ -11,6 +11,7 @@ from starlette.routing import Route
 
 from reelbatch.simulator import catalog
 from reelbatch.simulator.clock import ACTIVE, TERMINAL, Generation
+from reelbatch.simulator.download import serve_result
 from reelbatch.simulator.envelopes import oxen_error, oxen_message
 
 NOT_FOUND = dict(status=404, kind="resource_not_found")
@@ -33,13 +34,21 @@ def _guard(handler):
     return guarded
 
 
+def rest_result_url(core, gen: Generation, request: Request) -> str:
+    """A fresh presigned URL; with `result_url_needs_key`, a hub-style path on this host that needs
+    the Bearer key, as Oxen's REST result_url may (https://hub.oxen.ai/api/repos/...)."""
+    if core.knobs.result_url_needs_key:
+        return f"{base_url(request)}/api/repos/{gen.namespace}/files/{gen.key}.mp4"
+    return core.result_url(gen, base_url(request))
+
+
 def row(core, gen: Generation, request: Request) -> dict:
     """The queue row: request params echoed at the top level, then the documented fields."""
     succeeded, failed = gen.status == "succeeded", gen.status == "failed"
     out = {k: v for k, v in gen.params.items() if k not in _QUEUE_ONLY}
     out.update(
         generation_id=gen.key, model_name=gen.model, prompt=gen.params.get("prompt"), media_type="video",
-        status=gen.status, result_url=core.result_url(gen, base_url(request)) if succeeded else None,
+        status=gen.status, result_url=rest_result_url(core, gen, request) if succeeded else None,
         error_message=gen.error if failed else None, enqueued_at=core.unix(gen.enqueued),
         started_at=core.unix(gen.started), completed_at=core.unix(gen.completed),
     )
@@ -48,14 +57,14 @@ def row(core, gen: Generation, request: Request) -> dict:
 
 def history_row(core, gen: Generation, request: Request) -> dict:
     out = row(core, gen, request)
-    out.update(cost=_cost(gen), target_namespace=gen.namespace, target_repo=gen.params.get("target_repo"),
+    out.update(cost=_cost(core, gen), target_namespace=gen.namespace, target_repo=gen.params.get("target_repo"),
                target_directory=gen.params.get("target_directory"), user_id="sim-user-id",
                user_image=None, username="sim-user")
     return out
 
 
-def _cost(gen: Generation) -> str:
-    return f"{catalog.cost_usd(gen.duration) if gen.status == 'succeeded' else 0:.4f}"
+def _cost(core, gen: Generation) -> str:
+    return f"{catalog.cost_usd(gen.duration, core.knobs.cost_per_second) if gen.status == 'succeeded' else 0:.4f}"
 
 
 async def _body(request: Request) -> dict | None:
@@ -70,7 +79,7 @@ def _check_enqueue(body: dict | None) -> Response | int:
     """The enqueue-time checks: an error response, or num_generations."""
     if body is None:
         return oxen_error(400, "invalid_params", "request body must be a JSON object")
-    if body.get("model") not in catalog.OXEN_SCHEMAS:
+    if body.get("model") not in catalog.OXEN_MODELS:
         return oxen_message(404, f"Model not found: {body.get('model')}")
     count = body.get("num_generations", 1)
     if type(count) is not int or not 1 <= count <= 4:
@@ -170,7 +179,7 @@ async def history(request: Request, core) -> Response:
     statuses = (query["status"],) if "status" in query else ACTIVE + TERMINAL
     gens = _matching(core, query, statuses)
     chosen = gens[(page - 1) * size: page * size]
-    total = sum(float(_cost(g)) for g in gens)
+    total = sum(float(_cost(core, g)) for g in gens)
     return JSONResponse({
         "count": len(chosen), "generations": [history_row(core, g, request) for g in chosen],
         "page_number": page, "page_size": size, "total_cost": f"{total:.4f}" if gens else None,
@@ -189,26 +198,28 @@ async def history_one(request: Request, core) -> Response:
 
 def _models(core, ids) -> Response:
     created = core.unix(core.clock.cursor) or 0
-    return JSONResponse({"object": "list", "data": [catalog.oxen_model(m, created) for m in ids]})
+    price = core.knobs.cost_per_second
+    return JSONResponse({"object": "list", "data": [catalog.oxen_model(m, created, price) for m in ids]})
 
 
 @_guard
 async def models(request: Request, core) -> Response:
-    return _models(core, catalog.OXEN_SCHEMAS)
+    return _models(core, catalog.OXEN_MODELS)
 
 
 @_guard
 async def search_models(request: Request, core) -> Response:
     term = request.query_params.get("search", "").lower()
-    return _models(core, [m for m in catalog.OXEN_SCHEMAS if term in m])
+    return _models(core, [m for m in catalog.OXEN_MODELS if term in m])
 
 
 @_guard
 async def model(request: Request, core) -> Response:
     model_id = request.path_params["model_id"]
-    if model_id not in catalog.OXEN_SCHEMAS:
+    if model_id not in catalog.OXEN_MODELS:
         return oxen_message(404, f"Model not found: {model_id}")
-    return JSONResponse(catalog.oxen_model(model_id, core.unix(core.clock.cursor) or 0))
+    created = core.unix(core.clock.cursor) or 0
+    return JSONResponse(catalog.oxen_model(model_id, created, core.knobs.cost_per_second))
 
 
 @_guard
@@ -239,6 +250,12 @@ async def generate_sync(request: Request, core) -> Response:
     return JSONResponse({"model": gen.model, "created": core.unix(gen.enqueued), "videos": [video]})
 
 
+@_guard
+async def repo_file(request: Request, core) -> Response:
+    """GET /api/repos/{namespace}/files/{key}.mp4: a result behind the Bearer key (the guard)."""
+    return await serve_result(core, request.path_params["name"].removesuffix(".mp4"))
+
+
 ROUTES = [
     Route("/api/ai/queue", enqueue, methods=["POST"]),
     Route("/api/ai/queue", list_queue, methods=["GET"]),
@@ -251,4 +268,5 @@ ROUTES = [
     Route("/api/ai/models/{model_id:path}", model, methods=["GET"]),
     Route("/api/ai/videos/generate", generate_sync, methods=["POST"]),
     Route("/api/events", events, methods=["GET"]),
+    Route("/api/repos/{namespace}/files/{name}", repo_file, methods=["GET"]),
 ]

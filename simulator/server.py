@@ -16,17 +16,17 @@ import time
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from reelbatch.simulator import aimlapi, oxen, state
 from reelbatch.simulator.core import Core
+from reelbatch.simulator.download import serve_result
 from reelbatch.simulator.faults import FaultMiddleware
 from reelbatch.simulator.knobs import Knobs
 
 __all__ = ["Simulator", "Knobs", "build_app"]
 
-STREAM_ABOVE = 8 << 20     # bodies larger than this are streamed in chunks
 
 
 async def media(request: Request) -> Response:
@@ -40,18 +40,7 @@ async def media(request: Request) -> Response:
     if refused:
         return PlainTextResponse(f"AccessDenied: Request has {refused}" if refused == "expired"
                                  else "AccessDenied: signature does not match", status_code=403)
-    base, pad = await core.media.base(gen.duration, gen.aspect_ratio), core.knobs.media_pad_bytes
-    size = core.media.size(base, key, pad)
-    core.stats.served(key, core.media.sha256(base, key, pad), size)
-    chunks = core.media.chunks(base, key, pad)
-    if size <= STREAM_ABOVE:
-        return Response(b"".join(chunks), media_type="video/mp4")
-    return StreamingResponse(_async(chunks), media_type="video/mp4", headers={"Content-Length": str(size)})
-
-
-async def _async(chunks):
-    for chunk in chunks:
-        yield chunk
+    return await serve_result(core, key)
 
 
 async def sim_stats(request: Request) -> Response:

@@ -14,6 +14,7 @@ _ID_ROUTES = (
     (re.compile(r"^/api/ai/generations/[^/]+$"), "/api/ai/generations/{id}"),
     (re.compile(r"^/api/ai/models/.+$"), "/api/ai/models/{id}"),
     (re.compile(r"^/media/[^/]+$"), "/media/{id}"),
+    (re.compile(r"^/api/repos/.+$"), "/api/repos/{file}"),
 )
 
 

@@ -12,7 +12,9 @@ then renames into place with ``os.replace``. Its checks:
   failures are ``StorageError`` and worth a retry;
 - the file name is sanitised, the target stays inside ``dest_dir`` and may not be a symlink.
 
-No credentials are sent: result URLs are presigned and live on other hosts.
+Credentials: none by default (presigned URLs, CDNs). With a ``HostCredential`` (the provider's key bound
+to its own API host: Oxen's REST ``result_url`` is on hub.oxen.ai) the key goes with the request to that
+exact origin only, and is dropped for good at the first redirect off it (an object store, a CDN).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from reelbatch.jobs.errors import NotAVideo, ResultUrlExpired, StorageError, Uns
 from reelbatch.jobs.files import NotARegularFile, atomic_write
 from reelbatch.jobs.settings import Settings
 from reelbatch.worker.container import check_video
+from reelbatch.worker.providers.http import HostCredential
 
 MAX_REDIRECTS = 5
 EXPIRED = frozenset({403, 404, 410})
@@ -91,14 +94,19 @@ def _media_type(response: httpx.Response) -> str:
     return response.headers.get("Content-Type", "").partition(";")[0].strip().lower()
 
 
-def _open(url: str, client: httpx.Client, http_hosts: tuple[str, ...] = ()) -> httpx.Response:
-    """Follow redirects by hand, checking each hop; the caller closes the response."""
+def _open(url: str, client: httpx.Client, http_hosts: tuple[str, ...] = (),
+          credential: HostCredential | None = None) -> httpx.Response:
+    """Follow redirects by hand, checking each hop; the caller closes the response. The credential
+    rides along while every hop so far stayed on its origin."""
     first = current = httpx.URL(url)
     for _ in range(MAX_REDIRECTS + 1):
         check_url(current, http_hosts)
         if is_loopback(current.host) and not is_loopback(first.host):
             raise UnsafeResult(f"refusing a redirect from {first.host} into this machine ({current.host})")
-        request = client.build_request("GET", current, headers={"Accept-Encoding": "identity"})
+        if credential is not None and not credential.applies_to(current):
+            credential = None
+        headers = {"Accept-Encoding": "identity", **(credential.headers() if credential else {})}
+        request = client.build_request("GET", current, headers=headers)
         response = client.send(request, stream=True, follow_redirects=False, auth=None)
         if not response.is_redirect:
             return response
@@ -135,9 +143,10 @@ def _stream_to(response: httpx.Response, out: BinaryIO, settings: Settings) -> t
     return digest.hexdigest(), size
 
 
-def _fetch(url: str, client: httpx.Client, out: BinaryIO, settings: Settings) -> tuple[str, int, str]:
+def _fetch(url: str, client: httpx.Client, out: BinaryIO, settings: Settings,
+           credential: HostCredential | None = None) -> tuple[str, int, str]:
     try:
-        response = _open(url, client, tuple(settings.download_http_hosts))
+        response = _open(url, client, tuple(settings.download_http_hosts), credential)
         try:
             declared = _check_response(response, settings)
             sha256, size = _stream_to(response, out, settings)
@@ -153,13 +162,14 @@ def _fetch(url: str, client: httpx.Client, out: BinaryIO, settings: Settings) ->
 
 
 def download(url: str, dest_dir: Path, file_name: str, client: httpx.Client,
-             settings: Settings) -> StoredFile:
-    """Download ``url`` to ``dest_dir/<sanitised file_name>``, checked and atomically renamed."""
+             settings: Settings, credential: HostCredential | None = None) -> StoredFile:
+    """Download ``url`` to ``dest_dir/<sanitised file_name>``, checked and atomically renamed.
+    ``credential``: the provider's key for its own host only (``Provider.download_credential``)."""
     dest_dir.mkdir(parents=True, exist_ok=True)
     target = target_path(dest_dir, file_name)
     try:
         with atomic_write(target, binary=True, fsync=True) as out:
-            sha256, size, content_type = _fetch(url, client, out, settings)
+            sha256, size, content_type = _fetch(url, client, out, settings, credential)
             target_path(dest_dir, file_name)  # re-check just before the rename
     except NotARegularFile as exc:
         raise UnsafeResult(f"refusing to write through the symlink {target}: {exc}") from None

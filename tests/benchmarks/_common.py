@@ -223,7 +223,7 @@ def write_manifest(folder: Path, name: str, n: int, **overrides) -> Path:
     doc = {
         "version": 1, "name": name, "provider": "simulator", "model": "kling-o1/image-to-video",
         "output": str(folder / f"out-{name}"),
-        "defaults": {"duration": 5, "aspect_ratio": "16:9", "start_image": IMAGE},
+        "defaults": {"duration": 5, "start_image": IMAGE},
         "items": [{"id": f"clip{i:05d}", "prompt": f"An ox walks, take {i}"} for i in range(n)],
         "limits": {"max_concurrency": 20, "requests_per_minute": 1_000_000},
         "retry": {"max_attempts": 3},

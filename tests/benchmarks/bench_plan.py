@@ -24,8 +24,7 @@ defaults:
   prompt: "A {animal} in {place}, shot {n}, documentary footage"
 matrix:
   duration: [5, 10]
-  aspect_ratio: ["16:9", "9:16"]
-repeat: 2
+repeat: 4
 items_from: rows.csv
 """
 

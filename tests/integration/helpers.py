@@ -21,7 +21,7 @@ def write_manifest(folder: Path, name: str, n: int, **overrides) -> Path:
     """A manifest of ``n`` image-to-video items with distinct prompts, on the simulator."""
     doc = {
         "version": 1, "name": name, "provider": "simulator", "model": "kling-o1/image-to-video",
-        "output": "out", "defaults": {"duration": 5, "aspect_ratio": "16:9", "start_image": IMAGE},
+        "output": "out", "defaults": {"duration": 5, "start_image": IMAGE},
         "items": [{"id": f"clip{i:03d}", "prompt": f"An ox walks, take {i}"} for i in range(n)],
         "limits": {"max_concurrency": 20, "requests_per_minute": 6000},
         "retry": {"max_attempts": 3},

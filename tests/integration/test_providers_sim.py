@@ -15,7 +15,7 @@ from reelbatch.jobs.item import ProviderRequest
 from reelbatch.jobs.settings import Settings
 from reelbatch.worker.providers import build_provider
 from reelbatch.worker.providers.base import RemoteStatus
-from reelbatch.worker.providers.http import build_download_client
+from reelbatch.worker.providers.http import build_download_client, failure_kind
 from reelbatch.worker.storage import download, poster_frame
 
 import reelbatch.simulator.server as simulator_server  # noqa: E402
@@ -25,7 +25,8 @@ KEY = "sim-secret-key-0123456789"
 FAULTS_OFF = dict(fail_rate=0.0, rate_limit_rate=0.0, rate_limit_bare_rate=0.0, server_error_rate=0.0,
                   drop_before_rate=0.0, drop_after_rate=0.0, truncate_rate=0.0, expire_rate=0.0,
                   legacy_enqueue_processing=False, legacy_404_terminal=False, sse_disconnect_every=0.0,
-                  keepalive_interval=0.2, other_event_interval=0.1, aiml_error_shape="random")
+                  keepalive_interval=0.2, other_event_interval=0.1, aiml_error_shape="random",
+                  result_url_needs_key=False, gen_time_min=300.0, gen_time_max=900.0, cost_per_second=0.112)
 PROMPTS = count()
 
 
@@ -275,3 +276,69 @@ def test_expired_url_then_fresh_url(sim, provider, settings, tmp_path):
         sim.set_knobs(expire_rate=0.0)
         fresh = provider.get(generation_id).video_url
         assert download(fresh, tmp_path, "a.mp4", client, settings).bytes > 0
+
+
+# --- issue 13: what the providers publish, over the wire -----------------------------------------
+
+def test_aimlapi_active_is_running_and_never_fails_a_generation(sim, settings):
+    import httpx
+    sim.set_knobs(gen_time_min=3000.0, gen_time_max=3000.0)     # 3 s runs, the first 0.3 s "active"
+    aiml = build_provider("aimlapi", settings)
+    generation_id = aiml.submit(request_for(aiml))
+    raw, statuses = [], []
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and "generating" not in raw:
+        answer = httpx.get(f"{sim.base_url}/v2/video/generations", params={"generation_id": generation_id},
+                           headers={"Authorization": f"Bearer {KEY}"}).json()
+        raw.append(answer["status"])
+        statuses.append(aiml.get(generation_id).status)
+        time.sleep(0.01)
+    assert "active" in raw
+    assert RemoteStatus.RUNNING in statuses and RemoteStatus.FAILED not in statuses
+
+
+def test_oxen_validation_at_run_time_is_a_permanent_failure(oxen):
+    request = ProviderRequest(model="kling-video-o1-reference-to-video",
+                              body={"prompt": f"@Element1 flies, take {next(PROMPTS)}",
+                                    "elements": [{"frontal_image_url": "https://i.test/f.png"}]})
+    generation = wait_terminal(oxen, oxen.submit(request))        # accepted at enqueue, as Oxen does
+    assert generation.status is RemoteStatus.FAILED
+    assert "Field required: 'input_image'" in generation.error
+    assert failure_kind(generation.error) == "invalid_input"
+
+
+def test_aimlapi_schema_refusal_at_post_is_permanent(settings):
+    aiml = build_provider("aimlapi", settings)
+    request = ProviderRequest(model="klingai/video-o1-reference-to-video", body={
+        "prompt": "p", "elements": [{"frontal_image_url": "https://i.test/f.png", "reference_image_urls": []}]})
+    error = error_of(lambda: aiml.submit(request))
+    assert type(error) is PermanentProviderError and error.status_code == 400
+    assert "Body validation error!" in str(error)
+
+
+def test_the_key_downloads_a_rest_result_url_on_the_providers_host(sim, oxen, settings, tmp_path):
+    sim.set_knobs(result_url_needs_key=True)
+    generation = wait_terminal(oxen, oxen.submit(request_for(oxen)))
+    assert "/api/repos/" in generation.video_url
+    with build_download_client(settings) as client:
+        assert type(error_of(lambda: download(generation.video_url, tmp_path, "a.mp4", client, settings))) \
+            is StorageError                                        # 401 without the key
+        stored = download(generation.video_url, tmp_path, "a.mp4", client, settings, oxen.download_credential)
+    assert stored.sha256 == sim.stats()["generations"][generation.generation_id]["sha256"]
+
+
+def test_charged_cost_after_success(sim, provider):
+    sim.set_knobs(cost_per_second=0.05)
+    generation_id = provider.submit(request_for(provider))
+    assert wait_terminal(provider, generation_id).status is RemoteStatus.SUCCEEDED
+    assert provider.charged_cost(generation_id) == pytest.approx(5 * 0.05)
+
+
+def test_reconcile_finds_a_lost_submit_sent_with_a_data_uri(sim, oxen):
+    request = ProviderRequest(model="kling-video-o1-image-to-video", body={
+        "prompt": f"an ox, take {next(PROMPTS)}", "input_image": "data:image/png;base64,iVBORw0KGgo=", "duration": 5})
+    since = time.time() - 5
+    sim.set_knobs(drop_after_rate=1.0)
+    assert type(error_of(lambda: oxen.submit(request))) is SubmitOutcomeUnknown
+    sim.set_knobs(drop_after_rate=0.0)
+    assert len(oxen.find(request, since=since)) == 1

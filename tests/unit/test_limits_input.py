@@ -17,7 +17,9 @@ from reelbatch.jobs.settings import Settings
 from reelbatch.scheduler.plan import plan_batch
 
 REPO = Path(__file__).parents[2]
-PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 2000       # 2,008 bytes
+# a PNG signature and header chunk (640x480): the plan reads an image's dimensions
+PNG_HEADER = b'\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x02\x80\x00\x00\x01\xe0\x08\x02\x00\x00\x00\xba\xb3K\xb3'
+PNG = PNG_HEADER + b"\0" * (2008 - len(PNG_HEADER))       # 2,008 bytes
 MANIFEST = """\
 version: 1
 name: t

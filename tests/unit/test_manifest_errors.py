@@ -11,7 +11,9 @@ from reelbatch.jobs.errors import ManifestError
 from reelbatch.jobs.settings import Settings
 from reelbatch.scheduler.plan import plan_batch
 
-PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 32
+# a PNG signature and header chunk (640x480): the plan reads an image's dimensions
+PNG_HEADER = b'\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x02\x80\x00\x00\x01\xe0\x08\x02\x00\x00\x00\xba\xb3K\xb3'
+PNG = PNG_HEADER + b"\0" * 16
 HEAD = """\
 version: 1
 name: t
@@ -60,8 +62,10 @@ CASES = [
     ("duration-7", ONE_ITEM + "    duration: 7\n", {}, "expected one of 5, 10", 9, "items[0].duration"),
     ("duration-not-int", ONE_ITEM + "    duration: ten\n", {}, "valid integer", 9,
      "items[0].duration"),
-    ("aspect-4x3", ONE_ITEM + "defaults: {aspect_ratio: \"4:3\"}\n", {}, "'4:3' is not allowed", 9,
-     "defaults.aspect_ratio"),
+    ("aspect-4x3", ref_manifest("@Image1", 1, 0) + "defaults: {aspect_ratio: \"4:3\"}\n", {},
+     "'4:3' is not allowed", 10, "defaults.aspect_ratio"),
+    ("aspect-image-to-video", ONE_ITEM + "defaults: {aspect_ratio: \"16:9\"}\n", {},
+     "does not take aspect_ratio (the video takes the start image's aspect ratio", 9, "defaults.aspect_ratio"),
     ("prompt-too-long", ONE_ITEM.replace("hello", "x" * 2501), {}, "2501 characters", 7,
      "items[0].prompt"),
     ("image3-of-two", ref_manifest("@Image3 walks", 2, 0), {}, "@Image3 refers to a missing input", 7,
@@ -128,10 +132,10 @@ CASES = [
      {}, "needs video", 6, "items[0].video"),
     ("local-video-not-video", edit_manifest("clip.mp4"), {"clip.mp4": PNG}, "is not a video", 8,
      "items[0].video"),
-    ("too-many-reference-images", ref_manifest("@Element1", 0, 0).replace("    images:\n", "")
+    ("too-many-reference-images", ref_manifest("@Element1", 1, 0)
      + "    elements:\n      - frontal_image: https://e.org/f.png\n        reference_images: "
        "[a.png, b.png, c.png, d.png, e.png]\n", {f"{n}.png": PNG for n in "abcde"},
-     "5 reference images", 8, "items[0].elements"),
+     "5 reference images", 10, "items[0].elements"),
     ("empty-vars-list", ONE_ITEM + "    vars: {x: []}\n", {}, "empty list", 9, "items[0].vars.x"),
     ("alias-bomb", HEAD + "a: &a [x, x, x, x, x, x, x, x, x]\n"
      + "".join(f"l{n}: &l{n} [{', '.join(['*' + ('a' if n == 0 else f'l{n-1}')] * 9)}]\n"

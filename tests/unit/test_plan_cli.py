@@ -21,8 +21,8 @@ def reelbatch(*args: str, cwd: Path | None = None) -> subprocess.CompletedProces
 def test_plan_prints_table_and_totals():
     result = reelbatch("plan", str(EXAMPLES / "demo.yaml"))
     assert result.returncode == 0, result.stderr
-    assert "ox.spring.ar16x9" in result.stdout
-    assert "6 items, 30 video seconds, estimated $3.36" in result.stdout
+    assert "ox.spring.d10" in result.stdout
+    assert "6 items, 45 video seconds, estimated $5.04" in result.stdout
 
 
 def test_plan_json_is_one_item_per_line():
@@ -30,7 +30,7 @@ def test_plan_json_is_one_item_per_line():
     assert result.returncode == 0, result.stderr
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(rows) == 18
-    assert rows[0]["item_id"] == "fox.ar16x9.s1" and rows[0]["params"]["aspect_ratio"] == "16:9"
+    assert rows[0]["item_id"] == "fox.d5.s1" and rows[0]["params"]["duration"] == 5
     assert {"content_key", "provider_model", "video_seconds", "estimated_cost_usd"} <= rows[0].keys()
 
 

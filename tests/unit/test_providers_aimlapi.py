@@ -59,6 +59,7 @@ DONE = {"video": {"url": "https://cdn.test/o.mp4"}, "meta": {"usage": {"credits_
 STATUS_TABLE = [
     ({"status": "queued"}, RemoteStatus.QUEUED, None, None),
     ({"status": "waiting"}, RemoteStatus.QUEUED, None, None),
+    ({"status": "active"}, RemoteStatus.RUNNING, None, None),
     ({"status": "generating"}, RemoteStatus.RUNNING, None, None),
     ({"status": "completed", **DONE}, RemoteStatus.SUCCEEDED, "https://cdn.test/o.mp4", None),
     ({"status": "succeeded", **DONE}, RemoteStatus.SUCCEEDED, "https://cdn.test/o.mp4", None),
@@ -83,9 +84,33 @@ def test_cost_from_usage():
     assert aiml(serving({"id": GEN_ID, "status": "queued", "meta": {"usage": {}}})).get(GEN_ID).cost_usd is None
 
 
-def test_unknown_status_and_missing_video_url():
-    with pytest.raises(PermanentProviderError, match="cancelled"):
-        aiml(serving({"id": GEN_ID, "status": "cancelled"})).get(GEN_ID)
+@pytest.mark.parametrize("usage, usd", [
+    ({"credits_used": 120000}, 0.06),                      # the O1 schemas: credits only
+    ({"credits_used": 120000, "usd_spent": 0.07}, 0.07),   # usd_spent wins where given
+    ({"credits_used": "2000000"}, 1.0), ({"usd_spent": None, "credits_used": 1000}, 0.0005),
+    ({"credits_used": None}, None), ({"credits_used": True}, None), (None, None)])
+def test_cost_reads_usd_spent_else_credits(usage, usd):
+    answer = {"id": GEN_ID, "status": "completed", "video": {"url": "https://cdn.test/o.mp4"},
+              "meta": {"usage": usage}}
+    provider = aiml(serving(answer))
+    assert provider.get(GEN_ID).cost_usd == usd
+    assert provider.charged_cost(GEN_ID) == usd
+
+
+@pytest.mark.parametrize("status", ["cancelled", "delayed", "paused", "", None, 3])
+def test_an_undocumented_status_is_unknown_and_polled_on(status, caplog):
+    generation = aiml(serving({"id": GEN_ID, "status": status})).get(GEN_ID)
+    assert generation.status is RemoteStatus.UNKNOWN and not generation.terminal
+
+
+def test_an_unknown_status_is_logged_once_per_process(caplog):
+    provider = aiml(serving({"id": GEN_ID, "status": "rebooting-once"}))
+    for _ in range(3):
+        provider.get(GEN_ID)
+    assert sum("rebooting-once" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_missing_video_url():
     with pytest.raises(TransientProviderError):
         aiml(serving({"id": GEN_ID, "status": "completed", "video": None})).get(GEN_ID)
 

@@ -87,9 +87,13 @@ def test_row_times_and_cost():
     assert oxen(serving(row("queued", cost="n/a"))).get("g1").cost_usd is None
 
 
-def test_unknown_status_and_missing_url():
-    with pytest.raises(PermanentProviderError, match="expired"):
-        oxen(serving(row("expired"))).get("g1")
+@pytest.mark.parametrize("status", ["expired", "pending", "running", "SUCCEEDED"])
+def test_an_undocumented_status_is_unknown_and_polled_on(status):
+    generation = oxen(serving(row(status))).get("g1")
+    assert generation.status is RemoteStatus.UNKNOWN and not generation.terminal
+
+
+def test_missing_url():
     with pytest.raises(TransientProviderError):
         oxen(serving(row("succeeded"))).get("g1")
 
@@ -157,7 +161,8 @@ def test_find_matches_echoed_prompt_and_params():
         rows = active if request.url.path == "/api/ai/queue" else history
         return httpx.Response(200, json={"count": len(rows), "generations": rows})
     found = oxen(handler).find(REQUEST, since=900)
-    assert [g.generation_id for g in found] == ["done", "mine"]
+    # echoed extras rank, never exclude: other-duration disagrees, so it comes last
+    assert [g.generation_id for g in found] == ["done", "mine", "other-duration"]
     assert queries[0] == ("/api/ai/queue", {"model": REQUEST.model})
     assert queries[1][0] == "/api/ai/generations"
 

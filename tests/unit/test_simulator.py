@@ -232,7 +232,7 @@ def aiml_poll(client, gen_id: str) -> dict:
     return client.get("/v2/video/generations", params={"generation_id": gen_id}).json()
 
 
-def test_aiml_walk_with_waiting(make):
+def test_aiml_walk_with_waiting_and_active(make):
     sim, client = make(queue_delay=150)
     created = aiml_create(client).json()
     assert created["status"] == "queued" and created["id"].endswith(f":{AIML_I2V}")
@@ -245,7 +245,7 @@ def test_aiml_walk_with_waiting(make):
         return task if task["status"] in ("completed", "error") else None
 
     task = wait_for(poll, every=0.02)
-    assert seen == ["queued", "waiting", "generating", "completed"]
+    assert seen == ["queued", "waiting", "active", "generating", "completed"]
     assert task["video"]["url"].startswith(sim.base_url) and task["meta"]["usage"]["usd_spent"] == 0.56
 
 
@@ -484,3 +484,85 @@ def test_cli_saves_state_on_sigterm(cache_dir, tmp_path):
     saved = json.loads(state.read_text())
     assert [g["key"] for g in saved["generations"]] == [gen_id]
     assert list(saved["stats"]["enqueues"].values()) == [1]
+
+
+# --- the providers' schemas, enforced as each provider does (issue 13) ---------------------
+
+@pytest.mark.parametrize("extra, message", [
+    ({"input_image": None}, "Getting model response error: 422 - Field required: 'input_image'"),
+    ({"duration": 7}, "duration value '7' is invalid. Try using duration='5' instead"),
+    ({"aspect_ratio": "4:3"}, "Getting model response error: 422 - Value error, aspect_ratio: '4:3' is not one of"),
+    ({"elements": [{"reference_image_urls": ["https://x/r.png"]}]},
+     "Getting model response error: 422 - Field required: 'elements.0.frontal_image_url'"),
+])
+def test_oxen_accepts_then_fails_at_run_time_on_its_schema(make, extra, message):
+    _, client = make()
+    body_ = {k: v for k, v in body(**extra).items() if v is not None}
+    response = client.post("/api/ai/queue", json=body_)
+    assert response.status_code == 200          # Oxen checks model parameters only when it runs them
+    row = finished_row(client, response.json()["generations"][0]["generation_id"])
+    assert row["status"] == "failed" and row["error_message"].startswith(message)
+
+
+def test_oxen_queue_fields_are_not_model_parameters(make):
+    _, client = make()
+    gen_id = enqueue(client, target_namespace="my-org", response_format="url")[0]
+    assert finished_row(client, gen_id)["status"] == "succeeded"
+
+
+@pytest.mark.parametrize("extra, detail", [
+    ({"image_url": None}, "Required at image_url"),
+    ({"duration": 7}, "7 is not one of [5, 10] at duration"),
+    ({"prompt": "x" * 2501}, "is too long at prompt"),
+])
+def test_aiml_refuses_at_post_on_its_schema(make, extra, detail):
+    _, client = make()
+    body_ = {k: v for k, v in {"model": AIML_I2V, "prompt": "a dog", "image_url": "https://x/a.png",
+                                **extra}.items() if v is not None}
+    response = client.post("/v2/video/generations", json=body_)
+    assert response.status_code == 400
+    assert response.json()["message"].startswith("Body validation error!") and detail in response.json()["message"]
+
+
+def test_aiml_refuses_an_element_without_views_and_an_empty_image_list(make):
+    _, client = make()
+    ref = "klingai/video-o1-reference-to-video"
+    element = client.post("/v2/video/generations", json={
+        "model": ref, "prompt": "p", "elements": [{"frontal_image_url": "https://x/f.png", "reference_image_urls": []}]})
+    assert element.status_code == 400 and "reference_image_urls" in element.json()["message"]
+    images = client.post("/v2/video/generations", json={"model": ref, "prompt": "p", "image_list": []})
+    assert images.status_code == 400 and "image_list" in images.json()["message"]
+    fine = client.post("/v2/video/generations", json={"model": ref, "prompt": "p"})   # the docs' own example
+    assert fine.status_code == 200
+
+
+def test_image_to_video_output_ignores_aspect_ratio(make):
+    sim, client = make()
+    response = client.post("/api/ai/queue", json={"model": "kling-video-o1-image-to-video", "prompt": "p",
+                                                  "input_image": "https://x/a.png", "aspect_ratio": "9:16"})
+    gen_id = response.json()["generations"][0]["generation_id"]
+    finished_row(client, gen_id)
+    assert sim.core.clock.gens[gen_id].aspect_ratio == "16:9"
+
+
+def test_prices_follow_the_cost_knob(make):
+    _, client = make(cost_per_second=0.05)
+    pricing = client.get(f"/api/ai/models/{REF}").json()["pricing"]
+    assert pricing["cost_per_second"] == 0.05 and pricing["cost_per_second_with_audio"] == 0.05
+    gen_id = enqueue(client, duration=10)[0]
+    finished_row(client, gen_id)
+    assert client.get(f"/api/ai/generations/{gen_id}").json()["generation"]["cost"] == "0.5000"
+    assert "cost" not in client.get(f"/api/ai/queue/{gen_id}").json()   # queue rows carry no cost
+
+
+def test_rest_result_url_that_needs_the_key(make):
+    sim, client = make(result_url_needs_key=True)
+    is_event = lambda line: line.startswith('data: {"generation_id"')   # noqa: E731
+    lines = read_events(client, lambda ls: any(map(is_event, ls)), before=lambda: enqueue(client))
+    event = json.loads(next(filter(is_event, lines))[6:])
+    event_url, gen_id = event["url"], event["generation_id"]
+    rest_url = finished_row(client, gen_id)["result_url"]
+    assert rest_url == f"{sim.base_url}/api/repos/sim-user/files/{gen_id}.mp4"
+    assert httpx.get(rest_url).status_code == 401
+    assert client.get(rest_url).content[4:8] == b"ftyp"
+    assert "/media/" in event_url and httpx.get(event_url).status_code == 200   # presigned: no key

@@ -34,7 +34,8 @@ def fetch(ctx: WorkerContext, batch: str, item_id: str) -> list[Next]:
         rec = refreshed
     try:
         stored = download(rec.video_url, Path(meta.output), outputs.main_name(rec),
-                          ctx.download_client, ctx.settings)
+                          ctx.download_client, ctx.settings,
+                          ctx.provider(meta.provider).download_credential)
     except errors.UnsafeResult as exc:
         return fail(ctx, meta, item_id, exc, DOWNLOADING)
     except errors.StorageError as exc:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 from reelbatch.jobs import errors
+from reelbatch.jobs.errors import PERMANENT_FAILURE_KINDS
 from reelbatch.jobs.catalog import catalog
 from reelbatch.jobs.limits import holder
 from reelbatch.jobs.policy import PollPolicy
@@ -19,7 +20,7 @@ from reelbatch.worker.engine.line import release, requeue
 from reelbatch.worker.engine.next import Next
 from reelbatch.worker.engine.outcome import fail, retry_or_fail
 from reelbatch.worker.providers.base import Generation, RemoteStatus
-from reelbatch.worker.providers.http import permanent_reason
+from reelbatch.worker.providers.http import generation_failure
 
 IN_PROGRESS = (S.QUEUED, S.RUNNING)
 EVENT_BACKSTOP_FACTOR = 3.0
@@ -100,9 +101,9 @@ def _finished_at(rec: ItemRecord, g: Generation, polled: bool) -> float:
 
 
 def _remote_failed(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord, g: Generation) -> list[Next]:
-    exc = errors.GenerationFailed(meta.provider, None, None, g.error or "generation failed")
+    exc = generation_failure(meta.provider, g.error)
     ctx.store.record_attempt(meta.name, rec.item_id, exc.kind, str(exc))
-    if rec.attempts >= meta.max_attempts or permanent_reason(g.error):
+    if rec.attempts >= meta.max_attempts or exc.kind in PERMANENT_FAILURE_KINDS:
         return fail(ctx, meta, rec.item_id, exc, IN_PROGRESS)
     try:
         ctx.store.transition(meta.name, rec.item_id, S.PENDING, IN_PROGRESS,

@@ -8,7 +8,7 @@ from reelbatch.jobs.errors import PermanentProviderError
 from reelbatch.jobs.settings import Settings
 from reelbatch.worker.providers.aimlapi import AimlapiProvider
 from reelbatch.worker.providers.base import Provider
-from reelbatch.worker.providers.http import HttpSeam, build_client
+from reelbatch.worker.providers.http import HttpSeam, build_client, host_credential
 from reelbatch.worker.providers.oxen import OxenProvider
 
 PROVIDERS = ("oxen", "aimlapi", "simulator")
@@ -24,8 +24,9 @@ def build_provider(name: str, settings: Settings,
     key = settings.key_for(name)
     if not key and name != "simulator":
         raise PermanentProviderError(name, None, None, f"no API key: set {KEY_VARIABLE[name]}")
-    http = HttpSeam(name, build_client(settings, settings.base_url_for(name), key, transport),
-                    secrets=(key,) if key else ())
+    base_url = settings.base_url_for(name)
+    http = HttpSeam(name, build_client(settings, base_url, key, transport), secrets=(key,) if key else ())
+    credential = host_credential(base_url, key)
     if name == "aimlapi":
-        return AimlapiProvider(http)
-    return OxenProvider(http, name=name)
+        return AimlapiProvider(http, download_credential=credential)
+    return OxenProvider(http, name=name, download_credential=credential)

@@ -2,25 +2,50 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
 
 from reelbatch.jobs.item import ProviderRequest
+from reelbatch.worker.providers.http import HostCredential
+
+log = logging.getLogger(__name__)
 
 
 class RemoteStatus(str, Enum):
-    """A provider's generation status, normalised."""
+    """A provider's generation status, normalised. ``UNKNOWN`` is a status string the provider does
+    not document: not terminal, so the engine keeps polling; a paid generation is never failed on it."""
 
     QUEUED = "queued"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    UNKNOWN = "unknown"
 
 
 REMOTE_TERMINAL = frozenset({RemoteStatus.SUCCEEDED, RemoteStatus.FAILED, RemoteStatus.CANCELLED})
+
+
+_reported: set[tuple[str, str]] = set()
+_reported_lock = threading.Lock()
+
+
+def normalised_status(provider: str, raw: object, table: dict[str, RemoteStatus]) -> RemoteStatus:
+    """``table[raw]``, or UNKNOWN for a string the provider does not document (logged once per
+    process and provider)."""
+    if isinstance(raw, str) and raw in table:
+        return table[raw]
+    with _reported_lock:
+        first = (provider, str(raw)) not in _reported
+        _reported.add((provider, str(raw)))
+    if first:
+        log.warning("%s answered the undocumented status %r; polling on until it ends in a documented "
+                    "one", provider, raw)
+    return RemoteStatus.UNKNOWN
 
 
 @dataclass(frozen=True)
@@ -47,6 +72,7 @@ class Provider(Protocol):
     name: str
     can_cancel: bool
     has_events: bool
+    download_credential: HostCredential | None   # the key, for result URLs on the API's own host
 
     def submit(self, request: ProviderRequest) -> str:
         """Create one generation and return its id. Raises the error tree's ProviderError family;
@@ -54,6 +80,9 @@ class Provider(Protocol):
 
     def get(self, generation_id: str) -> Generation:
         """The generation's current state."""
+
+    def charged_cost(self, generation_id: str) -> float | None:
+        """What the provider charged for a finished generation, in USD; None when it does not say."""
 
     def cancel(self, generation_id: str) -> None:
         """Cancel a queued or running generation; CancelNotSupported where the provider cannot."""

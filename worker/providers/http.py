@@ -9,16 +9,27 @@ Every provider call goes through :class:`HttpSeam`, which maps failures like thi
          submit (POST that may create a paid generation)                          -> SubmitOutcomeUnknown
          any other call                                                           -> TransientProviderError
     HTTP response
-    ├─ body names a content-policy rejection or missing credits (any status)     -> PermanentProviderError
+    ├─ body names content policy or missing credits (any status), or invalid input (on submit)
+    │                                                    -> PermanentProviderError
     ├─ 429                                               -> RateLimited(retry_after from Retry-After)
     ├─ 408, 5xx                                          -> TransientProviderError, except on submit:
     │    503 (and 429, 408) are refusals: nothing was created               -> transient, safe to retry
+    │    5xx whose text the AI/ML API documents as a refusal ("The model is under maintenance",
+    │    "Coupon code not found", 504 "Generation timeout")                  -> PermanentProviderError
     │    500, 502, 504 and other 5xx may hide a created generation          -> SubmitOutcomeUnknown
     ├─ 3xx                                               -> PermanentProviderError (base URL is wrong)
     └─ other 4xx (400, 401, 403, 404, 422, ...)          -> PermanentProviderError
+    2xx whose body is an error envelope and carries no result (Oxen's {"generations": [], "error": ...})
+                                                         -> as a 4xx: a refusal (RateLimited if it says so)
 
 A 2xx submit answer whose body cannot be read is also SubmitOutcomeUnknown: the generation probably
 exists but its id is lost. The engine reconciles those with the provider's ``find`` helper.
+
+``failure_kind`` sorts the text of any failure (an HTTP error or a generation's failure message)
+into content_policy, no_credits, invalid_input (all permanent) or generation_failed (worth a retry).
+
+Result downloads use a separate client without credentials; a ``HostCredential`` lends the provider's
+key to a download only on the provider's own API host, never across a redirect to another host.
 
 The API key never appears in a message, a log line or a repr: requests are described by method and
 URL only, and every message the seam builds is scrubbed of the key in case a server echoes it.
@@ -36,8 +47,9 @@ from typing import Any
 
 import httpx
 
-from reelbatch.jobs.errors import (PermanentProviderError, ProviderError, RateLimited, SubmitOutcomeUnknown,
-                         TransientProviderError)
+from reelbatch.jobs.errors import (ContentRefused, GenerationFailed, InvalidInput, NoCredits,
+                                   PermanentProviderError, ProviderError, RateLimited,
+                                   SubmitOutcomeUnknown, TransientProviderError)
 from reelbatch.jobs.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -46,11 +58,24 @@ USER_AGENT = "reelbatch/0.1"
 NOTHING_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
 OUR_FAULT = (httpx.UnsupportedProtocol, httpx.LocalProtocolError)
 SUBMIT_REFUSALS = frozenset({408, 429, 503})
-PERMANENT_TEXT = re.compile(
-    r"content[ _-]?(policy|moderation|filter|safety)|safety (policy|system|filter|check)"
-    r"|moderation|nsfw|policy violation|prohibited content"
-    r"|insufficient (credits?|balance|funds)|run out of credits|out of credits|not enough credits",
-    re.IGNORECASE)
+FAILURE_KINDS = (   # (kind, text that means it); the first match wins
+    ("content_policy", re.compile(
+        r"content[ _-]?(policy|moderation|filter|safety)|safety (policy|system|filter|check)"
+        r"|moderation|nsfw|policy violation|prohibited content", re.IGNORECASE)),
+    ("no_credits", re.compile(
+        r"insufficient (credits?|balance|funds)|run out of credits|out of credits|not enough credits",
+        re.IGNORECASE)),
+    ("invalid_input", re.compile(   # Oxen's run-time validation; AI/ML's 400; pydantic-style details
+        r"model response error: 4(00|22)\b|value error,|field required|\bis invalid\b"
+        r"|body validation error|input should be", re.IGNORECASE)),
+)
+GENERATION_FAILED = "generation_failed"
+FAILURES: dict[str, type[GenerationFailed]] = {cls.kind: cls for cls in (
+    GenerationFailed, ContentRefused, NoCredits, InvalidInput)}
+# AI/ML API 5xx messages that refuse a request (errors-with-status-code-5xx.md; PROTOCOLS.md errata)
+SUBMIT_REFUSAL_TEXT = re.compile(
+    r"model is under maintenance|coupon code not found|^generation timeout", re.IGNORECASE)
+RATE_LIMIT_TEXT = re.compile(r"rate limit|too many requests", re.IGNORECASE)
 MAX_MESSAGE = 500
 
 
@@ -89,6 +114,30 @@ def build_download_client(settings: Settings,
                         headers={"User-Agent": USER_AGENT}, transport=transport)
 
 
+class HostCredential:
+    """A provider's key, lent to downloads on exactly one origin (scheme, host and port): the
+    provider's own API host, where Oxen's REST result_url lives. Never shown in a repr."""
+
+    def __init__(self, base_url: str, key: str):
+        url = httpx.URL(base_url)
+        self.origin = (url.scheme, url.host.lower(), url.port)
+        self._key = key
+
+    def applies_to(self, url: httpx.URL) -> bool:
+        return (url.scheme, url.host.lower(), url.port) == self.origin
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._key}"}
+
+    def __repr__(self) -> str:
+        scheme, host, port = self.origin
+        return f"HostCredential({scheme}://{host}{f':{port}' if port else ''}, key=<redacted>)"
+
+
+def host_credential(base_url: str, key: str | None) -> HostCredential | None:
+    return HostCredential(base_url, key) if key else None
+
+
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
     """Retry-After as seconds (``"30"``) or an HTTP date; None when absent or unreadable."""
     if not value or not value.strip():
@@ -107,9 +156,25 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
+def failure_kind(text: str | None) -> str:
+    """What a remote failure message means: ``content_policy``, ``no_credits``, ``invalid_input``
+    (all permanent: the same request fails the same way) or ``generation_failed`` (worth
+    resubmitting). Pure; used for HTTP errors and for failed generations alike."""
+    for kind, pattern in FAILURE_KINDS:
+        if text and pattern.search(text):
+            return kind
+    return GENERATION_FAILED
+
+
 def permanent_reason(text: str | None) -> bool:
-    """True when a message says retrying cannot help (content policy, no credits)."""
-    return bool(text and PERMANENT_TEXT.search(text))
+    """True when a message says retrying cannot help (``failure_kind`` is a permanent kind)."""
+    return failure_kind(text) != GENERATION_FAILED
+
+
+def generation_failure(provider: str, text: str | None) -> GenerationFailed:
+    """A failed generation as the error of its kind (GenerationFailed, ContentRefused, ...)."""
+    message = text or "generation failed (no reason given)"
+    return FAILURES[failure_kind(message)](provider, None, None, message)
 
 
 def describe(request: httpx.Request) -> str:
@@ -180,15 +245,30 @@ def error_for_response(provider: str, response: httpx.Response, submit: bool = F
     message = scrub(error_message(body) or response.reason_phrase or "HTTP error", secrets)
     rid = request_id(response, body)
     args = (provider, status, rid, f"{response.request.method} {response.request.url.path}: {message}")
-    if permanent_reason(message):
-        return PermanentProviderError(*args)
+    kind = failure_kind(message)
+    if kind in ("content_policy", "no_credits") or (kind == "invalid_input" and submit):
+        return PermanentProviderError(*args)   # a poll's 5xx never fails a running generation on its wording
     if status == 429:
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         return RateLimited(*args, retry_after=retry_after)
     if status == 408 or status >= 500:
+        if submit and SUBMIT_REFUSAL_TEXT.search(message):
+            return PermanentProviderError(*args)
         if submit and status not in SUBMIT_REFUSALS:
             return SubmitOutcomeUnknown(*args)
         return TransientProviderError(*args)
+    return PermanentProviderError(*args)
+
+
+def error_for_body(provider: str, response: httpx.Response, body: Any,
+                   secrets: Sequence[str] = ()) -> ProviderError:
+    """The error a 2xx answer means whose body is an error envelope with no result: a refusal,
+    nothing was created. Rate-limit wording makes it RateLimited; anything else is permanent."""
+    message = scrub(error_message(body) or "refused without a reason", secrets)
+    args = (provider, response.status_code, request_id(response, body),
+            f"{response.request.method} {response.request.url.path}: {message}")
+    if RATE_LIMIT_TEXT.search(message):
+        return RateLimited(*args, retry_after=parse_retry_after(response.headers.get("Retry-After")))
     return PermanentProviderError(*args)
 
 
@@ -246,15 +326,25 @@ class HttpSeam:
 
     def json(self, method: str, url: str, submit: bool = False, **kwargs: Any) -> Any:
         """Send, check the status, and return the JSON body."""
+        return self.answer(method, url, submit, **kwargs)[0]
+
+    def answer(self, method: str, url: str, submit: bool = False, **kwargs: Any) -> tuple[Any, httpx.Response]:
+        """Send, check the status, and return the JSON body with its response."""
         with self.mapped(submit):
             response = self.client.request(method, url, **kwargs)
         self.check(response, submit)
         try:
-            return response.json()
+            return response.json(), response
         except ValueError:
             cls = SubmitOutcomeUnknown if submit else TransientProviderError
             raise cls(self.provider, response.status_code, request_id(response, None),
                       f"{describe(response.request)}: answer is not JSON") from None
+
+    def refused(self, response: httpx.Response, body: Any) -> ProviderError:
+        """A 2xx answer that is an error envelope, mapped like an error response."""
+        error = error_for_body(self.provider, response, body, self._secrets)
+        log.info("%s -> %s", describe(response.request), error)
+        return error
 
     @contextmanager
     def stream(self, method: str, url: str, **kwargs: Any) -> Iterator[httpx.Response]:

@@ -2,6 +2,10 @@
 
 Completion events come from ``GET /api/events`` (SSE). Oxen buffers nothing and replays nothing, so
 events missed while disconnected are lost: the engine must keep polling as the backstop.
+
+Queue rows carry no cost: ``charged_cost`` reads it from the generation history
+(``GET /api/ai/generations/{id}``), and ``model_pricing`` reads a model's prices
+(``GET /api/ai/models/{id}``), both documented in inference-api/overview.mdx.
 """
 
 from __future__ import annotations
@@ -18,8 +22,8 @@ from httpx_sse import EventSource, ServerSentEvent
 from reelbatch.jobs.errors import PermanentProviderError, SubmitOutcomeUnknown, TransientProviderError
 from reelbatch.jobs.item import ProviderRequest
 from reelbatch.jobs.policy import RECONNECT
-from reelbatch.worker.providers.base import Generation, RemoteStatus
-from reelbatch.worker.providers.http import HttpSeam
+from reelbatch.worker.providers.base import Generation, RemoteStatus, normalised_status
+from reelbatch.worker.providers.http import HostCredential, HttpSeam
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +55,7 @@ def _row_status(provider: str, row: Mapping[str, Any]) -> RemoteStatus:
         if row.get("completed_at"):
             return RemoteStatus.CANCELLED
         return RemoteStatus.RUNNING if row.get("started_at") else RemoteStatus.QUEUED
-    if raw not in STATUS:
-        raise PermanentProviderError(provider, None, None, f"unknown generation status {raw!r}")
-    return STATUS[raw]
+    return normalised_status(provider, raw, STATUS)
 
 
 def generation_from_row(provider: str, row: Mapping[str, Any]) -> Generation:
@@ -91,19 +93,35 @@ def generation_from_event(sse: ServerSentEvent) -> Generation | None:
     return None
 
 
-def matches(row: Mapping[str, Any], request: ProviderRequest) -> bool:
-    """Whether a row echoes this request: same model, and every echoed field equals what was sent.
-    Fields the row does not echo are not held against it (failed rows may omit some)."""
-    if row.get("model_name") not in (None, request.model):
+def matches(row: Mapping[str, Any], request: ProviderRequest, since: float | None = None) -> bool:
+    """Whether a row may be this request's generation, on what is certain: the same model, the
+    same prompt (Oxen always echoes it), enqueued at or after ``since``. How Oxen echoes the other
+    fields is undocumented, so they only rank candidates (``agreement``). The rows were listed with
+    a model filter, so a row that leaves out model_name is not held against."""
+    if row.get("model_name") not in (None, request.model) or row.get("prompt") != request.body.get("prompt"):
         return False
-    if "prompt" in request.body and row.get("prompt") != request.body["prompt"]:
-        return False
-    return all(_same(row[key], value) for key, value in request.body.items() if key in row)
+    return since is None or (_float(row.get("enqueued_at")) or 0) >= since
+
+
+def _comparable(value: Any) -> bool:
+    """Plain values only: data URIs, lists and objects (elements) may be echoed in any form."""
+    if isinstance(value, str):
+        return not value.startswith("data:")
+    return isinstance(value, (int, float, bool))
+
+
+def agreement(row: Mapping[str, Any], request: ProviderRequest) -> int:
+    """How many comparable echoed fields agree with the request, less those that disagree."""
+    score = 0
+    for key, sent in request.body.items():
+        if key != "prompt" and key in row and _comparable(sent):
+            score += 1 if _same(row[key], sent) else -1
+    return score
 
 
 def _same(echoed: Any, sent: Any) -> bool:
     """Equal, or equal once printed (a duration sent as 5 may be echoed as "5")."""
-    return echoed == sent or (not isinstance(sent, (dict, list)) and str(echoed) == str(sent))
+    return echoed == sent or str(echoed) == str(sent)
 
 
 class OxenProvider:
@@ -113,8 +131,10 @@ class OxenProvider:
     has_events = True
 
     def __init__(self, http: HttpSeam, name: str = "oxen",
-                 backoff: Callable[[int], float] = RECONNECT.delay):
+                 backoff: Callable[[int], float] = RECONNECT.delay,
+                 download_credential: HostCredential | None = None):
         self.name, self._http, self._backoff = name, http, backoff
+        self.download_credential = download_credential
         self._closed = threading.Event()
         self.stream_open = False
 
@@ -123,7 +143,9 @@ class OxenProvider:
 
     def submit(self, request: ProviderRequest) -> str:
         body = {"model": request.model, **request.body, "num_generations": 1}
-        answer = self._http.json("POST", "/api/ai/queue", submit=True, json=body)
+        answer, response = self._http.answer("POST", "/api/ai/queue", submit=True, json=body)
+        if isinstance(answer, dict) and answer.get("error") and not answer.get("generations"):
+            raise self._http.refused(response, answer)   # a 200 that refuses: nothing was queued
         try:
             first = answer["generations"][0]
             generation_id = str(first["generation_id"])
@@ -149,6 +171,20 @@ class OxenProvider:
             raise TransientProviderError(self.name, None, None, "generation answer is not a row")
         return generation_from_row(self.name, {"generation_id": generation_id, **row})
 
+    def charged_cost(self, generation_id: str) -> float | None:
+        """The cost Oxen charged for a generation (history row ``cost``, a decimal string), in USD;
+        None while it has none. Queue rows and events carry no cost."""
+        answer = self._http.json("GET", f"/api/ai/generations/{quote(generation_id, safe='')}")
+        row = answer.get("generation") if isinstance(answer, dict) else None
+        return _float(row.get("cost")) if isinstance(row, dict) else None
+
+    def model_pricing(self, model_id: str) -> dict[str, Any] | None:
+        """The model's ``pricing`` object (``cost_per_second``, ``cost_per_second_with_audio``,
+        ``cost_per_second_high_res``, ...) from ``GET /api/ai/models/{id}``; None when absent."""
+        answer = self._http.json("GET", f"/api/ai/models/{quote(model_id, safe='')}")
+        pricing = answer.get("pricing") if isinstance(answer, dict) else None
+        return pricing if isinstance(pricing, dict) else None
+
     def cancel(self, generation_id: str) -> None:
         """Cancel a queued or processing row; on a terminal row Oxen does nothing."""
         self._http.json("DELETE", f"/api/ai/queue/{quote(generation_id, safe='')}")
@@ -158,19 +194,20 @@ class OxenProvider:
         return [generation_from_row(self.name, row) for row in self._active_rows()]
 
     def find(self, request: ProviderRequest, since: float | None = None) -> list[Generation]:
-        """Reconcile a SubmitOutcomeUnknown: generations (active, then the newest page of history)
-        whose echoed model, prompt and params equal ``request``'s, enqueued at or after ``since``
-        (unix seconds; pass the submit time less a little clock slack). Newest first.
+        """Reconcile a SubmitOutcomeUnknown: generations (active, then history) of the same model
+        and prompt, enqueued at or after ``since`` (unix seconds; pass the submit time less a little
+        clock slack). Best first: most echoed fields in agreement, then newest.
 
-        The engine adopts a match no other item has claimed; with no match after a short wait,
-        it may resubmit; several matches (identical requests) are told apart by nothing, so it
-        takes the newest unclaimed one."""
+        The engine adopts the first one no other item has claimed; with none, it may resubmit.
+        Echoed extras never exclude a row (data URIs and elements are not compared at all)."""
         rows = self._active_rows(model=request.model) + self._history_rows(since, model=request.model)
-        found: dict[str, Generation] = {}
+        found: dict[str, tuple[int, Generation]] = {}
         for row in rows:
-            if matches(row, request) and (since is None or (_float(row.get("enqueued_at")) or 0) >= since):
-                found.setdefault(str(row["generation_id"]), generation_from_row(self.name, row))
-        return sorted(found.values(), key=lambda g: g.enqueued_at or 0, reverse=True)
+            if matches(row, request, since) and str(row.get("generation_id")) not in found:
+                found[str(row["generation_id"])] = (agreement(row, request),
+                                                    generation_from_row(self.name, row))
+        ranked = sorted(found.values(), key=lambda f: (f[0], f[1].enqueued_at or 0), reverse=True)
+        return [generation for _, generation in ranked]
 
     def _active_rows(self, **filters: str) -> list[dict[str, Any]]:
         answer = self._http.json("GET", "/api/ai/queue", params=filters)
