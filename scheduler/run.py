@@ -25,8 +25,7 @@ from reelbatch.scheduler.progress import BatchProgress
 from reelbatch.scheduler.simproc import SimulatorProcess
 from reelbatch.worker.app import use_broker
 from reelbatch.worker.context import WorkerContext
-from reelbatch.worker.control import (Registration, recheck_batch, register_batch, start_batch,
-                                      sweep_batch)
+from reelbatch.worker.control import Registration, recheck_batch, register_batch, start_batch, sweep_batch
 from reelbatch.worker.listener import start_listeners
 from reelbatch.worker.providers import KEY_VARIABLE
 from reelbatch.worker.results import refresh_index

@@ -22,7 +22,7 @@ ACTIVE_SHARE = 0.1   # the first tenth of a run answers "active", the rest "gene
 def status_of(gen: Generation, now: float) -> str:
     """queued for the first half of the queue delay, then waiting (also while held by concurrency);
     while processing, active and then generating: the AI/ML API's own polling examples treat all
-    four as in progress (PROTOCOLS.md errata); which one it shows when is not documented."""
+    four as in progress (docs/providers.md errata); which one it shows when is not documented."""
     if gen.status == "queued":
         return "queued" if now < (gen.enqueued + gen.ready_at) / 2 else "waiting"
     if gen.status == "processing":

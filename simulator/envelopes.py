@@ -1,9 +1,9 @@
-"""Each API's error bodies, exactly as PROTOCOLS.md records them."""
+"""Each API's error bodies, exactly as docs/providers.md records them."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from starlette.responses import JSONResponse
 
@@ -45,7 +45,7 @@ def aiml_error(status: int, path: str, message: str | None = None, headers: dict
     body = {
         "message": message or AIML_MESSAGES.get(status, "Error"), "path": path,
         "requestId": str(uuid.uuid4()), "statusCode": str(status),
-        "timestamp": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
     }
     return JSONResponse(body, status_code=status, headers=headers)
 

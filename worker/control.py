@@ -8,8 +8,8 @@ from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine import batch as batches
 from reelbatch.worker.engine import retry, sweeper
 from reelbatch.worker.engine.batch import Registration
-from reelbatch.worker.engine.retry import Retried
 from reelbatch.worker.engine.recheck import recheck_files
+from reelbatch.worker.engine.retry import Retried
 from reelbatch.worker.tasks import send
 
 __all__ = ["Registration", "Retried", "register_batch", "start_batch", "retry_batch", "cancel_batch",

@@ -172,7 +172,8 @@ def dockerfile() -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments), continuation lines joined, comments dropped."""
     text = re.sub(r"\\\n", " ", (REPO / "Dockerfile").read_text())
     lines = [line.strip() for line in text.splitlines()]
-    return [(l.split(None, 1)[0].upper(), l.split(None, 1)[1]) for l in lines if l and not l.startswith("#")]
+    return [(ln.split(None, 1)[0].upper(), ln.split(None, 1)[1]) for ln in lines
+            if ln and not ln.startswith("#")]
 
 
 def test_dockerfile_is_slim_non_root_and_runs_reelbatch():

@@ -33,7 +33,8 @@ def test_budget_stops_submission_and_a_raised_limit_continues(tmp_path, sim_fact
     assert first.returncode == 1 and "wait for the budget" in first.stdout
     assert status_counts(results(tmp_path / "out")) == {"succeeded": 3, "pending": 7}
     status = json.loads(reelbatch("status", "budget", "--json", env=env).stdout)
-    assert status["waiting_for_budget"] == 7 and status["projected_usd"] > status["charged_usd"] + status["estimated_usd"] > 0
+    made = status["charged_usd"] + status["estimated_usd"]
+    assert status["waiting_for_budget"] == 7 and status["projected_usd"] > made > 0
     assert sum(sim.stats()["enqueues"].values()) == 3
 
     write_manifest(tmp_path, "budget", 10, limits={"max_concurrency": 2, "max_cost_usd": 100})

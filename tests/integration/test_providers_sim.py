@@ -9,8 +9,16 @@ from itertools import count
 
 import pytest
 
-from reelbatch.jobs.errors import (CancelNotSupported, PermanentProviderError, RateLimited, ResultUrlExpired,
-                         StorageError, SubmitOutcomeUnknown, TransientProviderError)
+import reelbatch.simulator.server as simulator_server  # noqa: E402
+from reelbatch.jobs.errors import (
+    CancelNotSupported,
+    PermanentProviderError,
+    RateLimited,
+    ResultUrlExpired,
+    StorageError,
+    SubmitOutcomeUnknown,
+    TransientProviderError,
+)
 from reelbatch.jobs.item import ProviderRequest
 from reelbatch.jobs.settings import Settings
 from reelbatch.worker.providers import build_provider
@@ -18,7 +26,6 @@ from reelbatch.worker.providers.base import RemoteStatus
 from reelbatch.worker.providers.http import build_download_client, failure_kind
 from reelbatch.worker.storage import download, poster_frame
 
-import reelbatch.simulator.server as simulator_server  # noqa: E402
 pytestmark = pytest.mark.integration
 
 KEY = "sim-secret-key-0123456789"

@@ -13,8 +13,14 @@ from reelbatch.jobs.catalog import catalog
 from reelbatch.jobs.settings import Settings
 from reelbatch.scheduler.plan import plan_batch
 from reelbatch.simulator.server import Knobs, Simulator
-from reelbatch.worker.pricing import (CACHE_FILE, PRICE_TTL_S, RETRY_AFTER_FAILURE_S, price_from,
-                                      provider_pricing, with_provider_prices)
+from reelbatch.worker.pricing import (
+    CACHE_FILE,
+    PRICE_TTL_S,
+    RETRY_AFTER_FAILURE_S,
+    price_from,
+    provider_pricing,
+    with_provider_prices,
+)
 
 KEY = "sim-price-key"
 MODEL_ID = "kling-video-o1-image-to-video"

@@ -10,8 +10,13 @@ import httpx
 import pytest
 from httpx_sse import SSEError
 
-from reelbatch.jobs.errors import (PermanentProviderError, ProviderError, RateLimited, SubmitOutcomeUnknown,
-                         TransientProviderError)
+from reelbatch.jobs.errors import (
+    PermanentProviderError,
+    ProviderError,
+    RateLimited,
+    SubmitOutcomeUnknown,
+    TransientProviderError,
+)
 from reelbatch.jobs.item import ProviderRequest
 from reelbatch.jobs.settings import Settings
 from reelbatch.worker.providers import build_provider

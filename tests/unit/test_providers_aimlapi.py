@@ -7,7 +7,11 @@ import json
 import httpx
 import pytest
 
-from reelbatch.jobs.errors import CancelNotSupported, PermanentProviderError, SubmitOutcomeUnknown, TransientProviderError
+from reelbatch.jobs.errors import (
+    CancelNotSupported,
+    SubmitOutcomeUnknown,
+    TransientProviderError,
+)
 from reelbatch.jobs.item import ProviderRequest
 from reelbatch.jobs.settings import Settings
 from reelbatch.worker.providers import build_provider

@@ -528,7 +528,8 @@ def test_aiml_refuses_an_element_without_views_and_an_empty_image_list(make):
     _, client = make()
     ref = "klingai/video-o1-reference-to-video"
     element = client.post("/v2/video/generations", json={
-        "model": ref, "prompt": "p", "elements": [{"frontal_image_url": "https://x/f.png", "reference_image_urls": []}]})
+        "model": ref, "prompt": "p",
+        "elements": [{"frontal_image_url": "https://x/f.png", "reference_image_urls": []}]})
     assert element.status_code == 400 and "reference_image_urls" in element.json()["message"]
     images = client.post("/v2/video/generations", json={"model": ref, "prompt": "p", "image_list": []})
     assert images.status_code == 400 and "image_list" in images.json()["message"]

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 from reelbatch.jobs.errors import ManifestError
 from reelbatch.jobs.item import Item
-from reelbatch.jobs.state import RESUME, TERMINAL, Step
+from reelbatch.jobs.state import RESUME, Step
 from reelbatch.jobs.state import ItemState as S
-from reelbatch.jobs.store import BatchMeta, ItemRecord, Store, TransitionRefused
+from reelbatch.jobs.store import BatchMeta, ItemRecord, Store
 from reelbatch.worker import outputs
 from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine.line import feed, wait_in_line

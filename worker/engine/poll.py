@@ -6,8 +6,8 @@ from __future__ import annotations
 import time
 
 from reelbatch.jobs import errors
-from reelbatch.jobs.errors import PERMANENT_FAILURE_KINDS
 from reelbatch.jobs.catalog import catalog
+from reelbatch.jobs.errors import PERMANENT_FAILURE_KINDS
 from reelbatch.jobs.limits import holder
 from reelbatch.jobs.policy import PollPolicy
 from reelbatch.jobs.state import ItemState as S

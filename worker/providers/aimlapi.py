@@ -1,7 +1,7 @@
-"""AI/ML API v2 video client (PROTOCOLS.md section 2). No cancel, no push channel: poll only.
+"""AI/ML API v2 video client (docs/providers.md section 2). No cancel, no push channel: poll only.
 
 Statuses: the O1 schemas list queued, generating, completed and error; the docs' own polling loops
-also treat waiting and active as in progress (PROTOCOLS.md errata), and some examples end in
+also treat waiting and active as in progress (docs/providers.md errata), and some examples end in
 succeeded. Anything else is UNKNOWN: polled on, never failed.
 """
 

@@ -47,9 +47,17 @@ from typing import Any
 
 import httpx
 
-from reelbatch.jobs.errors import (ContentRefused, GenerationFailed, InvalidInput, NoCredits,
-                                   PermanentProviderError, ProviderError, RateLimited,
-                                   SubmitOutcomeUnknown, TransientProviderError)
+from reelbatch.jobs.errors import (
+    ContentRefused,
+    GenerationFailed,
+    InvalidInput,
+    NoCredits,
+    PermanentProviderError,
+    ProviderError,
+    RateLimited,
+    SubmitOutcomeUnknown,
+    TransientProviderError,
+)
 from reelbatch.jobs.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -72,7 +80,7 @@ FAILURE_KINDS = (   # (kind, text that means it); the first match wins
 GENERATION_FAILED = "generation_failed"
 FAILURES: dict[str, type[GenerationFailed]] = {cls.kind: cls for cls in (
     GenerationFailed, ContentRefused, NoCredits, InvalidInput)}
-# AI/ML API 5xx messages that refuse a request (errors-with-status-code-5xx.md; PROTOCOLS.md errata)
+# AI/ML API 5xx messages that refuse a request (errors-with-status-code-5xx.md; docs/providers.md errata)
 SUBMIT_REFUSAL_TEXT = re.compile(
     r"model is under maintenance|coupon code not found|^generation timeout", re.IGNORECASE)
 RATE_LIMIT_TEXT = re.compile(r"rate limit|too many requests", re.IGNORECASE)

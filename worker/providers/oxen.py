@@ -1,4 +1,4 @@
-"""Oxen.ai async queue client (PROTOCOLS.md section 1); also drives the local simulator.
+"""Oxen.ai async queue client (docs/providers.md section 1); also drives the local simulator.
 
 Completion events come from ``GET /api/events`` (SSE). Oxen buffers nothing and replays nothing, so
 events missed while disconnected are lost: the engine must keep polling as the backstop.
