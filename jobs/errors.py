@@ -5,6 +5,7 @@
     ├─ ProviderError(provider, status_code, request_id, message)
     │  ├─ TransientProviderError    timeouts, connection errors, 429, 5xx: retried with backoff
     │  │  ├─ RateLimited(retry_after)
+    │  │  ├─ ProviderUnreachable    connection refused, DNS, no route: waited out; the batch pauses
     │  │  └─ SubmitOutcomeUnknown   the submit request was sent but no answer came back
     │  └─ PermanentProviderError    400/401/403/404/422, content policy, no credits: not retried
     │     ├─ GenerationFailed       the provider ran it and reports failure: resubmitted up to max_attempts
@@ -84,6 +85,13 @@ class RateLimited(TransientProviderError):
         self.provider, self.status_code, self.request_id, self.message = (
             provider, status_code, request_id, message)
         self.retry_after = retry_after
+
+
+class ProviderUnreachable(TransientProviderError):
+    """The provider's host cannot be reached at all (refused, no such host, no route): not the
+    item's fault, so it does not use up the item's retries; a long outage pauses the batch."""
+
+    kind = "unreachable"
 
 
 class SubmitOutcomeUnknown(TransientProviderError):

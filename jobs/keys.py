@@ -19,12 +19,16 @@
     rb:deliv:<task id>                how often a task message was delivered (our redelivery cap)
     rb:events:<provider>:healthy      set while the provider's event stream is open (with a TTL)
     rb:sweep:lock                     one sweep at a time across the fleet (redis-py Lock)
+    rb:workers                        zset: live workers -> when their heartbeat lapses
+    rb:down:<provider>                set while the provider cannot be reached: since when, and why
+    rb:{b}:output                     set while the batch's output folder cannot be written: since, why
     LIMITS:...                        the request-rate windows, named by the `limits` library
 """
 
 from __future__ import annotations
 
 BATCHES = "rb:batches"
+WORKERS = "rb:workers"
 SWEEP_LOCK = "rb:sweep:lock"
 
 
@@ -99,3 +103,11 @@ def index_turn(batch: str) -> str:
 
 def index_lock(batch: str) -> str:
     return _b(batch, "index:lock")
+
+
+def provider_down(provider: str) -> str:
+    return f"rb:down:{provider}"
+
+
+def output_problem(batch: str) -> str:
+    return _b(batch, "output")

@@ -8,8 +8,16 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, SecretStr
+from platformdirs import user_data_path
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+BROKER_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def default_data_dir() -> Path:
+    """The user's data folder (e.g. ~/.local/share/reelbatch): every folder sees the same batches."""
+    return user_data_path("reelbatch")
 
 
 def _config_defaults() -> dict[str, Any]:
@@ -27,17 +35,19 @@ class _YamlDefaults(PydanticBaseSettingsSource):
 
 class Settings(BaseSettings):
     # every non-secret default can be overridden as REELBATCH_<NAME>, e.g. REELBATCH_SWEEP_EVERY_S
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, env_prefix="REELBATCH_")
+    # a .env file in the working folder is read too (the README's example.env works outside compose)
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, env_prefix="REELBATCH_",
+                                      env_file=".env", env_file_encoding="utf-8")
 
     # secrets: read by workers only, never written anywhere
     oxen_api_key: SecretStr | None = Field(None, validation_alias="OXEN_API_KEY")
-    aimlapi_key: SecretStr | None = Field(None, validation_alias="AIMLAPI_KEY")
+    aimlapi_key: SecretStr | None = Field(None, validation_alias=AliasChoices("AIMLAPI_KEY", "AIML_API_KEY"))
     simulator_key: SecretStr | None = Field(None, validation_alias="REELBATCH_SIMULATOR_KEY")
     oxen_base_url: str = Field("https://hub.oxen.ai", validation_alias="OXEN_BASE_URL")
     aimlapi_base_url: str = Field("https://api.aimlapi.com", validation_alias="AIMLAPI_BASE_URL")
     simulator_url: str = Field("http://127.0.0.1:8765", validation_alias="REELBATCH_SIMULATOR_URL")
     broker_url: str | None = Field(None, validation_alias="REELBATCH_BROKER_URL")
-    data_dir: Path = Field(Path(".reelbatch"), validation_alias="REELBATCH_DATA_DIR")
+    data_dir: Path = Field(default_factory=default_data_dir, validation_alias="REELBATCH_DATA_DIR")
 
     max_items: int = 100_000
     max_manifest_bytes: int = 5_000_000
@@ -58,7 +68,22 @@ class Settings(BaseSettings):
     simulator_time_scale: float = 0.004
     worker_eta_task_limit: int = 5000
     event_listener: bool = True
+    provider_unreachable_s: float = Field(600.0, gt=0)   # a provider down this long pauses its batches
     price_overrides: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _data_dir_named(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("is empty; expected a folder (unset it for the default)")
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_is_redis(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(BROKER_SCHEMES):
+            raise ValueError("expected a Redis URL: redis://[:password@]host:port/db (or rediss://)")
+        return value
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings,
@@ -80,3 +105,12 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The process's settings, built on first use (never at import time)."""
     return Settings()
+
+
+def settings_error(exc: ValidationError) -> str:
+    """A settings error as one line naming the environment variable."""
+    error = exc.errors()[0]
+    name = str(error["loc"][0]) if error["loc"] else "?"
+    variable = name if name.isupper() else f"REELBATCH_{name.upper()}"   # an alias is the variable
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{variable}: {message} (got {error.get('input')!r})"

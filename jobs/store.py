@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -62,6 +63,8 @@ class BatchMeta(BaseModel):
     max_interval_s: float = 60.0
     start_at: float | None = None      # unix time; None means now
     manifest: str | None = None        # the manifest file the batch came from
+    paused: str | None = None          # why the batch cannot go on (a provider down, a full disk)
+    paused_at: float | None = None
     cancelled: bool = False
     abandon: bool = False
     created_at: float = 0.0
@@ -108,6 +111,14 @@ class ItemRecord(BaseModel):
         return {"spec": self.item.model_dump_json(), **_flat(fields)}
 
 
+@dataclass(frozen=True)
+class Problem:
+    """Something outside the batch that stops it: since when (unix time) and why."""
+
+    since: float
+    why: str
+
+
 class TransitionRefused(Exception):
     """The item was not in a state the caller expected (another worker got there first)."""
 
@@ -143,7 +154,7 @@ class Store:
         """Save (or re-save) a batch's settings; a new start time must be started again."""
         self.r.sadd(keys.BATCHES, meta.name)
         self.r.hset(keys.meta(meta.name), mapping=_flat(meta.model_dump()))
-        self.r.hdel(keys.meta(meta.name), "started")
+        self.r.hdel(keys.meta(meta.name), "started", "paused", "paused_at")
 
     def update_batch(self, batch: str, **fields: Any) -> None:
         self.r.hset(keys.meta(batch), mapping=_flat(fields))
@@ -230,6 +241,9 @@ class Store:
         pipe.srem(keys.ids(batch), record.item_id)
         pipe.delete(keys.item(batch, record.item_id))
         pipe.zrem(keys.due(batch), record.item_id)
+
+    def item_exists(self, batch: str, item_id: str) -> bool:
+        return bool(self.r.exists(keys.item(batch, item_id)))
 
     def item(self, batch: str, item_id: str) -> ItemRecord | None:
         data = self.r.hgetall(keys.item(batch, item_id))
@@ -362,6 +376,55 @@ class Store:
 
     def events_healthy(self, provider: str) -> bool:
         return bool(self.r.exists(keys.events_healthy(provider)))
+
+    # --- health: a provider that cannot be reached, an output folder that cannot be written ---
+    def mark_provider_down(self, provider: str, why: str, ttl_s: float) -> None:
+        """Record that the provider cannot be reached. The first failure's time stays; the mark
+        lapses ``ttl_s`` after the last failure, so nobody has to clear it when the provider is back."""
+        self._mark(keys.provider_down(provider), why, ttl_s)
+
+    def provider_down(self, provider: str) -> Problem | None:
+        return self._problem(keys.provider_down(provider))
+
+    def mark_output_problem(self, batch: str, why: str, ttl_s: float) -> None:
+        self._mark(keys.output_problem(batch), why, ttl_s)
+
+    def output_problem(self, batch: str) -> Problem | None:
+        return self._problem(keys.output_problem(batch))
+
+    def clear_output_problem(self, batch: str) -> None:
+        self.r.delete(keys.output_problem(batch))
+
+    def _mark(self, key: str, why: str, ttl_s: float) -> None:
+        pipe = self.r.pipeline()
+        pipe.set(key, json.dumps({"since": time.time(), "why": why}), nx=True, px=int(ttl_s * 1000))
+        pipe.pexpire(key, int(ttl_s * 1000))
+        pipe.execute()
+
+    def _problem(self, key: str) -> Problem | None:
+        data = self.r.get(key)
+        return Problem(**json.loads(data)) if data else None
+
+    def pause(self, batch: str, reason: str) -> bool:
+        """Mark the batch paused with ``reason``; False when it already was."""
+        first = bool(self.r.hsetnx(keys.meta(batch), "paused", reason))
+        if first:
+            self.r.hset(keys.meta(batch), "paused_at", time.time())
+        return first
+
+    def unpause(self, batch: str) -> None:
+        self.r.hdel(keys.meta(batch), "paused", "paused_at")
+
+    # --- workers' heartbeats ----------------------------------------------------------------
+    def mark_worker(self, name: str, ttl_s: float) -> None:
+        self.r.zadd(keys.WORKERS, {name: time.time() + ttl_s})
+
+    def forget_worker(self, name: str) -> None:
+        self.r.zrem(keys.WORKERS, name)
+
+    def workers(self) -> list[str]:
+        """Workers whose heartbeat has not lapsed."""
+        return list(self.r.zrangebyscore(keys.WORKERS, time.time(), "+inf"))
 
     # --- limits and locks --------------------------------------------------------------------
     def slots(self, provider: str) -> Slots:

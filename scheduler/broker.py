@@ -15,25 +15,37 @@ from reelbatch.worker.context import WorkerContext
 
 
 def broker(settings: Settings) -> str:
-    """The configured broker, or the embedded one: started if it is not running, and then stopped
-    again when this command exits."""
+    """The configured broker, or the embedded one: this command joins its users (starting it when
+    it is not running) and leaves them when it exits (the last user stops it)."""
     if settings.broker_url:
         return settings.broker_url
     embedded = EmbeddedRedis(settings.data_dir)
     url = embedded.start()
-    atexit.register(embedded.stop)   # a no-op when the server was already running
+    atexit.register(embedded.stop)
     return url
+
+
+def check_broker(url: str) -> None:
+    """Ping the broker: one line (exit 2 for a wrong URL, 3 for a broker out of reach) instead of
+    a traceback later."""
+    try:
+        redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=10).ping()
+    except redis.ResponseError as exc:      # e.g. "DB index is out of range"
+        raise ManifestError(f"the broker refused it: {exc}", field="REELBATCH_BROKER_URL") from None
+    except redis.AuthenticationError:
+        raise ManifestError("the broker refused the password", field="REELBATCH_BROKER_URL") from None
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise ServiceUnavailable(f"Redis at REELBATCH_BROKER_URL: {exc} (is it a Redis server, and "
+                                 "running?)") from None
+    except ValueError as exc:               # a URL redis-py cannot read
+        raise ManifestError(str(exc), field="REELBATCH_BROKER_URL") from None
 
 
 def connect(settings: Settings) -> WorkerContext:
     url = broker(settings)
+    check_broker(url)
     use_broker(url)
-    ctx = WorkerContext(settings.model_copy(update={"broker_url": url}))
-    try:
-        ctx.store.ping()
-    except (redis.ConnectionError, redis.TimeoutError, redis.AuthenticationError) as exc:
-        raise ServiceUnavailable(f"Redis at the configured broker: {type(exc).__name__}") from None
-    return ctx
+    return WorkerContext(settings.model_copy(update={"broker_url": url}))
 
 
 def connect_batch(settings: Settings, batch: str) -> WorkerContext:

@@ -1,19 +1,24 @@
 """The `reelbatch` command line: parse, call, print. No logic of its own.
 
 Exit codes: 0 every item succeeded; 1 the batch finished with failed items; 2 bad input or usage
-(nothing was submitted); 3 a broker or another service could not be reached.
+(nothing was submitted); 3 a broker or another service could not be reached, or the batch paused;
+128 + the signal when stopped by one (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP).
 """
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
 import click
 from kombu.exceptions import OperationalError
+from pydantic import ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from reelbatch.jobs.errors import ManifestError, ServiceUnavailable
+from reelbatch.jobs.files import NotARegularFile
+from reelbatch.jobs.settings import settings_error
 
 EXIT_OK, EXIT_FAILED_ITEMS, EXIT_BAD_INPUT, EXIT_SERVICE = 0, 1, 2, 3
 
@@ -25,6 +30,23 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP: stop like Ctrl-C (children stopped, state kept), exit 128 + signal."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop(signum: int, _frame: object) -> None:
+    raise Stopped(signum)
+
+
+def stop_on_signals() -> None:
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _stop)
+
+
 class _Group(click.Group):
     """Turns the error tree into one stderr line and the documented exit code."""
 
@@ -33,18 +55,25 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except ManifestError as exc:
             _fail(f"error: {exc}", EXIT_BAD_INPUT)
+        except ValidationError as exc:    # a setting from the environment
+            _fail(f"error: {settings_error(exc)}", EXIT_BAD_INPUT)
+        except NotARegularFile as exc:
+            _fail(f"error: {exc}", EXIT_BAD_INPUT)
         except ServiceUnavailable as exc:
-            _fail(f"cannot reach a service: {exc}", EXIT_SERVICE)
+            _fail(str(exc) if exc.kind == "paused" else f"cannot reach a service: {exc}", EXIT_SERVICE)
         except (OperationalError, RedisConnectionError) as exc:
             _fail(f"cannot reach the broker: {exc}", EXIT_SERVICE)
         except click.UsageError as exc:
             _fail(exc.format_message(), EXIT_BAD_INPUT)
+        except KeyboardInterrupt as exc:
+            sys.exit(128 + getattr(exc, "signum", signal.SIGINT))
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="reelbatch")
 def main() -> None:
     """Run large batches of hosted video generations and bring every result home."""
+    stop_on_signals()
 
 
 @main.command()

@@ -15,6 +15,7 @@ import click
 
 from reelbatch.jobs.settings import Settings
 from reelbatch.scheduler.broker import broker
+from reelbatch.scheduler.embedded import run_foreground
 
 AUTH_ENV = "FLOWER_BASIC_AUTH"
 LOOPBACK = "127.0.0.1"
@@ -46,6 +47,5 @@ def flower_command(address: str, port: int) -> list[str]:
 
 def run_flower(settings: Settings, address: str, port: int, no_auth: bool) -> int:
     check_auth(os.environ.get(AUTH_ENV), no_auth, address)
-    os.environ["REELBATCH_BROKER_URL"] = broker(settings)
-    os.execv(sys.executable, flower_command(address, port))
-    return 0  # not reached
+    return run_foreground(flower_command(address, port), {"REELBATCH_BROKER_URL": broker(settings)},
+                          settings.data_dir)

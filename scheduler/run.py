@@ -1,6 +1,11 @@
-"""`reelbatch run`: the one-machine path. Start what is missing (embedded Redis, the simulator, a
-worker), submit, show progress, wait until every item is terminal, write the index, stop what we
-started. Running it again resumes."""
+"""`reelbatch run`: the one-machine path. Check what can be checked before anything is submitted,
+start what is missing (the embedded Redis and the simulator, shared with other commands on the same
+data dir, and a worker tied to this process), submit, show progress, wait until every item is
+terminal or the batch pauses, write the index, stop what we started. Running it again resumes.
+
+It always ends: with every item terminal (exit 0, or 1 with failures), or paused because its
+provider cannot be reached or its output folder cannot be written (exit 3, the reason on one line),
+or stopped by a signal (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP)."""
 
 from __future__ import annotations
 
@@ -15,12 +20,13 @@ from kombu.exceptions import OperationalError
 from pydantic import SecretStr
 from rich.console import Console
 
-from reelbatch.jobs.errors import ManifestError
+from reelbatch.jobs.errors import ManifestError, ServiceUnavailable
 from reelbatch.jobs.settings import Settings
-from reelbatch.jobs.state import TERMINAL
-from reelbatch.jobs.state import ItemState as S
+from reelbatch.jobs.state import TERMINAL, ItemState as S
+from reelbatch.scheduler import preflight
+from reelbatch.scheduler.broker import check_broker
 from reelbatch.scheduler.embedded import EmbeddedRedis, WorkerProcess
-from reelbatch.scheduler.plan import plan_batch
+from reelbatch.scheduler.plan import Plan, plan_batch
 from reelbatch.scheduler.progress import BatchProgress
 from reelbatch.scheduler.simproc import SimulatorProcess
 from reelbatch.worker.app import use_broker
@@ -28,12 +34,19 @@ from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.control import Registration, recheck_batch, register_batch, start_batch, sweep_batch
 from reelbatch.worker.listener import start_listeners
 from reelbatch.worker.providers import KEY_VARIABLE
-from reelbatch.worker.results import refresh_index
+from reelbatch.worker.results import RESULTS, refresh_index
 
 SWEEP_EVERY_S = 5.0
 TICK_S = 0.25
 OUTAGE_LIMIT_S = 300.0   # how long `run` waits for a lost Redis before giving up (exit 3)
+NO_WORKER_GRACE_S = 30.0
 BROKER_DOWN = (redis.ConnectionError, redis.TimeoutError, OperationalError)
+
+
+class BatchPaused(ServiceUnavailable):
+    """The batch cannot go on for now (exit 3); the same command resumes it."""
+
+    kind = "paused"
 
 
 @dataclass
@@ -50,6 +63,8 @@ def start_services(stack: ExitStack, settings: Settings, provider: str) -> Stack
     broker = settings.broker_url
     if broker is None:
         broker = stack.enter_context(EmbeddedRedis(settings.data_dir)).url
+    else:
+        check_broker(broker)
     env["REELBATCH_BROKER_URL"] = broker
     update = {"broker_url": broker}
     if provider == "simulator" and "REELBATCH_SIMULATOR_URL" not in os.environ:
@@ -74,35 +89,53 @@ def describe_registration(name: str, total: int, reg: Registration) -> str:
 def run_batch(manifest: Path, settings: Settings, console: Console, adopt: bool = False,
               verify: bool = False) -> int:
     plan = plan_batch(manifest, settings)
-    name = plan.manifest.name
-    if settings.broker_url is None:
-        _check_key(settings, plan.manifest.provider)
+    _preflight(plan, settings)
     with ExitStack() as stack:
         services = start_services(stack, settings, plan.manifest.provider)
+        warning = preflight.check_key(services.settings, plan.manifest.provider, plan.manifest.model)
+        if warning:
+            console.print(f"[yellow]{warning}; retrying (the batch pauses after "
+                          f"{settings.provider_unreachable_s:.0f} s)[/]")
         ctx = WorkerContext(services.settings)
-        reg = register_batch(ctx.store, plan, adopt=adopt)
-        console.print(describe_registration(name, len(plan.items), reg))
-        lost = recheck_batch(ctx, name, verify)
-        if lost:
-            console.print(f"{lost} videos are missing or changed on disk: downloading them again "
-                          "from their generations")
-        worker = _start_worker(stack, services) if services.local_worker else None
-        _start_listener(stack, services.settings, plan.manifest.provider)
-        try:
-            start_batch(ctx, name)
-            _watch(ctx, name, worker, console)
-        except KeyboardInterrupt:
-            console.print("[yellow]interrupted[/]: every submitted generation is recorded; "
-                          "run the same command again to resume")
-            return 130
-        finally:
-            refresh_index(ctx.store, ctx.store.batch(name))
-        return _summary(ctx, name, console)
+        return _carry_out(stack, ctx, plan, services, console, adopt, verify)
+
+
+def _preflight(plan: Plan, settings: Settings) -> None:
+    """Before anything starts: the output folder, the key's presence and form."""
+    provider = plan.manifest.provider
+    preflight.check_output(plan.manifest)
+    preflight.check_key_format(settings, provider)
+    if settings.broker_url is None and provider != "simulator" and settings.key_for(provider) is None:
+        raise ManifestError(f"{KEY_VARIABLE[provider]} is not set; the {provider} provider needs it",
+                            field=KEY_VARIABLE[provider])
+
+
+def _carry_out(stack: ExitStack, ctx: WorkerContext, plan: Plan, services: Stack, console: Console,
+               adopt: bool, verify: bool) -> int:
+    name = plan.manifest.name
+    reg = register_batch(ctx.store, plan, adopt=adopt)
+    console.print(describe_registration(name, len(plan.items), reg))
+    lost = recheck_batch(ctx, name, verify)
+    if lost:
+        console.print(f"{lost} videos are missing or changed on disk: downloading them again "
+                      "from their generations")
+    worker = _start_worker(stack, services) if services.local_worker else None
+    _start_listener(stack, services.settings, plan.manifest.provider)
+    try:
+        start_batch(ctx, name)
+        _watch(ctx, name, worker, console)
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]: every submitted generation is recorded; "
+                      "run the same command again to resume")
+        raise
+    finally:
+        refresh_index(ctx.store, ctx.store.batch(name))
+    return _summary(ctx, name, console)
 
 
 def _start_worker(stack: ExitStack, services: Stack) -> WorkerProcess:
     log = services.settings.data_dir / "logs" / "worker.log"
-    worker = WorkerProcess(services.env, log, services.settings.worker_concurrency)
+    worker = WorkerProcess(services.env, log, services.settings.worker_concurrency, tied=True)
     worker.start()
     stack.callback(worker.stop)
     return worker
@@ -114,30 +147,56 @@ def _start_listener(stack: ExitStack, settings: Settings, provider: str) -> None
         stack.callback(listener.stop)
 
 
-def _check_key(settings: Settings, provider: str) -> None:
-    """The local worker would fail every item without a key: say so before submitting anything."""
-    if provider != "simulator" and settings.key_for(provider) is None:
-        raise ManifestError(f"{KEY_VARIABLE[provider]} is not set; the {provider} provider needs it",
-                            field="provider")
+class Watch:
+    """The loop `run` waits in: progress, a sweep every few seconds, a worker kept alive, the
+    batch's pause noticed, a lost Redis waited for."""
+
+    def __init__(self, ctx: WorkerContext, name: str, worker: WorkerProcess | None, console: Console):
+        self.ctx, self.name, self.worker, self.console = ctx, name, worker, console
+        self.last_sweep = 0.0
+        self.lost_since: float | None = None
+        self.started = time.monotonic()
+        self.warned_no_worker = False
+
+    def tick(self) -> bool:
+        """One turn; True when the batch is done."""
+        try:
+            if _finished(self.ctx, self.name):
+                return True
+            if time.monotonic() - self.last_sweep > SWEEP_EVERY_S:
+                self._sweep()
+            self.lost_since = None
+        except BROKER_DOWN as exc:
+            self.lost_since = _broker_lost(exc, self.lost_since, self.console)
+        return False
+
+    def _sweep(self) -> None:
+        sweep_batch(self.ctx, self.name)
+        self.last_sweep = time.monotonic()
+        meta = self.ctx.store.batch(self.name)
+        if meta is not None and meta.paused:
+            raise BatchPaused(f"paused: {meta.paused}. Nothing submitted is lost; run the same "
+                              "command again to resume")
+        if self.worker is not None and not self.worker.alive():
+            self.console.print("[yellow]the worker stopped; starting it again[/]")
+            self.worker.start()
+        self._warn_without_worker()
+
+    def _warn_without_worker(self) -> None:
+        """With a configured broker nobody here runs a worker: say so when none is consuming."""
+        if self.worker is not None or self.warned_no_worker:
+            return
+        if time.monotonic() - self.started > NO_WORKER_GRACE_S and not self.ctx.store.workers():
+            self.warned_no_worker = True
+            self.console.print("[yellow]no worker is consuming the queue: start one with "
+                               "`reelbatch worker` (same REELBATCH_BROKER_URL)[/]")
 
 
 def _watch(ctx: WorkerContext, name: str, worker: WorkerProcess | None, console: Console) -> None:
-    last_sweep, lost_since = 0.0, None
+    watch = Watch(ctx, name, worker, console)
     with BatchProgress(ctx.store, name, console) as progress:
-        while True:
-            try:
-                if _finished(ctx, name):
-                    break
-                progress.refresh()
-                if time.monotonic() - last_sweep > SWEEP_EVERY_S:
-                    sweep_batch(ctx, name)
-                    last_sweep = time.monotonic()
-                    if worker is not None and not worker.alive():
-                        console.print("[yellow]the worker stopped; starting it again[/]")
-                        worker.start()
-                lost_since = None
-            except BROKER_DOWN as exc:
-                lost_since = _broker_lost(exc, lost_since, console)
+        while not watch.tick():
+            progress.refresh()
             time.sleep(TICK_S)
         progress.refresh()
 
@@ -168,11 +227,11 @@ def _summary(ctx: WorkerContext, name: str, console: Console) -> int:
     counts = ctx.store.counts(name)
     meta = ctx.store.batch(name)
     parts = ", ".join(f"{n} {s.value}" for s, n in counts.items() if n)
-    console.print(f"[bold]{name}[/]: {parts}; {ctx.store.spend(name).label()}; "
-                  f"results in {Path(meta.output) / 'results.jsonl'}")
+    console.print(f"[bold]{name}[/]: {parts}; {ctx.store.spend(name).label()}")
     for rec in ctx.store.items(name, S.FAILED):
         console.print(f"  [red]failed[/] {rec.item_id}: [{rec.error_kind}] {rec.error}")
     if counts[S.PENDING]:
         console.print(f"  {counts[S.PENDING]} items wait for the budget: raise "
                       "limits.max_cost_usd and run again")
+    console.print(f"results: {Path(meta.output) / RESULTS}", soft_wrap=True, highlight=False)
     return 0 if counts[S.SUCCEEDED] == sum(counts.values()) else 1

@@ -16,14 +16,14 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 
 from reelbatch.jobs.settings import Settings
-from reelbatch.jobs.state import TERMINAL
-from reelbatch.jobs.state import ItemState as S
+from reelbatch.jobs.state import TERMINAL, ItemState as S
 from reelbatch.jobs.store import ItemRecord, Store
 from reelbatch.scheduler.broker import connect, connect_batch
 
 
 def summary(store: Store, batch: str, now: float | None = None) -> dict:
     now = now or time.time()
+    meta = store.batch(batch)
     records = list(store.items(batch))
     counts = Counter(rec.state.value for rec in records)
     done = sum(counts[s.value] for s in TERMINAL)
@@ -31,6 +31,7 @@ def summary(store: Store, batch: str, now: float | None = None) -> dict:
     open_estimate = sum(r.item.estimated_cost_usd for r in records if r.state not in TERMINAL
                         and r.state is not S.DOWNLOADING)
     rate = _throughput(records, now)
+    failed = [r for r in records if r.state is S.FAILED]
     return {
         "batch": batch, "total": len(records), "done": done,
         "counts": {s.value: counts[s.value] for s in S},
@@ -40,17 +41,24 @@ def summary(store: Store, batch: str, now: float | None = None) -> dict:
         "items_per_hour": round(rate * 3600, 1) if rate else None,
         "eta_s": round((len(records) - done) / rate) if rate and done < len(records) else None,
         "waiting_for_budget": sum(1 for r in records if r.state is S.PENDING and r.error_kind == "budget"),
-        "failures": _failures([r for r in records if r.state is S.FAILED]),
+        "failure_kinds": dict(Counter(r.error_kind or "error" for r in failed).most_common()),
+        "failures": _failures(failed),
+        "manifest": meta.manifest if meta else None,
+        "paused": meta.paused if meta else None,
+        "workers": len(store.workers()),
     }
 
 
 def _throughput(records: list[ItemRecord], now: float) -> float | None:
-    """Finished items per second since the first submit."""
+    """Finished items per second over the batch's active time: from the first submit to the last
+    completion once nothing is open (so the pace does not decay after the batch ends), to now
+    while it runs."""
     starts = [r.submitted_at for r in records if r.submitted_at]
-    finished = sum(1 for r in records if r.completed_at)
-    if not starts or not finished:
+    ends = [r.completed_at for r in records if r.completed_at]
+    if not starts or not ends:
         return None
-    return finished / max(1.0, now - min(starts))
+    running = any(r.state not in TERMINAL for r in records)
+    return len(ends) / max(1.0, (now if running else max(ends)) - min(starts))
 
 
 _IDS = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(:[\w./-]+)?|[0-9a-f]{16,}")
@@ -89,6 +97,12 @@ def render(info: dict) -> Group:
     table.add_row("states", " · ".join(f"{k} {v}" for k, v in info["counts"].items() if v))
     table.add_row("cost", f"{info['spend']} so far, ${info['projected_usd']:,.2f} projected (estimated)")
     table.add_row("pace", f"{info['items_per_hour'] or '?'} items/h · {_hms(info['eta_s'])} left")
+    if info["paused"]:
+        table.add_row("[yellow]paused", escape(info["paused"]))
+    if info["done"] < info["total"] and not info["workers"]:
+        table.add_row("[yellow]workers", "none is consuming the queue: start one with `reelbatch worker`")
+    if info["failure_kinds"]:
+        table.add_row("kinds", " · ".join(f"{k} {n}" for k, n in info["failure_kinds"].items()))
     if info["waiting_for_budget"]:
         table.add_row("budget", f"{info['waiting_for_budget']} items wait: raise limits.max_cost_usd "
                                 "and run again")

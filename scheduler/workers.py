@@ -3,19 +3,15 @@
 
 from __future__ import annotations
 
-import os
-import sys
-
 from reelbatch.jobs.settings import Settings
 from reelbatch.scheduler.broker import broker
-from reelbatch.scheduler.embedded import WorkerProcess
+from reelbatch.scheduler.embedded import WorkerProcess, run_foreground
 
 
 def run_worker(settings: Settings, concurrency: int | None, extra: list[str]) -> int:
+    """A worker in the foreground, logging to stderr; the embedded Redis it may have started is
+    stopped when it ends (unless another command still uses it)."""
     url = broker(settings)
-    log = settings.data_dir / "logs" / "worker.log"
-    proc = WorkerProcess({"REELBATCH_BROKER_URL": url}, log, concurrency or settings.worker_concurrency)
-    cmd = proc.command(to_logfile=False) + extra
-    os.environ["REELBATCH_BROKER_URL"] = url
-    os.execv(sys.executable, cmd)
-    return 0  # not reached
+    proc = WorkerProcess({"REELBATCH_BROKER_URL": url}, settings.data_dir / "logs" / "worker.log",
+                         concurrency or settings.worker_concurrency)
+    return run_foreground(proc.command() + extra, {"REELBATCH_BROKER_URL": url}, settings.data_dir)

@@ -4,8 +4,10 @@ the broker URL is read when the app first connects."""
 from __future__ import annotations
 
 from celery import Celery
+from celery.signals import setup_logging
 
 from reelbatch.jobs.settings import get_settings
+from reelbatch.worker import logs
 
 QUEUE = "reelbatch"
 
@@ -33,6 +35,14 @@ def configure(app: Celery) -> None:
 
 
 app = Celery("reelbatch", include=["reelbatch.worker.tasks"])
+
+
+@setup_logging.connect
+def _logging(loglevel: int | str | None = None, **_: object) -> None:
+    """Our own log setup replaces Celery's: a private rotating file, no URLs at INFO."""
+    logs.configure(loglevel or "INFO")
+
+
 app.on_configure.connect(lambda sender, **_: configure(sender), weak=False)
 
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from reelbatch.jobs.store import Store
 from reelbatch.worker.context import WorkerContext
-from reelbatch.worker.engine import batch as batches
-from reelbatch.worker.engine import retry, sweeper
+from reelbatch.worker.engine import batch as batches, retry, sweeper
 from reelbatch.worker.engine.batch import Registration
 from reelbatch.worker.engine.recheck import recheck_files
 from reelbatch.worker.engine.retry import Retried

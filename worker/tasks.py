@@ -1,23 +1,46 @@
 """The Celery tasks: thin. Each checks its delivery count, runs one engine step and sends the steps
-that come next. Arguments are a batch name and an item id: no secrets, no payloads."""
+that come next. Arguments are a batch name and an item id: no secrets, no payloads.
+
+The task is also the boundary where whatever a step raises is accounted for: a race another task
+won is logged at DEBUG; Redis going away is left to Celery (the message is delivered again); any
+other exception counts against the item's budget of unexpected errors (INTERNAL_ERRORS, kept in
+the store across redeliveries and sweeper resends), past which the item fails with kind
+``internal`` and its slot is freed. A task whose step failed its item ends in Celery's FAILURE
+state with the reason (Flower counts it), without a traceback in the log."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable
 
+import redis
 from celery import Task
+from kombu.exceptions import OperationalError
 
+import reelbatch.worker.heartbeat  # noqa: F401  (workers report they are alive)
 from reelbatch.jobs import errors
+from reelbatch.jobs.policy import INTERNAL_ERRORS, backoff
 from reelbatch.jobs.state import TERMINAL, Step
+from reelbatch.jobs.store import TransitionRefused
 from reelbatch.worker.app import app
 from reelbatch.worker.context import WorkerContext, context
 from reelbatch.worker.engine import cancel, download, poll, submit, sweeper
-from reelbatch.worker.engine.next import Next
-from reelbatch.worker.engine.outcome import fail
+from reelbatch.worker.engine.next import Failed, Next
+from reelbatch.worker.engine.outcome import fail, give_up
 
+log = logging.getLogger("reelbatch.worker")
 SWEEP_GRACE_S = 60.0   # how late a step may run before the sweeper sends it again
+BROKER_DOWN = (redis.ConnectionError, redis.TimeoutError, OperationalError)
 EngineStep = Callable[[WorkerContext, str, str], list[Next]]
+STEPS: dict[Step, EngineStep] = {Step.SUBMIT: submit.submit, Step.RECONCILE: submit.reconcile,
+                                 Step.POLL: poll.poll, Step.DOWNLOAD: download.fetch,
+                                 Step.CANCEL: cancel.cancel}
+
+
+class ItemFailed(Exception):
+    """The step ended its item in failure: the task's FAILURE, with the reason (expected, so
+    Celery logs it without a traceback)."""
 
 
 def send(ctx: WorkerContext, nexts: Iterable[Next]) -> int:
@@ -32,52 +55,66 @@ def send(ctx: WorkerContext, nexts: Iterable[Next]) -> int:
     return sent
 
 
-def _run(task: Task, step: EngineStep, batch: str, item_id: str) -> None:
+def _run(task: Task, step: Step, batch: str, item_id: str) -> None:
     ctx = context()
     if ctx.store.count_delivery(task.request.id) > ctx.settings.redelivery_cap:
-        _poison(ctx, batch, item_id)
-        return
-    send(ctx, step(ctx, batch, item_id))
+        nexts = _poison(ctx, batch, item_id)
+    else:
+        nexts = _step(ctx, step, batch, item_id)
+    send(ctx, nexts)
     ctx.store.forget_delivery(task.request.id)   # it ran: only a delivery that dies mid-step counts
+    if isinstance(nexts, Failed):
+        raise ItemFailed(nexts.reason)
 
 
-def _poison(ctx: WorkerContext, batch: str, item_id: str) -> None:
+def _step(ctx: WorkerContext, step: Step, batch: str, item_id: str) -> list[Next]:
+    try:
+        return STEPS[step](ctx, batch, item_id)
+    except TransitionRefused as exc:
+        log.debug("%s %s/%s: the item moved on first (%s -> %s)", step.value, batch, item_id,
+                  exc.current, exc.target)
+        return []
+    except BROKER_DOWN:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the task boundary: anything else counts against the item
+        return _unexpected(ctx, step, batch, item_id, exc)
+
+
+def _unexpected(ctx: WorkerContext, step: Step, batch: str, item_id: str, exc: Exception) -> list[Next]:
+    """Run the step again after a backoff, or past the item's budget fail it (kind internal), with
+    the traceback logged that one time."""
+    if not ctx.store.item_exists(batch, item_id):
+        return []
+    count = ctx.store.count(batch, item_id, "internal_errors")
+    if count <= INTERNAL_ERRORS:
+        log.warning("%s %s/%s raised %s: %s (%d of %d; trying again)", step.value, batch, item_id,
+                    type(exc).__name__, exc, count, INTERNAL_ERRORS)
+        return [Next(step, batch, item_id, backoff(count, 2.0, 120.0))]
+    log.error("%s %s/%s raised %s %d times; the item fails", step.value, batch, item_id,
+              type(exc).__name__, count, exc_info=exc)
+    return give_up(ctx, batch, item_id, errors.InternalError(f"{type(exc).__name__}: {exc}"))
+
+
+def _poison(ctx: WorkerContext, batch: str, item_id: str) -> list[Next]:
     """A message that keeps stopping its worker fails its item."""
     meta, rec = ctx.store.batch(batch), ctx.store.item(batch, item_id)
-    if meta and rec and rec.state not in TERMINAL:
-        exc = errors.DeliveryLimitExceeded(
-            f"task delivered more than {ctx.settings.redelivery_cap} times (it kept stopping its worker)")
-        send(ctx, fail(ctx, meta, item_id, exc, [rec.state]))
+    if not (meta and rec and rec.state not in TERMINAL):
+        return []
+    exc = errors.DeliveryLimitExceeded(
+        f"task delivered more than {ctx.settings.redelivery_cap} times (it kept stopping its worker)")
+    return fail(ctx, meta, item_id, exc, [rec.state])
 
 
-@app.task(name="reelbatch.submit", bind=True)
-def submit_item(self: Task, batch: str, item_id: str) -> None:
-    _run(self, submit.submit, batch, item_id)
+def _task(step: Step) -> Task:
+    def run(self: Task, batch: str, item_id: str) -> None:
+        _run(self, step, batch, item_id)
+
+    run.__name__ = run.__qualname__ = f"{step.value}_item"
+    run.__doc__ = f"The {step.value} step of one item."
+    return app.task(name=f"reelbatch.{step.value}", bind=True, throws=(ItemFailed,))(run)
 
 
-@app.task(name="reelbatch.reconcile", bind=True)
-def reconcile_item(self: Task, batch: str, item_id: str) -> None:
-    _run(self, submit.reconcile, batch, item_id)
-
-
-@app.task(name="reelbatch.poll", bind=True)
-def poll_item(self: Task, batch: str, item_id: str) -> None:
-    _run(self, poll.poll, batch, item_id)
-
-
-@app.task(name="reelbatch.download", bind=True)
-def download_item(self: Task, batch: str, item_id: str) -> None:
-    _run(self, download.fetch, batch, item_id)
-
-
-@app.task(name="reelbatch.cancel", bind=True)
-def cancel_item(self: Task, batch: str, item_id: str) -> None:
-    _run(self, cancel.cancel, batch, item_id)
-
-
-TASKS: dict[Step, Task] = {Step.SUBMIT: submit_item, Step.RECONCILE: reconcile_item,
-                           Step.POLL: poll_item, Step.DOWNLOAD: download_item,
-                           Step.CANCEL: cancel_item}
+TASKS: dict[Step, Task] = {step: _task(step) for step in Step}
 
 
 @app.task(name="reelbatch.sweep")

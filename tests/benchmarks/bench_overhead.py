@@ -111,8 +111,7 @@ def run_reelbatch(workdir: Path, redis_url: str, sim: SimProcess, n: int, round_
     from reelbatch.scheduler.plan import plan_batch
     from reelbatch.worker.app import app, use_broker
     from reelbatch.worker.context import WorkerContext
-    from reelbatch.worker.control import register_batch as register
-    from reelbatch.worker.control import start_batch
+    from reelbatch.worker.control import register_batch as register, start_batch
 
     env = sim_env(sim, workdir / "data", REELBATCH_BROKER_URL=redis_url)
     name = f"overhead{round_no}"

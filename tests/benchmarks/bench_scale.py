@@ -80,8 +80,7 @@ def main() -> None:
     from reelbatch.scheduler.plan import plan_batch
     from reelbatch.worker.app import app, use_broker
     from reelbatch.worker.context import WorkerContext
-    from reelbatch.worker.control import register_batch as register
-    from reelbatch.worker.control import start_batch
+    from reelbatch.worker.control import register_batch as register, start_batch
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--items", type=int, default=10_000)

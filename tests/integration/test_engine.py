@@ -83,21 +83,25 @@ def test_global_concurrency_holds_across_four_workers(tmp_path, sim_factory, red
     assert sum(stats["enqueues"].values()) == 24
 
 
-def test_bad_key_fails_items_at_once_without_retries(tmp_path, sim_factory):
+def test_a_refused_key_is_found_before_anything_is_submitted(tmp_path, sim_factory):
+    """Issue 12.3: one cheap authenticated request first; a 401 is exit 2 naming the variable, no
+    item changes, and the same command with the right key then runs the batch."""
     sim = sim_factory(**FAST)
     manifest = write_manifest(tmp_path, "badkey", 5)
-    env = cli_env(tmp_path / "data", sim, REELBATCH_SIMULATOR_KEY="wrong-key")
-    started = time.monotonic()
-    done = reelbatch("run", str(manifest), env=env)
-    assert done.returncode == 1
-    assert time.monotonic() - started < 60
-    rows = results(tmp_path / "out")
-    assert status_counts(rows) == {"failed": 5}
-    assert all(r["error_kind"] == "permanent" and "401" in r["error"] for r in rows)
-    assert all(r["attempts"] == 1 for r in rows)
-    stats = sim.stats()
-    assert stats["requests"].get("POST /api/ai/queue", 0) == 5   # one refused call per item
+    done = reelbatch("run", str(manifest), env=cli_env(tmp_path / "data", sim,
+                                                       REELBATCH_SIMULATOR_KEY="wrong-key"))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.count("\n") == 1 and "REELBATCH_SIMULATOR_KEY" in done.stderr
+    assert "refused the key (401)" in done.stderr and "Traceback" not in done.stderr
     assert "wrong-key" not in done.stdout + done.stderr
+    assert sim.stats()["requests"].get("POST /api/ai/queue", 0) == 0
+    spaced = reelbatch("run", str(manifest), env=cli_env(tmp_path / "data", sim,
+                                                         REELBATCH_SIMULATOR_KEY="a key\twith space"))
+    assert spaced.returncode == 2 and "spaces or control characters" in spaced.stderr, spaced.stderr
+    again = reelbatch("run", str(manifest), env=cli_env(tmp_path / "data", sim))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert status_counts(results(tmp_path / "out")) == {"succeeded": 5}
+    assert sum(sim.stats()["enqueues"].values()) == 5
 
 
 def test_demo_example_runs_with_its_own_simulator(tmp_path):

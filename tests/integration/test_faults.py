@@ -19,8 +19,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from reelbatch.jobs.state import TERMINAL
-from reelbatch.jobs.state import ItemState as S
+from reelbatch.jobs.state import TERMINAL, ItemState as S
 from reelbatch.jobs.store import Store
 from reelbatch.scheduler.embedded import EmbeddedRedis, WorkerProcess, free_port
 from tests.conftest import REPO

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from datetime import datetime, timedelta
 
 import pytest
@@ -45,21 +46,36 @@ def test_budget_stops_submission_and_a_raised_limit_continues(tmp_path, sim_fact
 
 
 def test_retry_sends_only_failed_items_of_a_kind_back(tmp_path, sim_factory):
+    """Issue 17.2: remote failures get their kinds; `retry` alone leaves the permanent ones (content
+    policy, no credits) and says so; --include-permanent takes them too."""
     sim = sim_factory(fail_rate=1.0, **FAST)
     env = cli_env(tmp_path / "data", sim)
-    manifest = write_manifest(tmp_path, "flaky", 6, retry={"max_attempts": 1})
+    manifest = write_manifest(tmp_path, "flaky", 12, retry={"max_attempts": 1})
     assert reelbatch("run", str(manifest), env=env).returncode == 1
-    assert status_counts(results(tmp_path / "out")) == {"failed": 6}
+    rows = results(tmp_path / "out")
+    kinds = Counter(r["error_kind"] for r in rows)
+    assert status_counts(rows) == {"failed": 12} and set(kinds) <= {"generation_failed",
+                                                                     "content_policy", "no_credits"}
+    assert kinds["generation_failed"] and kinds["generation_failed"] < 12, kinds   # seed 11: a mix
     refused = reelbatch("retry", "flaky", "--kind", "nonsense", env=env)
     assert refused.returncode == 2 and "generation_failed" in refused.stderr
+    status = reelbatch("status", "flaky", env=env).stdout
+    assert all(f"{kind} {n}" in status for kind, n in kinds.items()), status
     sim.set_knobs(fail_rate=0.0)
-    retried = reelbatch("retry", "flaky", "--kind", "generation_failed", env=env)
-    assert retried.returncode == 0 and "6 items sent back to work (6 to submit again)" in retried.stdout
+    retried = reelbatch("retry", "flaky", env=env)
+    permanent = 12 - kinds["generation_failed"]
+    assert retried.returncode == 0, retried.stderr
+    assert f"{kinds['generation_failed']} items sent back to work" in retried.stdout
+    assert f"{permanent} left alone, failed for a permanent reason" in retried.stdout
+    assert reelbatch("run", str(manifest), env=env).returncode == 1
+    assert status_counts(results(tmp_path / "out")) == {"succeeded": kinds["generation_failed"],
+                                                        "failed": permanent}
+    everything = reelbatch("retry", "flaky", "--include-permanent", env=env)
+    assert f"{permanent} items sent back to work ({permanent} to submit again)" in everything.stdout
     again = reelbatch("run", str(manifest), env=env)
     assert again.returncode == 0, again.stdout + again.stderr
-    rows = results(tmp_path / "out")
-    assert status_counts(rows) == {"succeeded": 6}
-    assert sum(sim.stats()["enqueues"].values()) == 12   # six failed, six resubmitted: no more
+    assert status_counts(results(tmp_path / "out")) == {"succeeded": 12}
+    assert sum(sim.stats()["enqueues"].values()) == 24   # twelve failed, twelve resubmitted: no more
 
 
 def test_cancel_stops_remote_generations_and_pending_items(tmp_path, sim_factory, redis_url, workers):

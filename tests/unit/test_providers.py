@@ -13,6 +13,7 @@ from httpx_sse import SSEError
 from reelbatch.jobs.errors import (
     PermanentProviderError,
     ProviderError,
+    ProviderUnreachable,
     RateLimited,
     SubmitOutcomeUnknown,
     TransientProviderError,
@@ -51,9 +52,9 @@ def oxen_error(detail: str) -> dict:
 
 # (row id, handler, error on get, error on submit)
 ROWS = [
-    ("connect-timeout", raising(httpx.ConnectTimeout), TransientProviderError, TransientProviderError),
+    ("connect-timeout", raising(httpx.ConnectTimeout), ProviderUnreachable, ProviderUnreachable),
     ("pool-timeout", raising(httpx.PoolTimeout), TransientProviderError, TransientProviderError),
-    ("connect-error", raising(httpx.ConnectError), TransientProviderError, TransientProviderError),
+    ("connect-error", raising(httpx.ConnectError), ProviderUnreachable, ProviderUnreachable),
     ("read-timeout", raising(httpx.ReadTimeout), TransientProviderError, SubmitOutcomeUnknown),
     ("write-timeout", raising(httpx.WriteTimeout), TransientProviderError, SubmitOutcomeUnknown),
     ("read-error", raising(httpx.ReadError), TransientProviderError, SubmitOutcomeUnknown),
@@ -149,8 +150,8 @@ def _leaves(cls: type) -> set[type]:
 
 
 SUBMIT_BUCKETS = {
-    httpx.ConnectError: TransientProviderError, httpx.ConnectTimeout: TransientProviderError,
-    httpx.PoolTimeout: TransientProviderError, httpx.ProxyError: TransientProviderError,
+    httpx.ConnectError: ProviderUnreachable, httpx.ConnectTimeout: ProviderUnreachable,
+    httpx.PoolTimeout: TransientProviderError, httpx.ProxyError: ProviderUnreachable,
     httpx.UnsupportedProtocol: PermanentProviderError, httpx.LocalProtocolError: PermanentProviderError,
     httpx.ReadTimeout: SubmitOutcomeUnknown, httpx.WriteTimeout: SubmitOutcomeUnknown,
     httpx.ReadError: SubmitOutcomeUnknown, httpx.WriteError: SubmitOutcomeUnknown,

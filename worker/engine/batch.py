@@ -12,8 +12,7 @@ from dataclasses import dataclass
 
 from reelbatch.jobs.errors import ManifestError
 from reelbatch.jobs.item import Item
-from reelbatch.jobs.state import RESUME, Step
-from reelbatch.jobs.state import ItemState as S
+from reelbatch.jobs.state import RESUME, ItemState as S, Step
 from reelbatch.jobs.store import BatchMeta, ItemRecord, Store
 from reelbatch.worker import outputs
 from reelbatch.worker.context import WorkerContext

@@ -5,8 +5,7 @@ batch was cancelled with ``--abandon``."""
 from __future__ import annotations
 
 from reelbatch.jobs import errors
-from reelbatch.jobs.state import ItemState as S
-from reelbatch.jobs.state import Step
+from reelbatch.jobs.state import ItemState as S, Step
 from reelbatch.jobs.store import BatchMeta, ItemRecord, TransitionRefused
 from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine.line import release

@@ -10,8 +10,7 @@ from pathlib import Path
 
 from reelbatch.jobs import errors
 from reelbatch.jobs.policy import RETRIES
-from reelbatch.jobs.state import ItemState as S
-from reelbatch.jobs.state import Step
+from reelbatch.jobs.state import ItemState as S, Step
 from reelbatch.jobs.store import BatchMeta, ItemRecord, TransitionRefused
 from reelbatch.worker import outputs, results
 from reelbatch.worker.context import WorkerContext

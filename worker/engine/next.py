@@ -15,3 +15,12 @@ class Next:
     batch: str
     item_id: str
     countdown: float = 0.0
+
+
+class Failed(list[Next]):
+    """What a step returns when it failed its item: the steps that follow (the freed slot handed
+    on), and why; the task then ends in Celery's FAILURE state with that reason."""
+
+    def __init__(self, nexts: list[Next], reason: str):
+        super().__init__(nexts)
+        self.reason = reason

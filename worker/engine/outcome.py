@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable
 
-from reelbatch.jobs.errors import ReelbatchError
+from reelbatch.jobs.errors import ProviderUnreachable, ReelbatchError
 from reelbatch.jobs.policy import RETRIES
-from reelbatch.jobs.state import ItemState, Step
+from reelbatch.jobs.state import TERMINAL, ItemState, Step
 from reelbatch.jobs.store import BatchMeta, TransitionRefused
 from reelbatch.worker import results
 from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine.line import release
-from reelbatch.worker.engine.next import Next
+from reelbatch.worker.engine.next import Failed, Next
+
+log = logging.getLogger("reelbatch.worker")
+DOWN_MARK_S = 120.0             # the "unreachable" mark lapses this long after the last failure (the
+                                # backoff below brings a failure at least every 64 s while it lasts)
+UNREACHABLE_BACKOFF_STEP = 5    # the backoff step an unreachable provider is waited out with
+OPEN = tuple(s for s in ItemState if s not in TERMINAL)
 
 
 def fail(ctx: WorkerContext, meta: BatchMeta, item_id: str, exc: Exception,
          expected: Iterable[ItemState]) -> list[Next]:
-    """End the item as failed with the error's kind and message, record it, free its slot."""
+    """End the item as failed with the error's kind and message, free its slot, record it."""
     kind = getattr(exc, "kind", "error")
     ctx.store.record_attempt(meta.name, item_id, kind, str(exc))
     try:
@@ -25,15 +32,33 @@ def fail(ctx: WorkerContext, meta: BatchMeta, item_id: str, exc: Exception,
                              error=str(exc), completed_at=time.time())
     except TransitionRefused:
         return []
-    results.record(ctx.store, meta, ctx.store.item(meta.name, item_id))
-    return release(ctx, meta.provider, meta.name, item_id)
+    nexts = release(ctx, meta.provider, meta.name, item_id)
+    try:
+        results.record(ctx.store, meta, ctx.store.item(meta.name, item_id))
+    except (ValueError, OSError) as problem:   # an unreadable record, a full disk: still failed
+        log.warning("%s/%s failed; its results line could not be written: %s", meta.name, item_id,
+                    problem)
+    return Failed(nexts, f"[{kind}] {exc}")
+
+
+def give_up(ctx: WorkerContext, batch: str, item_id: str, exc: Exception) -> list[Next]:
+    """Fail an item whatever state it is in and whatever its record holds (the end of the budget
+    of unexpected errors): its slot is released even when its record cannot be read."""
+    meta = ctx.store.batch(batch)
+    return fail(ctx, meta, item_id, exc, OPEN) if meta is not None else []
 
 
 def retry_delay(ctx: WorkerContext, meta: BatchMeta, item_id: str, step: Step,
                 exc: ReelbatchError) -> float | None:
     """Count a transient error of ``step``: the backoff before trying again (RETRIES), or None
-    once the step has used its attempts."""
-    policy, tries = RETRIES[step], ctx.store.count(meta.name, item_id, "transient_retries")
+    once the step has used its attempts. A provider that cannot be reached at all is not the
+    item's fault: it is waited out without using the item's attempts (a long outage pauses the
+    batch, see the sweeper)."""
+    policy = RETRIES[step]
+    if isinstance(exc, ProviderUnreachable):
+        ctx.store.mark_provider_down(meta.provider, str(exc), DOWN_MARK_S)
+        return policy.delay(UNREACHABLE_BACKOFF_STEP)
+    tries = ctx.store.count(meta.name, item_id, "transient_retries")
     if policy.exhausted(tries):
         return None
     ctx.store.record_attempt(meta.name, item_id, exc.kind, str(exc))

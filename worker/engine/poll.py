@@ -10,8 +10,7 @@ from reelbatch.jobs.catalog import catalog
 from reelbatch.jobs.errors import PERMANENT_FAILURE_KINDS
 from reelbatch.jobs.limits import holder
 from reelbatch.jobs.policy import PollPolicy
-from reelbatch.jobs.state import ItemState as S
-from reelbatch.jobs.state import Step
+from reelbatch.jobs.state import ItemState as S, Step
 from reelbatch.jobs.store import BatchMeta, ItemRecord, TransitionRefused
 from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine import budget, timing

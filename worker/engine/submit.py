@@ -10,8 +10,7 @@ from reelbatch.jobs import errors
 from reelbatch.jobs.catalog import provider_request
 from reelbatch.jobs.inputs import is_url, to_data_uri
 from reelbatch.jobs.limits import holder
-from reelbatch.jobs.state import ItemState as S
-from reelbatch.jobs.state import Step
+from reelbatch.jobs.state import ItemState as S, Step
 from reelbatch.jobs.store import BatchMeta, ItemRecord, TransitionRefused
 from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine import budget
@@ -109,6 +108,9 @@ def reconcile(ctx: WorkerContext, batch: str, item_id: str) -> list[Next]:
     except errors.TransientProviderError as exc:
         return retry_or_fail(ctx, meta, item_id, Step.RECONCILE, exc, [S.SUBMITTING],
                              give_up=_unknown(meta, f"the provider could not be asked ({exc})"))
+    except errors.PermanentProviderError as exc:   # e.g. its history answers 404
+        return fail(ctx, meta, item_id, _unknown(meta, f"the provider refused to be asked ({exc})"),
+                    [S.SUBMITTING])
     generation_id = _claim_first(ctx, meta.provider, [g.generation_id for g in found], batch, item_id)
     if generation_id:
         store.transition(batch, item_id, S.QUEUED, [S.SUBMITTING], generation_id=generation_id,

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import datetime
 
 from redis.exceptions import LockError
 from redis.lock import Lock
 
 from reelbatch.jobs.limits import holder
-from reelbatch.jobs.state import RESUME, TERMINAL
-from reelbatch.jobs.state import ItemState as S
+from reelbatch.jobs.state import RESUME, TERMINAL, ItemState as S
+from reelbatch.jobs.store import BatchMeta
 from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine.batch import enqueue
 from reelbatch.worker.engine.line import feed
@@ -26,6 +27,7 @@ def sweep(ctx: WorkerContext, batch: str, now: float | None = None) -> list[Next
     store, meta = ctx.store, ctx.store.batch(batch)
     if meta is None:
         return []
+    check_health(ctx, meta, now)
     if meta.start_at and meta.start_at <= now and store.mark_started(batch):
         return enqueue(ctx, batch)
     nexts: list[Next] = []
@@ -41,6 +43,34 @@ def sweep(ctx: WorkerContext, batch: str, now: float | None = None) -> list[Next
         else:
             nexts.append(Next(RESUME[rec.state], batch, item_id))
     return nexts + feed(ctx, meta.provider, meta.max_concurrency)
+
+
+def check_health(ctx: WorkerContext, meta: BatchMeta, now: float) -> str | None:
+    """Pause the batch while something outside it stops it (its provider unreachable for longer
+    than ``provider_unreachable_s``, its output folder unwritable), resume it when that has
+    passed; the reason it is paused, or None."""
+    reason = _stopped_by(ctx, meta, now)
+    if reason and not meta.paused:
+        ctx.store.pause(meta.name, reason)
+    elif not reason and meta.paused:
+        ctx.store.unpause(meta.name)
+    return reason
+
+
+def _stopped_by(ctx: WorkerContext, meta: BatchMeta, now: float) -> str | None:
+    down = ctx.store.provider_down(meta.provider)
+    if down and now - down.since >= ctx.settings.provider_unreachable_s:
+        url = ctx.settings.base_url_for(meta.provider)
+        return (f"{meta.provider} at {url} cannot be reached since {_clock(down.since)} "
+                f"({now - down.since:.0f} s): {down.why}")
+    output = ctx.store.output_problem(meta.name)
+    if output:
+        return f"cannot write to {meta.output} since {_clock(output.since)}: {output.why}"
+    return None
+
+
+def _clock(ts: float) -> str:
+    return datetime.fromtimestamp(ts).astimezone().isoformat(timespec="seconds")
 
 
 def open_batches(ctx: WorkerContext) -> list[str]:

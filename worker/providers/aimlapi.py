@@ -13,9 +13,10 @@ from typing import Any
 from reelbatch.jobs.errors import CancelNotSupported, SubmitOutcomeUnknown, TransientProviderError
 from reelbatch.jobs.item import ProviderRequest
 from reelbatch.worker.providers.base import Generation, RemoteStatus, normalised_status
-from reelbatch.worker.providers.http import HostCredential, HttpSeam, error_message
+from reelbatch.worker.providers.http import HostCredential, HttpSeam, check_answer, error_message
 
 PATH = "/v2/video/generations"
+KEY_CHECK_ID = "reelbatch-key-check"
 STATUS = {"queued": RemoteStatus.QUEUED, "waiting": RemoteStatus.QUEUED,
           "active": RemoteStatus.RUNNING, "generating": RemoteStatus.RUNNING,
           "completed": RemoteStatus.SUCCEEDED, "succeeded": RemoteStatus.SUCCEEDED,
@@ -89,6 +90,10 @@ class AimlapiProvider:
     def charged_cost(self, generation_id: str) -> float | None:
         """The generation's cost from its poll answer's meta.usage; None when it gives none."""
         return self.get(generation_id).cost_usd
+
+    def check_key(self, model_id: str) -> None:
+        """A poll of an id that does not exist: 401 for a refused key, 404 (fine) otherwise."""
+        check_answer(lambda: self._http.json("GET", PATH, params={"generation_id": KEY_CHECK_ID}))
 
     def cancel(self, generation_id: str) -> None:
         raise CancelNotSupported(self.name, None, None, "the AI/ML API has no cancel endpoint")

@@ -84,6 +84,10 @@ class Provider(Protocol):
     def charged_cost(self, generation_id: str) -> float | None:
         """What the provider charged for a finished generation, in USD; None when it does not say."""
 
+    def check_key(self, model_id: str) -> None:
+        """One cheap authenticated request: raises PermanentProviderError (401/403) for a refused
+        key, ProviderUnreachable when the provider cannot be reached; any other answer passes."""
+
     def cancel(self, generation_id: str) -> None:
         """Cancel a queued or running generation; CancelNotSupported where the provider cannot."""
 

@@ -3,7 +3,9 @@
 Every provider call goes through :class:`HttpSeam`, which maps failures like this:
 
     httpx exception (no response)
-    ├─ ConnectError, ConnectTimeout, PoolTimeout, ProxyError   nothing was sent   -> TransientProviderError
+    ├─ ConnectError, ConnectTimeout, ProxyError     nothing was sent; the host cannot be reached
+    │                                                                              -> ProviderUnreachable
+    ├─ PoolTimeout                                  nothing was sent (our pool)  -> TransientProviderError
     ├─ UnsupportedProtocol, LocalProtocolError                 our own bug/config -> PermanentProviderError
     └─ any other TransportError / DecodingError / ...           the request may have arrived:
          submit (POST that may create a paid generation)                          -> SubmitOutcomeUnknown
@@ -41,7 +43,7 @@ import email.utils
 import logging
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -54,6 +56,7 @@ from reelbatch.jobs.errors import (
     NoCredits,
     PermanentProviderError,
     ProviderError,
+    ProviderUnreachable,
     RateLimited,
     SubmitOutcomeUnknown,
     TransientProviderError,
@@ -63,7 +66,8 @@ from reelbatch.jobs.settings import Settings
 log = logging.getLogger(__name__)
 
 USER_AGENT = "reelbatch/0.1"
-NOTHING_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
+UNREACHABLE = (httpx.ConnectError, httpx.ConnectTimeout, httpx.ProxyError)   # refused, DNS, no route
+NOTHING_SENT = (*UNREACHABLE, httpx.PoolTimeout)
 OUR_FAULT = (httpx.UnsupportedProtocol, httpx.LocalProtocolError)
 SUBMIT_REFUSALS = frozenset({408, 429, 503})
 FAILURE_KINDS = (   # (kind, text that means it); the first match wins
@@ -285,6 +289,8 @@ def error_for_exception(provider: str, exc: httpx.HTTPError, request: httpx.Requ
     """The error a transport failure means (no usable response came back)."""
     what = describe(request) if request is not None else "request"
     message = scrub(f"{what}: {type(exc).__name__}: {exc}", secrets)
+    if isinstance(exc, UNREACHABLE):
+        return ProviderUnreachable(provider, None, None, message)
     if isinstance(exc, NOTHING_SENT):
         return TransientProviderError(provider, None, None, message)
     if isinstance(exc, OUR_FAULT):
@@ -292,6 +298,23 @@ def error_for_exception(provider: str, exc: httpx.HTTPError, request: httpx.Requ
     if submit:
         return SubmitOutcomeUnknown(provider, None, None, message)
     return TransientProviderError(provider, None, None, message)
+
+
+AUTH_REFUSED = frozenset({401, 403})
+
+
+def check_answer(call: Callable[[], Any]) -> None:
+    """Run one authenticated request for a key check: a refused key (401/403) and an unreachable
+    provider raise; any other answer, error or not, means the key was accepted."""
+    try:
+        call()
+    except PermanentProviderError as exc:
+        if exc.status_code in AUTH_REFUSED:
+            raise
+    except ProviderUnreachable:
+        raise
+    except TransientProviderError:
+        pass
 
 
 def scrub(text: str, secrets: Sequence[str]) -> str:

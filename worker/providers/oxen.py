@@ -23,7 +23,7 @@ from reelbatch.jobs.errors import PermanentProviderError, SubmitOutcomeUnknown, 
 from reelbatch.jobs.item import ProviderRequest
 from reelbatch.jobs.policy import RECONNECT
 from reelbatch.worker.providers.base import Generation, RemoteStatus, normalised_status
-from reelbatch.worker.providers.http import HostCredential, HttpSeam
+from reelbatch.worker.providers.http import HostCredential, HttpSeam, check_answer
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +177,10 @@ class OxenProvider:
         answer = self._http.json("GET", f"/api/ai/generations/{quote(generation_id, safe='')}")
         row = answer.get("generation") if isinstance(answer, dict) else None
         return _float(row.get("cost")) if isinstance(row, dict) else None
+
+    def check_key(self, model_id: str) -> None:
+        """``GET /api/ai/models/{id}``: one small authenticated answer (401 for a refused key)."""
+        check_answer(lambda: self._http.json("GET", f"/api/ai/models/{quote(model_id, safe='')}"))
 
     def model_pricing(self, model_id: str) -> dict[str, Any] | None:
         """The model's ``pricing`` object (``cost_per_second``, ``cost_per_second_with_audio``,

@@ -1,0 +1,48 @@
+"""Checks made before anything is submitted, so a mistake costs nothing and says so in one line:
+the output folder can be written, the provider's key is well formed and accepted."""
+
+from __future__ import annotations
+
+import re
+
+from reelbatch.jobs.catalog import catalog
+from reelbatch.jobs.errors import ManifestError, PermanentProviderError, ProviderUnreachable
+from reelbatch.jobs.manifest import Manifest
+from reelbatch.jobs.settings import Settings
+from reelbatch.scheduler.embedded import usable_dir
+from reelbatch.worker.providers import KEY_VARIABLE, build_provider
+
+KEY_CHARACTERS = re.compile(r"[\x21-\x7e]+")   # printable ASCII, no spaces: what a header can carry
+
+
+def check_output(manifest: Manifest) -> None:
+    try:
+        usable_dir(manifest.output, "output")
+    except ManifestError as exc:
+        raise manifest.error(exc.message, ("output",)) from None
+
+
+def check_key_format(settings: Settings, provider: str) -> None:
+    key = settings.key_for(provider)
+    if key is not None and not KEY_CHARACTERS.fullmatch(key):
+        raise ManifestError("contains spaces or control characters; copy the key again",
+                            field=KEY_VARIABLE[provider])
+
+
+def check_key(settings: Settings, provider: str, model: str) -> str | None:
+    """One cheap authenticated request with the provider's key: a refused key is one line and
+    exit 2 before any item changes; an unreachable provider is a warning (returned) and the
+    batch goes on (it pauses if the provider stays away)."""
+    if settings.key_for(provider) is None:
+        return None
+    client = build_provider(provider, settings)
+    try:
+        client.check_key(catalog().model_for(provider, model).ids[provider])
+    except ProviderUnreachable as exc:
+        return f"cannot reach {provider} at {settings.base_url_for(provider)} yet ({exc.message})"
+    except PermanentProviderError as exc:
+        raise ManifestError(f"{provider} refused the key ({exc.status_code}): check it",
+                            field=KEY_VARIABLE[provider]) from None
+    finally:
+        client.close()
+    return None
