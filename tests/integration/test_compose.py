@@ -4,6 +4,7 @@ process against the test Redis, so a typo in a command fails here rather than in
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import re
@@ -27,8 +28,8 @@ pytestmark = pytest.mark.integration
 COMPOSE = REPO / "docker-compose.yml"
 SCHEMA = REPO / "tests" / "data" / "compose-spec.json"
 REDIS_CONF = REPO / "configs" / "redis.conf"
-# ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?error}, ${NAME?error}
-VAR = re.compile(r"\$\{(\w+)(?:(:?[-?])([^}]*))?\}")
+# ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?error}, ${NAME?error}, ${NAME:+alt}, ${NAME+alt}
+VAR = re.compile(r"\$\{(\w+)(?:(:?[-?+])([^}]*))?\}")
 SECRET_NAME = re.compile(r"KEY|PASSWORD|AUTH|SECRET|TOKEN", re.I)
 URL_PASSWORD = re.compile(r"://[^/@\s]*:([^/@\s]+)@")
 APP_SERVICES = ("worker", "scheduler", "flower", "simulator")
@@ -51,6 +52,8 @@ def interpolate(text: str, env: dict[str, str]) -> str:
         unset = value is None or (op is not None and op.startswith(":") and value == "")
         if op and op.endswith("?") and unset:
             raise KeyError(f"{name}: {arg}")
+        if op and op.endswith("+"):
+            return "" if unset else arg
         return (arg if op and op.endswith("-") and unset else value) or ""
     return VAR.sub(one, text.replace("$$", "\0")).replace("\0", "$")
 
@@ -89,15 +92,38 @@ def test_schema_rejects_a_broken_compose_file():
 
 # -- (b) security properties ---------------------------------------------------------------------
 
+PINNED = re.compile(r"^[\w./-]+:\d+\.\d+\.\d+[\w.-]*(@sha256:[0-9a-f]{64})?$")   # an exact version tag
+
+
 def test_redis_has_a_password_durability_and_no_published_port():
     redis_svc = services()["redis"]
-    assert redis_svc["image"].startswith("redis:7")
+    image = interpolate(redis_svc["image"], {})
+    assert image.startswith("redis:7") and PINNED.match(image), image
     assert "ports" not in redis_svc
-    command = redis_svc["command"]
-    assert is_reference(command[command.index("--requirepass") + 1], "REDIS_PASSWORD")
+    assert redis_svc["user"] == "redis"
+    assert is_reference(redis_svc["environment"]["REDISCLI_AUTH"], "REDIS_PASSWORD")
+    # the password reaches redis-server on stdin, never as an argument (docker inspect, ps)
+    assert "--requirepass" not in json.dumps(redis_svc["command"])
+    assert "requirepass $$REDISCLI_AUTH" in redis_svc["command"][-1]
     assert "healthcheck" in redis_svc
     assert any(v.endswith(":/data") for v in redis_svc["volumes"])
     assert any(v.startswith("./configs/redis.conf:") for v in redis_svc["volumes"])
+
+
+def test_every_long_running_service_has_a_healthcheck_or_is_the_demo_simulator():
+    svc = services()
+    for name in ("redis", "worker", "flower"):
+        assert svc[name]["healthcheck"]["test"][0] in ("CMD", "CMD-SHELL"), name
+    assert all(svc[name]["restart"] == "unless-stopped" for name in svc)
+
+
+def test_plain_http_downloads_only_under_the_demo_profile():
+    """Workers may fetch the simulator's plain-http results only when COMPOSE_PROFILES selects demo."""
+    hosts = services()["worker"]["environment"]["REELBATCH_DOWNLOAD_HTTP_HOSTS"]
+    assert json.loads(interpolate(hosts, {})) == []
+    assert json.loads(interpolate(hosts, {"COMPOSE_PROFILES": ""})) == []
+    assert json.loads(interpolate(hosts, {"COMPOSE_PROFILES": "demo"})) == ["simulator"]
+    assert services()["simulator"]["profiles"] == ["demo"]
 
 
 def redis_directives() -> dict[str, str]:
@@ -176,18 +202,45 @@ def dockerfile() -> list[tuple[str, str]]:
             if ln and not ln.startswith("#")]
 
 
-def test_dockerfile_is_slim_non_root_and_runs_reelbatch():
+def test_dockerfile_is_slim_non_root_and_installs_offline():
     steps = dockerfile()
-    assert [args for op, args in steps if op == "FROM"] == ["python:3.11-slim"]
+    assert [args for op, args in steps if op == "FROM"] == ["${REELBATCH_BASE_IMAGE}"]
+    base = dict(args.split("=", 1) for op, args in steps if op == "ARG")["REELBATCH_BASE_IMAGE"]
+    assert base.startswith("python:3.11.") and "slim" in base and PINNED.match(base), base
     users = [args for op, args in steps if op == "USER"]
     assert users and users[-1].split(":")[0] not in ("root", "0")
     assert json.loads(dict(steps)["ENTRYPOINT"]) == ["reelbatch"]
-    assert any("pip install ." in args for op, args in steps if op == "RUN")
+    installs = [args for op, args in steps if op == "RUN" and "pip install" in args]
+    assert installs and all("--no-index --find-links" in args for args in installs)
+    assert [args for op, args in steps if op in ("COPY", "ADD")] == ["wheelhouse/ /tmp/wheelhouse/"]
     for op, args in steps:
         if op in ("ENV", "ARG"):
             assert not SECRET_NAME.search(args), args
-        if op in ("COPY", "ADD"):
-            assert not {".", ".env", "./"} & set(args.split()[:-1]), args
+
+
+def dockerignored(path: str) -> bool:
+    """Docker's rule for .dockerignore: the last pattern that matches the path (or a parent) wins."""
+    patterns = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
+                if line.strip() and not line.startswith("#")]
+    parts = path.split("/")
+    prefixes = ["/".join(parts[:n]) for n in range(1, len(parts) + 1)]
+    ignored = False
+    for pattern in patterns:
+        negated, glob = pattern.startswith("!"), pattern.lstrip("!").rstrip("/")
+        if any(fnmatch.fnmatchcase(p, glob) for p in prefixes):
+            ignored = not negated
+    return ignored
+
+
+@pytest.mark.parametrize("path", [".git/HEAD", ".env", "prod.env", ".venv/bin/python", "venv/bin/python",
+                                  "jobs/examples/out/demo/ox.mp4", "out/results.jsonl", ".reelbatch/redis.password",
+                                  ".pytest_cache/v/x", "jobs/__pycache__/x.pyc", "build/lib/x.py", "dist/x.whl"])
+def test_dockerignore_keeps_secrets_and_outputs_out_of_the_context(path):
+    assert dockerignored(path)
+
+
+def test_dockerignore_lets_the_wheelhouse_in():
+    assert not dockerignored("wheelhouse/reelbatch-0.1.0-py3-none-any.whl")
 
 
 # -- (c) every command, run as a local process ---------------------------------------------------
@@ -272,17 +325,45 @@ def test_service_command_starts_and_is_ready(name, local, tmp_path):
     wait_for(lambda: proc.poll() is not None or READY[name](env), 60, f"{name} to be ready", every=0.5)
     log = (tmp_path / f"{name}.log").read_text()
     assert proc.poll() is None, f"{name} exited with {proc.returncode}:\n{log}"
+    if "healthcheck" in services()[name]:
+        assert run_healthcheck(name, env).returncode == 0, f"{name}'s healthcheck failed"
+
+
+def run_healthcheck(name: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """The service's healthcheck as this machine runs it: `python` is this interpreter, the
+    container's port 5555 is the local Flower's port."""
+    test = services()[name]["healthcheck"]["test"]
+    args = ["sh", "-c", interpolate(test[1], {})] if test[0] == "CMD-SHELL" else [interpolate(a, {}) for a in test[1:]]
+    args = [a.replace(":5555/", f":{env['5555']}/") for a in args]
+    path = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
+    return subprocess.run(args, env={**env, "PATH": path}, cwd=REPO, capture_output=True, text=True, timeout=60)
+
+
+def test_worker_healthcheck_fails_without_a_worker(local, tmp_path):
+    """The check asks this host's own worker, so it can fail: here no worker runs at all."""
+    _, env = local("simulator")
+    assert run_healthcheck("worker", env).returncode != 0
+
+
+def local_redis_command(tmp_path: Path, port: int) -> list[str]:
+    """The redis service's command for this machine: the mounted redis.conf becomes a copy that
+    listens on loopback at ``port``; redis-server is the embedded binary, on PATH."""
+    mounts = dict(v.split(":")[1::-1] for v in services()["redis"]["volumes"] if v.startswith("./"))
+    (conf_path, source), = mounts.items()
+    conf = (REPO / source).read_text().replace("bind 0.0.0.0", "bind 127.0.0.1")
+    (tmp_path / "redis.conf").write_text(re.sub(r"(?m)^port .*$", f"port {port}", conf))
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "redis-server").symlink_to(redis_server_binary())
+    script = interpolate(services()["redis"]["command"][-1], {}).replace(conf_path, str(tmp_path / "redis.conf"))
+    return [*services()["redis"]["command"][:-1], script]
 
 
 def test_redis_command_and_conf_start_a_password_protected_durable_server(tmp_path):
-    command = services()["redis"]["command"]
-    mounts = dict(v.split(":")[1::-1] for v in services()["redis"]["volumes"] if v.startswith("./"))
     port, password = free_port(), "compose-redis-pass"
-    args = [str(REPO / mounts[a]) if a in mounts else interpolate(a, {"REDIS_PASSWORD": password})
-            for a in command[1:]]
-    proc = subprocess.Popen([redis_server_binary(), *args, "--port", str(port), "--bind", "127.0.0.1"],
-                            cwd=tmp_path, stdout=open(tmp_path / "redis.log", "w"),
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    env = {"PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}", "REDISCLI_AUTH": password}
+    proc = subprocess.Popen(local_redis_command(tmp_path, port), env=env, cwd=tmp_path,
+                            stdout=open(tmp_path / "redis.log", "w"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
     try:
         client = redis.Redis(port=port, password=password, decode_responses=True)
         wait_for(lambda: proc.poll() is not None or _pings(client), 30, "redis-server")
@@ -291,6 +372,9 @@ def test_redis_command_and_conf_start_a_password_protected_durable_server(tmp_pa
         assert client.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
         with pytest.raises(redis.AuthenticationError):
             redis.Redis(port=port).ping()
+        # `exec`: redis-server is the process itself, and its command line holds no password
+        assert password.encode() not in Path(f"/proc/{proc.pid}/cmdline").read_bytes()
+        assert b"redis-server" in Path(f"/proc/{proc.pid}/cmdline").read_bytes()
     finally:
         stop(proc)
 
