@@ -21,6 +21,7 @@
     │  ├─ NotAVideo             what was served is empty, HTML, or not an MP4/WebM container: retried
     │  ├─ DownloadFailed        the download budget is spent; `retry` downloads from the generation again
     │  ├─ ResultMissing         the provider no longer has a finished generation (`retry --kind missing`)
+    │  ├─ OutputUnwritable      the output folder is full or read-only: the batch pauses, nothing is lost
     │  └─ UnsafeResult          the result cannot be accepted (scheme, host, size, path): not retried
     └─ ServiceUnavailable       the broker or another service cannot be reached (exit code 3)
 
@@ -180,6 +181,12 @@ class ResultMissing(StorageError):
     """The provider no longer has the finished generation (or its file)."""
 
     kind = "missing"
+
+
+class OutputUnwritable(StorageError):
+    """The output folder cannot be written (full, read-only, permissions): not the item's fault."""
+
+    kind = "output"
 
 
 class UnsafeResult(StorageError):

@@ -386,6 +386,9 @@ class Store:
     def provider_down(self, provider: str) -> Problem | None:
         return self._problem(keys.provider_down(provider))
 
+    def clear_provider_down(self, provider: str) -> None:
+        self.r.delete(keys.provider_down(provider))
+
     def mark_output_problem(self, batch: str, why: str, ttl_s: float) -> None:
         self._mark(keys.output_problem(batch), why, ttl_s)
 

@@ -30,13 +30,13 @@ def check_broker(url: str) -> None:
     a traceback later."""
     try:
         redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=10).ping()
-    except redis.ResponseError as exc:      # e.g. "DB index is out of range"
-        raise ManifestError(f"the broker refused it: {exc}", field="REELBATCH_BROKER_URL") from None
     except redis.AuthenticationError:
         raise ManifestError("the broker refused the password", field="REELBATCH_BROKER_URL") from None
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
-        raise ServiceUnavailable(f"Redis at REELBATCH_BROKER_URL: {exc} (is it a Redis server, and "
-                                 "running?)") from None
+    except redis.ResponseError as exc:      # e.g. "DB index is out of range"
+        raise ManifestError(f"the broker refused it: {exc}", field="REELBATCH_BROKER_URL") from None
+    except redis.RedisError as exc:         # refused, timed out, or not speaking Redis at all
+        raise ServiceUnavailable(f"Redis at REELBATCH_BROKER_URL: {type(exc).__name__}: {exc} "
+                                 "(is it a Redis server, and running?)") from None
     except ValueError as exc:               # a URL redis-py cannot read
         raise ManifestError(str(exc), field="REELBATCH_BROKER_URL") from None
 

@@ -190,10 +190,11 @@ def cancel(batch: str, abandon: bool) -> None:
     """Stop BATCH: nothing new is submitted; remote generations are cancelled where possible."""
     from reelbatch.jobs.settings import get_settings
     from reelbatch.scheduler.broker import connect_batch
+    from reelbatch.scheduler.operations import describe_cancel
     from reelbatch.worker.control import cancel_batch
 
     ctx = connect_batch(get_settings(), batch)
-    click.echo(f"{batch}: cancelling; {cancel_batch(ctx, batch, abandon)} items told to stop")
+    click.echo(describe_cancel(batch, cancel_batch(ctx, batch, abandon), ctx.store.batch(batch).provider))
 
 
 @main.command(context_settings={"ignore_unknown_options": True})

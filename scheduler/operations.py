@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reelbatch.worker.control import Retried
+from reelbatch.worker.control import Retried, Stopped
 
 WHERE = {"submit": "to submit again", "poll": "to poll their generation",
          "download": "to download from their generation"}
@@ -16,3 +16,17 @@ def describe_retry(batch: str, done: Retried) -> str:
         text += (f"; {sum(done.skipped.values())} left alone, failed for a permanent reason "
                  f"({kinds}): add --include-permanent or --kind to retry them")
     return text
+
+
+def describe_cancel(batch: str, out: Stopped, provider: str) -> str:
+    done = out.done
+    parts = [f"{done['cancelled']} items cancelled"]
+    if done["sent"]:
+        parts.append(f"{done['sent']} generations being cancelled by the workers")
+    if done["later"]:
+        parts.append(f"{done['later']} generations could not be cancelled from here (no provider "
+                     "key or connection): the next run cancels them")
+    if done["finishing"]:
+        parts.append(f"{done['finishing']} generations {provider} cannot cancel: they finish and are "
+                     "downloaded on the next run (--abandon stops waiting for them)")
+    return f"{batch}: " + "; ".join(parts) + "; `reelbatch retry --kind cancelled` brings them back"

@@ -9,6 +9,7 @@ from reelbatch.jobs.catalog import catalog
 from reelbatch.jobs.errors import ManifestError, PermanentProviderError, ProviderUnreachable
 from reelbatch.jobs.manifest import Manifest
 from reelbatch.jobs.settings import Settings
+from reelbatch.jobs.store import Store
 from reelbatch.scheduler.embedded import usable_dir
 from reelbatch.worker.providers import KEY_VARIABLE, build_provider
 
@@ -46,3 +47,8 @@ def check_key(settings: Settings, provider: str, model: str) -> str | None:
     finally:
         client.close()
     return None
+
+
+def provider_answers(store: Store, provider: str) -> None:
+    """The key check got an answer: an earlier "unreachable" mark is out of date."""
+    store.clear_provider_down(provider)

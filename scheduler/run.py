@@ -93,10 +93,12 @@ def run_batch(manifest: Path, settings: Settings, console: Console, adopt: bool 
     with ExitStack() as stack:
         services = start_services(stack, settings, plan.manifest.provider)
         warning = preflight.check_key(services.settings, plan.manifest.provider, plan.manifest.model)
+        ctx = WorkerContext(services.settings)
         if warning:
             console.print(f"[yellow]{warning}; retrying (the batch pauses after "
                           f"{settings.provider_unreachable_s:.0f} s)[/]")
-        ctx = WorkerContext(services.settings)
+        else:
+            preflight.provider_answers(ctx.store, plan.manifest.provider)
         return _carry_out(stack, ctx, plan, services, console, adopt, verify)
 
 
@@ -114,6 +116,7 @@ def _carry_out(stack: ExitStack, ctx: WorkerContext, plan: Plan, services: Stack
                adopt: bool, verify: bool) -> int:
     name = plan.manifest.name
     reg = register_batch(ctx.store, plan, adopt=adopt)
+    ctx.store.clear_output_problem(name)    # the preflight wrote to the folder: there is room now
     console.print(describe_registration(name, len(plan.items), reg))
     lost = recheck_batch(ctx, name, verify)
     if lost:
@@ -129,8 +132,16 @@ def _carry_out(stack: ExitStack, ctx: WorkerContext, plan: Plan, services: Stack
                       "run the same command again to resume")
         raise
     finally:
-        refresh_index(ctx.store, ctx.store.batch(name))
+        _write_index(ctx, name, console)
     return _summary(ctx, name, console)
+
+
+def _write_index(ctx: WorkerContext, name: str, console: Console) -> None:
+    try:
+        refresh_index(ctx.store, ctx.store.batch(name))
+    except OSError as exc:
+        console.print(f"[yellow]results.jsonl could not be written ({exc.strerror}); "
+                      "`reelbatch export` writes it once there is room[/]")
 
 
 def _start_worker(stack: ExitStack, services: Stack) -> WorkerProcess:

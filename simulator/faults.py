@@ -19,7 +19,14 @@ _API_FAULTS = (("drop_before_rate", "drop_before"), ("rate_limit_rate", "rate_li
                ("drop_after_rate", "drop_after"))
 _STREAM_FAULTS = _API_FAULTS[:4]
 _MEDIA_FAULTS = (("drop_before_rate", "drop_before"), ("server_error_rate", "server_error"),
-                 ("truncate_rate", "truncate"))
+                 ("truncate_rate", "truncate"), ("media_404_rate", "media_404"),
+                 ("media_html_rate", "media_html"), ("media_empty_rate", "media_empty"),
+                 ("media_stall_rate", "media_stall"))
+_POLL_FAULTS = (("poll_401_rate", "poll_401"),)
+_SUBMIT_FAULTS = (("drop_after_submit_rate", "drop_after"),)
+SUBMITS = ("/api/ai/queue", "/v2/video/generations")
+HTML_PAGE = (b"<!DOCTYPE html><html><head><title>503</title></head><body><h1>Service Temporarily "
+             b"Unavailable</h1></body></html>")
 
 
 class _Dropped(Exception):
@@ -47,7 +54,7 @@ class FaultMiddleware:
             return await self.app(scope, receive, send)
         path = scope["path"]
         self.stats.requests[endpoint(scope["method"], path)] += 1
-        fault = None if path.startswith("/_sim") else self.draw(path)
+        fault = None if path.startswith("/_sim") else self.draw(scope["method"], path)
         if fault:
             self.stats.faults[fault] += 1
         try:
@@ -55,9 +62,13 @@ class FaultMiddleware:
         except _Dropped:
             pass
 
-    def draw(self, path: str) -> str | None:
+    def draw(self, method: str, path: str) -> str | None:
         if path.startswith("/media/"):
             table = _MEDIA_FAULTS
+        elif method == "GET" and _is_poll(path):
+            table = _POLL_FAULTS + _API_FAULTS
+        elif method == "POST" and path in SUBMITS:
+            table = _SUBMIT_FAULTS + _API_FAULTS
         elif path == "/api/events":
             table = _STREAM_FAULTS
         else:
@@ -78,6 +89,10 @@ class FaultMiddleware:
             await drop_connection(send)
         elif fault == "truncate":
             await self.app(scope, receive, _truncating(send))
+        elif fault in _MEDIA_ANSWERS:
+            await _MEDIA_ANSWERS[fault](self.knobs, send)
+        elif fault == "poll_401":
+            await api_error(scope["path"], 401)(scope, receive, send)
         else:
             await self._error(fault, scope, receive, send)
 
@@ -88,6 +103,44 @@ class FaultMiddleware:
             status = 429
             headers = {"Retry-After": str(self.knobs.retry_after)} if fault == "rate_limit" else None
         await api_error(scope["path"], status, headers)(scope, receive, send)
+
+
+def _is_poll(path: str) -> bool:
+    """GET one generation: Oxen's queue row, or the AI/ML API's poll."""
+    return path.startswith("/api/ai/queue/") or path == "/v2/video/generations"
+
+
+async def _answer(send, status: int, body: bytes, content_type: bytes = b"video/mp4") -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", content_type),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _media_404(knobs: Knobs, send) -> None:
+    await _answer(send, 404, b"NoSuchKey", b"text/plain")
+
+
+async def _media_html(knobs: Knobs, send) -> None:
+    await _answer(send, 200, HTML_PAGE)
+
+
+async def _media_empty(knobs: Knobs, send) -> None:
+    await _answer(send, 200, b"")
+
+
+async def _media_stall(knobs: Knobs, send) -> None:
+    """Promise 64 KiB, send half, then say nothing for stall_s and close."""
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"video/mp4"), (b"content-length", b"65536")]})
+    await send({"type": "http.response.body", "body": bytes(32768), "more_body": True})
+    await asyncio.sleep(knobs.stall_s)
+    await drop_connection(send)
+    raise _Dropped
+
+
+_MEDIA_ANSWERS = {"media_404": _media_404, "media_html": _media_html, "media_empty": _media_empty,
+                  "media_stall": _media_stall}
 
 
 async def _swallow(message) -> None:

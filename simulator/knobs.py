@@ -17,6 +17,12 @@ RATE_KNOBS = (
     "drop_after_rate",      # process the request (a submit creates generations), then close the socket
     "truncate_rate",        # downloads: Content-Length promises more than is sent
     "expire_rate",          # result URLs are issued already expired
+    "media_404_rate",       # downloads: 404 NoSuchKey (a CDN that has not caught up yet)
+    "media_html_rate",      # downloads: 200 with an HTML error page sent as video/mp4
+    "media_empty_rate",     # downloads: 200 video/mp4 with an empty body
+    "media_stall_rate",     # downloads: half the body, then silence for stall_s, then the socket closes
+    "poll_401_rate",        # status requests (GET one generation): 401 as if the key were refused
+    "drop_after_submit_rate",  # submits only: the generation is created, then the socket closes
 )
 
 
@@ -37,6 +43,14 @@ class Knobs:
     drop_after_rate: float = 0.0
     truncate_rate: float = 0.0
     expire_rate: float = 0.0
+    media_404_rate: float = 0.0
+    media_html_rate: float = 0.0
+    media_empty_rate: float = 0.0
+    media_stall_rate: float = 0.0
+    stall_s: float = 30.0                # real seconds a stalled download stays silent
+    poll_401_rate: float = 0.0
+    drop_after_submit_rate: float = 0.0
+    history_404: bool = False            # GET /api/ai/generations[/{id}] answer 404 (history unavailable)
     retry_after: int = 1                 # seconds in the Retry-After header
     url_ttl: float = 3600.0              # real seconds a result URL stays valid
     keepalive_interval: float = 15.0     # real seconds of SSE idleness before `: keep-alive`

@@ -171,6 +171,8 @@ def _page(query) -> tuple[int, int] | None:
 
 @_guard
 async def history(request: Request, core) -> Response:
+    if core.knobs.history_404:
+        return oxen_error(404, "resource_not_found")
     query = request.query_params
     paging = _page(query)
     if paging is None:
@@ -190,7 +192,7 @@ async def history(request: Request, core) -> Response:
 @_guard
 async def history_one(request: Request, core) -> Response:
     gen = _lookup(core, request.path_params["generation_id"])
-    if gen is None:
+    if gen is None or core.knobs.history_404:
         return oxen_error(404, "resource_not_found")
     return JSONResponse({"generation": history_row(core, gen, request), "status": "success",
                          "status_message": "resource_found"})

@@ -23,6 +23,7 @@ class WorkerContext:
         self._providers: dict[str, Provider] = {}
         self._slots: dict[str, Slots] = {}
         self._rates: dict[str, RequestRate] = {}
+        self._marked_down: set[str] = set()   # providers this process found unreachable
 
     @cached_property
     def store(self) -> Store:
@@ -50,6 +51,17 @@ class WorkerContext:
             if provider not in self._rates:
                 self._rates[provider] = self.store.request_rate(self.settings.broker_url, provider)
             return self._rates[provider]
+
+    def provider_down(self, provider: str, why: str, ttl_s: float) -> None:
+        """The provider cannot be reached: mark it (the sweeper pauses its batches if it lasts)."""
+        self.store.mark_provider_down(provider, why, ttl_s)
+        self._marked_down.add(provider)
+
+    def provider_up(self, provider: str) -> None:
+        """The provider answered: clear the mark this process set (one write, only after an outage)."""
+        if provider in self._marked_down:
+            self._marked_down.discard(provider)
+            self.store.clear_provider_down(provider)
 
     def close(self) -> None:
         for client in self._providers.values():

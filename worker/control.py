@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from reelbatch.jobs.store import Store
 from reelbatch.worker.context import WorkerContext
-from reelbatch.worker.engine import batch as batches, retry, sweeper
+from reelbatch.worker.engine import batch as batches, retry, stop, sweeper
 from reelbatch.worker.engine.batch import Registration
 from reelbatch.worker.engine.recheck import recheck_files
 from reelbatch.worker.engine.retry import Retried
+from reelbatch.worker.engine.stop import Stopped
 from reelbatch.worker.tasks import send
 
-__all__ = ["Registration", "Retried", "register_batch", "start_batch", "retry_batch", "cancel_batch",
+__all__ = ["Registration", "Retried", "Stopped", "register_batch", "start_batch", "retry_batch", "cancel_batch",
            "sweep_batch", "failure_kinds", "recheck_batch"]
 
 
@@ -40,9 +41,12 @@ def retry_batch(ctx: WorkerContext, batch: str, kind: str | None = None,
     return done
 
 
-def cancel_batch(ctx: WorkerContext, batch: str, abandon: bool = False) -> int:
-    """Stop the batch; how many items were told to stop."""
-    return send(ctx, batches.cancel_batch(ctx, batch, abandon))
+def cancel_batch(ctx: WorkerContext, batch: str, abandon: bool = False) -> Stopped:
+    """Stop the batch at once: pending items cancelled, remote generations cancelled by the
+    workers, or from here when none is running; what was done."""
+    out = stop.cancel_batch(ctx, batch, abandon, here=not ctx.store.workers())
+    send(ctx, out.nexts)
+    return out
 
 
 def sweep_batch(ctx: WorkerContext, batch: str) -> int:

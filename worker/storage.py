@@ -19,6 +19,7 @@ exact origin only, and is dropped for good at the first redirect off it (an obje
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import ipaddress
 import os
@@ -31,13 +32,14 @@ import httpx
 from imageio_ffmpeg import get_ffmpeg_exe
 
 from reelbatch.jobs import names
-from reelbatch.jobs.errors import NotAVideo, ResultUrlExpired, StorageError, UnsafeResult
+from reelbatch.jobs.errors import NotAVideo, OutputUnwritable, ResultUrlExpired, StorageError, UnsafeResult
 from reelbatch.jobs.files import NotARegularFile, atomic_write
 from reelbatch.jobs.settings import Settings
 from reelbatch.worker.container import check_video
 from reelbatch.worker.providers.http import HostCredential
 
 MAX_REDIRECTS = 5
+OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
 EXPIRED = frozenset({403, 404, 410})
 GENERIC_TYPES = frozenset({"", "application/octet-stream", "binary/octet-stream"})
 FFMPEG_TIMEOUT_S = 120
@@ -165,6 +167,16 @@ def download(url: str, dest_dir: Path, file_name: str, client: httpx.Client,
              settings: Settings, credential: HostCredential | None = None) -> StoredFile:
     """Download ``url`` to ``dest_dir/<sanitised file_name>``, checked and atomically renamed.
     ``credential``: the provider's key for its own host only (``Provider.download_credential``)."""
+    try:
+        return _download(url, dest_dir, file_name, client, settings, credential)
+    except OSError as exc:
+        if exc.errno in OUTPUT_ERRNOS:
+            raise OutputUnwritable(f"{dest_dir}: {exc.strerror}") from None
+        raise
+
+
+def _download(url: str, dest_dir: Path, file_name: str, client: httpx.Client, settings: Settings,
+              credential: HostCredential | None) -> StoredFile:
     dest_dir.mkdir(parents=True, exist_ok=True)
     target = target_path(dest_dir, file_name)
     try:

@@ -8,10 +8,9 @@ installs them. The commands are the README's fleet section."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -140,7 +139,7 @@ def submit_at(stack: Fleet) -> float:
     (stack.folder / "fleet.yaml").write_text(manifest())
     run("podman", "cp", str(stack.folder / "fleet.yaml"), f"{stack.container('scheduler')}:/work/fleet.yaml")
     start = time.time() + START_AFTER_S
-    at = datetime.fromtimestamp(start, timezone.utc).isoformat(timespec="seconds")
+    at = datetime.fromtimestamp(start, UTC).isoformat(timespec="seconds")
     sent = stack.exec("scheduler", "reelbatch", "submit", "/work/fleet.yaml", "--at", at)
     assert f"{N} new items" in sent.stdout, sent.stdout
     return datetime.fromisoformat(at).timestamp()

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from reelbatch.jobs.errors import ManifestError
 from reelbatch.jobs.item import Item
-from reelbatch.jobs.state import RESUME, ItemState as S, Step
+from reelbatch.jobs.state import RESUME, ItemState as S
 from reelbatch.jobs.store import BatchMeta, ItemRecord, Store
 from reelbatch.worker import outputs
 from reelbatch.worker.context import WorkerContext
@@ -54,7 +54,9 @@ def register(store: Store, plan, start_at: float | None = None, adopt: bool = Fa
     old = store.batch(meta.name)
     if old is not None:
         _check_same_manifest(old, meta, adopt)
-        meta = meta.model_copy(update={"created_at": old.created_at, "cancelled": False})
+        # a cancelled batch stays cancelled until `retry --kind cancelled` brings it back
+        meta = meta.model_copy(update={"created_at": old.created_at, "cancelled": old.cancelled,
+                                       "abandon": old.abandon})
     current = {rec.item_id: rec for rec in store.items(meta.name)}
     _refuse_edits_in_flight(plan.items, current)
     reg = Registration()
@@ -133,12 +135,3 @@ def enqueue(ctx: WorkerContext, batch: str) -> list[Next]:
     nexts = [Next(step, batch, item_id) for state, step in RESUME.items()
              for item_id in store.item_ids(batch, state)]
     return nexts + feed(ctx, meta.provider, meta.max_concurrency)
-
-
-def cancel_batch(ctx: WorkerContext, batch: str, abandon: bool = False) -> list[Next]:
-    """Mark the batch cancelled and send a cancel step to every item not yet finished (workers do
-    the provider calls: they hold the keys)."""
-    store = ctx.store
-    store.update_batch(batch, cancelled=True, abandon=abandon)
-    return [Next(Step.CANCEL, batch, item_id) for state in (S.PENDING, S.QUEUED, S.RUNNING)
-            for item_id in store.item_ids(batch, state)]

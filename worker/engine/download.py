@@ -19,6 +19,8 @@ from reelbatch.worker.engine.outcome import fail, retry_delay
 from reelbatch.worker.storage import download
 
 DOWNLOADING = (S.DOWNLOADING,)
+OUTPUT_WAIT_S = 30.0    # a download blocked by a full or read-only output folder is tried this often
+OUTPUT_MARK_S = 120.0   # the "cannot write" mark lapses this long after the last failure
 GONE = frozenset({404, 410})
 
 
@@ -38,6 +40,8 @@ def fetch(ctx: WorkerContext, batch: str, item_id: str) -> list[Next]:
                           ctx.provider(meta.provider).download_credential)
     except errors.UnsafeResult as exc:
         return fail(ctx, meta, item_id, exc, DOWNLOADING)
+    except errors.OutputUnwritable as exc:
+        return _output_blocked(ctx, meta, rec, exc)
     except errors.StorageError as exc:
         return _again(ctx, meta, rec, exc)
     try:
@@ -46,8 +50,20 @@ def fetch(ctx: WorkerContext, batch: str, item_id: str) -> list[Next]:
                          transient_retries=0, url_stale=0)
     except TransitionRefused:
         return []
-    results.record(store, meta, store.item(batch, item_id))
+    store.clear_output_problem(batch)
+    try:
+        results.record(store, meta, store.item(batch, item_id))
+    except OSError as exc:   # the video is in place; its sidecar waits for room (the index is rewritten)
+        store.mark_output_problem(batch, f"{meta.output}: {exc.strerror}", OUTPUT_MARK_S)
     return []
+
+
+def _output_blocked(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord,
+                    exc: errors.OutputUnwritable) -> list[Next]:
+    """The output folder is full or read-only: not the item's fault. The batch pauses (the sweeper
+    sees the mark); the download waits, without using its attempts, and goes on once there is room."""
+    ctx.store.mark_output_problem(meta.name, str(exc), OUTPUT_MARK_S)
+    return [Next(Step.DOWNLOAD, meta.name, rec.item_id, OUTPUT_WAIT_S)]
 
 
 def _again(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord, exc: errors.ReelbatchError) -> list[Next]:

@@ -56,7 +56,7 @@ def retry_delay(ctx: WorkerContext, meta: BatchMeta, item_id: str, step: Step,
     batch, see the sweeper)."""
     policy = RETRIES[step]
     if isinstance(exc, ProviderUnreachable):
-        ctx.store.mark_provider_down(meta.provider, str(exc), DOWN_MARK_S)
+        ctx.provider_down(meta.provider, str(exc), DOWN_MARK_S)
         return policy.delay(UNREACHABLE_BACKOFF_STEP)
     tries = ctx.store.count(meta.name, item_id, "transient_retries")
     if policy.exhausted(tries):

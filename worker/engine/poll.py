@@ -40,6 +40,7 @@ def poll(ctx: WorkerContext, batch: str, item_id: str) -> list[Next]:
         return retry_or_fail(ctx, meta, item_id, Step.POLL, exc, IN_PROGRESS)
     except errors.PermanentProviderError as exc:
         return fail(ctx, meta, item_id, exc, IN_PROGRESS)
+    ctx.provider_up(meta.provider)
     return observe(ctx, meta, rec, generation, polled=True)
 
 

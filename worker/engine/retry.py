@@ -39,9 +39,14 @@ def resume_state(rec: ItemRecord) -> S:
 
 
 def _wanted(rec: ItemRecord, kind: str | None, include_permanent: bool) -> bool:
+    """Asked for by kind; or, without one, every failed item, except those that would be paid for
+    again for a reason retrying cannot fix (unless ``include_permanent``). Going on with a
+    generation that exists (a 401 on a poll, say) costs nothing and is always wanted."""
     if kind:
         return rec.error_kind == kind or (kind == CANCELLED and rec.state is S.CANCELLED)
-    return rec.state is S.FAILED and (include_permanent or rec.error_kind not in PERMANENT_KINDS)
+    if rec.state is not S.FAILED:
+        return False
+    return include_permanent or rec.error_kind not in PERMANENT_KINDS or resume_state(rec) is not S.PENDING
 
 
 def _send_back(store: Store, batch: str, rec: ItemRecord) -> str | None:
@@ -68,8 +73,8 @@ def retry_items(ctx: WorkerContext, batch: str, kind: str | None = None,
     for state in states:
         for rec in store.items(batch, state):
             if not _wanted(rec, kind, include_permanent):
-                if rec.error_kind in PERMANENT_KINDS and not kind:
-                    done.skipped[rec.error_kind] += 1
+                if not kind:
+                    done.skipped[rec.error_kind or "error"] += 1
                 continue
             step = _send_back(store, batch, rec)
             if step:

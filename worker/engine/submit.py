@@ -65,6 +65,7 @@ def _send(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord) -> list[Next]:
     except (errors.PermanentProviderError, errors.ManifestError) as exc:
         budget.unreserve(ctx, meta, rec)
         return fail(ctx, meta, item_id, exc, [S.SUBMITTING])
+    ctx.provider_up(meta.provider)
     store.transition(batch, item_id, S.QUEUED, [S.SUBMITTING], generation_id=generation_id,
                      transient_retries=0)
     claim(ctx, meta.provider, generation_id, batch, item_id)
