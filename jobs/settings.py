@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     simulator_url: str = Field("http://127.0.0.1:8765", validation_alias="REELBATCH_SIMULATOR_URL")
     broker_url: str | None = Field(None, validation_alias="REELBATCH_BROKER_URL")
     data_dir: Path = Field(Path(".reelbatch"), validation_alias="REELBATCH_DATA_DIR")
+    # Apprise URLs (space or comma separated); they carry webhook tokens: a secret, never stored
+    notify: SecretStr | None = Field(None, validation_alias="REELBATCH_NOTIFY")
 
     max_items: int = 100_000
     max_manifest_bytes: int = 5_000_000
@@ -59,6 +61,7 @@ class Settings(BaseSettings):
     worker_eta_task_limit: int = 5000
     event_listener: bool = True
     price_overrides: dict[str, float] = Field(default_factory=dict)
+    progress_every_s: float = 60.0
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings,

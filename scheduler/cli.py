@@ -66,7 +66,9 @@ adopt_option = click.option("--adopt", is_flag=True, help="Take over a batch of 
 @adopt_option
 @click.option("--verify", is_flag=True, help="Check every video already downloaded against its "
               "sha256 (not only its size) and download again what changed.")
-def run(manifest: Path, adopt: bool, verify: bool) -> None:
+@click.option("--quiet", "-q", is_flag=True, help="Print only the summary and errors.")
+@click.option("--verbose", "-v", is_flag=True, help="Also print one line per item outcome.")
+def run(manifest: Path, adopt: bool, verify: bool, quiet: bool, verbose: bool) -> None:
     """Run MANIFEST on this machine: embedded Redis and a worker unless REELBATCH_BROKER_URL is set.
     Running it again resumes; finished items are never generated again."""
     from rich.console import Console
@@ -74,7 +76,10 @@ def run(manifest: Path, adopt: bool, verify: bool) -> None:
     from reelbatch.jobs.settings import get_settings
     from reelbatch.scheduler.run import run_batch
 
-    sys.exit(run_batch(manifest, get_settings(), Console(), adopt=adopt, verify=verify))
+    if quiet and verbose:
+        raise click.UsageError("--quiet and --verbose do not go together")
+    sys.exit(run_batch(manifest, get_settings(), Console(), adopt=adopt, verify=verify,
+                       verbosity=-1 if quiet else int(verbose)))
 
 
 @main.command()

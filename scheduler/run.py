@@ -20,8 +20,9 @@ from reelbatch.jobs.settings import Settings
 from reelbatch.jobs.state import TERMINAL
 from reelbatch.jobs.state import ItemState as S
 from reelbatch.scheduler.embedded import EmbeddedRedis, WorkerProcess
+from reelbatch.scheduler.notify import notify_run
 from reelbatch.scheduler.plan import plan_batch
-from reelbatch.scheduler.progress import BatchProgress
+from reelbatch.scheduler.progress import NORMAL, QUIET, make_progress
 from reelbatch.scheduler.simproc import SimulatorProcess
 from reelbatch.worker.app import use_broker
 from reelbatch.worker.context import WorkerContext
@@ -72,7 +73,7 @@ def describe_registration(name: str, total: int, reg: Registration) -> str:
 
 
 def run_batch(manifest: Path, settings: Settings, console: Console, adopt: bool = False,
-              verify: bool = False) -> int:
+              verify: bool = False, verbosity: int = NORMAL) -> int:
     plan = plan_batch(manifest, settings)
     name = plan.manifest.name
     if settings.broker_url is None:
@@ -81,7 +82,8 @@ def run_batch(manifest: Path, settings: Settings, console: Console, adopt: bool 
         services = start_services(stack, settings, plan.manifest.provider)
         ctx = WorkerContext(services.settings)
         reg = register_batch(ctx.store, plan, adopt=adopt)
-        console.print(describe_registration(name, len(plan.items), reg))
+        if verbosity > QUIET:
+            console.print(describe_registration(name, len(plan.items), reg))
         lost = recheck_batch(ctx, name, verify)
         if lost:
             console.print(f"{lost} videos are missing or changed on disk: downloading them again "
@@ -90,14 +92,16 @@ def run_batch(manifest: Path, settings: Settings, console: Console, adopt: bool 
         _start_listener(stack, services.settings, plan.manifest.provider)
         try:
             start_batch(ctx, name)
-            _watch(ctx, name, worker, console)
+            _watch(ctx, name, worker, console, verbosity)
         except KeyboardInterrupt:
             console.print("[yellow]interrupted[/]: every submitted generation is recorded; "
                           "run the same command again to resume")
             return 130
         finally:
             refresh_index(ctx.store, ctx.store.batch(name))
-        return _summary(ctx, name, console)
+        code = _summary(ctx, name, console)
+        notify_run(ctx.store, name, plan.manifest.notify, services.settings)
+        return code
 
 
 def _start_worker(stack: ExitStack, services: Stack) -> WorkerProcess:
@@ -121,9 +125,10 @@ def _check_key(settings: Settings, provider: str) -> None:
                             field="provider")
 
 
-def _watch(ctx: WorkerContext, name: str, worker: WorkerProcess | None, console: Console) -> None:
+def _watch(ctx: WorkerContext, name: str, worker: WorkerProcess | None, console: Console,
+           verbosity: int = NORMAL) -> None:
     last_sweep, lost_since = 0.0, None
-    with BatchProgress(ctx.store, name, console) as progress:
+    with make_progress(ctx.store, name, console, ctx.settings, verbosity) as progress:
         while True:
             try:
                 if _finished(ctx, name):
