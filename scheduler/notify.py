@@ -60,10 +60,12 @@ def scheme(url: str) -> str:
 
 
 def _apprise():
-    """The apprise module, its own logging silenced: its lines may quote a URL with its token."""
+    """The apprise module, with the logging that may quote a URL and its token silenced: apprise's
+    own, and urllib3's (under requests), whose debug lines name every request path."""
     import apprise
 
     logging.getLogger("apprise").setLevel(logging.CRITICAL)
+    logging.getLogger("urllib3").setLevel(logging.ERROR)
     return apprise
 
 
