@@ -111,10 +111,11 @@ def status(batch: str | None, as_json: bool, watch: bool) -> None:
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl",
               show_default=True, help="JSON lines, or CSV (params as one JSON column).")
 @click.option("--layout", type=click.Choice(["index", "dataset"]), default="index", show_default=True,
-              help="index: one row per item; dataset: metadata.<format> beside the videos, "
-              "succeeded items only, for video-dataset loaders.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Where to write the index (default: results.<format> in the output folder).")
+              help="index: one row per item; dataset: a folder of the succeeded videos with "
+              "metadata.<format> and a dataset card, for datasets.load_dataset(DIR).")
+@click.option("--out", type=click.Path(path_type=Path, allow_dash=True), default=None,
+              help="index: the file to write, - for standard output (default: results.<format> in the "
+              "output folder); dataset: the folder (default: <output>-dataset).")
 def export(batch: str, fmt: str, layout: str, out: Path | None) -> None:
     """Write the results index of BATCH from the state store."""
     from reelbatch.jobs.settings import get_settings

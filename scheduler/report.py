@@ -27,7 +27,7 @@ from reelbatch.jobs.settings import Settings
 from reelbatch.jobs.state import ItemState as S
 from reelbatch.jobs.store import BatchMeta, ItemRecord
 from reelbatch.scheduler.broker import connect_batch
-from reelbatch.scheduler.export import load_batch
+from reelbatch.scheduler.export import destination, load_batch
 from reelbatch.worker.storage import poster_frame
 
 REPORT = "report.html"
@@ -124,7 +124,7 @@ def render(meta: BatchMeta, cards: list[Card], spend: Spend) -> str:
 
 
 def write_report(meta: BatchMeta, records: list[ItemRecord], out: Path | None = None) -> Path:
-    page = (out or Path(meta.output) / REPORT).resolve()
+    page = (out or Path(meta.output) / REPORT).absolute()   # never through a symlink
     videos = videos_on_disk(meta, records)
     posters = make_posters(videos, Path(meta.output) / POSTERS)
     cards = [card(rec, videos.get(rec.item_id), posters.get(rec.item_id), page.parent)
@@ -134,6 +134,7 @@ def write_report(meta: BatchMeta, records: list[ItemRecord], out: Path | None = 
 
 def report_batch(settings: Settings, batch: str, out: Path | None) -> int:
     meta, records = load_batch(connect_batch(settings, batch).store, batch)
-    page = write_report(meta, records, out)
+    with destination(out or Path(meta.output) / REPORT, explicit=out is not None):
+        page = write_report(meta, records, out)
     click.echo(f"{batch}: {len(records)} items -> {page}")
     return 0
