@@ -4,6 +4,7 @@ generating every item through the simulator."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from reelbatch.jobs.item import Item, Params
@@ -60,3 +61,36 @@ def fail(store: Store, batch: str, item_id: str, kind: str = "permanent",
          error: str = "simulator 422: <img src=x onerror=alert(1)>") -> None:
     store.transition(batch, item_id, S.SUBMITTING)
     store.transition(batch, item_id, S.FAILED, error_kind=kind, error=error, attempts=1)
+
+
+def big_batch(store: Store, name: str, out: Path, sources: int, aspects=("16:9", "9:16"), samples: int = 2,
+              fail_every: int = 25, pending_every: int = 97) -> list[Item]:
+    """``sources`` source items, each in every aspect ratio and ``samples`` repeats. Every item
+    succeeds with a real MP4 (a hard link to one encoded per aspect ratio) and a poster frame
+    already extracted, except every ``fail_every``-th (failed) and ``pending_every``-th (pending)."""
+    from reelbatch.worker.storage import poster_frame
+
+    items = [make_item(f"src{s:05d}-{a.replace(':', 'x')}-s{k}", f"Shot {s}: an ox crosses a river at dawn",
+                       f"src{s:05d}", k, aspect_ratio=a, duration=5)
+             for s in range(sources) for a in aspects for k in range(1, samples + 1)]
+    new_batch(store, name, out, items)
+    (out / "posters").mkdir(exist_ok=True)
+    master = {}
+    for a in aspects:
+        video = out / f".master-{a.replace(':', 'x')}.mp4"
+        make_mp4(1, a, video)
+        master[a] = (video, poster_frame(video, out / f".master-{a.replace(':', 'x')}.jpg"))
+    for n, item in enumerate(items, 1):
+        if n % pending_every == 0:
+            continue
+        if n % fail_every == 0:
+            fail(store, name, item.item_id, kind="generation_failed", error=f"the provider failed {item.item_id}")
+            continue
+        video, poster = master[item.params.aspect_ratio]
+        start(store, name, item.item_id, S.DOWNLOADING)
+        os.link(video, out / f"{item.item_id}.mp4")
+        os.link(poster, out / "posters" / f"{item.item_id}.jpg")
+        store.add_spend(name, 0.56, False)
+        store.transition(name, item.item_id, S.SUCCEEDED, file=f"{item.item_id}.mp4", bytes=video.stat().st_size,
+                         sha256="ab" * 32, cost_usd=0.56, cost_source="estimated", detected_at=1.0, attempts=1)
+    return items

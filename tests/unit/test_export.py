@@ -89,29 +89,39 @@ def test_csv_round_trips_to_the_jsonl_rows(batch, tmp_path):
         assert list(row) == list(want)
 
 
-def test_report_escapes_prompts_and_errors(batch):
+def report_cards(html: str) -> list[dict]:
+    """The cards a report carries as JSON in its data script element."""
+    data = html.split('<script type="application/json" id="card-data">', 1)[1].split("</script>", 1)[0]
+    return json.loads(data)
+
+
+def test_report_carries_prompts_and_errors_as_json_that_cannot_break_out(batch):
     store, name, out = batch
     meta, records = load_batch(store, name)
     html = write_report(meta, records).read_text()
-    assert "<script>alert" not in html and "<img src=x" not in html
-    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; &amp; &lt;b&gt;bold&lt;/b&gt;" in html
-    assert "&lt;img src=x onerror=alert(1)&gt;" in html
-    assert html.count("<script>") == 1                               # only the page's own filter
+    assert "<script>alert" not in html and "<img src=x" not in html and "<b>bold" not in html
+    assert html.count("<script") == 2 and html.count("</script>") == 2   # the data, and the page's code
+    cards = {c["id"]: c for c in report_cards(html)}
+    assert cards["ok-1"]["p"] == XSS
+    assert cards["bad-1"]["e"] == "[permanent] simulator 422: <img src=x onerror=alert(1)>"
+    assert cards["ok-2"]["p"] == 'A calm, "quoted"\nsea'
 
 
-def test_report_plays_succeeded_videos_with_posters_made_once(batch, tmp_path):
+def test_report_links_videos_and_posters_made_once(batch, tmp_path):
     store, name, out = batch
     meta, records = load_batch(store, name)
-    html = write_report(meta, records).read_text()
-    assert html.count("<video ") == 2
-    assert '<video controls preload="none" src="ok-1.mp4" poster="posters/ok-1.jpg">' in html
+    cards = {c["id"]: c for c in report_cards(write_report(meta, records).read_text())}
+    assert (cards["ok-1"]["v"], cards["ok-1"]["po"], cards["ok-1"]["f"]) == ("ok-1.mp4", "posters/ok-1.jpg", "ok-1.mp4")
+    assert cards["bad-1"]["v"] is None and cards["wait-1"]["c"] == "~$0.56 estimated"
+    assert cards["ok-1"]["c"] == "$0.56 estimated"
     poster = out / "posters" / "ok-1.jpg"
     first = poster.stat().st_mtime_ns
     os.utime(poster, ns=(first + 10**9, first + 10**9))
     write_report(meta, records)
     assert poster.stat().st_mtime_ns == first + 10**9                 # not extracted again
-    elsewhere = write_report(meta, records, tmp_path / "pages" / "r.html").read_text()
-    assert 'src="../out/ok-1.mp4" poster="../out/posters/ok-1.jpg"' in elsewhere
+    elsewhere = {c["id"]: c for c in report_cards(write_report(meta, records, tmp_path / "pages" / "r.html")
+                                                  .read_text())}
+    assert (elsewhere["ok-1"]["v"], elsewhere["ok-1"]["po"]) == ("../out/ok-1.mp4", "../out/posters/ok-1.jpg")
 
 
 def test_cli_unknown_batch_is_one_line_and_exit_2(redis_url, tmp_path):
