@@ -186,7 +186,8 @@ def test_a_2000_item_report_pages_keeps_a_tidy_grid_and_loads_posters_lazily(big
     for top, _, _ in first["media"]:
         rows.setdefault(top, []).append(top)
     assert len(rows) == 15 and all(len(r) == 4 for r in rows.values())   # 4 columns at 1280 px
-    assert first["lazy"] and 0 < first["posters_fetched"] < 60, first["posters_fetched"]
+    # posters: lazy images, and only the page's (Chromium's lazy margin is a few screens: paging bounds it)
+    assert first["lazy"] and 0 < first["posters_fetched"] <= 60, first["posters_fetched"]
     assert first["videos"] == 0 and first["played"].endswith(".mp4")   # a video only when played
     assert first["rendered_ms"] < 5000
 
