@@ -11,7 +11,8 @@ Layouts:
   folder) with the succeeded videos (hard links where the file system allows, copies otherwise),
   ``metadata.jsonl`` (or ``.csv``) whose ``file_name`` names each video, and a dataset card
   ``README.md``: what Hugging Face ``datasets.load_dataset(DIR)`` loads as a video dataset. No
-  sidecars, report or results files. The folder is built aside and swapped in whole; an existing
+  sidecars, report or results files. Its text is kept exactly (no formula defusing: it is training
+  data for loaders). The folder is built aside and swapped in whole; an existing
   folder is replaced only when it holds nothing but a previous export.
 
 A file is written atomically and never through a symlink or over a device; a destination that
@@ -94,13 +95,13 @@ def write_out(target: Path | str, write: Writer) -> Path | str:
     return Path(target)
 
 
-def safe_cell(value: Any) -> Any:
+def safe_cell(value: Any, defuse: bool = True) -> Any:
     """A CSV cell: JSON for lists and dicts, empty for None, formula-looking text defused."""
     if isinstance(value, (dict, list, tuple)):
         value = json.dumps(value, ensure_ascii=False)
     if value is None:
         return ""
-    if isinstance(value, str) and value.startswith(FORMULA_START):
+    if defuse and isinstance(value, str) and value.startswith(FORMULA_START):
         return "'" + value
     return value
 
@@ -109,18 +110,18 @@ def jsonl_writer(rows: list[Row]) -> Writer:
     return lambda fh: fh.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
 
 
-def csv_writer(rows: list[Row], columns: list[str]) -> Writer:
+def csv_writer(rows: list[Row], columns: list[str], defuse: bool = True) -> Writer:
     def write(fh: IO[str]) -> None:
         writer = csv.DictWriter(fh, fieldnames=columns)
         writer.writeheader()
-        writer.writerows({key: safe_cell(row.get(key)) for key in columns} for row in rows)
+        writer.writerows({key: safe_cell(row.get(key), defuse) for key in columns} for row in rows)
 
     return write
 
 
-def rows_writer(rows: list[Row], fmt: str, columns: list[str] | None = None) -> Writer:
+def rows_writer(rows: list[Row], fmt: str, columns: list[str] | None = None, defuse: bool = True) -> Writer:
     columns = columns or (list(rows[0]) if rows else [])
-    return csv_writer(rows, columns) if fmt == "csv" else jsonl_writer(rows)
+    return csv_writer(rows, columns, defuse) if fmt == "csv" else jsonl_writer(rows)
 
 
 def export_index(meta: BatchMeta, records: list[ItemRecord], fmt: str, out: Path | str | None) -> Path | str:
@@ -263,7 +264,8 @@ def export_dataset(meta: BatchMeta, records: list[ItemRecord], folder: Path, fmt
     try:
         linked = sum(place(v.path, building / v.path.name) for v in videos)
         columns = list(rows[0]) if rows else ["file_name", "item_id", "prompt"]
-        write_out(building / f"metadata.{fmt}", rows_writer(rows, fmt, columns))
+        # training data keeps its text exactly: no spreadsheet defusing in the dataset's metadata
+        write_out(building / f"metadata.{fmt}", rows_writer(rows, fmt, columns, defuse=False))
         write_out(building / CARD, lambda fh: fh.write(dataset_card(meta, rows, fmt)))
         os.chmod(building, _dir_mode())
         _swap(building, folder)

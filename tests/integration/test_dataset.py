@@ -129,3 +129,17 @@ def test_copies_where_links_cannot_be_made(batch, tmp_path):
         assert (elsewhere / "dataset" / "sea.mp4").read_bytes() == (out / "sea.mp4").read_bytes()
     finally:
         shutil.rmtree(elsewhere, ignore_errors=True)
+
+
+def test_csv_metadata_keeps_prompts_exactly(batch, tmp_path):
+    import csv
+
+    store, _ = batch
+    meta, records = load_batch(store, "ds")
+    folder = export_dataset(meta, records, tmp_path / "dataset", "csv").folder
+    assert not (folder / "metadata.jsonl").exists()
+    with open(folder / "metadata.csv", newline="", encoding="utf-8") as fh:
+        rows = {r["item_id"]: r for r in csv.DictReader(fh)}
+    assert rows["sea"]["prompt"] == "=A calm sea" and rows["sea"]["file_name"] == "sea.mp4"
+    loaded = datasets.load_dataset(str(folder), cache_dir=str(tmp_path / "hf-cache"))["train"]
+    assert loaded.num_rows == 4 and isinstance(loaded.features["video"], datasets.Video)

@@ -121,6 +121,10 @@ def test_make_progress_picks_the_display_for_the_console(store, tmp_path):
     tty = Console(file=io.StringIO(), force_terminal=True)
     shown = make_progress(store, "nightly", tty, settings, VERBOSE)
     assert isinstance(shown, BatchProgress) and shown.outcomes is not None and not tty.soft_wrap
+    with shown:
+        succeed(store, "nightly", "clip0", tmp_path / "out")
+        shown.refresh()
+    assert "clip0 succeeded -> clip0.mp4" in tty.file.getvalue()
 
 
 def test_settled_waits_for_in_flight_items_but_not_for_the_budget(store, tmp_path):
