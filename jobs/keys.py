@@ -11,6 +11,8 @@
     rb:{b}:due                        zset: item id -> when its next task is due (the sweeper)
     rb:{b}:a:<item_id>                list: one JSON line per failed attempt
     rb:{b}:index:turn / :lock         whose turn it is to rewrite results.jsonl, and one writer at a time
+    rb:{b}:outcomes                   stream: item id and state of each item that became terminal (bounded)
+    rb:{b}:notified                   hash: notifications already sent (scope:event:outcome id -> time)
     rb:gens:<provider>                hash: generation id -> "<batch>\\x1f<item id>" (who owns it)
     rb:slots:<provider>               zset: holders of the provider's concurrency slots -> lease end
     rb:slots:<provider>:limit         the provider's concurrency limit
@@ -111,3 +113,11 @@ def provider_down(provider: str) -> str:
 
 def output_problem(batch: str) -> str:
     return _b(batch, "output")
+
+
+def outcomes(batch: str) -> str:
+    return _b(batch, "outcomes")
+
+
+def notified(batch: str) -> str:
+    return _b(batch, "notified")

@@ -131,6 +131,7 @@ class Manifest(BaseModel):
     limits: Limits = Field(default_factory=Limits)
     retry: RetrySettings = Field(default_factory=RetrySettings)
     polling: PollingSettings = Field(default_factory=PollingSettings)
+    notify: list[str] = Field(default_factory=list)   # Apprise URLs; read by `run`, never stored
     source: Path = Path("<manifest>")
     _lines: dict[YamlPath, int] = PrivateAttr(default_factory=dict)
 

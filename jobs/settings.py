@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     simulator_url: str = Field("http://127.0.0.1:8765", validation_alias="REELBATCH_SIMULATOR_URL")
     broker_url: str | None = Field(None, validation_alias="REELBATCH_BROKER_URL")
     data_dir: Path = Field(default_factory=default_data_dir, validation_alias="REELBATCH_DATA_DIR")
+    # Apprise URLs (space or comma separated); they carry webhook tokens: a secret, never stored
+    notify: SecretStr | None = Field(None, validation_alias="REELBATCH_NOTIFY")
 
     max_items: int = 100_000
     max_manifest_bytes: int = 5_000_000
@@ -70,6 +72,7 @@ class Settings(BaseSettings):
     event_listener: bool = True
     provider_unreachable_s: float = Field(600.0, gt=0)   # a provider down this long pauses its batches
     price_overrides: dict[str, float] = Field(default_factory=dict)
+    progress_every_s: float = 60.0
 
     @field_validator("data_dir", mode="before")
     @classmethod

@@ -26,6 +26,7 @@ from reelbatch.jobs.money import Spend
 from reelbatch.jobs.state import TERMINAL, ItemState, sources_of
 
 CHUNK = 1000
+OUTCOME_LOG = 10_000   # terminal outcomes kept per batch for progress readers (a bounded stream)
 
 _TRANSITION = """
 local cur = redis.call('HGET', KEYS[1], 'state')
@@ -43,6 +44,9 @@ local incr = cjson.decode(ARGV[6])
 for k, v in pairs(incr) do redis.call('HINCRBY', KEYS[1], k, v) end
 redis.call('HSET', KEYS[1], 'state', to)
 if ARGV[7] == '1' then redis.call('ZREM', KEYS[2], ARGV[4]) end
+if ARGV[7] == '1' and cur ~= to then
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[8], '*', 'item', ARGV[4], 'state', to)
+end
 return {1, cur}
 """
 
@@ -291,10 +295,10 @@ class Store:
             allowed.add(target)  # an idempotent re-write of the same state, when asked for
         fields["updated_at"] = time.time()
         status, current = self._transition(
-            keys=[keys.item(batch, item_id), keys.due(batch)],
+            keys=[keys.item(batch, item_id), keys.due(batch), keys.outcomes(batch)],
             args=[keys.state_prefix(batch), ",".join(sorted(s.value for s in allowed)), target.value,
                   item_id, json.dumps(_flat(fields)), json.dumps(incr or {}),
-                  "1" if target in TERMINAL else "0"])
+                  "1" if target in TERMINAL else "0", OUTCOME_LOG])
         if status != 1:
             raise TransitionRefused(item_id, current or "missing", target.value)
         return ItemState(current)
@@ -318,6 +322,23 @@ class Store:
 
     def attempts(self, batch: str, item_id: str) -> list[dict[str, Any]]:
         return [json.loads(x) for x in self.r.lrange(keys.attempts(batch, item_id), 0, -1)]
+
+    # --- outcomes: a bounded log of items becoming terminal, read from a cursor --------------
+    def outcomes(self, batch: str, after: str, limit: int = CHUNK) -> list[tuple[str, str, ItemState]]:
+        """(cursor, item id, state) of items that became terminal after ``after`` ("0-0": the oldest
+        kept), oldest first, at most ``limit``."""
+        rows = self.r.xrange(keys.outcomes(batch), min=f"({after}", count=limit)
+        return [(cursor, data["item"], ItemState(data["state"])) for cursor, data in rows]
+
+    def outcome_cursor(self, batch: str) -> str:
+        """The cursor of the newest outcome ("0-0" when there is none)."""
+        newest = self.r.xrevrange(keys.outcomes(batch), count=1)
+        return newest[0][0] if newest else "0-0"
+
+    # --- notifications: each sent once per batch, event and outcome ----------------------------
+    def claim_notice(self, batch: str, notice: str) -> bool:
+        """True the first time ``notice`` is claimed for the batch (who sends it), False after."""
+        return bool(self.r.hsetnx(keys.notified(batch), notice, round(time.time(), 3)))
 
     # --- due times (the sweeper finds work whose task was lost) ----------------------------
     def set_due(self, batch: str, item_id: str, when: float) -> None:

@@ -95,7 +95,9 @@ adopt_option = click.option("--adopt", is_flag=True, help="Take over a batch of 
 @adopt_option
 @click.option("--verify", is_flag=True, help="Check every video already downloaded against its "
               "sha256 (not only its size) and download again what changed.")
-def run(manifest: Path, adopt: bool, verify: bool) -> None:
+@click.option("--quiet", "-q", is_flag=True, help="Print only the summary and errors.")
+@click.option("--verbose", "-v", is_flag=True, help="Also print one line per item outcome.")
+def run(manifest: Path, adopt: bool, verify: bool, quiet: bool, verbose: bool) -> None:
     """Run MANIFEST on this machine: embedded Redis and a worker unless REELBATCH_BROKER_URL is set.
     Running it again resumes; finished items are never generated again."""
     from rich.console import Console
@@ -103,7 +105,10 @@ def run(manifest: Path, adopt: bool, verify: bool) -> None:
     from reelbatch.jobs.settings import get_settings
     from reelbatch.scheduler.run import run_batch
 
-    sys.exit(run_batch(manifest, get_settings(), Console(), adopt=adopt, verify=verify))
+    if quiet and verbose:
+        raise click.UsageError("--quiet and --verbose do not go together")
+    sys.exit(run_batch(manifest, get_settings(), Console(), adopt=adopt, verify=verify,
+                       verbosity=-1 if quiet else int(verbose)))
 
 
 @main.command()
@@ -135,10 +140,11 @@ def status(batch: str | None, as_json: bool, watch: bool) -> None:
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl",
               show_default=True, help="JSON lines, or CSV (params as one JSON column).")
 @click.option("--layout", type=click.Choice(["index", "dataset"]), default="index", show_default=True,
-              help="index: one row per item; dataset: metadata.<format> beside the videos, "
-              "succeeded items only, for video-dataset loaders.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Where to write the index (default: results.<format> in the output folder).")
+              help="index: one row per item; dataset: a folder of the succeeded videos with "
+              "metadata.<format> and a dataset card, for datasets.load_dataset(DIR).")
+@click.option("--out", type=click.Path(path_type=Path, allow_dash=True), default=None,
+              help="index: the file to write, - for standard output (default: results.<format> in the "
+              "output folder); dataset: the folder (default: <output>-dataset).")
 def export(batch: str, fmt: str, layout: str, out: Path | None) -> None:
     """Write the results index of BATCH from the state store."""
     from reelbatch.jobs.settings import get_settings

@@ -1,33 +1,59 @@
-"""`reelbatch export`: the results index, written from the state store.
+"""`reelbatch export`: the results index, or a dataset folder, written from the state store.
 
 Layouts:
 - ``index`` (default): one line or row per item with the fields of ``worker.results.line``, as
-  ``results.jsonl`` or ``results.csv`` in the batch's output folder (or ``--out``). In CSV, values
-  that are not scalars (``params``) are one JSON-encoded column; empty cells are nulls.
-- ``dataset``: ``metadata.jsonl`` (or ``metadata.csv``) beside the videos, as Hugging Face
-  ``videofolder`` loaders expect: succeeded items only, ``file_name`` relative to the folder, then
-  ``prompt``, ``item_id`` and every other parameter as its own column (the same columns on every row).
+  ``results.jsonl`` or ``results.csv`` in the batch's output folder, at ``--out FILE``, or on
+  standard output (``--out -``). In CSV, values that are not scalars (``params``) are one
+  JSON-encoded column, empty cells are nulls, and a text cell that a spreadsheet would run as a
+  formula (starting with ``=``, ``+``, ``-``, ``@``, tab or carriage return) gets a leading ``'``
+  (OWASP's CSV injection advice). Text is UTF-8, never ``\\u`` escapes.
+- ``dataset``: a clean folder (``--out DIR``, default ``<output>-dataset`` beside the output
+  folder) with the succeeded videos (hard links where the file system allows, copies otherwise),
+  ``metadata.jsonl`` (or ``.csv``) whose ``file_name`` names each video, and a dataset card
+  ``README.md``: what Hugging Face ``datasets.load_dataset(DIR)`` loads as a video dataset. No
+  sidecars, report or results files. Its text is kept exactly (no formula defusing: it is training
+  data for loaders). The folder is built aside and swapped in whole; an existing
+  folder is replaced only when it holds nothing but a previous export.
+
+A file is written atomically and never through a symlink or over a device; a destination that
+cannot be written is one line on stderr and exit 2.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
-from collections.abc import Callable, Iterable
+import os
+import shutil
+import stat
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import click
 
-from reelbatch.jobs.files import atomic_write
+from reelbatch.jobs.files import NotARegularFile, atomic_write, file_mode
+from reelbatch.jobs.money import Spend
 from reelbatch.jobs.settings import Settings
 from reelbatch.jobs.state import ItemState as S
 from reelbatch.jobs.store import BatchMeta, ItemRecord, Store
 from reelbatch.scheduler.broker import connect_batch
-from reelbatch.worker.results import line, write_index
+from reelbatch.worker.results import line
 
 FORMATS = ("jsonl", "csv")
+STDOUT = "-"
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+VIDEO_SUFFIXES = (".mp4", ".webm")
+CARD = "README.md"
+CARD_MARK = "<!-- written by reelbatch export --layout dataset -->"
+RENAMED = {"video": "input_video"}   # `video` is the dataset's own column of the videos
 Row = dict[str, Any]
+Writer = Callable[[IO[str]], None]
 
 
 def load_batch(store: Store, batch: str) -> tuple[BatchMeta, list[ItemRecord]]:
@@ -39,72 +65,251 @@ def index_rows(meta: BatchMeta, records: Iterable[ItemRecord]) -> list[Row]:
     return [line(meta, rec) for rec in records]
 
 
-def dataset_rows(records: Iterable[ItemRecord]) -> list[Row]:
-    """Succeeded items with a file, as dataset rows sharing one set of parameter columns."""
-    done = [rec for rec in records if rec.state is S.SUCCEEDED and rec.file]
-    params = [rec.item.params.model_dump(mode="json", exclude_defaults=True) for rec in done]
-    columns = sorted({key for p in params for key in p} - {"prompt"})
-    return [{"file_name": rec.file, "prompt": rec.item.params.prompt, "item_id": rec.item_id,
-             **{key: p.get(key) for key in columns}} for rec, p in zip(done, params, strict=True)]
+# --- writing a file, or standard output ------------------------------------------------------
+
+@contextmanager
+def destination(path: Path | str, explicit: bool = True) -> Iterator[None]:
+    """Turn what stops a write into one line and exit 2: a folder that is missing (for a path the
+    user gave) or read-only, a symlink or device in the way."""
+    path = Path(path)
+    if explicit and not path.parent.is_dir():
+        raise click.UsageError(f"cannot write {path}: the folder {path.parent} does not exist")
+    try:
+        yield
+    except NotARegularFile as exc:
+        raise click.UsageError(str(exc)) from None
+    except OSError as exc:
+        raise click.UsageError(f"cannot write {path}: {exc.strerror or type(exc).__name__}") from None
 
 
-def _cell(value: Any) -> Any:
-    if isinstance(value, (dict, list, tuple)):
-        return json.dumps(value)
-    return "" if value is None else value
-
-
-def _atomic_write(path: Path, write: Callable[[Any], None]) -> Path:
-    with atomic_write(path) as fh:
+def write_out(target: Path | str, write: Writer) -> Path | str:
+    """``write`` into ``target`` atomically, or to standard output for ``-`` (as UTF-8)."""
+    if str(target) == STDOUT:
+        stream = io.TextIOWrapper(click.get_binary_stream("stdout"), encoding="utf-8", newline="")
+        write(stream)
+        stream.flush()
+        stream.detach()
+        return STDOUT
+    with atomic_write(Path(target)) as fh:
         write(fh)
-    return path
+    return Path(target)
 
 
-def write_jsonl(rows: list[Row], path: Path) -> Path:
-    return _atomic_write(path, lambda fh: fh.writelines(json.dumps(row) + "\n" for row in rows))
+def safe_cell(value: Any, defuse: bool = True) -> Any:
+    """A CSV cell: JSON for lists and dicts, empty for None, formula-looking text defused."""
+    if isinstance(value, (dict, list, tuple)):
+        value = json.dumps(value, ensure_ascii=False)
+    if value is None:
+        return ""
+    if defuse and isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
 
 
-def write_csv(rows: list[Row], path: Path, columns: list[str]) -> Path:
-    def write(fh) -> None:
+def jsonl_writer(rows: list[Row]) -> Writer:
+    return lambda fh: fh.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+
+
+def csv_writer(rows: list[Row], columns: list[str], defuse: bool = True) -> Writer:
+    def write(fh: IO[str]) -> None:
         writer = csv.DictWriter(fh, fieldnames=columns)
         writer.writeheader()
-        writer.writerows({key: _cell(row.get(key)) for key in columns} for row in rows)
+        writer.writerows({key: safe_cell(row.get(key), defuse) for key in columns} for row in rows)
 
-    return _atomic_write(path, write)
-
-
-def write_rows(rows: list[Row], path: Path, fmt: str, columns: list[str]) -> Path:
-    return write_csv(rows, path, columns) if fmt == "csv" else write_jsonl(rows, path)
+    return write
 
 
-def export_index(meta: BatchMeta, records: list[ItemRecord], fmt: str, out: Path | None) -> Path:
-    path = out or Path(meta.output) / f"results.{fmt}"
-    if fmt == "jsonl":
-        return write_index(meta, records, path)
-    rows = index_rows(meta, records)
-    return write_csv(rows, path, list(rows[0]) if rows else [])
+def rows_writer(rows: list[Row], fmt: str, columns: list[str] | None = None, defuse: bool = True) -> Writer:
+    columns = columns or (list(rows[0]) if rows else [])
+    return csv_writer(rows, columns, defuse) if fmt == "csv" else jsonl_writer(rows)
 
 
-def export_dataset(meta: BatchMeta, records: list[ItemRecord], fmt: str) -> tuple[Path, int]:
-    """metadata.<fmt> beside the videos; the other format's file goes (loaders refuse two)."""
-    rows = dataset_rows(records)
-    columns = list(rows[0]) if rows else ["file_name", "prompt", "item_id"]
-    folder = Path(meta.output)
-    for other in FORMATS:
-        if other != fmt:
-            (folder / f"metadata.{other}").unlink(missing_ok=True)
-    return write_rows(rows, folder / f"metadata.{fmt}", fmt, columns), len(rows)
+def export_index(meta: BatchMeta, records: list[ItemRecord], fmt: str, out: Path | str | None) -> Path | str:
+    target = out or Path(meta.output) / f"results.{fmt}"
+    with destination(target, explicit=out is not None and str(out) != STDOUT):
+        return write_out(target, rows_writer(index_rows(meta, records), fmt))
 
+
+# --- the dataset folder ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Video:
+    """A succeeded item's video as it is on disk, checked against what was downloaded."""
+
+    rec: ItemRecord
+    path: Path
+
+
+def videos_present(meta: BatchMeta, records: Iterable[ItemRecord]) -> tuple[list[Video], list[str]]:
+    """Succeeded items whose video is a regular file in the output folder with the recorded size;
+    and the ids of those whose video is not."""
+    folder, found, missing = Path(meta.output), [], []
+    for rec in records:
+        if rec.state is not S.SUCCEEDED:
+            continue
+        path = folder / Path(rec.file or "").name
+        try:
+            info = os.lstat(path)
+        except OSError:
+            info = None
+        if rec.file and info and stat.S_ISREG(info.st_mode) and rec.bytes in (None, info.st_size):
+            found.append(Video(rec, path))
+        else:
+            missing.append(rec.item_id)
+    return found, missing
+
+
+def _column(value: Any) -> Any:
+    """Scalars and lists of text stay as they are; anything else is one JSON text column."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return list(value)
+    return json.dumps(value, ensure_ascii=False)
+
+
+def dataset_rows(videos: list[Video]) -> list[Row]:
+    """One row per video, sharing one set of columns: file_name first (what loaders look for)."""
+    params = [{RENAMED.get(k, k): _column(v) for k, v in
+               v.rec.item.params.model_dump(mode="json", exclude_defaults=True).items()} for v in videos]
+    columns = sorted({key for p in params for key in p} - {"prompt"})
+    rows = []
+    for video, p in zip(videos, params, strict=True):
+        rec = video.rec
+        rows.append({"file_name": video.path.name, "item_id": rec.item_id, "source_id": rec.item.source_id,
+                     "sample": rec.item.sample, "prompt": rec.item.params.prompt,
+                     **{key: p.get(key) for key in columns},
+                     "provider": rec.item.provider, "model": rec.item.model, "generation_id": rec.generation_id,
+                     "sha256": rec.sha256, "bytes": rec.bytes, "cost_usd": rec.cost_usd,
+                     "cost_source": rec.cost_source})
+    return rows
+
+
+def _size_category(n: int) -> str:
+    for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K")):
+        if n < limit:
+            return name
+    return "100K<n<1M"
+
+
+def dataset_card(meta: BatchMeta, rows: list[Row], fmt: str) -> str:
+    """README.md: YAML front matter the Hub reads, then what the folder holds and how to load it."""
+    task = meta.model.rsplit("/", 1)[-1]
+    spend = Spend(sum(r["cost_usd"] or 0 for r in rows if r["cost_source"] == "charged"),
+                  sum(r["cost_usd"] or 0 for r in rows if r["cost_source"] != "charged"))
+    front = ["---", f"pretty_name: {json.dumps(meta.name)}", "tags:", "- video", "- synthetic", "- reelbatch"]
+    if task in ("image-to-video", "text-to-video", "video-to-video"):
+        front += ["task_categories:", f"- {task}"]
+    front += ["size_categories:", f"- {_size_category(len(rows))}", "---"]
+    columns = list(rows[0]) if rows else ["file_name"]
+    return "\n".join([*front, CARD_MARK, "", f"# {meta.name}", "",
+                      f"{len(rows)} videos generated by {meta.provider} ({meta.model}) with reelbatch, "
+                      f"exported {datetime.now().astimezone().isoformat(timespec='seconds')}.", "",
+                      "## Files", "", f"- `metadata.{fmt}`: one row per video; `file_name` is the video beside it.",
+                      "- the videos (MP4), named from their item ids", "",
+                      "## Columns", "", ", ".join(f"`{c}`" for c in columns), "",
+                      "`source_id` groups the variants of one manifest item (matrix values, `sample` for "
+                      "repeats). `cost_usd` is what the generation cost as the provider charged it, or as "
+                      "estimated from the catalogue's price when it reported none (`cost_source`).", "",
+                      f"Total: {spend.label()}.", "",
+                      "## Loading", "", "```python", "from datasets import load_dataset", "",
+                      'ds = load_dataset("path/to/this/folder")   # a `video` column and the columns above',
+                      "```", ""])
+
+
+def _previous_export(folder: Path) -> bool:
+    """Only a card of ours, metadata and videos: a folder an earlier export wrote."""
+    names = os.listdir(folder)
+    if not names:
+        return True
+    card = folder / CARD
+    if not card.is_file() or CARD_MARK not in card.read_text(encoding="utf-8", errors="replace"):
+        return False
+    return all((folder / name).is_file() and (name in (CARD, "metadata.jsonl", "metadata.csv") or
+                                              name.endswith(VIDEO_SUFFIXES)) for name in names)
+
+
+def check_dataset_folder(folder: Path) -> None:
+    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+        raise click.UsageError(f"refusing to replace {folder}: it is not a folder")
+    if folder.exists() and not _previous_export(folder):
+        raise click.UsageError(f"{folder} is not empty and not an earlier dataset export: choose a new folder")
+
+
+def place(src: Path, dst: Path) -> bool:
+    """A hard link to ``src`` at ``dst`` (True), or a copy where links cannot be made (False)."""
+    try:
+        os.link(src, dst)
+        return True
+    except OSError:
+        shutil.copy2(src, dst)
+        return False
+
+
+@dataclass(frozen=True)
+class DatasetExport:
+    folder: Path
+    videos: int
+    linked: int
+    missing: list[str]
+
+
+def export_dataset(meta: BatchMeta, records: list[ItemRecord], folder: Path, fmt: str = "jsonl") -> DatasetExport:
+    """Build the folder aside, then swap it in whole (an earlier export is replaced)."""
+    folder = folder.absolute()
+    check_dataset_folder(folder)
+    videos, missing = videos_present(meta, records)
+    rows = dataset_rows(videos)
+    building = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".part", dir=folder.parent))
+    try:
+        linked = sum(place(v.path, building / v.path.name) for v in videos)
+        columns = list(rows[0]) if rows else ["file_name", "item_id", "prompt"]
+        # training data keeps its text exactly: no spreadsheet defusing in the dataset's metadata
+        write_out(building / f"metadata.{fmt}", rows_writer(rows, fmt, columns, defuse=False))
+        write_out(building / CARD, lambda fh: fh.write(dataset_card(meta, rows, fmt)))
+        os.chmod(building, _dir_mode())
+        _swap(building, folder)
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+    return DatasetExport(folder, len(videos), linked, missing)
+
+
+def _dir_mode() -> int:
+    """The user's umask applied to a folder: searchable wherever it is readable (0755 under 022)."""
+    mode = file_mode()
+    return mode | (mode & 0o444) >> 2
+
+
+def _swap(new: Path, folder: Path) -> None:
+    if not folder.exists():
+        os.rename(new, folder)
+        return
+    old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+    os.rename(folder, old)
+    os.rename(new, folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+# --- the command -------------------------------------------------------------------------------
 
 def export_batch(settings: Settings, batch: str, fmt: str, layout: str, out: Path | None) -> int:
-    if layout == "dataset" and out is not None:
-        raise click.UsageError("--out does not go with --layout dataset: metadata.<format> is "
-                               "written beside the videos")
     meta, records = load_batch(connect_batch(settings, batch).store, batch)
     if layout == "dataset":
-        path, count = export_dataset(meta, records, fmt)
-        click.echo(f"{batch}: {count} succeeded items of {len(records)} -> {path}")
-    else:
-        path = export_index(meta, records, fmt, out)
-        click.echo(f"{batch}: {len(records)} items -> {path}")
+        if out is not None and str(out) == STDOUT:
+            raise click.UsageError("--layout dataset writes a folder: --out DIR, not -")
+        folder = out or Path(f"{Path(meta.output).absolute()}-dataset")
+        with destination(folder, explicit=out is not None):
+            done = export_dataset(meta, records, folder, fmt)
+        click.echo(f"{batch}: {done.videos} videos of {len(records)} items -> {done.folder} "
+                   f"({done.linked} hard links, {done.videos - done.linked} copies)")
+        if done.missing:
+            click.echo(f"{batch}: {len(done.missing)} succeeded videos are not in the output folder as "
+                       f"downloaded (e.g. {', '.join(done.missing[:3])}); `reelbatch run` fetches them again",
+                       err=True)
+        return 0
+    path = export_index(meta, records, fmt, out)
+    click.echo(f"{batch}: {len(records)} items -> {'standard output' if path == STDOUT else path}",
+               err=path == STDOUT)
     return 0
+

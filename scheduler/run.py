@@ -26,8 +26,9 @@ from reelbatch.jobs.state import TERMINAL, ItemState as S
 from reelbatch.scheduler import preflight
 from reelbatch.scheduler.broker import check_broker
 from reelbatch.scheduler.embedded import EmbeddedRedis, WorkerProcess
+from reelbatch.scheduler.notify import PAUSED, notify_batch, notify_run, urls_for
 from reelbatch.scheduler.plan import Plan, plan_batch
-from reelbatch.scheduler.progress import BatchProgress
+from reelbatch.scheduler.progress import NORMAL, QUIET, make_progress
 from reelbatch.scheduler.simproc import SimulatorProcess
 from reelbatch.worker.app import use_broker
 from reelbatch.worker.context import WorkerContext
@@ -87,7 +88,7 @@ def describe_registration(name: str, total: int, reg: Registration) -> str:
 
 
 def run_batch(manifest: Path, settings: Settings, console: Console, adopt: bool = False,
-              verify: bool = False) -> int:
+              verify: bool = False, verbosity: int = NORMAL) -> int:
     plan = plan_batch(manifest, settings)
     _preflight(plan, settings)
     with ExitStack() as stack:
@@ -99,7 +100,7 @@ def run_batch(manifest: Path, settings: Settings, console: Console, adopt: bool 
                           f"{settings.provider_unreachable_s:.0f} s)[/]")
         else:
             preflight.provider_answers(ctx.store, plan.manifest.provider)
-        return _carry_out(stack, ctx, plan, services, console, adopt, verify)
+        return _carry_out(stack, ctx, plan, services, console, Options(adopt, verify, verbosity))
 
 
 def _preflight(plan: Plan, settings: Settings) -> None:
@@ -112,13 +113,21 @@ def _preflight(plan: Plan, settings: Settings) -> None:
                             field=KEY_VARIABLE[provider])
 
 
+@dataclass(frozen=True)
+class Options:
+    adopt: bool = False
+    verify: bool = False
+    verbosity: int = NORMAL
+
+
 def _carry_out(stack: ExitStack, ctx: WorkerContext, plan: Plan, services: Stack, console: Console,
-               adopt: bool, verify: bool) -> int:
+               options: Options) -> int:
     name = plan.manifest.name
-    reg = register_batch(ctx.store, plan, adopt=adopt)
+    reg = register_batch(ctx.store, plan, adopt=options.adopt)
     ctx.store.clear_output_problem(name)    # the preflight wrote to the folder: there is room now
-    console.print(describe_registration(name, len(plan.items), reg))
-    lost = recheck_batch(ctx, name, verify)
+    if options.verbosity > QUIET:
+        console.print(describe_registration(name, len(plan.items), reg))
+    lost = recheck_batch(ctx, name, options.verify)
     if lost:
         console.print(f"{lost} videos are missing or changed on disk: downloading them again "
                       "from their generations")
@@ -126,14 +135,20 @@ def _carry_out(stack: ExitStack, ctx: WorkerContext, plan: Plan, services: Stack
     _start_listener(stack, services.settings, plan.manifest.provider)
     try:
         start_batch(ctx, name)
-        _watch(ctx, name, worker, console)
+        _watch(ctx, name, worker, console, options.verbosity)
+    except BatchPaused as paused:
+        notify_batch(ctx.store, name, urls_for(plan.manifest.notify, ctx.settings), PAUSED, str(paused),
+                     scope="run")
+        raise
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: every submitted generation is recorded; "
                       "run the same command again to resume")
         raise
     finally:
         _write_index(ctx, name, console)
-    return _summary(ctx, name, console)
+    code = _summary(ctx, name, console)
+    notify_run(ctx.store, name, plan.manifest.notify, ctx.settings)
+    return code
 
 
 def _write_index(ctx: WorkerContext, name: str, console: Console) -> None:
@@ -203,9 +218,10 @@ class Watch:
                                "`reelbatch worker` (same REELBATCH_BROKER_URL)[/]")
 
 
-def _watch(ctx: WorkerContext, name: str, worker: WorkerProcess | None, console: Console) -> None:
+def _watch(ctx: WorkerContext, name: str, worker: WorkerProcess | None, console: Console,
+           verbosity: int = NORMAL) -> None:
     watch = Watch(ctx, name, worker, console)
-    with BatchProgress(ctx.store, name, console) as progress:
+    with make_progress(ctx.store, name, console, ctx.settings, verbosity) as progress:
         while not watch.tick():
             progress.refresh()
             time.sleep(TICK_S)

@@ -7,6 +7,7 @@ import logging
 
 from reelbatch.jobs.settings import Settings
 from reelbatch.scheduler.broker import connect
+from reelbatch.scheduler.notify import BatchWatcher
 from reelbatch.worker.app import app
 from reelbatch.worker.listener import start_listeners
 from reelbatch.worker.providers import PROVIDERS
@@ -18,12 +19,14 @@ def run_scheduler(settings: Settings) -> int:
     ctx = connect(settings)
     settings = ctx.settings
     started = start_listeners(settings, PROVIDERS)
+    watcher = BatchWatcher.start(ctx.store, settings)   # REELBATCH_NOTIFY: batches ended or paused
     log.info("listening to %s", ", ".join(one.provider for one in started) or "no event streams")
     schedule = settings.data_dir / "beat-schedule"
     schedule.parent.mkdir(parents=True, exist_ok=True)
     try:
         app.Beat(loglevel="INFO", schedule=str(schedule)).run()
     finally:
+        watcher.stop()
         for listener in started:
             listener.stop()
     return 0

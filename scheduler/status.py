@@ -19,6 +19,7 @@ from reelbatch.jobs.settings import Settings
 from reelbatch.jobs.state import TERMINAL, ItemState as S
 from reelbatch.jobs.store import ItemRecord, Store
 from reelbatch.scheduler.broker import connect, connect_batch
+from reelbatch.scheduler.progress import PlainProgress, hms, settled
 
 
 def summary(store: Store, batch: str, now: float | None = None) -> dict:
@@ -82,13 +83,6 @@ def one_line(info: dict) -> str:
     return f"{info['batch']}: {info['done']}/{info['total']} done · {counts} · {info['spend']}"
 
 
-def _hms(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    minutes, secs = divmod(int(seconds), 60)
-    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
-
-
 def render(info: dict) -> Group:
     bar = ProgressBar(total=max(1, info["total"]), completed=info["done"], width=50)
     table = Table.grid(padding=(0, 2))
@@ -96,7 +90,7 @@ def render(info: dict) -> Group:
     table.add_row("videos", f"{info['videos']} of {info['total']}")
     table.add_row("states", " · ".join(f"{k} {v}" for k, v in info["counts"].items() if v))
     table.add_row("cost", f"{info['spend']} so far, ${info['projected_usd']:,.2f} projected (estimated)")
-    table.add_row("pace", f"{info['items_per_hour'] or '?'} items/h · {_hms(info['eta_s'])} left")
+    table.add_row("pace", f"{info['items_per_hour'] or '?'} items/h · {hms(info['eta_s'])} left")
     if info["paused"]:
         table.add_row("[yellow]paused", escape(info["paused"]))
     if info["done"] < info["total"] and not info["workers"]:
@@ -125,10 +119,26 @@ def show_status(settings: Settings, batch: str | None, as_json: bool, watch: boo
     if not watch:
         Console().print(render(summary(store, batch)))
         return 0
-    with Live(render(summary(store, batch)), refresh_per_second=2) as live:
+    return watch_status(store, batch, Console(), settings.progress_every_s)
+
+
+def watch_status(store: Store, batch: str, console: Console, every_s: float, tick_s: float = 1.0) -> int:
+    """Follow a batch until nothing in it can move: redrawn in place on a terminal, plain lines
+    (every ``every_s`` and at each tenth) otherwise."""
+    if not console.is_terminal:
+        console.soft_wrap = True
+        plain = PlainProgress(store, batch, console, every_s)
         while True:
-            time.sleep(1)
-            info = summary(store, batch)
-            live.update(render(info))
-            if info["done"] == info["total"]:
+            tally = plain.refresh()
+            if settled(store, batch):
+                if tally.done < tally.total:
+                    console.print(f"{batch}: {tally.total - tally.done} items wait for the budget",
+                                  markup=False, highlight=False)
                 return 0
+            time.sleep(tick_s)
+    with Live(render(summary(store, batch)), console=console, refresh_per_second=2) as live:
+        while not settled(store, batch):
+            time.sleep(tick_s)
+            live.update(render(summary(store, batch)))
+        live.update(render(summary(store, batch)))
+    return 0

@@ -39,4 +39,7 @@ def submit_batch(manifest: Path, settings: Settings, at: str | None, adopt: bool
     if start_at:
         when = f", starting at {datetime.fromtimestamp(start_at).isoformat(timespec='minutes')}"
     click.echo(f"{plan.manifest.name}: {reg.new} new items, {reg.kept} known, {sent} tasks sent{when}")
+    if plan.manifest.notify:
+        click.echo("note: the manifest's notify: is used by `reelbatch run` only; a fleet's scheduler "
+                   "tells the URLs in its own REELBATCH_NOTIFY", err=True)
     return 0

@@ -3,6 +3,7 @@ its state, poster frames on disk, and the state filter hiding the other cards.""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -12,6 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from reelbatch.jobs.store import Store
+from reelbatch.scheduler.export import load_batch
+from reelbatch.scheduler.report import write_report
+from tests.batchfill import big_batch, fail, make_item, new_batch, succeed
 from tests.integration.helpers import cli_env, reelbatch, write_manifest
 
 pytestmark = pytest.mark.integration
@@ -38,22 +43,33 @@ def browse(url: str, profile: Path, *extra: str) -> subprocess.CompletedProcess:
 
 
 class Cards(HTMLParser):
-    """The grid cards of a dumped DOM: item id -> (state, hidden)."""
+    """The cards of a dumped DOM (what the page's script drew): item id -> state; and the
+    measurement a test script left in ``<pre id="measure">``."""
 
     def __init__(self):
         super().__init__()
-        self.cards: dict[str, tuple[str, bool]] = {}
+        self.cards: dict[str, str] = {}
+        self.measure, self._in_measure = "", False
 
     def handle_starttag(self, tag, attrs):
         found = dict(attrs)
         if tag == "article" and "card" in (found.get("class") or "").split():
-            self.cards[found["data-item"]] = (found["data-state"], "hidden" in found)
+            self.cards[found["data-item"]] = found["data-state"]
+        self._in_measure = tag == "pre" and found.get("id") == "measure"
+
+    def handle_data(self, data):
+        if self._in_measure:
+            self.measure += data
 
 
-def rendered_cards(page: Path, fragment: str, profile: Path) -> dict[str, tuple[str, bool]]:
+def rendered(page: Path, fragment: str, profile: Path, *extra: str) -> Cards:
     parser = Cards()
-    parser.feed(browse(page.as_uri() + fragment, profile, "--dump-dom").stdout)
-    return parser.cards
+    parser.feed(browse(page.as_uri() + fragment, profile, "--dump-dom", *extra).stdout)
+    return parser
+
+
+def rendered_cards(page: Path, fragment: str, profile: Path) -> dict[str, str]:
+    return rendered(page, fragment, profile).cards
 
 
 def run_mixed_batch(tmp_path: Path, sim_factory) -> dict[str, str]:
@@ -82,15 +98,12 @@ def test_report_renders_every_item_and_filters_by_state(tmp_path, sim_factory):
         f"clip{i:03d}.jpg" for i in range(GOOD)]
 
     cards = rendered_cards(page, "", tmp_path / "profile")
-    assert Counter(state for state, _ in cards.values()) == {"succeeded": GOOD, "failed": BAD}
-    assert not any(hidden for _, hidden in cards.values())
+    assert Counter(cards.values()) == {"succeeded": GOOD, "failed": BAD}
     failed_only = rendered_cards(page, "#failed", tmp_path / "profile")
-    assert {i: hidden for i, (state, hidden) in failed_only.items()} == {
-        i: state != "failed" for i, (state, _) in cards.items()}
+    assert failed_only == {i: state for i, state in cards.items() if state == "failed"}
 
     html = page.read_text()
-    assert len(re.findall(r'<video controls preload="none" src="clip\d+\.mp4" '
-                          r'poster="posters/clip\d+\.jpg">', html)) == GOOD
+    assert len(re.findall(r'"v":"clip\d+\.mp4","po":"posters/clip\d+\.jpg"', html)) == GOOD
     shot = tmp_path / "report.png"
     browse(page.as_uri(), tmp_path / "profile", f"--screenshot={shot}", "--window-size=1280,900")
     assert shot.stat().st_size > 10_000
@@ -105,3 +118,111 @@ def _stop_embedded_redis(data_dir: Path) -> None:
         redis.Redis(port=int(port), password=password).shutdown(nosave=True)
     except redis.ConnectionError:
         pass
+
+
+# --- the report at scale: 2,000 items built through the Store API, real MP4s and posters -----
+
+MEASURE = """<pre id="measure"></pre><script>
+setTimeout(function () {
+  var box = function (n) { var r = n.getBoundingClientRect(); return [Math.round(r.top), Math.round(r.width),
+                                                                      Math.round(r.height)]; };
+  var cards = Array.from(document.querySelectorAll("main .card"));
+  var out = {
+    rendered_ms: Number(document.documentElement.dataset.rendered),
+    pager: document.querySelector(".pager .where").textContent,
+    states: cards.map(function (c) { return c.dataset.state; }),
+    media: cards.map(function (c) { return box(c.querySelector(".media")); }),
+    inner: cards.map(function (c) { var m = c.querySelector(".media img");
+                                    return m ? box(m) : null; }),
+    lazy: Array.from(document.querySelectorAll(".media img")).every(function (i) { return i.loading === "lazy"; }),
+    posters_fetched: Array.from(document.querySelectorAll(".media img")).filter(function (i) {
+      return i.naturalWidth > 0; }).length,
+    videos: document.querySelectorAll("video").length,
+    groups: Array.from(document.querySelectorAll("section.group")).map(function (g) {
+      return {source: g.dataset.source, tops: Array.from(g.querySelectorAll(".card")).map(function (c) {
+        return box(c)[0]; }), items: Array.from(g.querySelectorAll(".card")).map(function (c) {
+        return c.dataset.item; })}; })
+  };
+  var play = document.querySelector(".media .play");
+  if (play) { play.click(); var v = document.querySelector(".media video");
+              out.played = v ? v.getAttribute("src") : null; }
+  document.getElementById("measure").textContent = JSON.stringify(out);
+}, 1500);
+</script></body>"""
+
+
+def measured(page: Path, fragment: str, profile: Path) -> dict:
+    """Open ``page`` with a measuring script appended (a copy beside it, so its URLs hold)."""
+    probe = page.with_name("probe.html")
+    probe.write_text(page.read_text(encoding="utf-8").replace("</body>", MEASURE), encoding="utf-8")
+    found = rendered(probe, fragment, profile, "--window-size=1280,900")
+    return json.loads(found.measure)
+
+
+@pytest.fixture
+def big_report(redis_url, tmp_path) -> tuple[Path, list]:
+    store = Store.from_url(redis_url)
+    items = big_batch(store, "wide", tmp_path / "out", 500)          # 500 sources x 2 ratios x 2 samples
+    meta, records = load_batch(store, "wide")
+    return write_report(meta, records), items
+
+
+def test_a_2000_item_report_pages_keeps_a_tidy_grid_and_loads_posters_lazily(big_report, tmp_path):
+    chromium()
+    page, items = big_report
+    assert len(items) == 2000
+    size = page.stat().st_size
+    assert size < 1_500_000, size                                      # ~0.37 kB per item
+
+    first = measured(page, "", tmp_path / "profile")
+    assert first["pager"] == "page 1 of 34 · 2000 items" and len(first["states"]) == 60
+    shapes = {(w, h) for _, w, h in first["media"]}
+    assert len(shapes) == 1, shapes                                    # 16:9 and 9:16: one frame shape
+    (width, height), = shapes
+    assert abs(width - height) <= 1                                    # mixed ratios: a square frame
+    for (top, w, h), inner in zip(first["media"], first["inner"], strict=True):
+        assert inner is None or (inner[0] == top and inner[1] <= w and inner[2] <= h)
+    rows: dict[int, list[int]] = {}
+    for top, _, _ in first["media"]:
+        rows.setdefault(top, []).append(top)
+    assert len(rows) == 15 and all(len(r) == 4 for r in rows.values())   # 4 columns at 1280 px
+    # posters: lazy images, and only the page's (Chromium's lazy margin is a few screens: paging bounds it)
+    assert first["lazy"] and 0 < first["posters_fetched"] <= 60, first["posters_fetched"]
+    assert first["videos"] == 0 and first["played"].endswith(".mp4")   # a video only when played
+    assert first["rendered_ms"] < 5000
+
+    failed = measured(page, "#failed&page=2", tmp_path / "profile")
+    assert set(failed["states"]) == {"failed"} and failed["pager"] == "page 2 of 2 · 80 items"
+    assert len(failed["states"]) == 20
+
+    variants = measured(page, "#view=variants&page=3", tmp_path / "profile")
+    assert variants["pager"] == "page 3 of 25 · 500 source items" and len(variants["groups"]) == 20
+    for group in variants["groups"]:
+        assert len(group["items"]) == 4 and len(set(group["tops"])) == 1   # side by side, one row
+        assert all(item.startswith(group["source"] + "-") for item in group["items"])
+    assert variants["groups"][0]["source"] == "src00040"
+
+
+def test_a_single_ratio_batch_keeps_its_own_frame(redis_url, tmp_path):
+    chromium()
+    store = Store.from_url(redis_url)
+    big_batch(store, "tall", tmp_path / "out", 6, aspects=("9:16",), samples=1)
+    meta, records = load_batch(store, "tall")
+    found = measured(write_report(meta, records), "", tmp_path / "profile")
+    (_, width, height), = {tuple(m) for m in found["media"][:1]}
+    assert abs(height * 9 - width * 16) <= 16 and len({(w, h) for _, w, h in found["media"]}) == 1
+    assert "variants" not in found["pager"] and found["groups"] == []
+
+
+def test_prompts_and_errors_are_shown_as_text(redis_url, tmp_path):
+    chromium()
+    store, out = Store.from_url(redis_url), tmp_path / "out"
+    evil = '<b id="injected">bold</b><img src=x onerror="document.title=1">'
+    new_batch(store, "evil", out, [make_item("x1", evil), make_item("x2", "fine")])
+    succeed(store, "evil", "x1", out)
+    fail(store, "evil", "x2", error=evil)
+    meta, records = load_batch(store, "evil")
+    dom = browse(write_report(meta, records).as_uri(), tmp_path / "profile", "--dump-dom").stdout
+    assert '<b id="injected">' not in dom and '<img src="x"' not in dom
+    assert "<title>evil · reelbatch report</title>" in dom                # no onerror ran
+    assert dom.count("&lt;b id=\"injected\"&gt;bold&lt;/b&gt;") == 2      # the prompt and the error, as text

@@ -13,7 +13,7 @@ import pytest
 from reelbatch.jobs.item import Item, Params
 from reelbatch.jobs.state import ItemState as S
 from reelbatch.jobs.store import BatchMeta, Store
-from reelbatch.scheduler.export import export_dataset, export_index, load_batch
+from reelbatch.scheduler.export import export_index, load_batch
 from reelbatch.scheduler.report import write_report
 from reelbatch.simulator.media import make_mp4
 from tests.integration.helpers import cli_env, reelbatch
@@ -89,52 +89,39 @@ def test_csv_round_trips_to_the_jsonl_rows(batch, tmp_path):
         assert list(row) == list(want)
 
 
-def test_dataset_metadata_lists_succeeded_items_with_relative_file_names(batch):
-    store, name, out = batch
-    meta, records = load_batch(store, name)
-    path, count = export_dataset(meta, records, "jsonl")
-    assert path == out / "metadata.jsonl" and count == 2
-    rows = _rows_jsonl(path)
-    assert [r["file_name"] for r in rows] == ["ok-1.mp4", "ok-2.mp4"]
-    assert all((out / r["file_name"]).is_file() for r in rows)
-    assert rows[0]["prompt"] == XSS and rows[1]["duration"] == 10
-    assert all(set(r) == set(rows[0]) for r in rows)                # the same columns on every row
-    assert rows[1]["aspect_ratio"] is None and rows[0]["start_image"] == "https://e.org/a.png"
+def report_cards(html: str) -> list[dict]:
+    """The cards a report carries as JSON in its data script element."""
+    data = html.split('<script type="application/json" id="card-data">', 1)[1].split("</script>", 1)[0]
+    return json.loads(data)
 
 
-def test_dataset_csv_replaces_jsonl_metadata(batch):
-    store, name, out = batch
-    meta, records = load_batch(store, name)
-    export_dataset(meta, records, "jsonl")
-    path, _ = export_dataset(meta, records, "csv")
-    assert not (out / "metadata.jsonl").exists()
-    with open(path, newline="") as fh:
-        assert [r["file_name"] for r in csv.DictReader(fh)] == ["ok-1.mp4", "ok-2.mp4"]
-
-
-def test_report_escapes_prompts_and_errors(batch):
+def test_report_carries_prompts_and_errors_as_json_that_cannot_break_out(batch):
     store, name, out = batch
     meta, records = load_batch(store, name)
     html = write_report(meta, records).read_text()
-    assert "<script>alert" not in html and "<img src=x" not in html
-    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; &amp; &lt;b&gt;bold&lt;/b&gt;" in html
-    assert "&lt;img src=x onerror=alert(1)&gt;" in html
-    assert html.count("<script>") == 1                               # only the page's own filter
+    assert "<script>alert" not in html and "<img src=x" not in html and "<b>bold" not in html
+    assert html.count("<script") == 2 and html.count("</script>") == 2   # the data, and the page's code
+    cards = {c["id"]: c for c in report_cards(html)}
+    assert cards["ok-1"]["p"] == XSS
+    assert cards["bad-1"]["e"] == "[permanent] simulator 422: <img src=x onerror=alert(1)>"
+    assert cards["ok-2"]["p"] == 'A calm, "quoted"\nsea'
 
 
-def test_report_plays_succeeded_videos_with_posters_made_once(batch, tmp_path):
+def test_report_links_videos_and_posters_made_once(batch, tmp_path):
     store, name, out = batch
     meta, records = load_batch(store, name)
-    html = write_report(meta, records).read_text()
-    assert html.count("<video ") == 2
-    assert '<video controls preload="none" src="ok-1.mp4" poster="posters/ok-1.jpg">' in html
+    cards = {c["id"]: c for c in report_cards(write_report(meta, records).read_text())}
+    assert (cards["ok-1"]["v"], cards["ok-1"]["po"], cards["ok-1"]["f"]) == ("ok-1.mp4", "posters/ok-1.jpg", "ok-1.mp4")
+    assert cards["bad-1"]["v"] is None and cards["wait-1"]["c"] == "~$0.56 estimated"
+    assert cards["ok-1"]["c"] == "$0.56 estimated"
     poster = out / "posters" / "ok-1.jpg"
     first = poster.stat().st_mtime_ns
     os.utime(poster, ns=(first + 10**9, first + 10**9))
     write_report(meta, records)
     assert poster.stat().st_mtime_ns == first + 10**9                 # not extracted again
-    elsewhere = write_report(meta, records, tmp_path / "pages" / "r.html").read_text()
-    assert 'src="../out/ok-1.mp4" poster="../out/posters/ok-1.jpg"' in elsewhere
+    elsewhere = {c["id"]: c for c in report_cards(write_report(meta, records, tmp_path / "pages" / "r.html")
+                                                  .read_text())}
+    assert (elsewhere["ok-1"]["v"], elsewhere["ok-1"]["po"]) == ("../out/ok-1.mp4", "../out/posters/ok-1.jpg")
 
 
 def test_cli_unknown_batch_is_one_line_and_exit_2(redis_url, tmp_path):
@@ -145,13 +132,93 @@ def test_cli_unknown_batch_is_one_line_and_exit_2(redis_url, tmp_path):
         assert done.stderr.count("\n") == 1 and "no batch named 'nope'" in done.stderr
 
 
-def test_cli_exports_csv_and_dataset(batch, redis_url, tmp_path):
+def test_cli_exports_csv_and_refuses_stdout_for_a_dataset(batch, redis_url, tmp_path):
     _, name, out = batch
     env = cli_env(tmp_path / "data", REELBATCH_BROKER_URL=redis_url)
     done = reelbatch("export", name, "--format", "csv", env=env)
     assert done.returncode == 0, done.stderr
     assert len((out / "results.csv").read_text().splitlines()) >= 5
-    done = reelbatch("export", name, "--layout", "dataset", env=env)
-    assert done.returncode == 0 and "2 succeeded items of 4" in done.stdout, done.stderr
-    done = reelbatch("export", name, "--layout", "dataset", "--out", "x.jsonl", env=env)
-    assert done.returncode == 2 and "--out" in done.stderr
+    done = reelbatch("export", name, "--layout", "dataset", "--out", "-", env=env)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "--out DIR" in done.stderr
+
+
+# --- export safety (issue 11.12) -------------------------------------------------------------
+
+FORMULAS = ("=cmd|' /C calc'!A0", "+1+2", "-2+3", "@SUM(A1)", "\t=1")
+
+
+@pytest.fixture
+def risky(redis_url, tmp_path) -> tuple[Store, str, Path]:
+    store, out = Store.from_url(redis_url), tmp_path / "out"
+    out.mkdir()
+    store.save_batch(BatchMeta(name="r", provider="simulator", model="kling-o1/image-to-video", output=str(out)))
+    store.add_items("r", [make_item(f"f{n}", "Ox in snow ❄ — été") for n in range(len(FORMULAS))])
+    for n, text in enumerate(FORMULAS):
+        store.transition("r", f"f{n}", S.SUBMITTING)
+        store.transition("r", f"f{n}", S.FAILED, error_kind="permanent", error=text, attempts=1)
+    return store, "r", out
+
+
+def test_csv_defuses_formulas_and_keeps_numbers(risky, tmp_path):
+    store, name, _ = risky
+    meta, records = load_batch(store, name)
+    with open(export_index(meta, records, "csv", tmp_path / "r.csv"), newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["error"] for r in rows] == ["'" + text for text in FORMULAS]
+    assert {r["attempts"] for r in rows} == {"1"} and {r["estimated_cost_usd"] for r in rows} == {"0.56"}
+    assert json.loads(rows[0]["params"])["prompt"] == "Ox in snow ❄ — été"
+
+
+def test_text_is_utf8_not_escapes(risky, tmp_path):
+    store, name, _ = risky
+    meta, records = load_batch(store, name)
+    for fmt in ("jsonl", "csv"):
+        raw = export_index(meta, records, fmt, tmp_path / f"r.{fmt}").read_bytes()
+        assert "❄ — été".encode() in raw and b"\\u" not in raw
+
+
+def test_cli_out_dash_writes_standard_output(risky, redis_url, tmp_path):
+    _, name, out = risky
+    env = cli_env(tmp_path / "data", REELBATCH_BROKER_URL=redis_url, PYTHONIOENCODING="ascii")
+    done = reelbatch("export", name, "--out", "-", env=env)
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["item_id"] for r in rows] == [f"f{n}" for n in range(len(FORMULAS))]
+    assert "❄" in done.stdout and "standard output" in done.stderr
+    assert not (out / "results.jsonl").exists() and not (tmp_path / "-").exists()
+    done = reelbatch("export", name, "--format", "csv", "--out", "-", env=env)
+    assert done.returncode == 0 and done.stdout.splitlines()[1].count("'=cmd") == 1
+
+
+def test_cli_refuses_symlinks_devices_and_unwritable_folders(risky, redis_url, tmp_path):
+    _, name, _ = risky
+    env = cli_env(tmp_path / "data", REELBATCH_BROKER_URL=redis_url)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    (tmp_path / "link.csv").symlink_to(victim)
+    readonly = Path("/sys") if os.geteuid() == 0 else tmp_path / "ro"   # root writes through modes
+    if readonly != Path("/sys"):
+        readonly.mkdir(mode=0o555)
+    cases = {str(tmp_path / "link.csv"): "not a regular file", "/dev/null": "not a regular file",
+             str(tmp_path / "missing" / "r.csv"): "does not exist",
+             str(readonly / "r.csv"): "Permission denied"}
+    for target, why in cases.items():
+        for command in (["export", name, "--format", "csv", "--out", target], ["report", name, "--out", target]):
+            done = reelbatch(*command, env=env)
+            assert done.returncode == 2, (command, done.stderr)
+            assert done.stderr.count("\n") == 1 and why in done.stderr and "Traceback" not in done.stderr
+    assert victim.read_text() == "keep me" and (tmp_path / "link.csv").is_symlink()
+    assert not (tmp_path / "missing").exists()
+
+
+def test_report_into_a_read_only_output_folder_is_one_line(risky, redis_url, tmp_path):
+    store, name, out = risky
+    if os.geteuid() == 0:
+        store.update_batch(name, output="/sys/reelbatch-out")
+    else:
+        out.chmod(0o555)
+    env = cli_env(tmp_path / "data", REELBATCH_BROKER_URL=redis_url)
+    for command in (["report", name], ["export", name]):
+        done = reelbatch(*command, env=env)
+        assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+        assert "cannot write" in done.stderr and "Traceback" not in done.stderr
