@@ -79,6 +79,13 @@ class ModelSpec(BaseModel):
     def label(self) -> str:
         return f"{self.name} on {self.provider}" if self.provider else self.name
 
+    @property
+    def served_by(self) -> str:
+        """The provider of a provider's view of the model (``Catalog.model_for``)."""
+        if self.provider is None:
+            raise ValueError(f"{self.name}: the neutral model has no provider")
+        return self.provider
+
 
 class Dialect(BaseModel):
     """How one wire protocol names the neutral parameters."""
@@ -125,7 +132,8 @@ class Catalog(BaseModel):
 
 def _read_catalog() -> dict[str, Any]:
     text = resources.files("reelbatch.configs").joinpath("models.yaml").read_text(encoding="utf-8")
-    return yaml.safe_load(text)
+    data: dict[str, Any] = yaml.safe_load(text)
+    return data
 
 
 def _base(name: str, spec: dict[str, Any]) -> dict[str, Any]:
@@ -199,8 +207,9 @@ def _check_inputs(spec: ModelSpec, values: Mapping[str, Any]) -> None:
 
 def _check_prompt(spec: ModelSpec, values: Mapping[str, Any]) -> None:
     prompt = values.get("prompt")
-    if not prompt:
+    if not isinstance(prompt, str) or not prompt:
         _fail("prompt", "a prompt is required")
+        return
     if len(prompt) > spec.prompt_max_chars:
         _fail("prompt", f"{len(prompt)} characters; expected at most {spec.prompt_max_chars}")
     given = {"Image": len(values.get("images") or ()), "Element": len(values.get("elements") or ())}
@@ -255,10 +264,10 @@ def _same(ref: str) -> str:
     return ref
 
 
-def _wire_element(element: Element, dialect: Dialect, resolve: Callable[[str], str]) -> dict:
+def _wire_element(element: Element, dialect: Dialect, resolve: Callable[[str], str]) -> dict[str, Any]:
     """An element; an empty list of views is left out, never sent as []."""
     names = dialect.element
-    wire = {names["frontal_image"]: resolve(element.frontal_image)}
+    wire: dict[str, Any] = {names["frontal_image"]: resolve(element.frontal_image)}
     if element.reference_images:
         wire[names["reference_images"]] = [resolve(r) for r in element.reference_images]
     return wire
@@ -279,8 +288,8 @@ def wire_body(spec: ModelSpec, values: Mapping[str, Any],
     """The request body for ``spec.provider`` in its own field names. Unset parameters are left
     out (an empty list is never sent), except the model's ``wire_defaults``, which are always sent
     explicitly; ``raw`` fields are merged last."""
-    dialect = catalog().dialect_for(spec.provider)
-    body = {}
+    dialect = catalog().dialect_for(spec.served_by)
+    body: dict[str, Any] = {}
     for name, wire_name in dialect.fields.items():
         value = values.get(name)
         if value is None and name in spec.takes:
@@ -294,7 +303,7 @@ def wire_body(spec: ModelSpec, values: Mapping[str, Any],
 def _neutral_field(spec: ModelSpec, wire_path: str) -> str:
     """The manifest parameter a wire field (dotted path) comes from."""
     wire = wire_path.split(".")[0]
-    names = [n for n, w in catalog().dialect_for(spec.provider).fields.items() if w == wire]
+    names = [n for n, w in catalog().dialect_for(spec.served_by).fields.items() if w == wire]
     taken = [n for n in names if n in spec.takes]
     return (taken or names or ["raw"])[0] if wire != "model" else "model"
 
@@ -311,9 +320,9 @@ def check_wire(spec: ModelSpec, values: Mapping[str, Any]) -> None:
     with the prompt blanked: _check_prompt holds prompts to at least the schemas' limits (a test
     keeps prompt_max_chars within every schema's maxLength)."""
     body = wire_body(spec, values)
-    model_id = spec.ids[spec.provider]
-    payload = {"model": model_id, **body} if catalog().dialect_for(spec.provider).model_in_body else body
-    folders = catalog().schema_folders(spec.provider)
+    model_id = spec.ids[spec.served_by]
+    payload = {"model": model_id, **body} if catalog().dialect_for(spec.served_by).model_in_body else body
+    folders = catalog().schema_folders(spec.served_by)
     if isinstance(payload.get("prompt"), str):
         payload["prompt"] = ""
     problem = _shape_violation(folders, model_id, json.dumps(payload, sort_keys=True, default=str))

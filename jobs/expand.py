@@ -10,8 +10,9 @@ import itertools
 import json
 import math
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,7 @@ class Source:
     values: dict[str, Any]
     origins: dict[str, Where]
     where: Where
-    vars: dict[str, tuple]
+    vars: dict[str, tuple[Any, ...]]
     from_row: bool = False
 
 
@@ -74,16 +75,17 @@ def at(exc: ManifestError, where: Where) -> ManifestError:
 
 # --- sources: explicit items ---
 
-def _origins(manifest: Manifest, prefix: YamlPath, names) -> dict[str, Where]:
+def _origins(manifest: Manifest, prefix: YamlPath, names: Iterable[str]) -> dict[str, Where]:
     file = str(manifest.source)
     return {n: (file, manifest.line_of((*prefix, n)), dotted((*prefix, n))) for n in names}
 
 
-def _as_tuple(value: Any) -> tuple:
+def _as_tuple(value: Any) -> tuple[Any, ...]:
     return tuple(value) if isinstance(value, list) else (value,)
 
 
-def _item_sources(manifest: Manifest, defaults: dict, origins: dict) -> Iterator[Source]:
+def _item_sources(manifest: Manifest, defaults: dict[str, Any],
+                  origins: dict[str, Where]) -> Iterator[Source]:
     for index, spec in enumerate(manifest.items):
         path = ("items", index)
         given = spec.given()
@@ -139,7 +141,7 @@ def _check_width(row: dict[str | None, Any], reader: csv.DictReader[str], path: 
                             reader.line_num, "row")
 
 
-def _jsonl_rows(text: str, path: Path) -> Iterator[tuple[int, dict]]:
+def _jsonl_rows(text: str, path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     for line, raw in enumerate(text.splitlines(), start=1):
         if not raw.strip():
             continue
@@ -154,7 +156,7 @@ def _jsonl_rows(text: str, path: Path) -> Iterator[tuple[int, dict]]:
 
 def _rows_file(manifest: Manifest) -> Path:
     try:
-        path = inputs.local_path(manifest.items_from, manifest.folder)
+        path = inputs.local_path(manifest.items_from or "", manifest.folder)
         found = path.is_file()
     except (ManifestError, OSError):
         raise manifest.error(f"{manifest.items_from!r} is not a valid path", ("items_from",)) from None
@@ -165,24 +167,25 @@ def _rows_file(manifest: Manifest) -> Path:
     return path
 
 
-def _row_params(row: dict, path: Path, line: int) -> dict:
+def _row_params(row: dict[str, Any], path: Path, line: int) -> dict[str, Any]:
     given = {k: v for k, v in row.items() if k in PARAM_NAMES and v not in (None, "")}
     try:
         return ParamSpec.model_validate(given).given()
     except ValidationError as exc:
-        locate = lambda loc, message: ManifestError(message, str(path), line, dotted(loc))  # noqa: E731
+        def locate(loc: YamlPath, message: str) -> ManifestError:
+            return ManifestError(message, str(path), line, dotted(loc))
         raise validation_error(exc, locate) from None
 
 
-def _row_id(row: dict, path: Path, line: int, index: int) -> str:
+def _row_id(row: dict[str, Any], path: Path, line: int, index: int) -> str:
     try:
         return safe_id(str(row.get("id") or f"{path.stem}-{index}"))
     except ValueError as exc:
         raise ManifestError(str(exc), str(path), line, "id") from None
 
 
-def _row_sources(manifest: Manifest, settings: Settings, defaults: dict,
-                 origins: dict) -> Iterator[Source]:
+def _row_sources(manifest: Manifest, settings: Settings, defaults: dict[str, Any],
+                 origins: dict[str, Where]) -> Iterator[Source]:
     path = _rows_file(manifest)
     text = read_text(path, settings.max_items_from_bytes, "max_items_from_bytes")
     rows = _jsonl_rows(text, path) if path.suffix.lower() != ".csv" else _csv_rows(text, path)
@@ -296,7 +299,7 @@ def _filled(source: Source, env: dict[str, Any]) -> dict[str, Any]:
     values = dict(source.values)
     for name in TEMPLATED:
         if isinstance(values.get(name), str):
-            values[name] = fill(values[name], env, lambda p, n=name: _undefined(source, n, p))
+            values[name] = fill(values[name], env, partial(_undefined, source, name))
     if values.get("images"):
         values["images"] = tuple(fill(r, env, lambda p: _undefined(source, "images", p))
                                  for r in values["images"])
@@ -419,7 +422,7 @@ class Expander:
         where = origins.get(exc.field) if exc.field else None
         return ManifestError(exc.message, *where) if where else at(exc, source.where)
 
-    def items(self, source: Source, label: tuple[str, ...], values: dict) -> Iterator[Item]:
+    def items(self, source: Source, label: tuple[str, ...], values: dict[str, Any]) -> Iterator[Item]:
         m = self.manifest
         params = Params.model_construct(**values)
         key_json = params_json(params)

@@ -51,8 +51,7 @@ def atomic_write(path: Path, binary: bool = False, fsync: bool = False,
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     os.close(fd)
     try:
-        with open(tmp, "w+b" if binary else "w", **({} if binary else
-                                                     {"encoding": "utf-8", "newline": ""})) as fh:
+        with _open(tmp, binary) as fh:
             yield fh
             fh.flush()
             if fsync:
@@ -63,6 +62,12 @@ def atomic_write(path: Path, binary: bool = False, fsync: bool = False,
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _open(tmp: str, binary: bool) -> IO[Any]:
+    if binary:
+        return open(tmp, "w+b")    # read back by checks made before the rename
+    return open(tmp, "w", encoding="utf-8", newline="")
 
 
 def write_text(path: Path, text: str, mode: int | None = None) -> Path:

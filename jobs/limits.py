@@ -9,6 +9,7 @@ died and nothing picked the item up) expires and the slot returns to the pool.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import redis
 from limits import RateLimitItemPerMinute
@@ -65,7 +66,8 @@ class Slots:
     """The provider account's in-flight generations: at most ``limit`` holders at once."""
 
     def __init__(self, client: redis.Redis, provider: str, lease_s: float = LEASE_S):
-        self.r, self.provider, self.lease_s = client, provider, lease_s
+        self.r: Any = client      # decodes to str, which redis-py's types cannot say
+        self.provider, self.lease_s = provider, lease_s
         self.key, self.limit_key = keys.slots(provider), keys.slots_limit(provider)
         self.wait_key, self.wait_set_key = keys.waiting(provider), keys.waiting_set(provider)
         self._acquire = client.register_script(_ACQUIRE)
@@ -88,10 +90,10 @@ class Slots:
 
     def held(self) -> int:
         self.r.zremrangebyscore(self.key, "-inf", time.time())
-        return self.r.zcard(self.key)
+        return int(self.r.zcard(self.key))
 
     def holders(self) -> list[str]:
-        return self.r.zrange(self.key, 0, -1)
+        return list(self.r.zrange(self.key, 0, -1))
 
     # --- the waiting line: a list in arrival order, and a set so nobody waits twice ------
     def wait(self, whos: list[str], front: bool = False) -> int:
@@ -104,10 +106,11 @@ class Slots:
         return added
 
     def next_waiting(self) -> str | None:
-        return self._pop(keys=[self.wait_key, self.wait_set_key])
+        who: str | None = self._pop(keys=[self.wait_key, self.wait_set_key])
+        return who
 
     def waiting(self) -> int:
-        return self.r.llen(self.wait_key)
+        return int(self.r.llen(self.wait_key))
 
 
 class RequestRate:

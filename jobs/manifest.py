@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -19,6 +20,7 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 from reelbatch.jobs.catalog import catalog
 from reelbatch.jobs.errors import ManifestError
@@ -99,6 +101,10 @@ class Limits(BaseModel):
 class RetrySettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     max_attempts: int = Field(3, ge=1, le=100)
+    # a submit whose answer was lost where the provider cannot be asked whether it created the
+    # generation (the AI/ML API): fail it (kind submit_unknown, the person paying decides with
+    # `retry --kind submit_unknown`) or resubmit at once (may pay twice for that item)
+    lost_submit: Literal["fail", "resubmit"] = "fail"
 
 
 class PollingSettings(BaseModel):
@@ -162,8 +168,8 @@ def dotted(path: YamlPath) -> str:
 
 # --- YAML with line numbers ---
 
-class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
-    """Fast YAML (libyaml when present); safe types only."""
+# Fast YAML (libyaml when present); safe types only.
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def _count_aliases(text: str) -> None:
@@ -176,7 +182,7 @@ def _count_aliases(text: str) -> None:
                                 "limited to keep manifests small", line=line, field="yaml")
 
 
-def _record_lines(node: yaml.Node, path: YamlPath, lines: dict[YamlPath, int], seen: set) -> None:
+def _record_lines(node: yaml.Node, path: YamlPath, lines: dict[YamlPath, int], seen: set[int]) -> None:
     if id(node) in seen:
         return
     seen.add(id(node))
@@ -244,7 +250,7 @@ def read_text(path: Path, max_bytes: int, what: str = "max_manifest_bytes") -> s
 
 # --- validation errors to one line ---
 
-def _message(error: dict) -> str:
+def _message(error: ErrorDetails) -> str:
     if error["type"] == "extra_forbidden":
         key = str(error["loc"][-1])
         close = difflib.get_close_matches(key, KNOWN_KEYS, n=1)
@@ -264,13 +270,16 @@ def _short(value: Any) -> bool:
 TYPE_TAGS = {"str", "int", "float", "bool"}
 
 
-def _loc(error: dict) -> YamlPath:
+def _loc(error: ErrorDetails) -> YamlPath:
     """The error location without pydantic's union branch names."""
     return tuple(p for p in error["loc"]
                  if isinstance(p, int) or not (p in TYPE_TAGS or p.startswith(("list[", "union["))))
 
 
-def validation_error(exc: ValidationError, locate) -> ManifestError:
+Locate = Callable[[YamlPath, str], ManifestError]
+
+
+def validation_error(exc: ValidationError, locate: Locate) -> ManifestError:
     """The most useful pydantic error as a ManifestError: unknown keys first (a typo also makes
     a field missing), then the earliest line. ``locate(path, message)`` builds each one."""
     found = [(e["type"] != "extra_forbidden", locate(_loc(e), _message(e))) for e in exc.errors()]
@@ -286,7 +295,7 @@ def _check_top(data: Any, path: Path) -> None:
                             "provider, model, items", str(path), 1, "manifest")
 
 
-def _with_defaults(data: dict, path: Path) -> dict:
+def _with_defaults(data: dict[str, Any], path: Path) -> dict[str, Any]:
     data = dict(data)
     data.setdefault("name", re.sub(r"[^A-Za-z0-9_-]+", "-", path.stem).strip("-") or "batch")
     data.setdefault("output", f"out/{data['name']}")
@@ -310,8 +319,9 @@ def _semantic_checks(manifest: Manifest) -> None:
 
 def build_manifest(data: Any, lines: dict[YamlPath, int], path: Path) -> Manifest:
     _check_top(data, path)
-    locate = lambda loc, message: ManifestError(  # noqa: E731
-        message, str(path), _nearest(lines, loc), dotted(loc))
+    def locate(loc: YamlPath, message: str) -> ManifestError:
+        return ManifestError(message, str(path), _nearest(lines, loc), dotted(loc))
+
     if "source" in data:
         raise locate(("source",), "unknown key 'source'")
     try:

@@ -62,6 +62,7 @@ class BatchMeta(BaseModel):
     requests_per_minute: int = 60
     max_cost_usd: float | None = None
     max_attempts: int = 3
+    lost_submit: str = "fail"          # fail | resubmit (retry.lost_submit)
     first_after_s: float | None = None
     min_interval_s: float = 5.0
     max_interval_s: float = 60.0
@@ -108,7 +109,7 @@ class ItemRecord(BaseModel):
 
     @property
     def item_id(self) -> str:
-        return self.item.item_id
+        return str(self.item.item_id)
 
     def to_hash(self) -> dict[str, str]:
         fields = self.model_dump(mode="json", exclude={"item"}, exclude_none=True)
@@ -132,7 +133,7 @@ class TransitionRefused(Exception):
 
 
 def _state_set(batch: str, state: ItemState | str) -> str:
-    return keys.state_prefix(batch) + ItemState(state).value
+    return keys.state_prefix(batch) + str(ItemState(state).value)
 
 
 def _flat(fields: dict[str, Any]) -> dict[str, str]:
@@ -143,7 +144,8 @@ class Store:
     """Batches and items in Redis. Safe to share between threads."""
 
     def __init__(self, client: redis.Redis):
-        self.r = client
+        # Any: the client decodes to str (decode_responses=True), which redis-py's types cannot say
+        self.r: Any = client
         self._transition = client.register_script(_TRANSITION)
 
     @classmethod
@@ -182,7 +184,7 @@ class Store:
 
     def commit_cost(self, batch: str, usd: float) -> float:
         """Add (or, negative, take back) estimated spend reserved for submits; returns the total."""
-        return self.r.hincrbyfloat(keys.meta(batch), "committed_usd", usd)
+        return float(self.r.hincrbyfloat(keys.meta(batch), "committed_usd", usd))
 
     def mark_started(self, batch: str) -> bool:
         """Record that a batch with a start time was started; False if it already was."""
@@ -277,7 +279,8 @@ class Store:
         return bool(self.r.set(keys.index_turn(batch), 1, nx=True, px=int(every_s * 1000)))
 
     def index_lock(self, batch: str) -> Lock:
-        return self.r.lock(keys.index_lock(batch), timeout=120, blocking_timeout=120)
+        lock: Lock = self.r.lock(keys.index_lock(batch), timeout=120, blocking_timeout=120)
+        return lock
 
     def counts(self, batch: str) -> dict[ItemState, int]:
         pipe = self.r.pipeline(transaction=False)
@@ -290,7 +293,7 @@ class Store:
                    incr: dict[str, int] | None = None, **fields: Any) -> ItemState:
         """Move an item to ``target`` if it is in one of ``expected`` (default: every state the
         state machine allows). Returns the state it left; raises TransitionRefused otherwise."""
-        allowed = sources_of(target) if expected is None else set(expected) & sources_of(target)
+        allowed = set(sources_of(target)) if expected is None else set(expected) & sources_of(target)
         if target in (expected or ()):
             allowed.add(target)  # an idempotent re-write of the same state, when asked for
         fields["updated_at"] = time.time()
@@ -345,7 +348,7 @@ class Store:
         self.r.zadd(keys.due(batch), {item_id: when})
 
     def overdue(self, batch: str, before: float, limit: int = 1000) -> list[str]:
-        return self.r.zrangebyscore(keys.due(batch), "-inf", before, start=0, num=limit)
+        return list(self.r.zrangebyscore(keys.due(batch), "-inf", before, start=0, num=limit))
 
     def clear_due(self, batch: str, item_id: str) -> None:
         self.r.zrem(keys.due(batch), item_id)
@@ -374,7 +377,8 @@ class Store:
             self.r.hget(index, generation_id) == owner
 
     def generation_owner(self, provider: str, generation_id: str) -> str | None:
-        return self.r.hget(keys.generations(provider), generation_id)
+        owner: str | None = self.r.hget(keys.generations(provider), generation_id)
+        return owner
 
     # --- learned generation times ------------------------------------------------------------
     def record_time(self, item: Item, seconds: float, keep: int) -> None:
@@ -439,6 +443,25 @@ class Store:
     def unpause(self, batch: str) -> None:
         self.r.hdel(keys.meta(batch), "paused", "paused_at")
 
+    def sweep_needed(self, now: float) -> bool:
+        """Whether a sweep has work: an item whose task is overdue, a batch whose start time came,
+        a batch paused, its provider unreachable or its output folder unwritable (to pause or
+        resume it)."""
+        for batch in self.batches():
+            meta = self.batch(batch)
+            if meta is None:
+                continue
+            if meta.paused or (meta.start_at and meta.start_at <= now and not self._started(batch)):
+                return True
+            if self.r.exists(keys.provider_down(meta.provider), keys.output_problem(batch)):
+                return True
+            if self.overdue(batch, now, limit=1):
+                return True
+        return False
+
+    def _started(self, batch: str) -> bool:
+        return bool(self.r.hexists(keys.meta(batch), "started"))
+
     # --- workers' heartbeats ----------------------------------------------------------------
     def mark_worker(self, name: str, ttl_s: float) -> None:
         self.r.zadd(keys.WORKERS, {name: time.time() + ttl_s})
@@ -459,4 +482,5 @@ class Store:
 
     def sweep_lock(self, timeout_s: float) -> Lock:
         """One sweep at a time across the fleet; released only by its own holder (a token check)."""
-        return self.r.lock(keys.SWEEP_LOCK, timeout=timeout_s, blocking=False)
+        lock: Lock = self.r.lock(keys.SWEEP_LOCK, timeout=timeout_s, blocking=False)
+        return lock

@@ -97,6 +97,7 @@ def usable_dir(path: Path, variable: str) -> Path:
 def run_foreground(cmd: list[str], env: dict[str, str], cwd: Path) -> int:
     """Run a long-lived child (a worker, Flower) until it ends; stopped ourselves (Ctrl-C, SIGTERM),
     stop it first, so what we started for it (the embedded Redis) is stopped after it."""
+    cwd.mkdir(parents=True, exist_ok=True)     # a folder of ours: Celery imports from its cwd
     proc = subprocess.Popen(cmd, env={**os.environ, **env}, cwd=cwd)
     try:
         return proc.wait()

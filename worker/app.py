@@ -7,7 +7,7 @@ from celery import Celery
 from celery.signals import setup_logging
 
 from reelbatch.jobs.settings import get_settings
-from reelbatch.worker import logs
+from reelbatch.worker import beat, logs
 
 QUEUE = "reelbatch"
 
@@ -30,7 +30,7 @@ def configure(app: Celery) -> None:
         worker_redirect_stdouts=False,
         broker_pool_limit=settings.worker_concurrency + 4,
         beat_schedule={"reelbatch-sweep": {"task": "reelbatch.sweep",
-                                           "schedule": settings.sweep_every_s}},
+                                           "schedule": beat.every(settings.sweep_every_s)}},
     )
 
 

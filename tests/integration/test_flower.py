@@ -100,3 +100,26 @@ def test_flower_refuses_to_start_without_credentials(tmp_path, redis_url):
     assert public.returncode == 2 and "127.0.0.1" in public.stderr
     malformed = reelbatch("flower", env={**env, "FLOWER_BASIC_AUTH": "nopassword"}, timeout=60)
     assert malformed.returncode == 2
+
+
+def test_flower_counts_failed_items_as_failed_tasks(tmp_path, redis_url, sim_factory, workers, flower):
+    """Issue 14.4: a task that ends its item in failure is a FAILURE in Flower, with the reason, so
+    Flower's failures match `status`; and no traceback for it in the worker log."""
+    sim = sim_factory(fail_rate=1.0, **FAST)
+    workers(sim, concurrency=4, name="flfail")
+    wait_for(lambda: any(w.get("status") for w in _event_workers(flower)), 60, "the worker's events")
+    manifest = write_manifest(tmp_path, "failing", 3, retry={"max_attempts": 1})
+    env = cli_env(tmp_path / "data", sim, REELBATCH_BROKER_URL=redis_url)
+    assert reelbatch("submit", str(manifest), env=env).returncode == 0
+    store = Store.from_url(redis_url)
+    wait_for(lambda: store.counts("failing")[S.FAILED] == 3, 120, "3 failed")
+    failed = lambda: [t for t in _tasks(flower).values() if t["state"] == "FAILURE"]  # noqa: E731
+    wait_for(lambda: len(failed()) == 3, 30, "Flower to see 3 failed tasks")
+    reasons = {t["args"].split("'")[3]: t["exception"] for t in failed()}
+    assert set(reasons) == {"clip000", "clip001", "clip002"}
+    for item_id, exception in reasons.items():
+        assert "ItemFailed" in exception and store.item("failing", item_id).error_kind in exception
+    status = json.loads(reelbatch("status", "failing", "--json", env=env).stdout)
+    assert status["counts"]["failed"] == len(reasons)
+    log = (tmp_path / "logs" / "worker-0.log").read_text()
+    assert "Traceback" not in log

@@ -42,6 +42,7 @@ def batch_meta(plan, start_at: float | None = None) -> BatchMeta:
         name=m.name, provider=m.provider, model=m.model, output=str(m.output),
         max_concurrency=m.limits.max_concurrency, requests_per_minute=m.limits.requests_per_minute,
         max_cost_usd=m.limits.max_cost_usd, max_attempts=m.retry.max_attempts,
+        lost_submit=m.retry.lost_submit,
         first_after_s=m.polling.first_after_s, min_interval_s=m.polling.min_interval_s,
         max_interval_s=m.polling.max_interval_s, start_at=start_at, manifest=str(m.source),
         created_at=time.time())

@@ -102,7 +102,7 @@ def reconcile(ctx: WorkerContext, batch: str, item_id: str) -> list[Next]:
         return []
     client = ctx.provider(meta.provider)
     if not hasattr(client, "find"):
-        return fail(ctx, meta, item_id, _unknown(meta, "the provider cannot be asked"), [S.SUBMITTING])
+        return _cannot_ask(ctx, meta, rec)
     try:
         found = client.find(provider_request(rec.item, resolver(ctx)),
                             since=(rec.submitted_at or 0) - 5)
@@ -117,10 +117,24 @@ def reconcile(ctx: WorkerContext, batch: str, item_id: str) -> list[Next]:
         store.transition(batch, item_id, S.QUEUED, [S.SUBMITTING], generation_id=generation_id,
                          transient_retries=0)
         return [Next(Step.POLL, batch, item_id, 0)]
-    store.transition(batch, item_id, S.PENDING, [S.SUBMITTING], incr={"attempts": -1},
-                     transient_retries=0)
+    return _submit_again(ctx, meta, rec)
+
+
+def _cannot_ask(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord) -> list[Next]:
+    """The provider has no way to tell whether the lost submit created a generation: the manifest's
+    ``retry.lost_submit`` decides (``fail``, the default, leaves it to the person paying)."""
+    if meta.lost_submit == "resubmit":
+        ctx.store.record_attempt(meta.name, rec.item_id, "submit_unknown",
+                                 "answer lost; resubmitted as retry.lost_submit says (may pay twice)")
+        return _submit_again(ctx, meta, rec)
+    return fail(ctx, meta, rec.item_id, _unknown(meta, "the provider cannot be asked"), [S.SUBMITTING])
+
+
+def _submit_again(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord) -> list[Next]:
+    ctx.store.transition(meta.name, rec.item_id, S.PENDING, [S.SUBMITTING], incr={"attempts": -1},
+                         transient_retries=0)
     budget.unreserve(ctx, meta, rec)
-    return [Next(Step.SUBMIT, batch, item_id, 0)]
+    return [Next(Step.SUBMIT, meta.name, rec.item_id, 0)]
 
 
 def _unknown(meta: BatchMeta, why: str) -> errors.SubmitOutcomeUnknown:
