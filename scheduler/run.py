@@ -28,7 +28,7 @@ from reelbatch.scheduler.broker import check_broker
 from reelbatch.scheduler.embedded import EmbeddedRedis, WorkerProcess
 from reelbatch.scheduler.notify import PAUSED, notify_batch, notify_run, urls_for
 from reelbatch.scheduler.plan import Plan, plan_batch
-from reelbatch.scheduler.progress import NORMAL, QUIET, make_progress
+from reelbatch.scheduler.progress import NORMAL, QUIET, Display, make_progress
 from reelbatch.scheduler.simproc import SimulatorProcess
 from reelbatch.worker.app import use_broker
 from reelbatch.worker.context import WorkerContext
@@ -184,11 +184,12 @@ class Watch:
         self.started = time.monotonic()
         self.warned_no_worker = False
 
-    def tick(self) -> bool:
+    def tick(self, progress: Display) -> bool:
         """One turn; True when the batch is done."""
         try:
             if _finished(self.ctx, self.name):
                 return True
+            progress.refresh()
             if time.monotonic() - self.last_sweep > SWEEP_EVERY_S:
                 self._sweep()
             self.lost_since = None
@@ -222,8 +223,7 @@ def _watch(ctx: WorkerContext, name: str, worker: WorkerProcess | None, console:
            verbosity: int = NORMAL) -> None:
     watch = Watch(ctx, name, worker, console)
     with make_progress(ctx.store, name, console, ctx.settings, verbosity) as progress:
-        while not watch.tick():
-            progress.refresh()
+        while not watch.tick(progress):
             time.sleep(TICK_S)
         progress.refresh()
 
@@ -254,11 +254,11 @@ def _summary(ctx: WorkerContext, name: str, console: Console) -> int:
     counts = ctx.store.counts(name)
     meta = ctx.store.batch(name)
     parts = ", ".join(f"{n} {s.value}" for s, n in counts.items() if n)
-    console.print(f"[bold]{name}[/]: {parts}; {ctx.store.spend(name).label()}")
+    console.print(f"[bold]{name}[/]: {parts}; {ctx.store.spend(name).label()}; "
+                  f"results in {Path(meta.output) / RESULTS}", soft_wrap=True)
     for rec in ctx.store.items(name, S.FAILED):
         console.print(f"  [red]failed[/] {rec.item_id}: [{rec.error_kind}] {rec.error}")
     if counts[S.PENDING]:
         console.print(f"  {counts[S.PENDING]} items wait for the budget: raise "
                       "limits.max_cost_usd and run again")
-    console.print(f"results: {Path(meta.output) / RESULTS}", soft_wrap=True, highlight=False)
     return 0 if counts[S.SUCCEEDED] == sum(counts.values()) else 1

@@ -294,7 +294,11 @@ def worker_answers_ping(env: dict[str, str]) -> bool:
 
 
 def sweep_was_sent(env: dict[str, str]) -> bool:
+    """Beat runs: with a batch due to start, it sends the sweep (it sends none while nothing is due)."""
     r = redis.Redis.from_url(env["REELBATCH_BROKER_URL"])
+    r.sadd("rb:batches", "due")
+    r.hset("rb:{due}:meta", mapping={"name": "due", "provider": "simulator", "model": "m",
+                                     "output": "/tmp/x", "start_at": 1})
     queued = r.lrange("reelbatch", 0, -1)
     return r.exists("rb:sweep:lock") or any(b"reelbatch.sweep" in m for m in queued)
 
