@@ -71,6 +71,7 @@ class Settings(BaseSettings):
     worker_eta_task_limit: int = 5000
     event_listener: bool = True
     provider_unreachable_s: float = Field(600.0, gt=0)   # a provider down this long pauses its batches
+    no_worker_grace_s: float = 30.0   # `run` with a broker says when no worker consumed this long
     price_overrides: dict[str, float] = Field(default_factory=dict)
     progress_every_s: float = 60.0
 

@@ -40,7 +40,6 @@ from reelbatch.worker.results import RESULTS, refresh_index
 SWEEP_EVERY_S = 5.0
 TICK_S = 0.25
 OUTAGE_LIMIT_S = 300.0   # how long `run` waits for a lost Redis before giving up (exit 3)
-NO_WORKER_GRACE_S = 30.0
 BROKER_DOWN = (redis.ConnectionError, redis.TimeoutError, OperationalError)
 
 
@@ -213,7 +212,8 @@ class Watch:
         """With a configured broker nobody here runs a worker: say so when none is consuming."""
         if self.worker is not None or self.warned_no_worker:
             return
-        if time.monotonic() - self.started > NO_WORKER_GRACE_S and not self.ctx.store.workers():
+        grace = self.ctx.settings.no_worker_grace_s
+        if time.monotonic() - self.started > grace and not self.ctx.store.workers():
             self.warned_no_worker = True
             self.console.print("[yellow]no worker is consuming the queue: start one with "
                                "`reelbatch worker` (same REELBATCH_BROKER_URL)[/]")

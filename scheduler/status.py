@@ -80,7 +80,9 @@ def _failures(failed: list[ItemRecord]) -> list[dict]:
 
 def one_line(info: dict) -> str:
     counts = " ".join(f"{k} {v}" for k, v in info["counts"].items() if v)
-    return f"{info['batch']}: {info['done']}/{info['total']} done · {counts} · {info['spend']}"
+    paused = f" · paused: {info['paused']}" if info.get("paused") else ""
+    manifest = f" · {info['manifest']}" if info.get("manifest") else ""
+    return f"{info['batch']}: {info['done']}/{info['total']} done · {counts} · {info['spend']}{paused}{manifest}"
 
 
 def render(info: dict) -> Group:

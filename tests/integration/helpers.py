@@ -42,8 +42,9 @@ def cli_env(data_dir: Path, sim=None, **extra) -> dict[str, str]:
     return env
 
 
-def reelbatch(*args: str, env: dict[str, str], timeout: float = 300, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "reelbatch", *args], env=env, cwd=REPO,
+def reelbatch(*args: str, env: dict[str, str], timeout: float = 300, cwd: Path = REPO,
+              **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "reelbatch", *args], env=env, cwd=cwd,
                           capture_output=True, text=True, timeout=timeout, **kw)
 
 

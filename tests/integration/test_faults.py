@@ -257,6 +257,44 @@ def test_provider_storm(tmp_path, sim_factory, data_dir):
     assert orphans(stats, tmp_path / "out") == []
 
 
+DOWNLOAD_FAULTS = dict(media_404_rate=0.15, media_html_rate=0.1, media_empty_rate=0.1, truncate_rate=0.05,
+                       expire_rate=0.05, media_stall_rate=0.03, stall_s=4, poll_401_rate=0.02,
+                       fail_rate=0.03)
+
+
+def test_download_faults(tmp_path, sim_factory, data_dir):
+    """Issue 11: downloads that go wrong (a 404 from a CDN that has not caught up, an HTML page or an
+    empty body sent as video/mp4, a cut-off or stalled transfer, an expired URL, a 401 on a poll)
+    never cost a new generation: enqueues are the items plus the remote failures, every file is
+    what was served, no duplicate. A 401 on a poll fails its item with the generation kept; one
+    `retry` (which polls it again, free) and a rerun bring every one home."""
+    sim = sim_factory(seed=29, **DOWNLOAD_FAULTS, **TIMING)
+    manifest = write_manifest(tmp_path, "cdn", N)
+    env = cli_env(data_dir, sim, REELBATCH_HTTP_READ_TIMEOUT_S="2", REELBATCH_EVENT_LISTENER="false",
+                  REELBATCH_MAX_COUNTDOWN_S="5")
+    started = time.monotonic()
+    first = reelbatch("run", str(manifest), env=env, timeout=SCENARIO_TIMEOUT_S)
+    assert first.returncode in (0, 1), first.stdout[-3000:] + first.stderr
+    sim.set_knobs(**{knob: 0.0 for knob in DOWNLOAD_FAULTS if knob.endswith("_rate")})
+    if first.returncode == 1:
+        assert reelbatch("retry", "cdn", env=env).returncode == 0
+        again = reelbatch("run", str(manifest), env=env, timeout=SCENARIO_TIMEOUT_S)
+        assert again.returncode in (0, 1), again.stdout[-3000:] + again.stderr
+    stats = sim.stats()
+    extra = sum(stats["enqueues"].values()) - N
+    assert 0 <= extra <= stats["by_status"].get("failed", 0)
+    by_request: dict[str, list[str]] = {}
+    for g in stats["generations"].values():
+        by_request.setdefault(g["request_key"], []).append(g["status"])
+    for statuses in by_request.values():    # a new generation only ever follows a failed one
+        assert len(statuses) - 1 <= statuses.count("failed"), statuses
+    assert sum(stats["faults"].get(f, 0) for f in ("media_404", "media_html", "media_empty",
+                                                   "media_stall", "truncate")) >= 20
+    with embedded_client(data_dir) as client:
+        finish("download faults", tmp_path, stats, client, sim_faults(stats), started)
+    assert orphans(stats, tmp_path / "out") == []
+
+
 def submits_unknown(store: Store, batch: str) -> int:
     """Items whose submit went out and got no answer (dropped after sending, 500/502/504)."""
     return sum(any(a["kind"] == "submit_unknown" for a in store.attempts(batch, item_id))
