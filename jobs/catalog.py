@@ -207,8 +207,8 @@ def _check_inputs(spec: ModelSpec, values: Mapping[str, Any]) -> None:
 
 def _check_prompt(spec: ModelSpec, values: Mapping[str, Any]) -> None:
     prompt = values.get("prompt")
-    if not isinstance(prompt, str) or not prompt:
-        _fail("prompt", "a prompt is required")
+    if not isinstance(prompt, str) or not prompt.strip():
+        _fail("prompt", "a prompt is required (not only spaces)")
         return
     if len(prompt) > spec.prompt_max_chars:
         _fail("prompt", f"{len(prompt)} characters; expected at most {spec.prompt_max_chars}")

@@ -336,10 +336,11 @@ class MediaChecker:
         return self.seen[key]
 
     def _check(self, ref: str, is_image: bool) -> str:
-        if inputs.is_url(ref):
+        url = inputs.checked_url(ref)
+        if url is not None:
             if is_image:
-                inputs.check_image_url(ref, self.formats)
-            return ref
+                inputs.check_image_url(url, self.formats)
+            return url
         path = inputs.local_path(ref, self.base_dir)
         if is_image:
             inputs.check_local_image(path, self.formats, self.limits)

@@ -5,9 +5,10 @@ videos, their length, size and frame rate (probed with the ffmpeg binary of imag
 from __future__ import annotations
 
 import base64
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import quote, urlparse, urlsplit, urlunsplit
 
 import imageio_ffmpeg
 import imagesize
@@ -24,8 +25,30 @@ MIME = {"jpeg": "image/jpeg", "png": "image/png", "gif": "image/gif", "webp": "i
 VIDEO_BOXES = (b"moov", b"mdat", b"wide", b"free", b"skip")
 
 
+SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+DATA_URI = re.compile(r"^data:[\w.+-]+/[\w.+-]+(;[\w.+-]+=[\w.+-]+)*;base64,[A-Za-z0-9+/=\s]+$")
+
+
 def is_url(ref: str) -> bool:
     return ref.startswith(URL_SCHEMES)
+
+
+def checked_url(ref: str) -> str | None:
+    """A media reference that is a URL, made safe to send (spaces percent-encoded), or None when it
+    is a local path. Only http(s) URLs with a host and well-formed base64 data URIs are accepted."""
+    if ref.startswith("data:"):
+        if not DATA_URI.match(ref):
+            raise ManifestError(f"{ref[:40]!r}... is not a data URI; expected data:<type>/<subtype>;base64,<data>")
+        return ref
+    if not SCHEME.match(ref) or len(ref) > 1 and ref[1] == ":":     # a path (or a Windows drive)
+        return None
+    parts = urlsplit(ref)
+    if parts.scheme not in ("http", "https"):
+        raise ManifestError(f"{ref!r}: only http(s) URLs, data: URIs and local paths are accepted")
+    if not parts.hostname:
+        raise ManifestError(f"{ref!r} has no host; expected https://host/path")
+    return urlunsplit(parts._replace(path=quote(parts.path, safe="/%:@!$&'()*+,;="),
+                                     query=quote(parts.query, safe="=&%:@!$'()*+,;/?")))
 
 
 def local_path(ref: str, base_dir: Path) -> Path:

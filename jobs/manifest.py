@@ -28,6 +28,7 @@ from reelbatch.jobs.item import Element
 
 YamlPath = tuple[str | int, ...]
 ALIAS_BUDGET = 20
+MAX_REQUESTS_PER_MINUTE = 60_000   # 1,000 a second: beyond any provider, within the rate limiter
 MATRIX_PARAMS = ("prompt", "start_image", "end_image", "video", "aspect_ratio", "duration",
                  "keep_audio")
 SAFE_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
@@ -94,7 +95,7 @@ class ItemSpec(ParamSpec):
 class Limits(BaseModel):
     model_config = ConfigDict(extra="forbid")
     max_concurrency: int = Field(5, ge=1)
-    requests_per_minute: int = Field(60, ge=1)
+    requests_per_minute: int = Field(60, ge=1, le=MAX_REQUESTS_PER_MINUTE)
     max_cost_usd: float | None = Field(None, ge=0)
 
 

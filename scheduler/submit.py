@@ -3,6 +3,7 @@ at once (optionally starting at a given time)."""
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -26,7 +27,8 @@ def parse_at(value: str, now: datetime | None = None) -> float:
         when = datetime.fromisoformat(value)
         return (when if when.tzinfo else when.astimezone()).timestamp()
     except ValueError:
-        raise ManifestError("expected HH:MM or an ISO 8601 time", field="--at") from None
+        raise ManifestError(f"{value!r}: expected HH:MM (its next occurrence) or an ISO 8601 time "
+                            "such as 2026-12-01T01:30", field="--at") from None
 
 
 def submit_batch(manifest: Path, settings: Settings, at: str | None, adopt: bool = False) -> int:
@@ -36,7 +38,9 @@ def submit_batch(manifest: Path, settings: Settings, at: str | None, adopt: bool
     reg = register_batch(ctx.store, plan, start_at, adopt)
     sent = start_batch(ctx, plan.manifest.name)
     when = ""
-    if start_at:
+    if start_at and start_at <= time.time():
+        when = f"; {at} is past: starting now"
+    elif start_at:
         when = f", starting at {datetime.fromtimestamp(start_at).isoformat(timespec='minutes')}"
     click.echo(f"{plan.manifest.name}: {reg.new} new items, {reg.kept} known, {sent} tasks sent{when}")
     if plan.manifest.notify:

@@ -11,11 +11,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from tests.conftest import REPO
+from tests.integration.helpers import wait_for as _wait_for
 
 SETUP = "scripts/podman-setup"   # installs podman, runc, debootstrap; writes containers.conf
 PROJECT_IMAGE = "localhost/reelbatch"
@@ -170,10 +170,5 @@ def leftovers(project: str) -> list[str]:
 
 
 def wait_for(check, timeout: float, what: str, every: float = 2.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+    """The suite's wait_for, polling every 2 s: podman commands are slow."""
+    return _wait_for(check, timeout, what, every)

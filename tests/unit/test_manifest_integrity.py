@@ -58,6 +58,15 @@ CASES = [
     ("csv-header-only", HEAD + "items_from: r.csv\n", {"r.csv": b"id,prompt\n"}, "no rows", None,
      "items_from"),
     ("jsonl-empty", HEAD + "items_from: r.jsonl\n", {"r.jsonl": b"\n"}, "no rows", None, "items_from"),
+    ("ftp-url", ONE + "    start_image: ftp://e.org/a.png\n", {}, "only http(s) URLs, data: URIs", 9,
+     "items[0].start_image"),
+    ("url-without-host", ONE + "    start_image: https:///a.png\n", {}, "has no host", 9,
+     "items[0].start_image"),
+    ("malformed-data-uri", ONE + "    start_image: 'data:image/png,abc'\n", {}, "is not a data URI", 9,
+     "items[0].start_image"),
+    ("whitespace-prompt", ONE.replace('"hello"', '"   "'), {}, "a prompt is required", 8, "items[0].prompt"),
+    ("huge-rate", ONE + "limits: {requests_per_minute: 100000000000000000000}\n", {}, "less than or equal to 60000", 9,
+     "limits.requests_per_minute"),
     ("unknown-placeholder-hint", ONE.replace('"hello"', "'say {\"k\": {v}}'"), {},
      "undefined placeholder {v}; expected a var named v (write {{ and }} for literal braces)", 8,
      "items[0].prompt"),
@@ -97,3 +106,21 @@ def test_doubled_braces_are_literal_braces(tmp_path):
     items = plan(tmp_path, text).items
     assert items[0].params.prompt == 'json {"animal": "ox"} and {x}'
     assert provider_request(items[0]).body["prompt"] == 'json {"animal": "ox"} and {x}'
+
+
+def test_spaces_in_a_url_are_percent_encoded(tmp_path):
+    text = ONE + "    start_image: https://example.org/my ox.png?size=big one\n"
+    items = plan(tmp_path, text).items
+    assert provider_request(items[0]).body["input_image"] == "https://example.org/my%20ox.png?size=big%20one"
+
+
+def test_at_errors_echo_the_value_and_a_past_time_starts_now():
+    from datetime import datetime, timezone
+
+    from reelbatch.scheduler.submit import parse_at
+
+    with pytest.raises(ManifestError, match="'25:99': expected HH:MM"):
+        parse_at("25:99")
+    now = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
+    assert parse_at("2026-11-24T11:00:00+00:00", now) < now.timestamp()       # past: the caller starts now
+    assert parse_at("11:00", now) > now.timestamp()                           # HH:MM: the next one
