@@ -183,19 +183,23 @@ def render(meta: BatchMeta, cards: list[Card], spend: Spend) -> str:
         generated=datetime.now().astimezone().isoformat(timespec="seconds"))
 
 
-def write_report(meta: BatchMeta, records: list[ItemRecord], out: Path | None = None) -> Path:
+def write_report(meta: BatchMeta, records: list[ItemRecord], out: Path | None = None,
+                 spend: Spend | None = None) -> Path:
+    """The page; ``spend`` is the batch's (as `status` shows it: set-aside versions included),
+    else what these records cost."""
     page = (out or Path(meta.output) / REPORT).absolute()   # never through a symlink
     videos = videos_on_disk(meta, records)
     posters = make_posters(videos, Path(meta.output) / POSTERS)
     labels = variant_labels(records)
     cards = [replace(card(rec, videos.get(rec.item_id), posters.get(rec.item_id), page.parent),
                      variant=labels[rec.item_id]) for rec in records]
-    return write_text(page, render(meta, cards, spend_of(records)))
+    return write_text(page, render(meta, cards, spend or spend_of(records)))
 
 
 def report_batch(settings: Settings, batch: str, out: Path | None) -> int:
-    meta, records = load_batch(connect_batch(settings, batch).store, batch)
+    store = connect_batch(settings, batch).store
+    meta, records = load_batch(store, batch)
     with destination(out or Path(meta.output) / REPORT, explicit=out is not None):
-        page = write_report(meta, records, out)
+        page = write_report(meta, records, out, store.spend(batch))
     click.echo(f"{batch}: {len(records)} items -> {page}")
     return 0

@@ -137,3 +137,18 @@ def test_a_resaved_batch_with_a_start_time_starts_again(store):
     assert store.mark_started("b") and not store.mark_started("b")
     store.save_batch(meta.model_copy(update={"start_at": 1e10}))   # `submit --at` once more
     assert store.mark_started("b")
+
+
+def test_a_sweep_is_needed_only_when_something_is_due(store):
+    """Beat sends the fleet's sweep only then (issue 14.4: Flower is not crowded by idle sweeps)."""
+    now = time.time()
+    assert not store.sweep_needed(now)
+    store.set_due("b", "it1", now + 60)
+    assert not store.sweep_needed(now)                 # due later: the poll's own task will run
+    assert store.sweep_needed(now + 61)                # overdue: its task was lost
+    store.clear_due("b", "it1")
+    store.update_batch("b", start_at=now - 1)
+    assert store.sweep_needed(now)                     # an --at batch whose time came
+    assert store.mark_started("b") and not store.sweep_needed(now)
+    store.mark_provider_down("simulator", "refused", 60)
+    assert store.sweep_needed(now)                     # an outage to pause for (or resume from)

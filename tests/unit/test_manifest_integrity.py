@@ -3,6 +3,7 @@ overwrite a video, send something else than the index says, or lose an item; and
 
 from __future__ import annotations
 
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -115,12 +116,12 @@ def test_spaces_in_a_url_are_percent_encoded(tmp_path):
 
 
 def test_at_errors_echo_the_value_and_a_past_time_starts_now():
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from reelbatch.scheduler.submit import parse_at
 
     with pytest.raises(ManifestError, match="'25:99': expected HH:MM"):
         parse_at("25:99")
-    now = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
     assert parse_at("2026-11-24T11:00:00+00:00", now) < now.timestamp()       # past: the caller starts now
     assert parse_at("11:00", now) > now.timestamp()                           # HH:MM: the next one
