@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
 import re
 from collections.abc import Callable
@@ -141,6 +142,12 @@ class Manifest(BaseModel):
     notify: list[str] = Field(default_factory=list)   # Apprise URLs; read by `run`, never stored
     source: Path = Path("<manifest>")
     _lines: dict[YamlPath, int] = PrivateAttr(default_factory=dict)
+    _digest: str = PrivateAttr(default="")
+
+    @property
+    def digest(self) -> str:
+        """The sha256 of the manifest's text: a copy of the file elsewhere is the same manifest."""
+        return self._digest
 
     @property
     def folder(self) -> Path:
@@ -350,4 +357,6 @@ def load_manifest(path: str | Path, max_bytes: int = 5_000_000) -> Manifest:
         data, lines = parse_yaml(text)
     except ManifestError as exc:
         raise ManifestError(exc.message, str(path), exc.line, exc.field) from None
-    return build_manifest(data, lines, path)
+    manifest = build_manifest(data, lines, path)
+    manifest._digest = hashlib.sha256(text.encode()).hexdigest()
+    return manifest

@@ -68,6 +68,7 @@ class BatchMeta(BaseModel):
     max_interval_s: float = 60.0
     start_at: float | None = None      # unix time; None means now
     manifest: str | None = None        # the manifest file the batch came from
+    manifest_sha256: str | None = None # its text's digest (a copy elsewhere is the same manifest)
     paused: str | None = None          # why the batch cannot go on (a provider down, a full disk)
     paused_at: float | None = None
     cancelled: bool = False

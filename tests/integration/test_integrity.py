@@ -176,9 +176,13 @@ def test_another_manifest_under_the_same_name_needs_adopt(tmp_path, sim_factory)
     env = cli_env(tmp_path / "data", sim)
     first = write_manifest(tmp_path, "same", 2)
     assert reelbatch("run", str(first), env=env).returncode == 0
+    copy = tmp_path / "checkout"
+    copy.mkdir()
+    (copy / "same.yaml").write_text(first.read_text())          # the same text elsewhere: the same
+    assert reelbatch("run", str(copy / "same.yaml"), env=env).returncode == 0
     other = tmp_path / "elsewhere"
     other.mkdir()
-    second = write_manifest(other, "same", 2)
+    second = write_manifest(other, "same", 3)
     refused = reelbatch("run", str(second), env=env)
     assert refused.returncode == 2 and "belongs to" in refused.stderr and "--adopt" in refused.stderr
     assert reelbatch("run", str(second), "--adopt", env=env).returncode == 0

@@ -4,6 +4,7 @@ folder that holds decoy `worker/`, `scheduler/`, `jobs/`, `simulator/`, `configs
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -19,13 +20,21 @@ DECOYS = ("worker", "scheduler", "jobs", "simulator", "configs", "reelbatch")
 
 
 def test_the_wheel_has_one_top_level_name(tmp_path):
+    source = tmp_path / "src"        # a clean copy: no build/ left from an earlier build can hide a gap
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "out", "wheelhouse", "*.egg-info", "__pycache__", ".pytest_cache"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
-                    "-w", str(tmp_path), str(REPO)], check=True, timeout=300)
+                    "-w", str(tmp_path), str(source)], check=True, timeout=300)
     wheel = next(tmp_path.glob("reelbatch-*.whl"))
     tops = {name.split("/", 1)[0] for name in zipfile.ZipFile(wheel).namelist()}
     assert tops == {"reelbatch", wheel.name.split("-")[0] + "-" + wheel.name.split("-")[1] + ".dist-info"}
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert {"reelbatch/worker/tasks.py", "reelbatch/configs/models.yaml",
+    sources = {f"reelbatch/{path.relative_to(REPO).as_posix()}"
+               for folder in ("jobs", "worker", "scheduler", "simulator", "configs")
+               for path in (REPO / folder).rglob("*") if path.is_file()
+               and path.suffix in (".py", ".yaml", ".json", ".j2", ".conf", ".csv") and "__pycache__" not in path.parts}
+    assert sources - names == set()         # every module and data file of the tree is in the wheel
+    assert {"reelbatch/worker/engine/submit.py", "reelbatch/configs/schemas/oxen/kling-video-o1-image-to-video.json",
             "reelbatch/jobs/examples/demo.yaml", "reelbatch/scheduler/templates/report.html.j2"} <= names
 
 

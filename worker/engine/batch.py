@@ -45,6 +45,7 @@ def batch_meta(plan, start_at: float | None = None) -> BatchMeta:
         lost_submit=m.retry.lost_submit,
         first_after_s=m.polling.first_after_s, min_interval_s=m.polling.min_interval_s,
         max_interval_s=m.polling.max_interval_s, start_at=start_at, manifest=str(m.source),
+        manifest_sha256=m.digest or None,
         created_at=time.time())
 
 
@@ -72,7 +73,10 @@ def register(store: Store, plan, start_at: float | None = None, adopt: bool = Fa
 
 
 def _check_same_manifest(old: BatchMeta, meta: BatchMeta, adopt: bool) -> None:
-    if old.manifest and old.manifest != meta.manifest and not adopt:
+    """Another manifest file under a batch's name is refused unless adopted; the same text in
+    another place (a copy, a moved file, another checkout) is the same manifest."""
+    moved = old.manifest_sha256 is not None and old.manifest_sha256 == meta.manifest_sha256
+    if old.manifest and old.manifest != meta.manifest and not (adopt or moved):
         raise ManifestError(f"batch {meta.name!r} belongs to {old.manifest}; this is {meta.manifest}. "
                             "Rename this batch (name:), or take it over with --adopt", field="name")
 
