@@ -56,7 +56,7 @@ def fleet(tmp_path, images):
 def manifest() -> str:
     return yaml.safe_dump({
         "version": 1, "name": BATCH, "provider": "simulator", "model": "kling-o1/image-to-video",
-        "output": "out", "defaults": {"duration": 5, "aspect_ratio": "16:9",
+        "output": "out", "defaults": {"duration": 5,
                                       "start_image": "https://example.org/ox.png"},
         "items": [{"id": f"clip{i:03d}", "prompt": f"An ox walks, take {i}"} for i in range(N)],
         "limits": {"max_concurrency": 4, "requests_per_minute": 600},
