@@ -121,7 +121,7 @@ def run_reelbatch(workdir: Path, redis_url: str, sim: SimProcess, n: int, round_
     use_broker(redis_url)
     ctx = WorkerContext(settings)
     register(ctx.store, plan_batch(manifest, settings))
-    cmds = [WorkerProcess(env, workdir / "w.log", THREADS, f"rb{round_no}-{k}").command(False)
+    cmds = [WorkerProcess(env, workdir / "w.log", THREADS, f"rb{round_no}-{k}").command()
             for k in range(WORKERS)]
     procs = start_workers(cmds, env, workdir, app)
     sampler = Sampler([p.pid for p in procs] + others, role_of).start()

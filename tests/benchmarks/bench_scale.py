@@ -99,7 +99,7 @@ def main() -> None:
             use_broker(server.url)
             ctx = WorkerContext(settings)
             plan = plan_batch(manifest, settings)
-            cmds = [WorkerProcess(env, workdir / "w.log", THREADS, f"scale-{k}").command(False)
+            cmds = [WorkerProcess(env, workdir / "w.log", THREADS, f"scale-{k}").command()
                     for k in range(WORKERS)]
             procs = start_workers(cmds, env, workdir, app)
             sampler = Sampler([p.pid for p in procs], role_of, every=1.0).start()

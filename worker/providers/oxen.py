@@ -129,6 +129,8 @@ class OxenProvider:
 
     can_cancel = True
     has_events = True
+    lists_generations = True    # GET /api/ai/queue (active) and /api/ai/generations (history)
+    charges_in_history = True   # queue rows and events carry no cost; history rows do
 
     def __init__(self, http: HttpSeam, name: str = "oxen",
                  backoff: Callable[[int], float] = RECONNECT.delay,
