@@ -320,6 +320,16 @@ class Store:
         data = self.r.hget(keys.versions(batch, item_id), content_key)
         return ItemRecord.from_hash(json.loads(data)) if data else None
 
+    def archived_many(self, batch: str, wanted: list[tuple[str, str]]) -> list[ItemRecord | None]:
+        """``archived`` for each (item id, content key), in chunks of one round trip."""
+        found: list[ItemRecord | None] = []
+        for start in range(0, len(wanted), CHUNK):
+            pipe = self.r.pipeline(transaction=False)
+            for item_id, content_key in wanted[start:start + CHUNK]:
+                pipe.hget(keys.versions(batch, item_id), content_key)
+            found += [ItemRecord.from_hash(json.loads(d)) if d else None for d in pipe.execute()]
+        return found
+
     def restore_item(self, batch: str, record: ItemRecord, **fields: Any) -> None:
         data = {**record.to_hash(), **_flat(fields), "est": str(record.item.estimated_cost_usd)}
         pipe = self.r.pipeline()
@@ -559,8 +569,10 @@ class Store:
         return self.begin_task(task_id, None, None)[0]
 
     def begin_task(self, task_id: str, batch: str | None, item_id: str | None
-                   ) -> tuple[int, BatchMeta | None, ItemRecord | None]:
-        """A task starts: count its delivery, and read its batch and item, in one round trip."""
+                   ) -> tuple[int, BatchMeta | None, dict[str, str] | None]:
+        """A task starts: count its delivery, and read its batch and item, in one round trip. The
+        item comes as stored (``ItemRecord.from_hash`` reads it), so a record that cannot be read
+        fails in the step, where it counts against the item."""
         pipe = self.r.pipeline(transaction=False)
         pipe.incr(keys.delivery(task_id))
         pipe.expire(keys.delivery(task_id), 86400)
@@ -570,7 +582,7 @@ class Store:
         answers = pipe.execute()
         if len(answers) < 4:
             return int(answers[0]), None, None
-        return int(answers[0]), _meta(answers[2]), ItemRecord.from_hash(answers[3]) if answers[3] else None
+        return int(answers[0]), _meta(answers[2]), answers[3] or None
 
     def forget_delivery(self, task_id: str) -> None:
         self.end_task(task_id, [])
@@ -633,7 +645,8 @@ class Store:
 
     def lister_lock(self, provider: str, timeout_s: float) -> Lock:
         """One lister per provider across the fleet; only its holder (a token) extends or frees it."""
-        lock: Lock = self.r.lock(keys.lister_lock(provider), timeout=timeout_s, blocking=False)
+        lock: Lock = self.r.lock(keys.lister_lock(provider), timeout=timeout_s, blocking=False,
+                                 thread_local=False)   # taken by its thread, freed by whoever stops it
         return lock
 
     def in_flight(self, provider: str) -> list[tuple[BatchMeta, str, str, float]]:
@@ -653,6 +666,13 @@ class Store:
                     if gid:
                         found.append((meta, item_id, gid, float(at or 0)))
         return found
+
+    def generation_ids(self, pairs: list[tuple[str, str]]) -> list[str | None]:
+        """The generation id of each (batch, item id), in one round trip."""
+        pipe = self.r.pipeline(transaction=False)
+        for batch, item_id in pairs:
+            pipe.hget(keys.item(batch, item_id), "generation_id")
+        return [v or None for v in pipe.execute()] if pairs else []
 
     def owe_charge(self, provider: str, batch: str, item_id: str, since: float) -> None:
         """The item's cost is an estimate until the provider's history gives the charged figure."""

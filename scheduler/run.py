@@ -32,7 +32,14 @@ from reelbatch.scheduler.progress import NORMAL, QUIET, Display, make_progress
 from reelbatch.scheduler.simproc import SimulatorProcess
 from reelbatch.worker.app import use_broker
 from reelbatch.worker.context import WorkerContext
-from reelbatch.worker.control import Registration, recheck_batch, register_batch, start_batch, sweep_batch
+from reelbatch.worker.control import (
+    Registration,
+    recheck_batch,
+    register_batch,
+    settle_charges,
+    start_batch,
+    sweep_batch,
+)
 from reelbatch.worker.listener import start_listeners
 from reelbatch.worker.providers import KEY_VARIABLE
 from reelbatch.worker.results import RESULTS, refresh_index
@@ -136,6 +143,7 @@ def _carry_out(stack: ExitStack, ctx: WorkerContext, plan: Plan, services: Stack
     try:
         start_batch(ctx, name)
         _watch(ctx, name, worker, console, options.verbosity)
+        settle_charges(ctx, plan.manifest.provider)   # the last costs the provider's history holds
     except BatchPaused as paused:
         notify_batch(ctx.store, name, urls_for(plan.manifest.notify, ctx.settings), PAUSED, str(paused),
                      scope="run")

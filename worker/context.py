@@ -36,10 +36,11 @@ class WorkerContext:
         handed = getattr(self._local, "loaded", None)
         self._local.loaded = None
         if handed is not None and handed[0] == (batch, item_id):
-            return handed[1], handed[2]
+            return handed[1], ItemRecord.from_hash(handed[2]) if handed[2] else None
         return self.store.batch_and_item(batch, item_id)
 
-    def hand_over(self, batch: str, item_id: str, meta: BatchMeta | None, rec: ItemRecord | None) -> None:
+    def hand_over(self, batch: str, item_id: str, meta: BatchMeta | None,
+                  rec: dict[str, str] | None) -> None:
         """Keep what the task boundary read for the step it runs next on this thread (``load``)."""
         self._local.loaded = ((batch, item_id), meta, rec)
 

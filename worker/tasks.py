@@ -69,11 +69,11 @@ def _keep(ctx: WorkerContext, nxt: Next, countdown: float) -> bool:
 
 def _run(task: Task, step: Step, batch: str, item_id: str) -> None:
     ctx = context()
-    deliveries, meta, rec = ctx.store.begin_task(task.request.id, batch, item_id)
+    deliveries, meta, stored = ctx.store.begin_task(task.request.id, batch, item_id)
     if deliveries > ctx.settings.redelivery_cap:
-        nexts = _poison(ctx, batch, item_id, meta, rec)
+        nexts = _poison(ctx, batch, item_id, meta, ItemRecord.from_hash(stored) if stored else None)
     else:
-        ctx.hand_over(batch, item_id, meta, rec)
+        ctx.hand_over(batch, item_id, meta, stored)
         nexts = _step(ctx, step, batch, item_id)
     send(ctx, nexts, task.request.id)   # it ran: only a delivery that dies mid-step counts
     if isinstance(nexts, Failed):

@@ -122,9 +122,18 @@ def detection_delays(stats: dict) -> list[tuple[float, float]]:
             for key, g in stats["generations"].items() if g["status"] == "succeeded" and key in got]
 
 
+ONE_GENERATION = ("GET /api/ai/queue/{id}", "GET /api/ai/generations/{id}", "GET /v2/video/generations")
+MANY_GENERATIONS = ("GET /api/ai/queue", "GET /api/ai/generations")
+
+
 def status_requests(stats: dict) -> int:
-    return sum(n for name, n in stats["requests"].items()
-               if name in ("GET /api/ai/queue/{id}", "GET /api/ai/generations/{id}"))
+    """Requests about one generation: Oxen's queue row or history row, the AI/ML API's poll."""
+    return sum(n for name, n in stats["requests"].items() if name in ONE_GENERATION)
+
+
+def list_requests(stats: dict) -> int:
+    """Requests about many generations at once: Oxen's active queue and history pages."""
+    return sum(n for name, n in stats["requests"].items() if name in MANY_GENERATIONS)
 
 
 def median(values) -> float:

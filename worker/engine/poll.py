@@ -118,10 +118,19 @@ def _remote_failed(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord, g: Gene
 
 
 def poll_policy(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord) -> PollPolicy:
+    """The item's poll schedule (``learned_policy``), relaxed to a backstop while the event stream
+    or a lister tells of completions."""
+    policy = learned_policy(ctx, meta, rec)
+    if ctx.told_of_completions(meta.provider):
+        return policy.relaxed(EVENT_BACKSTOP_FACTOR)
+    return policy
+
+
+def learned_policy(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord) -> PollPolicy:
     """First poll near the early part of the generation times learned for this model and length
     (before anything is learned: the manifest's first_after_s, else the catalogue's typical time
     for the provider), tightening after, never more than max_interval_s apart; while the event
-    stream or a lister tells of completions, polls relax to a backstop."""
+    stream or a lister tells of completions, polls relax to a backstop (``poll_policy``)."""
     learned = timing.quantiles(ctx.store, rec.item, POLL_QUANTILES)
     if learned:
         early, expected, late = learned
@@ -129,8 +138,5 @@ def poll_policy(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord) -> PollPol
         expected = meta.first_after_s or catalog().model_for(meta.provider, meta.model).expected_seconds
         early = meta.first_after_s if meta.first_after_s is not None else 0.8 * expected
         late = None
-    policy = PollPolicy(expected_s=expected or 0.0, early_s=early, late_s=late,
-                        min_interval_s=meta.min_interval_s, max_interval_s=meta.max_interval_s)
-    if ctx.told_of_completions(meta.provider):
-        return policy.relaxed(EVENT_BACKSTOP_FACTOR)
-    return policy
+    return PollPolicy(expected_s=expected or 0.0, early_s=early, late_s=late,
+                      min_interval_s=meta.min_interval_s, max_interval_s=meta.max_interval_s)
