@@ -47,6 +47,7 @@ class Lister:
         self._extended = 0.0
         self._next: dict[str, float] = {}      # model -> when to look next
         self._looked: dict[str, float] = {}    # model -> when it was last looked at
+        self._cost: dict[str, float] = {}      # model -> requests a look takes (a moving average)
         self._next_cost = 0.0
         self.looks = 0
 
@@ -98,12 +99,15 @@ class Lister:
         return max(0.005, min(self._look(groups, now), self._next_cost - now))
 
     def _look(self, groups: dict[str, list[listing.Flight]], now: float) -> float:
-        ticks = {model: listing.tick_s(self.ctx, group) for model, group in groups.items()}
+        ticks = {model: listing.tick_s(self.ctx, group, self._cost.get(model, 1.0))
+                 for model, group in groups.items()}
         self.ctx.store.mark_listing(self.provider, max(BEACON_MIN_S, 3 * max(ticks.values())))
         nexts, waits = [], []
         for model, group in groups.items():
             if now >= self._next.get(model, 0.0):
-                nexts += listing.look(self.ctx, self.provider, model, group, self._looked.get(model))
+                found, requests = listing.look(self.ctx, self.provider, model, group, self._looked.get(model))
+                nexts += found
+                self._cost[model] = 0.8 * self._cost.get(model, 1.0) + 0.2 * requests
                 self._looked[model], self._next[model] = now, now + ticks[model]
                 self.looks += 1
             waits.append(self._next[model] - time.time())

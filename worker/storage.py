@@ -48,6 +48,7 @@ GENERIC_TYPES = frozenset({"", "application/octet-stream", "binary/octet-stream"
 FFMPEG_TIMEOUT_S = 120
 BUFFERED = 4                 # pieces (of download_chunk_bytes) waiting to be hashed and written
 SYNC_EVERY = 64 * (1 << 20)  # bytes written between two writeback starts
+SMALL_BYTES = 16 * (1 << 20) # a body declared this small is hashed and written in the read loop
 
 
 @dataclass(frozen=True)
@@ -196,7 +197,12 @@ class _Sink:
                 return   # the final fsync reports it
 
 
-def _stream_to(response: httpx.Response, out: BinaryIO, settings: Settings) -> tuple[str, int]:
+def _stream_to(response: httpx.Response, out: BinaryIO, settings: Settings,
+               declared: int | None = None) -> tuple[str, int]:
+    """Hash and write the body as it comes: in the read loop for a small one (threads cost more
+    than they save there), in a ``_Sink`` otherwise."""
+    if declared is not None and declared <= SMALL_BYTES:
+        return _stream_inline(response, out, settings)
     sink, size, pending, held = _Sink(out), 0, [], 0
     try:
         for chunk in response.iter_bytes():
@@ -215,13 +221,24 @@ def _stream_to(response: httpx.Response, out: BinaryIO, settings: Settings) -> t
     return sha256, size
 
 
+def _stream_inline(response: httpx.Response, out: BinaryIO, settings: Settings) -> tuple[str, int]:
+    digest, size = hashlib.sha256(), 0
+    for chunk in response.iter_bytes():
+        size += len(chunk)
+        if size > settings.download_max_bytes:
+            raise UnsafeResult(f"result passed the {settings.download_max_bytes} byte cap")
+        digest.update(chunk)
+        out.write(chunk)
+    return digest.hexdigest(), size
+
+
 def _fetch(url: str, client: httpx.Client, out: BinaryIO, settings: Settings,
            credential: HostCredential | None = None) -> tuple[str, int, str]:
     try:
         response = _open(url, client, tuple(settings.download_http_hosts), credential)
         try:
             declared = _check_response(response, settings)
-            sha256, size = _stream_to(response, out, settings)
+            sha256, size = _stream_to(response, out, settings, declared)
         finally:
             response.close()
     except httpx.HTTPError as exc:

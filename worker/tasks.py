@@ -28,7 +28,7 @@ from reelbatch.worker.context import WorkerContext, context
 from reelbatch.worker.engine import cancel, download, poll, submit, sweeper
 from reelbatch.worker.engine.next import Failed, Next
 from reelbatch.worker.engine.outcome import fail, give_up
-from reelbatch.worker.engine.sweeper import SWEEP_GRACE_S, horizon_s
+from reelbatch.worker.engine.sweeper import horizon_s, lost_after_s
 
 log = logging.getLogger("reelbatch.worker")
 BROKER_DOWN = (redis.ConnectionError, redis.TimeoutError, OperationalError)
@@ -55,7 +55,7 @@ def send(ctx: WorkerContext, nexts: Iterable[Next], task_id: str | None = None) 
         if _keep(ctx, nxt, countdown):
             dues.append((nxt.batch, nxt.item_id, now + countdown))
             continue
-        dues.append((nxt.batch, nxt.item_id, now + countdown + SWEEP_GRACE_S))
+        dues.append((nxt.batch, nxt.item_id, now + countdown + lost_after_s(ctx.settings)))
         out.append((nxt, countdown))
     ctx.store.end_task(task_id, dues)
     for nxt, countdown in out:

@@ -5,10 +5,12 @@ only when some generation in flight is not on it, the active queue and older pag
 item goes through the same ``observe`` as a poll's answer; every one still running has its slot
 lease renewed. Per-item polls stay as a slow backstop.
 
-The tick comes about ``TICK_COMPLETIONS`` expected completions apart (the items in flight over the
-expected generation time), so a look costs at most two requests and a generation at most about one,
-within the batches' polling intervals. The history also gives the charged cost of generations whose
-completion came another way (an event, a poll): ``collect_charges``."""
+The tick is set by a request budget: about ``REQUESTS_PER_COMPLETION`` requests per expected
+completion (the items in flight over the expected generation time), counting what a look has been
+costing (one request when the history page shows every generation in flight, more when the active
+queue or older pages are needed), within the batches' polling intervals. The history also gives
+the charged cost of generations whose completion came another way (an event, a poll):
+``collect_charges``."""
 
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ from reelbatch.worker.providers.base import Generation
 
 PAGE_SIZE = 1000         # the history's largest page
 MAX_PAGES = 10           # pages read back at most, looking for a generation or its cost
-TICK_COMPLETIONS = 2.0   # a look per about this many expected completions
+REQUESTS_PER_COMPLETION = 0.8   # the request budget the tick is set by
 SLACK_S = 5.0            # clock slack between us and the provider; a just-submitted item may be missing
 CHARGE_GIVE_UP_S = 86400.0   # a cost not found in the history after a day stays estimated
 
@@ -49,27 +51,33 @@ def in_flight(ctx: WorkerContext, provider: str) -> dict[str, list[Flight]]:
     return groups
 
 
-def tick_s(ctx: WorkerContext, group: list[Flight]) -> float:
-    """Seconds between two looks at one model: about TICK_COMPLETIONS completions apart, within
-    the tightest polling intervals of the batches in flight."""
+def tick_s(ctx: WorkerContext, group: list[Flight], requests_per_look: float = 1.0) -> float:
+    """Seconds between two looks at one model: the time in which enough completions are expected
+    to keep within REQUESTS_PER_COMPLETION, within the tightest polling intervals of the batches
+    in flight."""
     first = group[0]
     rec = ctx.store.item(first.meta.name, first.item_id)
     expected = learned_policy(ctx, first.meta, rec).expected_s if rec else 600.0
     low = min(f.meta.min_interval_s for f in group)
     high = min(f.meta.max_interval_s for f in group)
-    return min(high, max(low, TICK_COMPLETIONS * expected / len(group)))
+    completions = requests_per_look / REQUESTS_PER_COMPLETION
+    return min(high, max(low, completions * expected / len(group)))
 
 
 def look(ctx: WorkerContext, provider: str, model: str, group: list[Flight],
-         unfinished_at: float | None) -> list[Next]:
-    """One look at a model's generations: the steps of the items that finished."""
+         unfinished_at: float | None) -> tuple[list[Next], int]:
+    """One look at a model's generations: the steps of the items that finished, and how many
+    requests it took."""
     client = ctx.provider(provider)
     started = time.time()
     ours = {f.generation_id: f for f in group}
-    seen = {g.generation_id: g for g in client.list_page(model, 1, PAGE_SIZE) if g.generation_id in ours}
+    size = page_size(len(group))
+    seen = {g.generation_id: g for g in client.list_page(model, 1, size) if g.generation_id in ours}
     unseen = [f for f in group if f.generation_id not in seen and f.submitted_at < started - SLACK_S]
+    requests = 1
     if unseen:
-        seen |= _deeper(ctx, provider, model, unseen, ours)
+        deeper, more = _deeper(ctx, provider, model, unseen, ours, size)
+        seen, requests = seen | deeper, requests + more
     ctx.provider_up(provider)
     nexts: list[Next] = []
     alive = []
@@ -80,26 +88,35 @@ def look(ctx: WorkerContext, provider: str, model: str, group: list[Flight],
         else:
             alive.append(holder(flight.meta.name, flight.item_id))
     ctx.slots(provider).renew_many(alive)
-    return nexts
+    return nexts, requests
+
+
+def page_size(in_flight: int) -> int:
+    """Rows per history page: enough for the generations in flight (the newest rows) with room
+    for others on the account, and no more (a page of 1,000 rows is slow to read every tick)."""
+    return min(PAGE_SIZE, max(100, 4 * in_flight))
 
 
 def _deeper(ctx: WorkerContext, provider: str, model: str, unseen: list[Flight],
-            ours: dict[str, Flight]) -> dict[str, Generation]:
+            ours: dict[str, Flight], size: int) -> tuple[dict[str, Generation], int]:
     """Generations in flight that the first page did not show: the active queue, then older
-    history pages back to the oldest of them (a busy account pushes them down)."""
+    history pages back to the oldest of them (a busy account pushes them down); and how many
+    requests that took."""
     client = ctx.provider(provider)
     found = {g.generation_id: g for g in client.list_active(model) if g.generation_id in ours}
     missing = [f for f in unseen if f.generation_id not in found]
     oldest = min((f.submitted_at for f in missing), default=0.0) - SLACK_S
+    requests = 1
     for page in range(2, MAX_PAGES + 1):
         if not missing:
             break
-        rows = client.list_page(model, page, PAGE_SIZE)
+        requests += 1
+        rows = client.list_page(model, page, size)
         found |= {g.generation_id: g for g in rows if g.generation_id in ours}
         missing = [f for f in missing if f.generation_id not in found]
-        if len(rows) < PAGE_SIZE or all((g.enqueued_at or 0.0) < oldest for g in rows):
+        if len(rows) < size or all((g.enqueued_at or 0.0) < oldest for g in rows):
             break
-    return found   # what is still missing is left to its per-item backstop poll
+    return found, requests   # what is still missing is left to its per-item backstop poll
 
 
 def _finish(ctx: WorkerContext, flight: Flight, g: Generation, unfinished_at: float | None) -> list[Next]:

@@ -30,16 +30,20 @@ def poll(ctx: WorkerContext, batch: str, item_id: str) -> list[Next]:
     meta, rec = ctx.load(batch, item_id)
     if meta is None or rec is None or rec.state not in IN_PROGRESS:
         return []
-    ctx.slots(meta.provider).renew(holder(batch, item_id))
+    renew = lambda: ctx.slots(meta.provider).renew(holder(batch, item_id))   # noqa: E731
     if meta.cancelled and not rec.cancel_requested:
+        renew()
         return cancel_remote(ctx, meta, rec)
     try:
         generation = ctx.provider(meta.provider).get(rec.generation_id)
     except errors.TransientProviderError as exc:
+        renew()   # still ours while the provider cannot be asked
         return retry_or_fail(ctx, meta, item_id, Step.POLL, exc, IN_PROGRESS)
     except errors.PermanentProviderError as exc:
         return fail(ctx, meta, item_id, exc, IN_PROGRESS)
     ctx.provider_up(meta.provider)
+    if not generation.terminal:
+        renew()   # a finished one gives its slot back instead
     return observe(ctx, meta, rec, generation, polled=True)
 
 

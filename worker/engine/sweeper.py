@@ -35,6 +35,12 @@ def horizon_s(settings: Settings) -> float:
     return HORIZON_FACTOR * settings.sweep_every_s
 
 
+def lost_after_s(settings: Settings) -> float:
+    """How long past its countdown a sent step is recorded as due: sent again only when it has
+    not run SWEEP_GRACE_S after it should have, the sweep's look-ahead notwithstanding."""
+    return SWEEP_GRACE_S + horizon_s(settings)
+
+
 def sweep(ctx: WorkerContext, batch: str, now: float | None = None) -> list[Next]:
     now = now or time.time()
     store, meta = ctx.store, ctx.store.batch(batch)
@@ -46,7 +52,7 @@ def sweep(ctx: WorkerContext, batch: str, now: float | None = None) -> list[Next
         return enqueue(ctx, batch)
     nexts: list[Next] = []
     for _ in range(TAKE_ROUNDS):
-        taken = store.take_due(batch, now + horizon_s(ctx.settings), now, SWEEP_GRACE_S)
+        taken = store.take_due(batch, now + horizon_s(ctx.settings), now, lost_after_s(ctx.settings))
         nexts += _due(ctx, meta, taken, now)
         if len(taken) < 1000:
             break
