@@ -85,6 +85,16 @@ class SimProcess:
                 self.proc.wait()
 
 
+def point_app_at(url: str) -> None:
+    """Point this process's Celery app at a new Redis (each run of a benchmark starts its own):
+    the broker URL, and no connection or producer pool kept from the last one."""
+    from reelbatch.worker.app import app, use_broker
+
+    use_broker(url)
+    app._pool = None
+    app.amqp._producer_pool = None
+
+
 def pythonpath_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REELBATCH_", "OXEN_", "AIMLAPI_"))}
     env["PYTHONPATH"] = str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")

@@ -42,6 +42,7 @@ from tests.benchmarks._common import (  # noqa: E402
     Sampler,
     SimProcess,
     mb,
+    point_app_at,
     role_of,
     sim_env,
     table,
@@ -92,7 +93,7 @@ def run_size(workdir: Path, n: int, worker_counts: list[int]) -> dict:
     from reelbatch.scheduler.embedded import EmbeddedRedis, WorkerProcess
     from reelbatch.scheduler.plan import plan_batch
     from reelbatch.scheduler.status import summary
-    from reelbatch.worker.app import app, use_broker
+    from reelbatch.worker.app import app
     from reelbatch.worker.context import WorkerContext
     from reelbatch.worker.control import register_batch, start_batch
 
@@ -102,7 +103,7 @@ def run_size(workdir: Path, n: int, worker_counts: list[int]) -> dict:
         client = redis.Redis.from_url(server.url)
         env = sim_env(sim, workdir / "data", REELBATCH_BROKER_URL=server.url)
         settings = Settings(broker_url=server.url, simulator_url=sim.url)
-        use_broker(server.url)
+        point_app_at(server.url)   # a new Redis for each size
         ctx = WorkerContext(settings)
         worker_rss, name = 0, ""
         for k, workers in enumerate(worker_counts):
@@ -112,11 +113,13 @@ def run_size(workdir: Path, n: int, worker_counts: list[int]) -> dict:
             out["register_s"], _ = timed(lambda: register_batch(ctx.store, plan))
             cmds = [WorkerProcess(env, workdir / "w.log", THREADS, f"{name}-{w}").command() for w in range(workers)]
             procs = start_workers(cmds, env, workdir, app)
-            sampler = Sampler([p.pid for p in procs], role_of, every=1.0).start()
-            elapsed, _ = timed(lambda: (start_batch(ctx, name), wait_done(
-                lambda: ctx.store.counts(name)[S.SUCCEEDED] + ctx.store.counts(name)[S.FAILED], n, 7200)))
-            fig = sampler.stop()
-            stop_workers(procs)
+            try:
+                sampler = Sampler([p.pid for p in procs], role_of, every=1.0).start()
+                elapsed, _ = timed(lambda: (start_batch(ctx, name), wait_done(
+                    lambda: ctx.store.counts(name)[S.SUCCEEDED] + ctx.store.counts(name)[S.FAILED], n, 7200)))
+                fig = sampler.stop()
+            finally:
+                stop_workers(procs)
             out["runs"][workers] = {"items_s": n / elapsed, "failed": ctx.store.counts(name)[S.FAILED],
                                     "rss_sum": fig.peak_rss.get("worker", 0)}
             worker_rss = max(worker_rss, fig.peak_rss.get("worker", 0) // workers)

@@ -82,9 +82,13 @@ def start_workers(cmds: list[list[str]], env: dict[str, str], logdir: Path, app:
         procs.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
                                       start_new_session=True))
     deadline = time.monotonic() + 60
-    while len(app.control.ping(timeout=0.5)) < len(cmds):
-        if time.monotonic() > deadline:
-            raise SystemExit("the workers did not answer a ping within 60 s")
+    try:
+        while len(app.control.ping(timeout=0.5)) < len(cmds):
+            if time.monotonic() > deadline:
+                raise SystemExit("the workers did not answer a ping within 60 s")
+    except BaseException:
+        stop_workers(procs)   # leave nothing running
+        raise
     return procs
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -33,6 +34,7 @@ from tests.benchmarks._common import (  # noqa: E402
     Sampler,
     SimProcess,
     mb,
+    point_app_at,
     role_of,
     sim_env,
     status_requests,
@@ -78,26 +80,21 @@ def memory_breakdown(client: redis.Redis, n: int) -> dict[str, float]:
 
 
 def hold(n: int, hold_s: float, scheduler: bool) -> dict:
-    import subprocess
-
     from reelbatch.jobs.settings import Settings
-    from reelbatch.jobs.state import ItemState as S
     from reelbatch.scheduler.embedded import EmbeddedRedis, WorkerProcess
     from reelbatch.scheduler.plan import plan_batch
-    from reelbatch.worker.app import app, use_broker
+    from reelbatch.worker.app import app
     from reelbatch.worker.context import WorkerContext
-    from reelbatch.worker.control import register_batch as register, start_batch
 
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
         workdir = Path(tmp)
         with EmbeddedRedis(workdir / "redis") as server, \
                 SimProcess(workdir, time_scale=1.0, queue_delay=0, concurrency=10**6, seed=5) as sim:
-            client = redis.Redis.from_url(server.url)
             env = sim_env(sim, workdir / "data", REELBATCH_BROKER_URL=server.url)
             manifest = write_manifest(workdir, "scale", n,
                                       limits={"max_concurrency": n, "requests_per_minute": 10**7})
             settings = Settings(broker_url=server.url, simulator_url=sim.url)
-            use_broker(server.url)
+            point_app_at(server.url)   # a new Redis for each run
             ctx = WorkerContext(settings)
             plan = plan_batch(manifest, settings)
             cmds = [WorkerProcess(env, workdir / "w.log", THREADS, f"scale-{k}").command()
@@ -106,34 +103,41 @@ def hold(n: int, hold_s: float, scheduler: bool) -> dict:
             beat = subprocess.Popen([sys.executable, "-m", "reelbatch", "scheduler"], cwd=REPO, env=env,
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                     start_new_session=True) if scheduler else None
-            sampler = Sampler([p.pid for p in procs], role_of, every=1.0).start()
-            time.sleep(5)
-            sampler.sample()
-            worker_idle = sampler.fig.last_rss["worker"]
-            redis_before = used_memory(client)
-            started = time.monotonic()
-            register(ctx.store, plan)
-            start_batch(ctx, "scale")
-            in_flight = lambda: ctx.store.counts("scale")[S.QUEUED] + ctx.store.counts("scale")[S.RUNNING]
-            while in_flight() < n and time.monotonic() - started < 1800:
-                time.sleep(1)
-            all_in = time.monotonic() - started
-            polls_before = status_requests(sim.stats(detail=False))
-            redis_peak = used_memory(client)
-            hold_end = time.monotonic() + hold_s
-            while time.monotonic() < hold_end:
-                time.sleep(5)
-                redis_peak = max(redis_peak, used_memory(client))
-            redis_after = used_memory(client)
-            polls = status_requests(sim.stats(detail=False)) - polls_before
-            census = key_census(client)
-            breakdown = memory_breakdown(client, n)
-            held = in_flight()
-            fig = sampler.stop()
-            if beat is not None:
-                beat.terminate()
-                beat.wait(30)
-            stop_workers(procs)
+            try:
+                return _hold(n, hold_s, ctx, plan, procs, redis.Redis.from_url(server.url), sim)
+            finally:
+                if beat is not None:
+                    beat.terminate()
+                    beat.wait(30)
+                stop_workers(procs)
+
+
+def _hold(n: int, hold_s: float, ctx, plan, procs, client: redis.Redis, sim: SimProcess) -> dict:
+    from reelbatch.jobs.state import ItemState as S
+    from reelbatch.worker.control import register_batch as register, start_batch
+
+    sampler = Sampler([p.pid for p in procs], role_of, every=1.0).start()
+    time.sleep(5)
+    sampler.sample()
+    worker_idle = sampler.fig.last_rss["worker"]
+    redis_before = used_memory(client)
+    started = time.monotonic()
+    register(ctx.store, plan)
+    start_batch(ctx, "scale")
+    in_flight = lambda: ctx.store.counts("scale")[S.QUEUED] + ctx.store.counts("scale")[S.RUNNING]  # noqa: E731
+    while in_flight() < n and time.monotonic() - started < 1800:
+        time.sleep(1)
+    all_in = time.monotonic() - started
+    polls_before = status_requests(sim.stats(detail=False))
+    redis_peak = used_memory(client)
+    hold_end = time.monotonic() + hold_s
+    while time.monotonic() < hold_end:
+        time.sleep(5)
+        redis_peak = max(redis_peak, used_memory(client))
+    redis_after = used_memory(client)
+    polls = status_requests(sim.stats(detail=False)) - polls_before
+    census, breakdown, held = key_census(client), memory_breakdown(client, n), in_flight()
+    fig = sampler.stop()
     return {"held": held, "all_in": all_in, "polls": polls, "idle": worker_idle,
             "peak": fig.peak_rss["worker"], "after": (redis_after - redis_before) / n,
             "redis_peak": (redis_peak - redis_before) / n, "census": census, "breakdown": breakdown}

@@ -144,7 +144,8 @@ def test_without_the_event_stream_a_lister_moves_every_item_on_in_few_requests(t
     rows = results(tmp_path / "out")
     assert status_counts(rows) == {"succeeded": 30}
     requests = sim.stats()["requests"]
-    assert requests.get("GET /api/ai/queue/{id}", 0) == 0, requests
+    # a backstop poll only for an item that outlived its relaxed first poll (queued behind others)
+    assert requests.get("GET /api/ai/queue/{id}", 0) <= 6, requests
     assert 0 < requests.get("GET /api/ai/generations", 0) + requests.get("GET /api/ai/queue", 0) <= 30, requests
     assert {r["cost_source"] for r in rows} == {"charged"}
     assert_files_match_simulator(rows, tmp_path / "out", sim.stats())
@@ -160,6 +161,6 @@ def test_costs_of_completions_told_by_events_are_charged_from_the_history(tmp_pa
     assert done.returncode == 0, done.stdout + done.stderr
     rows = results(tmp_path / "out")
     assert {(r["cost_source"], r["cost_usd"]) for r in rows} == {("charged", 1.0)}   # 5 s x $0.2
-    assert sim.stats()["requests"].get("GET /api/ai/queue/{id}", 0) == 0
+    assert sim.stats()["requests"].get("GET /api/ai/queue/{id}", 0) <= 3   # the backstop only
     status = json.loads(reelbatch("status", "evented", "--json", env=env).stdout)
     assert status["charged_usd"] == pytest.approx(12.0) and status["estimated_usd"] == pytest.approx(0.0)
