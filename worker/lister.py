@@ -34,6 +34,7 @@ IDLE_S = 1.0           # nothing in flight: look again after this
 AFTER_ERROR_S = 2.0
 COST_EVERY_S = 30.0    # how often the history is read for charged costs
 BEACON_MIN_S = 5.0     # the beacon lasts three ticks, and at least this long
+FAILED_QUIET_S = 60.0  # after a failed look, no beacon for this long (items poll on their own)
 BROKER_DOWN = (redis.ConnectionError, redis.TimeoutError, OperationalError)
 
 
@@ -49,6 +50,7 @@ class Lister:
         self._looked: dict[str, float] = {}    # model -> when it was last looked at
         self._cost: dict[str, float] = {}      # model -> requests a look takes (a moving average)
         self._next_cost = 0.0
+        self._failed_at = float("-inf")        # when a look last failed: no beacon for a while
         self.looks = 0
 
     def lists(self) -> bool:
@@ -80,7 +82,20 @@ class Lister:
                 pause = AFTER_ERROR_S
             except errors.ReelbatchError as exc:   # the provider: per-item polls carry on meanwhile
                 log.info("lister: %s could not be asked (%s); trying again", self.provider, exc)
+                self._failed()
                 pause = AFTER_ERROR_S
+
+    def _failed(self) -> None:
+        """A look failed: take the beacon down, so items are polled on their own meanwhile."""
+        self._failed_at = time.monotonic()
+        try:
+            self.ctx.store.clear_listing(self.provider)
+        except BROKER_DOWN:
+            pass
+
+    def _beacon(self, ttl_s: float) -> None:
+        if time.monotonic() - self._failed_at > FAILED_QUIET_S:
+            self.ctx.store.mark_listing(self.provider, ttl_s)
 
     def turn(self) -> float:
         """One turn: costs when due, then a look at each model due; seconds until the next turn."""
@@ -94,14 +109,13 @@ class Lister:
             return min(IDLE_S, self._next_cost - now)
         groups = listing.in_flight(self.ctx, self.provider)
         if not groups:   # the beacon goes up before the first submit, so no item polls on its own
-            self.ctx.store.mark_listing(self.provider, BEACON_MIN_S)
+            self._beacon(BEACON_MIN_S)
             return IDLE_S
         return max(0.005, min(self._look(groups, now), self._next_cost - now))
 
     def _look(self, groups: dict[str, list[listing.Flight]], now: float) -> float:
         ticks = {model: listing.tick_s(self.ctx, group, self._cost.get(model, 1.0))
                  for model, group in groups.items()}
-        self.ctx.store.mark_listing(self.provider, max(BEACON_MIN_S, 3 * max(ticks.values())))
         nexts, waits = [], []
         for model, group in groups.items():
             if now >= self._next.get(model, 0.0):
@@ -111,6 +125,7 @@ class Lister:
                 self._looked[model], self._next[model] = now, now + ticks[model]
                 self.looks += 1
             waits.append(self._next[model] - time.time())
+        self._beacon(max(BEACON_MIN_S, 3 * max(ticks.values())))   # only once the looks succeeded
         send(self.ctx, nexts)
         return min(waits)
 

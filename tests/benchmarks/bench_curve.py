@@ -160,7 +160,7 @@ def main() -> None:
     counts = [int(x) for x in args.workers.split(",")]
     results = []
     for n in sizes:
-        with tempfile.TemporaryDirectory(prefix=f"bench-curve-{n}-", dir=Path.cwd()) as tmp:
+        with tempfile.TemporaryDirectory(prefix=f"bench-curve-{n}-") as tmp:
             workers = [int(x) for x in args.big_workers.split(",")] if n == max(sizes) and len(sizes) > 1 else counts
             results.append(run_size(Path(tmp), n, workers))
             print(f"{n:,} items done: {results[-1]}", flush=True)
