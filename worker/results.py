@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -59,15 +60,17 @@ def refresh_index(store: Store, meta: BatchMeta) -> Path:
     has read the newest states)."""
     with store.index_lock(meta.name):
         started = time.monotonic()
-        path = write_index(meta, list(store.items(meta.name)))
+        path = write_index(meta, store.items(meta.name))   # streamed in id order: flat memory
         store.index_took(meta.name, time.monotonic() - started)
         return path
 
 
-def write_index(meta: BatchMeta, records: list[ItemRecord], path: Path | None = None) -> Path:
-    """Rewrite results.jsonl atomically: exactly one line per item."""
+def write_index(meta: BatchMeta, records: Iterable[ItemRecord], path: Path | None = None) -> Path:
+    """Rewrite results.jsonl atomically: exactly one line per item, in the order given (the
+    store's ``items`` come sorted by id, a chunk at a time, so a large batch is never all in
+    memory)."""
     path = path or Path(meta.output) / RESULTS
     with atomic_write(path) as fh:
-        for rec in sorted(records, key=lambda r: r.item_id):
+        for rec in records:
             fh.write(json.dumps(line(meta, rec), ensure_ascii=False) + "\n")
     return path
