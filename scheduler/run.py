@@ -255,7 +255,7 @@ def _finished(ctx: WorkerContext, name: str) -> bool:
         return True
     if any(counts[s] for s in open_states if s is not S.PENDING):
         return False
-    return all(rec.error_kind == "budget" for rec in ctx.store.items(name, S.PENDING))
+    return ctx.store.budget_waiting(name) >= counts[S.PENDING]   # counted, not read one by one
 
 
 def _summary(ctx: WorkerContext, name: str, console: Console) -> int:
