@@ -212,6 +212,10 @@ def _meta(data: dict[str, str]) -> BatchMeta | None:
     return BatchMeta(**known)
 
 
+def _usd(value: str | None) -> float:
+    return max(0.0, round(float(value or 0.0), 6))
+
+
 def _pairs(flat: Any) -> dict[str, str]:
     """A hash as Lua hands it back: a flat list of field, value (or already a mapping)."""
     if isinstance(flat, dict):
@@ -278,8 +282,9 @@ class Store:
         return bool(self.r.hsetnx(keys.meta(batch), "started", 1))
 
     def spend(self, batch: str) -> Spend:
+        """The batch's spend; sums moved from estimated to charged leave no float dust behind."""
         charged, estimated = self.r.hmget(keys.meta(batch), ["charged_usd", "estimated_usd"])
-        return Spend(float(charged or 0.0), float(estimated or 0.0))
+        return Spend(_usd(charged), _usd(estimated))
 
     # --- items ------------------------------------------------------------------------------
     def add_items(self, batch: str, items: Iterable[Item], now: float | None = None) -> int:
