@@ -24,6 +24,7 @@ from reelbatch.jobs import errors
 from reelbatch.jobs.settings import Settings
 from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine import listing
+from reelbatch.worker.engine.outcome import DOWN_MARK_S
 from reelbatch.worker.tasks import send
 
 log = logging.getLogger("reelbatch.lister")
@@ -82,6 +83,8 @@ class Lister:
                 pause = AFTER_ERROR_S
             except errors.ReelbatchError as exc:   # the provider: per-item polls carry on meanwhile
                 log.info("lister: %s could not be asked (%s); trying again", self.provider, exc)
+                if isinstance(exc, errors.ProviderUnreachable):   # counts towards pausing its batches
+                    self.ctx.provider_down(self.provider, str(exc), DOWN_MARK_S)
                 self._failed()
                 pause = AFTER_ERROR_S
 
