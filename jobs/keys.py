@@ -8,7 +8,10 @@
     rb:{b}:s:<state>                  set of item ids in that state (their sizes are the counts)
     rb:{b}:ids                        set of the batch's current item ids
     rb:{b}:v:<item_id>                hash: content key -> an archived (superseded or retired) version
-    rb:{b}:due                        zset: item id -> when its next task is due (the sweeper)
+    rb:{b}:due                        zset: item id -> when its next step is due: a long wait kept here
+                                      (the sweeper sends it), or a sent task's deadline (resent if lost)
+    rb:{b}:est                        hash: state -> the estimated cost of the batch's items in it
+    rb:{b}:budget                     set of pending item ids parked by the batch's budget
     rb:{b}:a:<item_id>                list: one JSON line per failed attempt
     rb:{b}:index:turn / :lock         whose turn it is to rewrite results.jsonl, and one writer at a time
     rb:{b}:outcomes                   stream: item id and state of each item that became terminal (bounded)
@@ -21,6 +24,10 @@
     rb:deliv:<task id>                how often a task message was delivered (our redelivery cap)
     rb:events:<provider>:healthy      set while the provider's event stream is open (with a TTL)
     rb:sweep:lock                     one sweep at a time across the fleet (redis-py Lock)
+    rb:sweeper                        set while a sweeper runs (with a TTL): long waits may be left to it
+    rb:list:<provider>:lock           one lister per provider across the fleet (redis-py Lock)
+    rb:list:<provider>:on             set while a lister lists the provider's generations (with a TTL)
+    rb:uncharged:<provider>           zset: "<batch>\\x1f<item id>" -> submit time, costs still estimated
     rb:workers                        zset: live workers -> when their heartbeat lapses
     rb:down:<provider>                set while the provider cannot be reached: since when, and why
     rb:{b}:output                     set while the batch's output folder cannot be written: since, why
@@ -32,6 +39,7 @@ from __future__ import annotations
 BATCHES = "rb:batches"
 WORKERS = "rb:workers"
 SWEEP_LOCK = "rb:sweep:lock"
+SWEEPER = "rb:sweeper"
 
 
 def _b(batch: str, suffix: str) -> str:
@@ -121,3 +129,23 @@ def outcomes(batch: str) -> str:
 
 def notified(batch: str) -> str:
     return _b(batch, "notified")
+
+
+def estimates(batch: str) -> str:
+    return _b(batch, "est")
+
+
+def budget_waiting(batch: str) -> str:
+    return _b(batch, "budget")
+
+
+def lister_lock(provider: str) -> str:
+    return f"rb:list:{provider}:lock"
+
+
+def listing(provider: str) -> str:
+    return f"rb:list:{provider}:on"
+
+
+def uncharged(provider: str) -> str:
+    return f"rb:uncharged:{provider}"

@@ -85,6 +85,12 @@ class Slots:
     def renew(self, who: str) -> None:
         self.r.zadd(self.key, {who: time.time() + self.lease_s}, xx=True)
 
+    def renew_many(self, whos: list[str]) -> None:
+        """Renew the leases of holders heard of at once (a lister's look)."""
+        if whos:
+            until = time.time() + self.lease_s
+            self.r.zadd(self.key, {who: until for who in whos}, xx=True)
+
     def release(self, who: str) -> bool:
         return bool(self.r.zrem(self.key, who))
 

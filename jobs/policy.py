@@ -59,8 +59,8 @@ class PollPolicy:
     polls come at a steady step that crosses the bulk of the distribution, from ``early_s`` to
     ``late_s``, in ``steps_across`` polls: a uniform spread of generation times then costs about
     three status requests per item, and the median detection delay is about step / 2. Past
-    ``late_s`` (the slow tail) the step grows with how late the generation is. Every delay stays
-    within ``min_interval_s`` and ``max_interval_s``.
+    ``late_s`` (the slow tail) the step grows with how late the generation is. Every delay, the
+    first included, stays within ``min_interval_s`` and ``max_interval_s``.
 
     Before anything is learned, ``late_s`` is unknown: the bulk is taken as ``expected_s`` plus or
     minus a quarter, or mirrored around ``expected_s`` when ``early_s`` is further out than that.
@@ -84,18 +84,24 @@ class PollPolicy:
         return max(2 * self.expected_s - self._early, self.expected_s * 1.25)
 
     def first_delay(self) -> float:
-        return max(self.min_interval_s, self._early)
+        """The wait before the first poll: the early part of the distribution, and never more than
+        ``max_interval_s`` (the manifest's bound holds for every wait, the first too)."""
+        return self._clamp(self._early)
 
     def relaxed(self, factor: float) -> PollPolicy:
-        """The same shape, ``factor`` times slower: a backstop behind an event stream."""
+        """The same shape, ``factor`` times slower: a backstop behind something that tells of
+        completions (an event stream, a poller listing many generations at once). Its waits may pass
+        ``max_interval_s``, up to ``factor`` times the late part: detection does not wait on it."""
         return PollPolicy(expected_s=self.expected_s * factor, early_s=self._early * factor,
                           min_interval_s=self.min_interval_s * factor,
-                          max_interval_s=self.max_interval_s * factor,
+                          max_interval_s=max(self.max_interval_s, self._late) * factor,
                           late_s=self._late * factor, steps_across=self.steps_across)
 
     def next_delay(self, elapsed_s: float) -> float:
         """Delay before the next poll, ``elapsed_s`` after submission."""
         step = (self._late - min(self._early, self.expected_s)) / max(1, self.steps_across)
         overdue = elapsed_s - self._late
-        wanted = max(step, overdue / 2) if overdue > 0 else step
-        return min(self.max_interval_s, max(self.min_interval_s, wanted))
+        return self._clamp(max(step, overdue / 2) if overdue > 0 else step)
+
+    def _clamp(self, delay: float) -> float:
+        return min(self.max_interval_s, max(self.min_interval_s, delay))

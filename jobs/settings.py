@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     http_write_timeout_s: float = 60
     http_pool_timeout_s: float = 30
     download_max_bytes: int = 2 * 1024**3
-    download_chunk_bytes: int = 1024 * 1024
+    download_chunk_bytes: int = 4 * 1024 * 1024
     download_http_hosts: list[str] = Field(default_factory=list)
     worker_concurrency: int = 8
     simulator_time_scale: float = 0.004

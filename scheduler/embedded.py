@@ -33,6 +33,7 @@ appendonly yes
 appendfsync everysec
 save ""
 maxmemory-policy noeviction
+hash-max-ziplist-value 1024
 logfile {logfile}
 daemonize no
 """

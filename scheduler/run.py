@@ -32,7 +32,14 @@ from reelbatch.scheduler.progress import NORMAL, QUIET, Display, make_progress
 from reelbatch.scheduler.simproc import SimulatorProcess
 from reelbatch.worker.app import use_broker
 from reelbatch.worker.context import WorkerContext
-from reelbatch.worker.control import Registration, recheck_batch, register_batch, start_batch, sweep_batch
+from reelbatch.worker.control import (
+    Registration,
+    recheck_batch,
+    register_batch,
+    settle_charges,
+    start_batch,
+    sweep_batch,
+)
 from reelbatch.worker.listener import start_listeners
 from reelbatch.worker.providers import KEY_VARIABLE
 from reelbatch.worker.results import RESULTS, refresh_index
@@ -135,6 +142,7 @@ def _carry_out(stack: ExitStack, ctx: WorkerContext, plan: Plan, services: Stack
     try:
         start_batch(ctx, name)
         _watch(ctx, name, worker, console, options.verbosity)
+        settle_charges(ctx, plan.manifest.provider)   # the last costs the provider's history holds
     except BatchPaused as paused:
         notify_batch(ctx.store, name, urls_for(plan.manifest.notify, ctx.settings), PAUSED, str(paused),
                      scope="run")
@@ -247,7 +255,7 @@ def _finished(ctx: WorkerContext, name: str) -> bool:
         return True
     if any(counts[s] for s in open_states if s is not S.PENDING):
         return False
-    return all(rec.error_kind == "budget" for rec in ctx.store.items(name, S.PENDING))
+    return ctx.store.budget_waiting(name) >= counts[S.PENDING]   # counted, not read one by one
 
 
 def _summary(ctx: WorkerContext, name: str, console: Console) -> int:

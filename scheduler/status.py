@@ -17,32 +17,36 @@ from rich.table import Table
 
 from reelbatch.jobs.settings import Settings
 from reelbatch.jobs.state import TERMINAL, ItemState as S
-from reelbatch.jobs.store import ItemRecord, Store
+from reelbatch.jobs.store import Store
 from reelbatch.scheduler.broker import connect, connect_batch
 from reelbatch.scheduler.progress import PlainProgress, hms, settled
 
 
 def summary(store: Store, batch: str, now: float | None = None) -> dict:
+    """The batch at a glance, from counters the store keeps (per-state counts and estimated cost,
+    spend, first submit and last completion, items waiting for the budget) and the failed items
+    only: the same cost for 100 items and for 100,000."""
     now = now or time.time()
     meta = store.batch(batch)
-    records = list(store.items(batch))
-    counts = Counter(rec.state.value for rec in records)
-    done = sum(counts[s.value] for s in TERMINAL)
+    if not store.estimates_tracked(batch):   # registered before the store counted estimates
+        store.track_estimates(batch, store.items(batch))
+    counts = store.counts(batch)
+    total, done = sum(counts.values()), sum(counts[s] for s in TERMINAL)
     spend = store.spend(batch)
-    open_estimate = sum(r.item.estimated_cost_usd for r in records if r.state not in TERMINAL
-                        and r.state is not S.DOWNLOADING)
-    rate = _throughput(records, now)
-    failed = [r for r in records if r.state is S.FAILED]
+    open_estimate = sum(usd for state, usd in store.estimates(batch).items()
+                        if state not in TERMINAL and state is not S.DOWNLOADING)
+    rate = _throughput(store.pace(batch), done, done < total, now)
+    failed = store.failures(batch)
     return {
-        "batch": batch, "total": len(records), "done": done,
-        "counts": {s.value: counts[s.value] for s in S},
-        "videos": counts[S.SUCCEEDED.value],
+        "batch": batch, "total": total, "done": done,
+        "counts": {s.value: counts[s] for s in S},
+        "videos": counts[S.SUCCEEDED],
         **spend.as_dict(), "spend": spend.label(),
-        "projected_usd": round(spend.total_usd + open_estimate, 4),
+        "projected_usd": round(spend.total_usd + max(0.0, open_estimate), 4),
         "items_per_hour": round(rate * 3600, 1) if rate else None,
-        "eta_s": round((len(records) - done) / rate) if rate and done < len(records) else None,
-        "waiting_for_budget": sum(1 for r in records if r.state is S.PENDING and r.error_kind == "budget"),
-        "failure_kinds": dict(Counter(r.error_kind or "error" for r in failed).most_common()),
+        "eta_s": round((total - done) / rate) if rate and done < total else None,
+        "waiting_for_budget": store.budget_waiting(batch),
+        "failure_kinds": dict(Counter(kind or "error" for _, kind, _ in failed).most_common()),
         "failures": _failures(failed),
         "manifest": meta.manifest if meta else None,
         "paused": meta.paused if meta else None,
@@ -50,30 +54,29 @@ def summary(store: Store, batch: str, now: float | None = None) -> dict:
     }
 
 
-def _throughput(records: list[ItemRecord], now: float) -> float | None:
+def _throughput(pace: tuple[float | None, float | None], done: int, running: bool,
+                now: float) -> float | None:
     """Finished items per second over the batch's active time: from the first submit to the last
     completion once nothing is open (so the pace does not decay after the batch ends), to now
     while it runs."""
-    starts = [r.submitted_at for r in records if r.submitted_at]
-    ends = [r.completed_at for r in records if r.completed_at]
-    if not starts or not ends:
+    first, last = pace
+    if first is None or last is None or not done:
         return None
-    running = any(r.state not in TERMINAL for r in records)
-    return len(ends) / max(1.0, (now if running else max(ends)) - min(starts))
+    return done / max(1.0, (now if running else last) - first)
 
 
 _IDS = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(:[\w./-]+)?|[0-9a-f]{16,}")
 
 
-def reason(rec: ItemRecord) -> str:
-    """An item's failure, with generation ids blanked so alike failures group together."""
-    return f"{rec.error_kind}: {_IDS.sub('<id>', rec.error or '')}"
+def reason(kind: str | None, error: str | None) -> str:
+    """A failure, with generation ids blanked so alike failures group together."""
+    return f"{kind}: {_IDS.sub('<id>', error or '')}"
 
 
-def _failures(failed: list[ItemRecord]) -> list[dict]:
+def _failures(failed: list[tuple[str, str | None, str | None]]) -> list[dict]:
     groups: dict[str, list[str]] = {}
-    for rec in failed:
-        groups.setdefault(reason(rec), []).append(rec.item_id)
+    for item_id, kind, error in sorted(failed):
+        groups.setdefault(reason(kind, error), []).append(item_id)
     ordered = sorted(groups.items(), key=lambda kv: -len(kv[1]))
     return [{"reason": reason, "count": len(ids), "examples": ids[:3]} for reason, ids in ordered]
 

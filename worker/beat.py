@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from celery.schedules import schedstate, schedule
 
 from reelbatch.worker.context import context
+from reelbatch.worker.engine.sweeper import SWEEPER_TTL_S, horizon_s
 
 SWEEP_AT_LEAST_S = 300.0
 
@@ -30,7 +31,11 @@ class WhenDue(schedule):
 
 
 def sweep_needed(now: float | None = None) -> bool:
-    return context().store.sweep_needed(now or time.time())
+    """Anything due within the sweeper's horizon (the polls kept in the due set are sent ahead of
+    time, so none is late); beat checking is also the sign that a sweeper runs."""
+    ctx = context()
+    ctx.store.mark_sweeper(SWEEPER_TTL_S)
+    return ctx.store.sweep_needed(now or time.time(), horizon_s(ctx.settings))
 
 
 def every(seconds: float) -> WhenDue:

@@ -4,16 +4,19 @@ provider, the limits. Built on first use, never at import time."""
 from __future__ import annotations
 
 import threading
+import time
 from functools import cached_property
 
 import httpx
 
 from reelbatch.jobs.limits import RequestRate, Slots
 from reelbatch.jobs.settings import Settings, get_settings
-from reelbatch.jobs.store import Store
+from reelbatch.jobs.store import BatchMeta, ItemRecord, Store
 from reelbatch.worker.providers import build_provider
 from reelbatch.worker.providers.base import Provider
 from reelbatch.worker.providers.http import build_download_client
+
+FLAG_TTL_S = 1.0   # how long a process trusts a beacon it read (the event stream, the sweeper)
 
 
 class WorkerContext:
@@ -24,6 +27,40 @@ class WorkerContext:
         self._slots: dict[str, Slots] = {}
         self._rates: dict[str, RequestRate] = {}
         self._marked_down: set[str] = set()   # providers this process found unreachable
+        self._local = threading.local()        # what the task boundary read for its step
+        self._flags: dict[tuple[str, str], tuple[float, bool]] = {}   # beacons read, until when
+
+    def load(self, batch: str, item_id: str) -> tuple[BatchMeta | None, ItemRecord | None]:
+        """The batch's settings and the item: what this thread's task boundary read with its
+        delivery count (handed over once), else both read in one round trip."""
+        handed = getattr(self._local, "loaded", None)
+        self._local.loaded = None
+        if handed is not None and handed[0] == (batch, item_id):
+            return handed[1], ItemRecord.from_hash(handed[2]) if handed[2] else None
+        return self.store.batch_and_item(batch, item_id)
+
+    def hand_over(self, batch: str, item_id: str, meta: BatchMeta | None,
+                  rec: dict[str, str] | None) -> None:
+        """Keep what the task boundary read for the step it runs next on this thread (``load``)."""
+        self._local.loaded = ((batch, item_id), meta, rec)
+
+    def told_of_completions(self, provider: str) -> bool:
+        """The event stream or a lister tells of the provider's completions (read at most every
+        FLAG_TTL_S per process)."""
+        return self._flag("told", provider, lambda: self.store.told_of_completions(provider))
+
+    def sweeper_alive(self) -> bool:
+        """A sweeper runs, so long waits may be left to it (read at most every FLAG_TTL_S)."""
+        return self._flag("sweeper", "", self.store.sweeper_alive)
+
+    def _flag(self, name: str, key: str, read) -> bool:
+        now = time.monotonic()
+        hit = self._flags.get((name, key))
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        value = bool(read())
+        self._flags[(name, key)] = (now + FLAG_TTL_S, value)
+        return value
 
     @cached_property
     def store(self) -> Store:

@@ -3,9 +3,10 @@ it. Each call runs the engine and sends the steps it returns; nothing here decid
 
 from __future__ import annotations
 
+from reelbatch.jobs.errors import ReelbatchError
 from reelbatch.jobs.store import Store
 from reelbatch.worker.context import WorkerContext
-from reelbatch.worker.engine import batch as batches, retry, stop, sweeper
+from reelbatch.worker.engine import batch as batches, listing, retry, stop, sweeper
 from reelbatch.worker.engine.batch import Registration
 from reelbatch.worker.engine.recheck import recheck_files
 from reelbatch.worker.engine.retry import Retried
@@ -13,7 +14,7 @@ from reelbatch.worker.engine.stop import Stopped
 from reelbatch.worker.tasks import send
 
 __all__ = ["Registration", "Retried", "Stopped", "register_batch", "start_batch", "retry_batch", "cancel_batch",
-           "sweep_batch", "failure_kinds", "recheck_batch"]
+           "sweep_batch", "failure_kinds", "recheck_batch", "settle_charges"]
 
 
 def register_batch(store: Store, plan, start_at: float | None = None,
@@ -55,3 +56,14 @@ def sweep_batch(ctx: WorkerContext, batch: str) -> int:
 
 def failure_kinds(store: Store, batch: str) -> dict[str, int]:
     return retry.failure_kinds(store, batch)
+
+
+def settle_charges(ctx: WorkerContext, provider: str) -> int:
+    """Read the provider's history once for the charged cost of generations still counted at their
+    estimate (`run`, before it writes the index); how many were charged."""
+    if not ctx.provider(provider).charges_in_history:
+        return 0
+    try:
+        return listing.collect_charges(ctx, provider)
+    except ReelbatchError:
+        return 0   # the figures stay estimated; the lister tries again later

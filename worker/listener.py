@@ -2,7 +2,9 @@
 marks the generation finished and sends its download at once; polling stays as the backstop (the
 stream replays nothing that happened while it was down).
 
-While the stream is open, a health beacon in Redis tells workers to relax their polls."""
+While the stream is open, a health beacon in Redis tells workers to relax their polls; whether it
+is open or not, a lister (worker/lister.py) reads many generations at once where the provider can
+list them: their completions while the stream is down, their charged costs always."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from reelbatch.jobs import errors
 from reelbatch.jobs.settings import Settings
 from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine.events import on_event
+from reelbatch.worker.lister import Lister
 from reelbatch.worker.providers import build_provider
 from reelbatch.worker.providers.base import Generation
 from reelbatch.worker.tasks import send
@@ -27,13 +30,22 @@ BEACON_TTL_S = 15
 BROKER_DOWN = (redis.ConnectionError, redis.TimeoutError, OperationalError)
 
 
-def start_listeners(settings: Settings, providers: Iterable[str]) -> list[EventListener]:
-    """A started listener for each provider that has a key and pushes events (unless the
-    event_listener setting is off); the caller stops them."""
-    if not settings.event_listener:
-        return []
-    found = [EventListener(settings, name) for name in providers if settings.key_for(name)]
-    return [listener.start() for listener in found if listener.pushes_events()]
+def start_listeners(settings: Settings, providers: Iterable[str]) -> list[EventListener | Lister]:
+    """A started event listener for each provider that has a key and pushes events (unless the
+    event_listener setting is off), and a lister (worker/lister.py) for each that can list its
+    generations; the caller stops them."""
+    keyed = [name for name in providers if settings.key_for(name)]
+    started: list[EventListener | Lister] = []
+    if settings.event_listener:
+        found = [EventListener(settings, name) for name in keyed]
+        started += [listener.start() for listener in found if listener.pushes_events()]
+    listers = [Lister(settings, name) for name in keyed]
+    for lister in listers:
+        if lister.lists():
+            started.append(lister.start())
+        else:
+            lister.ctx.close()
+    return started
 
 
 class EventListener:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,9 @@ from reelbatch.jobs.store import BatchMeta, ItemRecord, Store
 RESULTS = "results.jsonl"
 SIDECAR = ".json"
 INDEX_EVERY_S = 5.0
+INDEX_COST_FACTOR = 20.0   # rewrite no more often than 20 times as long as a rewrite takes, so a
+                           # 100,000-item index (seconds to write) is rewritten every minute or
+                           # two, not every 5 s (which would grow as the square of the batch)
 
 
 def _iso(ts: float | None) -> str | None:
@@ -38,14 +43,15 @@ def line(meta: BatchMeta, rec: ItemRecord) -> dict[str, Any]:
 
 def record(store: Store, meta: BatchMeta, rec: ItemRecord | None) -> None:
     """An item reached a terminal state: write its sidecar, and bring results.jsonl up to date
-    (at most every INDEX_EVERY_S, and always once the batch has nothing open), so the index has
+    (at most every INDEX_EVERY_S, or INDEX_COST_FACTOR times the last rewrite, and always once the
+    batch has nothing open), so the index has
     exactly one line per item on one machine and in a fleet alike."""
     if rec is None:
         return
     out = Path(meta.output)
     write_text(out / (file_stem(rec.item_id) + SIDECAR), json.dumps(line(meta, rec), indent=2,
                                                                     ensure_ascii=False))
-    if store.open_items(meta.name) == 0 or store.index_turn(meta.name, INDEX_EVERY_S):
+    if store.index_turn(meta.name, INDEX_EVERY_S, INDEX_COST_FACTOR):
         refresh_index(store, meta)
 
 
@@ -53,13 +59,18 @@ def refresh_index(store: Store, meta: BatchMeta) -> Path:
     """Rewrite results.jsonl from the state store, one writer at a time (the last one to write
     has read the newest states)."""
     with store.index_lock(meta.name):
-        return write_index(meta, list(store.items(meta.name)))
+        started = time.monotonic()
+        path = write_index(meta, store.items(meta.name))   # streamed in id order: flat memory
+        store.index_took(meta.name, time.monotonic() - started)
+        return path
 
 
-def write_index(meta: BatchMeta, records: list[ItemRecord], path: Path | None = None) -> Path:
-    """Rewrite results.jsonl atomically: exactly one line per item."""
+def write_index(meta: BatchMeta, records: Iterable[ItemRecord], path: Path | None = None) -> Path:
+    """Rewrite results.jsonl atomically: exactly one line per item, in the order given (the
+    store's ``items`` come sorted by id, a chunk at a time, so a large batch is never all in
+    memory)."""
     path = path or Path(meta.output) / RESULTS
     with atomic_write(path) as fh:
-        for rec in sorted(records, key=lambda r: r.item_id):
+        for rec in records:
             fh.write(json.dumps(line(meta, rec), ensure_ascii=False) + "\n")
     return path

@@ -1,7 +1,8 @@
 """Bringing results home: streamed download with checks, atomic rename, poster frames.
 
-``download`` streams in constant memory to a temporary file beside the target, hashing as it goes,
-then renames into place with ``os.replace``. Its checks:
+``download`` streams in constant memory to a temporary file beside the target, hashing and writing
+in a second thread while the first reads (``_Sink``), then renames into place with ``os.replace``.
+Its checks:
 
 - only ``https`` URLs, or ``http`` to a loopback host (the simulator); every redirect hop re-checked;
 - a size cap, against Content-Length and while streaming; a body shorter than Content-Length fails;
@@ -23,7 +24,9 @@ import errno
 import hashlib
 import ipaddress
 import os
+import queue
 import subprocess
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -43,6 +46,9 @@ OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES
 EXPIRED = frozenset({403, 404, 410})
 GENERIC_TYPES = frozenset({"", "application/octet-stream", "binary/octet-stream"})
 FFMPEG_TIMEOUT_S = 120
+BUFFERED = 4                 # pieces (of download_chunk_bytes) waiting to be hashed and written
+SYNC_EVERY = 64 * (1 << 20)  # bytes written between two writeback starts
+SMALL_BYTES = 16 * (1 << 20) # a body declared this small is hashed and written in the read loop
 
 
 @dataclass(frozen=True)
@@ -134,9 +140,90 @@ def _check_response(response: httpx.Response, settings: Settings) -> int | None:
     return declared
 
 
-def _stream_to(response: httpx.Response, out: BinaryIO, settings: Settings) -> tuple[str, int]:
+class _Sink:
+    """Hashes and writes what the read loop hands it, in a thread of its own (hashlib and file
+    writes release the GIL on large buffers, so reading, hashing and writing overlap), and starts
+    the disk's writeback every ``SYNC_EVERY`` bytes from a third thread, so the final fsync only
+    flushes the tail. At most ``BUFFERED`` pieces wait: memory stays flat whatever the size."""
+
+    def __init__(self, out: BinaryIO):
+        self.out, self.digest = out, hashlib.sha256()
+        self.error: BaseException | None = None
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=BUFFERED)
+        self._flush_due, self._done = threading.Event(), threading.Event()
+        self._threads = [threading.Thread(target=self._drain, daemon=True, name="rb-download-sink"),
+                         threading.Thread(target=self._flush, daemon=True, name="rb-download-flush")]
+        for thread in self._threads:
+            thread.start()
+
+    def put(self, data: bytes) -> None:
+        if self.error is not None:
+            raise self.error
+        self._queue.put(data)
+
+    def close(self) -> str:
+        """Wait until everything handed over is hashed and written; the sha256."""
+        self._queue.put(None)
+        self._threads[0].join()
+        self._done.set()
+        self._flush_due.set()
+        self._threads[1].join()
+        if self.error is not None:
+            raise self.error
+        return self.digest.hexdigest()
+
+    def _drain(self) -> None:
+        unsynced = 0
+        while (data := self._queue.get()) is not None:
+            if self.error is not None:
+                continue   # keep taking pieces so the read loop is never stuck on a full queue
+            try:
+                self.digest.update(data)
+                self.out.write(data)
+            except BaseException as exc:   # noqa: BLE001 - handed to the read loop, which raises it
+                self.error = exc
+                continue
+            unsynced += len(data)
+            if unsynced >= SYNC_EVERY:
+                unsynced = 0
+                self._flush_due.set()
+
+    def _flush(self) -> None:
+        while self._flush_due.wait() and not self._done.is_set():
+            self._flush_due.clear()
+            try:
+                os.fdatasync(self.out.fileno())   # starts the writeback of what is written so far
+            except OSError:
+                return   # the final fsync reports it
+
+
+def _stream_to(response: httpx.Response, out: BinaryIO, settings: Settings,
+               declared: int | None = None) -> tuple[str, int]:
+    """Hash and write the body as it comes: in the read loop for a small one (threads cost more
+    than they save there), in a ``_Sink`` otherwise."""
+    if declared is not None and declared <= SMALL_BYTES:
+        return _stream_inline(response, out, settings)
+    sink, size, pending, held = _Sink(out), 0, [], 0
+    try:
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            if size > settings.download_max_bytes:
+                raise UnsafeResult(f"result passed the {settings.download_max_bytes} byte cap")
+            pending.append(chunk)
+            held += len(chunk)
+            if held >= settings.download_chunk_bytes:
+                sink.put(b"".join(pending))
+                pending, held = [], 0
+        if pending:
+            sink.put(b"".join(pending))
+    finally:
+        sha256 = sink.close()
+    return sha256, size
+
+
+def _stream_inline(response: httpx.Response, out: BinaryIO, settings: Settings) -> tuple[str, int]:
     digest, size = hashlib.sha256(), 0
-    for chunk in response.iter_bytes(settings.download_chunk_bytes):
+    for chunk in response.iter_bytes():
         size += len(chunk)
         if size > settings.download_max_bytes:
             raise UnsafeResult(f"result passed the {settings.download_max_bytes} byte cap")
@@ -151,7 +238,7 @@ def _fetch(url: str, client: httpx.Client, out: BinaryIO, settings: Settings,
         response = _open(url, client, tuple(settings.download_http_hosts), credential)
         try:
             declared = _check_response(response, settings)
-            sha256, size = _stream_to(response, out, settings)
+            sha256, size = _stream_to(response, out, settings, declared)
         finally:
             response.close()
     except httpx.HTTPError as exc:

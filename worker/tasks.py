@@ -22,15 +22,15 @@ import reelbatch.worker.heartbeat  # noqa: F401  (workers report they are alive)
 from reelbatch.jobs import errors
 from reelbatch.jobs.policy import INTERNAL_ERRORS, backoff
 from reelbatch.jobs.state import TERMINAL, Step
-from reelbatch.jobs.store import TransitionRefused
+from reelbatch.jobs.store import BatchMeta, ItemRecord, TransitionRefused
 from reelbatch.worker.app import app
 from reelbatch.worker.context import WorkerContext, context
 from reelbatch.worker.engine import cancel, download, poll, submit, sweeper
 from reelbatch.worker.engine.next import Failed, Next
 from reelbatch.worker.engine.outcome import fail, give_up
+from reelbatch.worker.engine.sweeper import horizon_s, lost_after_s
 
 log = logging.getLogger("reelbatch.worker")
-SWEEP_GRACE_S = 60.0   # how late a step may run before the sweeper sends it again
 BROKER_DOWN = (redis.ConnectionError, redis.TimeoutError, OperationalError)
 EngineStep = Callable[[WorkerContext, str, str], list[Next]]
 STEPS: dict[Step, EngineStep] = {Step.SUBMIT: submit.submit, Step.RECONCILE: submit.reconcile,
@@ -43,26 +43,39 @@ class ItemFailed(Exception):
     Celery logs it without a traceback)."""
 
 
-def send(ctx: WorkerContext, nexts: Iterable[Next]) -> int:
-    """Send each step as its task. Every send also records when the item is due, so the sweeper
-    finds items whose task was lost (a worker died holding it)."""
-    sent = 0
+def send(ctx: WorkerContext, nexts: Iterable[Next], task_id: str | None = None) -> int:
+    """Send each step as its task, or keep it: a poll that waits at least the sweeper's horizon
+    stays only in the store's due set while a sweeper runs, which sends it when it is due (no
+    message held in Redis for it). Every step's due time is recorded, so the sweeper also finds
+    items whose task was lost (a worker died holding it). ``task_id``: the task that ran, whose
+    delivery count is forgotten in the same round trip. Returns how many were sent or kept."""
+    now, dues, out = time.time(), [], []
     for nxt in nexts:
         countdown = max(0.0, min(float(nxt.countdown), ctx.settings.max_countdown_s))
-        ctx.store.set_due(nxt.batch, nxt.item_id, time.time() + countdown + SWEEP_GRACE_S)
+        if _keep(ctx, nxt, countdown):
+            dues.append((nxt.batch, nxt.item_id, now + countdown))
+            continue
+        dues.append((nxt.batch, nxt.item_id, now + countdown + lost_after_s(ctx.settings)))
+        out.append((nxt, countdown))
+    ctx.store.end_task(task_id, dues)
+    for nxt, countdown in out:
         TASKS[nxt.step].apply_async(args=[nxt.batch, nxt.item_id], countdown=countdown or None)
-        sent += 1
-    return sent
+    return len(dues)
+
+
+def _keep(ctx: WorkerContext, nxt: Next, countdown: float) -> bool:
+    return nxt.step is Step.POLL and countdown >= horizon_s(ctx.settings) and ctx.sweeper_alive()
 
 
 def _run(task: Task, step: Step, batch: str, item_id: str) -> None:
     ctx = context()
-    if ctx.store.count_delivery(task.request.id) > ctx.settings.redelivery_cap:
-        nexts = _poison(ctx, batch, item_id)
+    deliveries, meta, stored = ctx.store.begin_task(task.request.id, batch, item_id)
+    if deliveries > ctx.settings.redelivery_cap:
+        nexts = _poison(ctx, batch, item_id, meta, ItemRecord.from_hash(stored) if stored else None)
     else:
+        ctx.hand_over(batch, item_id, meta, stored)
         nexts = _step(ctx, step, batch, item_id)
-    send(ctx, nexts)
-    ctx.store.forget_delivery(task.request.id)   # it ran: only a delivery that dies mid-step counts
+    send(ctx, nexts, task.request.id)   # it ran: only a delivery that dies mid-step counts
     if isinstance(nexts, Failed):
         raise ItemFailed(nexts.reason)
 
@@ -95,9 +108,9 @@ def _unexpected(ctx: WorkerContext, step: Step, batch: str, item_id: str, exc: E
     return give_up(ctx, batch, item_id, errors.InternalError(f"{type(exc).__name__}: {exc}"))
 
 
-def _poison(ctx: WorkerContext, batch: str, item_id: str) -> list[Next]:
+def _poison(ctx: WorkerContext, batch: str, item_id: str, meta: BatchMeta | None,
+            rec: ItemRecord | None) -> list[Next]:
     """A message that keeps stopping its worker fails its item."""
-    meta, rec = ctx.store.batch(batch), ctx.store.item(batch, item_id)
     if not (meta and rec and rec.state not in TERMINAL):
         return []
     exc = errors.DeliveryLimitExceeded(

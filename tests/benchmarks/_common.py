@@ -85,6 +85,16 @@ class SimProcess:
                 self.proc.wait()
 
 
+def point_app_at(url: str) -> None:
+    """Point this process's Celery app at a new Redis (each run of a benchmark starts its own):
+    the broker URL, and no connection or producer pool kept from the last one."""
+    from reelbatch.worker.app import app, use_broker
+
+    use_broker(url)
+    app._pool = None
+    app.amqp._producer_pool = None
+
+
 def pythonpath_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REELBATCH_", "OXEN_", "AIMLAPI_"))}
     env["PYTHONPATH"] = str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")
@@ -122,9 +132,18 @@ def detection_delays(stats: dict) -> list[tuple[float, float]]:
             for key, g in stats["generations"].items() if g["status"] == "succeeded" and key in got]
 
 
+ONE_GENERATION = ("GET /api/ai/queue/{id}", "GET /api/ai/generations/{id}", "GET /v2/video/generations")
+MANY_GENERATIONS = ("GET /api/ai/queue", "GET /api/ai/generations")
+
+
 def status_requests(stats: dict) -> int:
-    return sum(n for name, n in stats["requests"].items()
-               if name in ("GET /api/ai/queue/{id}", "GET /api/ai/generations/{id}"))
+    """Requests about one generation: Oxen's queue row or history row, the AI/ML API's poll."""
+    return sum(n for name, n in stats["requests"].items() if name in ONE_GENERATION)
+
+
+def list_requests(stats: dict) -> int:
+    """Requests about many generations at once: Oxen's active queue and history pages."""
+    return sum(n for name, n in stats["requests"].items() if name in MANY_GENERATIONS)
 
 
 def median(values) -> float:
@@ -210,7 +229,7 @@ def role_of(proc: psutil.Process) -> str | None:
         return "redis"
     if "celery" in line:
         return "worker"
-    if "scheduler.cli" in line:
+    if "scheduler.cli" in line or "-m reelbatch run" in line:
         return "run"
     if "_serve(" in line:
         return "simulator"

@@ -8,21 +8,25 @@ uniform 5..15 nominal minutes at time scale 1/300 (1..3 s). Not a test: run it d
     1000 s at 500 items, so it runs on the first ``--subset`` items and its makespan is
     extrapolated linearly to all items (labelled as such);
 (b) the same loop in a pool of 20 threads;
-(c) `reelbatch run` polling only (REELBATCH_EVENT_LISTENER=false), polling intervals 5..60 nominal
-    seconds (the manifest defaults);
-(c2) the same with max_interval_s 300 nominal seconds, so polls may cross the 10-minute spread of
-    generation times in three steps;
-(c3) (c2) with max_concurrency 24 against the provider's 20: the provider's own queue starts the
-    next generation the moment one finishes, so slow detection no longer idles a slot;
-(d) `reelbatch run` with the Oxen event stream (the default).
+(c) `reelbatch run` on Oxen's protocol without its event stream (REELBATCH_EVENT_LISTENER=false):
+    the lister reads the history page (and, when needed, the active queue) of the model in flight
+    on a tick about two expected completions apart, within the manifest's polling intervals
+    (the defaults scaled by 1/300: 5..60 nominal seconds); per-item polls are a slow backstop;
+(c3) (c) with max_concurrency 24 against the provider's 20: the provider's own queue starts the
+    next generation the moment one finishes, so detection no longer idles a slot;
+(d) `reelbatch run` with the Oxen event stream (the default);
+(f) `reelbatch run` on the AI/ML API's protocol (no event stream, no list: per-item polls on the
+    learned-quantile schedule), max_interval_s 300 nominal seconds;
+(f3) (f) with max_concurrency 24.
 
 Every variant gets a fresh simulator with the same seed, so generation i has the same run time in
 each. Figures: makespan (first enqueue to the last result's download start, simulator clock) over the
-lower bound max(sum(Ti)/20, max Ti) from the simulator's actual run times; status requests per item;
-median delay from remote completion to the first GET of the result; peak RSS and CPU seconds per
-item of the process doing the work (the loop; reelbatch's worker plus the `run` process).
-reelbatch's polling settings are the defaults scaled by 1/300: min 5 s, max 60 s, first poll before
-anything is learned at the catalogue's 600 s.
+lower bound max(sum(Ti)/20, max Ti) from the simulator's actual run times; status requests per item
+(one generation each: Oxen's queue or history row, the AI/ML poll) and list requests per item (the
+active queue, history pages); median delay from remote completion to the first GET of the result;
+peak RSS and CPU seconds per item of the process doing the work (the loop; reelbatch's worker plus
+the `run` process). reelbatch's first poll before anything is learned comes from the catalogue's
+typical time, bounded by max_interval_s.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from tests.benchmarks._common import (  # noqa: E402
     Sampler,
     SimProcess,
     detection_delays,
+    list_requests,
     lower_bound,
     makespan,
     mb,
@@ -61,7 +66,7 @@ from tests.benchmarks._common import (  # noqa: E402
 SCALE = 1 / 300
 CONCURRENCY = 20
 KNOBS = dict(time_scale=SCALE, gen_time_min=300, gen_time_max=900, concurrency=CONCURRENCY, seed=11)
-POLLING = {"first_after_s": 600 * SCALE, "min_interval_s": 5 * SCALE, "max_interval_s": 60 * SCALE}
+POLLING = {"min_interval_s": 5 * SCALE, "max_interval_s": 60 * SCALE}
 
 
 # --- (a) and (b): the documented loop --------------------------------------------------------
@@ -112,12 +117,14 @@ def run_loop(workdir: Path, all_bodies: list[dict], threads: int) -> dict:
 # --- (c) and (d): reelbatch run ------------------------------------------------------------------
 
 def run_reelbatch(workdir: Path, n: int, name: str, events: bool, max_interval: float = 60,
-                  concurrency: int = CONCURRENCY) -> dict:
+                  concurrency: int = CONCURRENCY, protocol: str = "oxen") -> dict:
     polling = {**POLLING, "max_interval_s": max_interval * SCALE}
-    manifest = write_manifest(workdir, name, n, polling=polling,
+    provider = "aimlapi" if protocol == "aimlapi" else "simulator"
+    manifest = write_manifest(workdir, name, n, polling=polling, provider=provider,
                               limits={"max_concurrency": concurrency, "requests_per_minute": 10**6})
     with SimProcess(workdir, **KNOBS) as sim:
-        env = sim_env(sim, workdir / f"data-{name}", REELBATCH_EVENT_LISTENER=str(events).lower())
+        extra = {"AIMLAPI_BASE_URL": sim.url, "AIMLAPI_KEY": SIM_KEY} if provider == "aimlapi" else {}
+        env = sim_env(sim, workdir / f"data-{name}", REELBATCH_EVENT_LISTENER=str(events).lower(), **extra)
         started = time.monotonic()
         proc = subprocess.Popen([sys.executable, "-m", "reelbatch", "run", str(manifest)], cwd=REPO,
                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -140,7 +147,7 @@ def row(label: str, result: dict, n: int, bound: float, scale_to: int | None = N
     span = makespan(stats) * (scale_to / n if scale_to else 1)
     delays = detection_delays(stats)
     return [label, f"{span:.1f} s", f"{bound:.1f} s", f"{span / bound:.3f}",
-            f"{status_requests(stats) / n:.2f}",
+            f"{status_requests(stats) / n:.2f}", f"{list_requests(stats) / n:.2f}",
             f"{median(d for d, _ in delays) * 1000:.0f} ms",
             f"{median(d / t for d, t in delays) * 100:.1f} %",
             mb(result["rss"]), f"{result['cpu'] / n * 1000:.1f} ms"]
@@ -150,7 +157,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--items", type=int, default=500)
     parser.add_argument("--subset", type=int, default=25, help="items for the sequential loop (a)")
-    parser.add_argument("--only", default="b,c,c2,c3,d,a", help="variants, comma-separated")
+    parser.add_argument("--only", default="b,c,c3,d,f,f3,a", help="variants, comma-separated")
     args = parser.parse_args()
     only = args.only.split(",")
     rows, notes = [], []
@@ -159,36 +166,40 @@ def main() -> None:
         all_bodies = bodies(workdir, args.items)
         runs = {"b": lambda: run_loop(workdir, all_bodies, CONCURRENCY),
                 "c": lambda: run_reelbatch(workdir, args.items, "c", events=False),
-                "c2": lambda: run_reelbatch(workdir, args.items, "c2", events=False, max_interval=300),
-                "c3": lambda: run_reelbatch(workdir, args.items, "c3", events=False, max_interval=300,
+                "c3": lambda: run_reelbatch(workdir, args.items, "c3", events=False,
                                             concurrency=CONCURRENCY + 4),
                 "d": lambda: run_reelbatch(workdir, args.items, "d", events=True),
+                "f": lambda: run_reelbatch(workdir, args.items, "f", events=False, max_interval=300,
+                                           protocol="aimlapi"),
+                "f3": lambda: run_reelbatch(workdir, args.items, "f3", events=False, max_interval=300,
+                                            concurrency=CONCURRENCY + 4, protocol="aimlapi"),
                 "a": lambda: run_loop(workdir, all_bodies[:args.subset], 1)}
         results = {key: runs[key]() for key in only}
         full = next((r for k, r in results.items() if k != "a"), None)
         bound = lower_bound(full["stats"], CONCURRENCY) if full else None
         labels = {"b": "(b) docs loop, 20 threads",
-                  "c": "(c) reelbatch, polling only, max interval 60 s",
-                  "c2": "(c2) reelbatch, polling only, max interval 300 s",
-                  "c3": "(c3) = c2 with max_concurrency 24",
-                  "d": "(d) reelbatch, event stream"}
+                  "c": "(c) Oxen, no event stream: the lister, max interval 60 s",
+                  "c3": "(c3) = c with max_concurrency 24",
+                  "d": "(d) Oxen, event stream",
+                  "f": "(f) AI/ML API, per-item polls, max interval 300 s",
+                  "f3": "(f3) = f with max_concurrency 24"}
         if "a" in results:
             a = results["a"]
             n = args.subset
             a_bound = bound or lower_bound(a["stats"], CONCURRENCY) * args.items / n
             rows.append(row(f"(a) docs loop, sequential: {n} items, x{args.items // n} extrapolated",
                             a, n, a_bound, scale_to=args.items))
-        for key in ("b", "c", "c2", "c3", "d"):
+        for key in ("b", "c", "c3", "d", "f", "f3"):
             if key in results:
                 rows.append(row(labels[key], results[key], args.items, bound))
-        for key in ("c", "c2", "c3", "d"):
+        for key in ("c", "c3", "d", "f", "f3"):
             if key in results:
                 w, r = results[key]["cpu_split"]
                 notes.append(f"{labels[key]}: `reelbatch run` wall {results[key]['wall']:.1f} s "
                              f"(with Redis and worker start-up); CPU worker {w:.1f} s + run {r:.1f} s")
     print(f"\n{args.items} items, provider concurrency {CONCURRENCY}, generation 1..3 s "
           f"(5..15 min x 1/300), load average {os.getloadavg()[0]:.1f}\n")
-    print(table(["variant", "makespan", "bound", "makespan/bound", "status req/item",
+    print(table(["variant", "makespan", "bound", "makespan/bound", "status req/item", "list req/item",
                  "median detection", "median detection / Ti", "peak RSS", "CPU/item"], rows))
     for note in notes:
         print(f"- {note}")

@@ -82,9 +82,13 @@ def start_workers(cmds: list[list[str]], env: dict[str, str], logdir: Path, app:
         procs.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
                                       start_new_session=True))
     deadline = time.monotonic() + 60
-    while len(app.control.ping(timeout=0.5)) < len(cmds):
-        if time.monotonic() > deadline:
-            raise SystemExit("the workers did not answer a ping within 60 s")
+    try:
+        while len(app.control.ping(timeout=0.5)) < len(cmds):
+            if time.monotonic() > deadline:
+                raise SystemExit("the workers did not answer a ping within 60 s")
+    except BaseException:
+        stop_workers(procs)   # leave nothing running
+        raise
     return procs
 
 
@@ -121,7 +125,7 @@ def run_reelbatch(workdir: Path, redis_url: str, sim: SimProcess, n: int, round_
     use_broker(redis_url)
     ctx = WorkerContext(settings)
     register(ctx.store, plan_batch(manifest, settings))
-    cmds = [WorkerProcess(env, workdir / "w.log", THREADS, f"rb{round_no}-{k}").command(False)
+    cmds = [WorkerProcess(env, workdir / "w.log", THREADS, f"rb{round_no}-{k}").command()
             for k in range(WORKERS)]
     procs = start_workers(cmds, env, workdir, app)
     sampler = Sampler([p.pid for p in procs] + others, role_of).start()

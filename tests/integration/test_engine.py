@@ -3,6 +3,7 @@ simulator over HTTP, producing real MP4 files."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 
@@ -131,3 +132,35 @@ def _redis_alive(data_dir) -> bool:
         return redis.Redis(port=port, password=(data_dir / "redis.password").read_text()).ping()
     except redis.ConnectionError:
         return False
+
+
+def test_without_the_event_stream_a_lister_moves_every_item_on_in_few_requests(tmp_path, sim_factory):
+    """REELBATCH_EVENT_LISTENER=false on Oxen's protocol: completions come from the lister's history
+    pages (no status request per item), and each cost is the one the history charged."""
+    sim = sim_factory(concurrency=10, **FAST)
+    manifest = write_manifest(tmp_path, "listed", 30, limits={"max_concurrency": 10, "requests_per_minute": 6000})
+    done = reelbatch("run", str(manifest), env=cli_env(tmp_path / "data", sim, REELBATCH_EVENT_LISTENER="false"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = results(tmp_path / "out")
+    assert status_counts(rows) == {"succeeded": 30}
+    requests = sim.stats()["requests"]
+    # a backstop poll only for an item that outlived its relaxed first poll (queued behind others)
+    assert requests.get("GET /api/ai/queue/{id}", 0) <= 6, requests
+    assert 0 < requests.get("GET /api/ai/generations", 0) + requests.get("GET /api/ai/queue", 0) <= 30, requests
+    assert {r["cost_source"] for r in rows} == {"charged"}
+    assert_files_match_simulator(rows, tmp_path / "out", sim.stats())
+
+
+def test_costs_of_completions_told_by_events_are_charged_from_the_history(tmp_path, sim_factory):
+    """Events carry no cost: the history pages give it afterwards, and the batch's spend moves it
+    from estimated to charged, once."""
+    sim = sim_factory(concurrency=10, cost_per_second=0.2, **FAST)
+    manifest = write_manifest(tmp_path, "evented", 12)
+    env = cli_env(tmp_path / "data", sim)
+    done = reelbatch("run", str(manifest), env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = results(tmp_path / "out")
+    assert {(r["cost_source"], r["cost_usd"]) for r in rows} == {("charged", 1.0)}   # 5 s x $0.2
+    assert sim.stats()["requests"].get("GET /api/ai/queue/{id}", 0) <= 3   # the backstop only
+    status = json.loads(reelbatch("status", "evented", "--json", env=env).stdout)
+    assert status["charged_usd"] == pytest.approx(12.0) and status["estimated_usd"] == pytest.approx(0.0)

@@ -70,7 +70,8 @@ def test_a_spent_download_budget_keeps_the_generation_and_retry_downloads_it(tmp
     rows = results(tmp_path / "out")
     assert {r["error_kind"] for r in rows} == {"download"} and all(r["generation_id"] for r in rows)
     status = json.loads(reelbatch("status", "nocdn", "--json", env=env).stdout)
-    assert status["estimated_usd"] == pytest.approx(4 * 5 * 0.112)   # made, so paid: counted
+    # made, so paid: counted, at the figure the provider's history charged (events carry none)
+    assert status["charged_usd"] == pytest.approx(4 * 5 * 0.112) and status["estimated_usd"] == pytest.approx(0)
     sim.set_knobs(media_404_rate=0.0)
     retried = reelbatch("retry", "nocdn", env=env)
     assert "4 items sent back to work (4 to download from their generation)" in retried.stdout

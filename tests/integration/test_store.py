@@ -125,10 +125,15 @@ def test_generation_times_are_learned_per_model_and_duration(store):
     ten = make_item(2).model_copy(update={"params": Params(prompt="x", duration=10), "video_seconds": 10})
     unset = make_item(3).model_copy(update={"params": Params(prompt="y")})   # the model's default: 5 s
     assert timing.quantiles(store, five) is None   # nothing learned yet
+    timing.record(store, five, 140)
+    timing.record(store, five, 120)
+    timing.forget()   # each process keeps what it read for a moment
+    assert timing.quantiles(store, five, (0.2, 0.5, 0.9)) == (120.0, 140.0, None)   # learning from 2
     for seconds in range(100, 200, 10):
         timing.record(store, five, seconds)
-    assert timing.quantiles(store, five) == (110.0, 150.0)
-    assert timing.quantiles(store, unset) == (110.0, 150.0)   # one length, one bucket
+    timing.forget()
+    assert timing.quantiles(store, five) == (110.0, 140.0)
+    assert timing.quantiles(store, unset) == (110.0, 140.0)   # one length, one bucket
     assert timing.quantiles(store, ten) is None     # another duration learns on its own
 
 
@@ -152,3 +157,42 @@ def test_a_sweep_is_needed_only_when_something_is_due(store):
     assert store.mark_started("b") and not store.sweep_needed(now)
     store.mark_provider_down("simulator", "refused", 60)
     assert store.sweep_needed(now)                     # an outage to pause for (or resume from)
+
+
+def test_a_due_wait_is_taken_by_one_sweeper_only(store):
+    now = time.time()
+    store.set_due("b", "it1", now + 10)     # a poll kept in the due set, due in 10 s
+    store.set_due("b", "it2", now + 100)
+    assert store.take_due("b", now + 15, now, 60) == [("it1", pytest.approx(now + 10))]
+    assert store.take_due("b", now + 15, now, 60) == []              # a second sweeper finds nothing
+    assert store.due_at("b", "it1") == pytest.approx(now + 70)      # resent only if it is lost
+
+
+def test_the_estimated_cost_per_state_and_the_pace_are_kept_as_items_move(store):
+    store.track_estimates("b", store.items("b"))   # a batch the store did not count yet
+    assert store.estimates("b")[S.PENDING] == pytest.approx(5.0)     # 10 items x 0.5
+    store.transition("b", "it1", S.SUBMITTING, submitted_at=100.0)
+    store.transition("b", "it1", S.QUEUED)
+    store.transition("b", "it1", S.DOWNLOADING, spend=(0.4, True))
+    store.transition("b", "it1", S.SUCCEEDED, completed_at=130.0)
+    estimates = store.estimates("b")
+    assert estimates[S.PENDING] == pytest.approx(4.5) and estimates[S.SUCCEEDED] == pytest.approx(0.5)
+    assert store.spend("b").charged_usd == pytest.approx(0.4)
+    assert store.pace("b") == (100.0, 130.0)
+    store.wait_for_budget("b", "it2", "budget", "waiting")
+    assert store.budget_waiting("b") == 1
+    store.transition("b", "it2", S.SUBMITTING)
+    assert store.budget_waiting("b") == 0
+
+
+def test_a_charged_cost_replaces_the_estimate_once(store):
+    for state in (S.SUBMITTING, S.QUEUED):
+        store.transition("b", "it1", state)
+    store.transition("b", "it1", S.DOWNLOADING, spend=(0.5, False), cost_usd=0.5, cost_source="estimated")
+    store.owe_charge("simulator", "b", "it1", 1.0)
+    assert store.owed_charges("simulator") == [("b", "it1", 1.0)]
+    assert store.charge("simulator", "b", "it1", 0.56)
+    assert not store.charge("simulator", "b", "it1", 0.56)          # not moved twice
+    rec, spend = store.item("b", "it1"), store.spend("b")
+    assert (rec.cost_usd, rec.cost_source) == (0.56, "charged") and store.owed_charges("simulator") == []
+    assert spend.charged_usd == pytest.approx(0.56) and spend.estimated_usd == pytest.approx(0.0)

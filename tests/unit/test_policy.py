@@ -84,3 +84,27 @@ def test_state_machine_has_no_exit_from_success():
     assert not can_transition(ItemState.PENDING, ItemState.SUCCEEDED)
     assert can_transition(ItemState.FAILED, ItemState.PENDING)   # `reelbatch retry`
     assert ItemState.SUCCEEDED in TERMINAL
+
+
+def test_max_interval_bounds_the_first_wait_too():
+    """A manifest's max_interval_s of 2 s with a 600 s prior: the first poll comes after 2 s."""
+    assert PollPolicy(expected_s=600, min_interval_s=0.5, max_interval_s=2).first_delay() == 2
+    assert PollPolicy(expected_s=600, early_s=480, late_s=840, min_interval_s=5,
+                      max_interval_s=60).first_delay() == 60
+
+
+def test_a_backstop_may_wait_past_max_interval_up_to_the_late_part():
+    """Behind an event stream or a lister, per-item polls need not come every max_interval_s."""
+    policy = PollPolicy(expected_s=600, early_s=480, late_s=840, min_interval_s=5, max_interval_s=60)
+    slow = policy.relaxed(3)
+    assert slow.first_delay() == 3 * 480 and slow.max_interval_s == 3 * 840
+
+
+def test_learning_starts_with_the_first_finished_item():
+    from reelbatch.worker.engine.timing import estimate
+
+    assert estimate([], (0.2, 0.5, 0.9)) is None
+    assert estimate([90.0], (0.2, 0.5, 0.9)) == (90.0, 90.0, None)
+    assert estimate([120.0, 80.0, 100.0], (0.2, 0.5, 0.9)) == (80.0, 100.0, None)
+    five = estimate([float(x) for x in range(100, 600, 100)], (0.2, 0.5, 0.9))
+    assert five == (200.0, 300.0, 500.0)

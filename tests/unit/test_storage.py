@@ -253,3 +253,36 @@ def test_plain_http_to_an_explicitly_allowed_host_is_followed():
     with pytest.raises(UnsafeResult):
         check_url(httpx.URL("http://simulator:8765/media/x.mp4"))
     check_url(httpx.URL("http://simulator:8765/media/x.mp4"), ("simulator",))
+
+
+def test_a_large_body_is_hashed_and_written_off_the_read_loop(tmp_path):
+    """A body with no declared length (or a large one) goes through the sink thread in pieces:
+    the same bytes and sha256 as the body, whatever the chunking."""
+    body = FAKE_MP4
+    pieces = [body[i:i + 7] for i in range(0, len(body), 7)]   # many pieces of 1,024 bytes (SETTINGS)
+    no_length = lambda r: httpx.Response(200, headers={"Content-Type": "video/mp4"}, content=iter(pieces))
+    stored = download("https://cdn.test/a", tmp_path, "a.mp4", mock(no_length), SETTINGS)
+    assert stored.bytes == len(body) and stored.sha256 == hashlib.sha256(body).hexdigest()
+    assert (tmp_path / "a.mp4").read_bytes() == body
+
+
+def test_a_write_failing_in_the_sink_fails_the_download(tmp_path, monkeypatch):
+    from reelbatch.worker import storage
+
+    class Full:
+        def __init__(self, out):
+            self.out = out
+
+        def __getattr__(self, name):
+            return getattr(self.out, name)
+
+        def write(self, data):
+            raise OSError(28, "No space left on device")
+
+    real = storage._Sink.__init__
+    monkeypatch.setattr(storage._Sink, "__init__", lambda self, out: real(self, Full(out)))
+    no_length = lambda r: httpx.Response(200, headers={"Content-Type": "video/mp4"},
+                                         content=iter([FAKE_MP4] * 50))
+    with pytest.raises(StorageError, match="No space"):
+        download("https://cdn.test/a", tmp_path, "a.mp4", mock(no_length), SETTINGS)
+    assert list(tmp_path.iterdir()) == []

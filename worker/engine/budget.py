@@ -17,7 +17,7 @@ def reserve(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord) -> bool:
     unreserve(ctx, meta, rec)
     ctx.store.clear_due(meta.name, rec.item_id)
     exc = errors.BudgetExceeded(f"waiting: submitting it would pass max_cost_usd {meta.max_cost_usd}")
-    ctx.store.update(meta.name, rec.item_id, error_kind=exc.kind, error=str(exc))
+    ctx.store.wait_for_budget(meta.name, rec.item_id, exc.kind, str(exc))
     return False
 
 

@@ -17,7 +17,7 @@ IN_PROGRESS = (S.QUEUED, S.RUNNING)
 
 def cancel(ctx: WorkerContext, batch: str, item_id: str) -> list[Next]:
     store = ctx.store
-    meta, rec = store.batch(batch), store.item(batch, item_id)
+    meta, rec = ctx.load(batch, item_id)
     if meta is None or rec is None:
         return []
     if rec.state is S.PENDING:

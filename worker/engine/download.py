@@ -26,7 +26,7 @@ GONE = frozenset({404, 410})
 
 def fetch(ctx: WorkerContext, batch: str, item_id: str) -> list[Next]:
     store = ctx.store
-    meta, rec = store.batch(batch), store.item(batch, item_id)
+    meta, rec = ctx.load(batch, item_id)
     if meta is None or rec is None or rec.state is not S.DOWNLOADING:
         return []
     if rec.url_stale or not rec.video_url:
@@ -44,15 +44,14 @@ def fetch(ctx: WorkerContext, batch: str, item_id: str) -> list[Next]:
         return _output_blocked(ctx, meta, rec, exc)
     except errors.StorageError as exc:
         return _again(ctx, meta, rec, exc)
-    try:
-        store.transition(batch, item_id, S.SUCCEEDED, DOWNLOADING, file=stored.path.name,
-                         sha256=stored.sha256, bytes=stored.bytes, completed_at=time.time(),
-                         transient_retries=0, url_stale=0)
+    try:   # there was room: the "cannot write" mark goes in the same step
+        done = store.transition_read(batch, item_id, S.SUCCEEDED, DOWNLOADING, clear_output=True,
+                                     file=stored.path.name, sha256=stored.sha256, bytes=stored.bytes,
+                                     completed_at=time.time(), transient_retries=0, url_stale=0)
     except TransitionRefused:
         return []
-    store.clear_output_problem(batch)
     try:
-        results.record(store, meta, store.item(batch, item_id))
+        results.record(store, meta, done)
     except OSError as exc:   # the video is in place; its sidecar waits for room (the index is rewritten)
         store.mark_output_problem(batch, f"{meta.output}: {exc.strerror}", OUTPUT_MARK_S)
     return []

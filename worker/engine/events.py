@@ -22,7 +22,7 @@ def on_event(ctx: WorkerContext, provider: str, generation: Generation) -> list[
     if owner is None:
         return []
     batch, item_id = owner
-    meta, rec = ctx.store.batch(batch), ctx.store.item(batch, item_id)
+    meta, rec = ctx.load(batch, item_id)
     if meta is None or rec is None or rec.state not in IN_PROGRESS:
         return []
     return observe(ctx, meta, rec, generation)

@@ -27,29 +27,35 @@ POLL_QUANTILES = (0.2, 0.5, 0.9)   # early, expected, late: the first poll, the 
 
 
 def poll(ctx: WorkerContext, batch: str, item_id: str) -> list[Next]:
-    store = ctx.store
-    meta, rec = store.batch(batch), store.item(batch, item_id)
+    meta, rec = ctx.load(batch, item_id)
     if meta is None or rec is None or rec.state not in IN_PROGRESS:
         return []
-    ctx.slots(meta.provider).renew(holder(batch, item_id))
+    renew = lambda: ctx.slots(meta.provider).renew(holder(batch, item_id))   # noqa: E731
     if meta.cancelled and not rec.cancel_requested:
+        renew()
         return cancel_remote(ctx, meta, rec)
     try:
         generation = ctx.provider(meta.provider).get(rec.generation_id)
     except errors.TransientProviderError as exc:
+        renew()   # still ours while the provider cannot be asked
         return retry_or_fail(ctx, meta, item_id, Step.POLL, exc, IN_PROGRESS)
     except errors.PermanentProviderError as exc:
         return fail(ctx, meta, item_id, exc, IN_PROGRESS)
     ctx.provider_up(meta.provider)
+    if not generation.terminal:
+        renew()   # a finished one gives its slot back instead
     return observe(ctx, meta, rec, generation, polled=True)
 
 
 def observe(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord, g: Generation,
-            polled: bool = False) -> list[Next]:
-    """Act on what the provider says about a generation (from a poll or from an event)."""
+            polled: bool = False, unfinished_at: float | None = None) -> list[Next]:
+    """Act on what the provider says about a generation (from a poll, an event or a lister's
+    page). ``unfinished_at``: when it was last seen unfinished (a lister's previous page), for
+    learning how long it took; a poll's is the item's ``polled_at``."""
     batch, item_id = meta.name, rec.item_id
     if g.status is RemoteStatus.SUCCEEDED:
-        return _finished(ctx, meta, rec, g, polled)
+        seen = rec.polled_at if polled else unfinished_at
+        return _finished(ctx, meta, rec, g, seen)
     if g.status is RemoteStatus.FAILED:
         return _remote_failed(ctx, meta, rec, g)
     if g.status is RemoteStatus.CANCELLED:
@@ -67,34 +73,35 @@ def observe(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord, g: Generation,
 
 
 def _finished(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord, g: Generation,
-              polled: bool) -> list[Next]:
+              unfinished_at: float | None) -> list[Next]:
     charged = g.cost_usd is not None
     cost = g.cost_usd if g.cost_usd is not None else rec.item.estimated_cost_usd
-    try:
-        ctx.store.transition(meta.name, rec.item_id, S.DOWNLOADING, IN_PROGRESS,
+    try:   # made, so paid (downloaded or not): counted in the batch's spend in the same step
+        ctx.store.transition(meta.name, rec.item_id, S.DOWNLOADING, IN_PROGRESS, spend=(cost, charged),
                              video_url=g.video_url, detected_at=time.time(), cost_usd=cost,
                              cost_source="charged" if charged else "estimated",
                              remote_started_at=g.started_at, remote_completed_at=g.completed_at,
                              transient_retries=0, url_stale=0)
     except TransitionRefused:
         return []  # another poll or the event stream got there first
-    ctx.store.add_spend(meta.name, cost, charged)   # made, so paid: downloaded or not
+    if not charged and ctx.provider(meta.provider).charges_in_history:
+        ctx.store.owe_charge(meta.provider, meta.name, rec.item_id, rec.submitted_at or time.time())
     if rec.submitted_at:
-        timing.record(ctx.store, rec.item, _finished_at(rec, g, polled) - rec.submitted_at)
+        timing.record(ctx.store, rec.item, _finished_at(rec, g, unfinished_at) - rec.submitted_at)
     return [Next(Step.DOWNLOAD, meta.name, rec.item_id)] + release(ctx, meta.provider, meta.name,
                                                                     rec.item_id)
 
 
-def _finished_at(rec: ItemRecord, g: Generation, polled: bool) -> float:
-    """When the generation finished, for learning: now when an event said so at once; from a poll,
-    the middle of the window it finished in, after the last poll that saw it unfinished, narrowed
-    by the provider's whole-second completed_at. (Learning the time it was seen done instead
-    piles every generation that finished before the first poll onto the first poll's time, so the
-    first poll never moves earlier.)"""
+def _finished_at(rec: ItemRecord, g: Generation, unfinished_at: float | None) -> float:
+    """When the generation finished, for learning: now when an event said so at once; from a poll
+    or a lister's page, the middle of the window it finished in, after the last look that saw it
+    unfinished, narrowed by the provider's whole-second completed_at. (Learning the time it was
+    seen done instead piles every generation that finished before the first poll onto the first
+    poll's time, so the first poll never moves earlier.)"""
     now = time.time()
-    if not polled:
+    if unfinished_at is None:
         return now
-    low, high = max(rec.polled_at or 0.0, rec.submitted_at or 0.0), now
+    low, high = max(unfinished_at, rec.submitted_at or 0.0), now
     if g.completed_at is not None and max(low, g.completed_at) < min(high, g.completed_at + 1):
         low, high = max(low, g.completed_at), min(high, g.completed_at + 1)
     return (low + high) / 2
@@ -115,9 +122,19 @@ def _remote_failed(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord, g: Gene
 
 
 def poll_policy(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord) -> PollPolicy:
+    """The item's poll schedule (``learned_policy``), relaxed to a backstop while the event stream
+    or a lister tells of completions."""
+    policy = learned_policy(ctx, meta, rec)
+    if ctx.told_of_completions(meta.provider):
+        return policy.relaxed(EVENT_BACKSTOP_FACTOR)
+    return policy
+
+
+def learned_policy(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord) -> PollPolicy:
     """First poll near the early part of the generation times learned for this model and length
-    (before anything is learned: the manifest's first_after_s, else the catalogue's typical time),
-    tightening after; while the provider's event stream is healthy, polls relax to a backstop."""
+    (before anything is learned: the manifest's first_after_s, else the catalogue's typical time
+    for the provider), tightening after, never more than max_interval_s apart; while the event
+    stream or a lister tells of completions, polls relax to a backstop (``poll_policy``)."""
     learned = timing.quantiles(ctx.store, rec.item, POLL_QUANTILES)
     if learned:
         early, expected, late = learned
@@ -125,8 +142,5 @@ def poll_policy(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord) -> PollPol
         expected = meta.first_after_s or catalog().model_for(meta.provider, meta.model).expected_seconds
         early = meta.first_after_s if meta.first_after_s is not None else 0.8 * expected
         late = None
-    policy = PollPolicy(expected_s=expected, early_s=early, late_s=late,
-                        min_interval_s=meta.min_interval_s, max_interval_s=meta.max_interval_s)
-    if ctx.store.events_healthy(meta.provider):
-        return policy.relaxed(EVENT_BACKSTOP_FACTOR)
-    return policy
+    return PollPolicy(expected_s=expected or 0.0, early_s=early, late_s=late,
+                      min_interval_s=meta.min_interval_s, max_interval_s=meta.max_interval_s)

@@ -24,7 +24,7 @@ RECONCILE_AFTER_S = 3.0
 
 def submit(ctx: WorkerContext, batch: str, item_id: str) -> list[Next]:
     store = ctx.store
-    meta, rec = store.batch(batch), store.item(batch, item_id)
+    meta, rec = ctx.load(batch, item_id)
     if rec is None or meta is None or rec.state is not S.PENDING:
         return _release_if_idle(ctx, meta, rec, batch, item_id)
     if meta.cancelled:
@@ -97,7 +97,7 @@ def reconcile(ctx: WorkerContext, batch: str, item_id: str) -> list[Next]:
     API) the item fails with kind ``submit_unknown``: `reelbatch retry --kind submit_unknown`
     resubmits it, a decision left to the person paying for it."""
     store = ctx.store
-    meta, rec = store.batch(batch), store.item(batch, item_id)
+    meta, rec = ctx.load(batch, item_id)
     if meta is None or rec is None or rec.state is not S.SUBMITTING:
         return []
     client = ctx.provider(meta.provider)

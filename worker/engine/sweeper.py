@@ -1,6 +1,8 @@
-"""The sweeper: sends again the step of any item whose task was lost (its worker died), starts
-batches whose --at time has come, and hands free slots to waiting items. `reelbatch run` calls it
-every few seconds; a fleet runs it from Celery beat."""
+"""The sweeper: sends the polls that wait in the store's due set when they come due (sent a little
+ahead, with the rest of the wait as their countdown, so none is late), sends again the step of any
+item whose task was lost (its worker died), starts batches whose --at time has come, and hands
+free slots to waiting items. `reelbatch run` calls it every few seconds; a fleet runs it from
+Celery beat, which checks every ``sweep_every_s`` whether anything is due within the horizon."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from redis.exceptions import LockError
 from redis.lock import Lock
 
 from reelbatch.jobs.limits import holder
+from reelbatch.jobs.settings import Settings
 from reelbatch.jobs.state import RESUME, TERMINAL, ItemState as S
 from reelbatch.jobs.store import BatchMeta
 from reelbatch.worker.context import WorkerContext
@@ -20,6 +23,22 @@ from reelbatch.worker.engine.line import feed
 from reelbatch.worker.engine.next import Next
 
 LOCK_S = 30.0
+SWEEP_GRACE_S = 60.0   # how late a sent step may run before the sweeper sends it again
+HORIZON_FACTOR = 1.5   # the horizon is this many sweep periods: every due wait meets a sweep first
+SWEEPER_TTL_S = 60.0   # a sweeper not seen for this long no longer has long waits left to it
+TAKE_ROUNDS = 50       # at most this many thousand items taken per batch and sweep
+
+
+def horizon_s(settings: Settings) -> float:
+    """How far ahead a sweep sends due steps; a poll waiting at least this long is left in the
+    due set. `run` sweeps every 5 s and beat checks every ``sweep_every_s``, both within it."""
+    return HORIZON_FACTOR * settings.sweep_every_s
+
+
+def lost_after_s(settings: Settings) -> float:
+    """How long past its countdown a sent step is recorded as due: sent again only when it has
+    not run SWEEP_GRACE_S after it should have, the sweep's look-ahead notwithstanding."""
+    return SWEEP_GRACE_S + horizon_s(settings)
 
 
 def sweep(ctx: WorkerContext, batch: str, now: float | None = None) -> list[Next]:
@@ -27,22 +46,33 @@ def sweep(ctx: WorkerContext, batch: str, now: float | None = None) -> list[Next
     store, meta = ctx.store, ctx.store.batch(batch)
     if meta is None:
         return []
+    store.mark_sweeper(SWEEPER_TTL_S)
     check_health(ctx, meta, now)
     if meta.start_at and meta.start_at <= now and store.mark_started(batch):
         return enqueue(ctx, batch)
     nexts: list[Next] = []
-    for item_id in store.overdue(batch, now):
-        rec = store.item(batch, item_id)
-        if rec is None or rec.state in TERMINAL:
+    for _ in range(TAKE_ROUNDS):
+        taken = store.take_due(batch, now + horizon_s(ctx.settings), now, lost_after_s(ctx.settings))
+        nexts += _due(ctx, meta, taken, now)
+        if len(taken) < 1000:
+            break
+    return nexts + feed(ctx, meta.provider, meta.max_concurrency)
+
+
+def _due(ctx: WorkerContext, meta: BatchMeta, taken: list[tuple[str, float]], now: float) -> list[Next]:
+    """The steps of items due (a kept wait ending, or a task lost), each with the rest of its wait."""
+    store, batch, nexts = ctx.store, meta.name, []
+    for (item_id, due), state in zip(taken, store.states(batch, [i for i, _ in taken]), strict=True):
+        if state is None or state in TERMINAL:
             store.clear_due(batch, item_id)
-        elif rec.state is S.PENDING:
+        elif state is S.PENDING:
             store.clear_due(batch, item_id)
             slots = ctx.slots(meta.provider)
             slots.release(holder(batch, item_id))
             slots.wait([holder(batch, item_id)], front=True)
         else:
-            nexts.append(Next(RESUME[rec.state], batch, item_id))
-    return nexts + feed(ctx, meta.provider, meta.max_concurrency)
+            nexts.append(Next(RESUME[state], batch, item_id, max(0.0, due - now)))
+    return nexts
 
 
 def check_health(ctx: WorkerContext, meta: BatchMeta, now: float) -> str | None:

@@ -65,6 +65,8 @@ class AimlapiProvider:
 
     can_cancel = False
     has_events = False
+    lists_generations = False   # no list endpoint: each generation is polled on its own
+    charges_in_history = False  # the cost is on the poll answer (meta.usage)
 
     def __init__(self, http: HttpSeam, name: str = "aimlapi",
                  download_credential: HostCredential | None = None):

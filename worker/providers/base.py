@@ -72,6 +72,8 @@ class Provider(Protocol):
     name: str
     can_cancel: bool
     has_events: bool
+    lists_generations: bool    # many generations' states in one answer (``list_page``)
+    charges_in_history: bool   # the charged cost comes later, from a history (``list_page`` rows)
     download_credential: HostCredential | None   # the key, for result URLs on the API's own host
 
     def submit(self, request: ProviderRequest) -> str:

@@ -6,6 +6,10 @@ events missed while disconnected are lost: the engine must keep polling as the b
 Queue rows carry no cost: ``charged_cost`` reads it from the generation history
 (``GET /api/ai/generations/{id}``), and ``model_pricing`` reads a model's prices
 (``GET /api/ai/models/{id}``), both documented in inference-api/overview.mdx.
+
+Many generations in one answer (the engine's lister, worker/lister.py): ``list_active`` reads the
+active queue (``GET /api/ai/queue?model=``), ``list_page`` a page of up to 1,000 history rows
+(``GET /api/ai/generations``, with ``cost``).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ COMPLETED_EVENT = "media_generation_completed"
 SSE_HEADERS = {"Accept": "text/event-stream", "Cache-Control": "no-store"}
 HISTORY_PAGE_SIZE = 100
 HISTORY_MAX_PAGES = 20
+LIST_PAGE_SIZE = 1000   # the history's largest page (page_size 1-1000)
 
 
 def _float(value: Any) -> float | None:
@@ -72,6 +77,17 @@ def generation_from_row(provider: str, row: Mapping[str, Any]) -> Generation:
                       cost_usd=_float(row.get("cost")), enqueued_at=_float(row.get("enqueued_at")),
                       started_at=_float(row.get("started_at")),
                       completed_at=_float(row.get("completed_at")))
+
+
+def _generations(provider: str, rows: list[dict[str, Any]]) -> list[Generation]:
+    """The rows that can be read as generations (a succeeded row without its URL yet is skipped)."""
+    found = []
+    for row in rows:
+        try:
+            found.append(generation_from_row(provider, row))
+        except TransientProviderError:
+            continue
+    return found
 
 
 def generation_from_event(sse: ServerSentEvent) -> Generation | None:
@@ -129,6 +145,8 @@ class OxenProvider:
 
     can_cancel = True
     has_events = True
+    lists_generations = True    # GET /api/ai/queue (active) and /api/ai/generations (history)
+    charges_in_history = True   # queue rows and events carry no cost; history rows do
 
     def __init__(self, http: HttpSeam, name: str = "oxen",
                  backoff: Callable[[int], float] = RECONNECT.delay,
@@ -193,9 +211,19 @@ class OxenProvider:
         """Cancel a queued or processing row; on a terminal row Oxen does nothing."""
         self._http.json("DELETE", f"/api/ai/queue/{quote(generation_id, safe='')}")
 
-    def list_active(self) -> list[Generation]:
-        """Every queued or processing generation of the account."""
-        return [generation_from_row(self.name, row) for row in self._active_rows()]
+    def list_active(self, model: str | None = None) -> list[Generation]:
+        """Every queued or processing generation of the account (of one model)."""
+        return _generations(self.name, self._active_rows(**({"model": model} if model else {})))
+
+    def list_page(self, model: str | None = None, page: int = 1,
+                  page_size: int = LIST_PAGE_SIZE) -> list[Generation]:
+        """One page of the generation history (``GET /api/ai/generations``, newest first), with
+        each finished row's charged ``cost``. Rows that cannot be read yet (a succeeded row with
+        no result_url) are left out."""
+        params: dict[str, Any] = {"page": page, "page_size": page_size, **({"model": model} if model else {})}
+        answer = self._http.json("GET", "/api/ai/generations", params=params)
+        rows = answer.get("generations") if isinstance(answer, dict) else None
+        return _generations(self.name, [r for r in rows or [] if isinstance(r, dict)])
 
     def find(self, request: ProviderRequest, since: float | None = None) -> list[Generation]:
         """Reconcile a SubmitOutcomeUnknown: generations (active, then history) of the same model
