@@ -183,7 +183,7 @@ def test_run_notifies_the_manifest_and_the_environment_and_leaks_no_url(tmp_path
     assert done.returncode == 0, done.stdout + done.stderr
     [from_manifest], [from_env] = receiver.at("/manifest"), receiver.at("/env")
     assert from_manifest == from_env and from_env["title"] == "reelbatch: told finished"
-    assert "4 items: 4 succeeded" in from_env["message"] and "$2.24 estimated" in from_env["message"]
+    assert "4 items: 4 succeeded" in from_env["message"] and "$2.24 charged" in from_env["message"]
     assert len(receiver.at("/fail")) == 1
     assert "notifier 2 of 3 (json://) did not take the message" in done.stderr
     assert TOKEN not in done.stdout + done.stderr

@@ -176,13 +176,13 @@ def test_run_verbose_in_a_log_has_progress_lines_outcomes_and_a_one_line_summary
     assert outcomes == [row["item_id"] for row in results(tmp_path / "out")]
     summary = [line for line in lines if "results in" in line]
     assert len(summary) == 1 and summary[0].endswith(str(tmp_path / "out" / "results.jsonl"))
-    assert "12 succeeded" in summary[0] and "estimated" in summary[0]
+    assert "12 succeeded" in summary[0] and "charged" in summary[0]  # read back from the provider
 
 
 def test_run_quiet_prints_only_the_summary(tmp_path, sim_factory):
     done = _run(tmp_path, sim_factory, "--quiet", n=4)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.splitlines() == [f"overnight: 4 succeeded; $2.24 estimated; results in "
+    assert done.stdout.splitlines() == [f"overnight: 4 succeeded; $2.24 charged; results in "
                                         f"{tmp_path / 'out' / 'results.jsonl'}"]
 
 
