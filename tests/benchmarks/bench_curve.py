@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.benchmarks._common import (  # noqa: E402
     REPO,
+    UNLIMITED_RPM,
     Sampler,
     SimProcess,
     mb,
@@ -59,7 +60,7 @@ model: kling-o1/image-to-video
 output: {output}
 defaults: {{duration: 5, start_image: "https://example.org/ox.png"}}
 items_from: rows.csv
-limits: {{max_concurrency: {concurrency}, requests_per_minute: 100000000}}
+limits: {{max_concurrency: {concurrency}, requests_per_minute: {rpm}}}
 polling: {{first_after_s: 0, min_interval_s: 0.001, max_interval_s: 0.01}}
 """
 
@@ -68,7 +69,8 @@ def write_manifest(folder: Path, name: str, n: int) -> Path:
     rows = ["id,prompt"] + [f"clip{i:06d},An ox walks take {i}" for i in range(n)]
     (folder / "rows.csv").write_text("\n".join(rows) + "\n")
     path = folder / f"{name}.yaml"
-    path.write_text(MANIFEST.format(name=name, output=folder / f"out-{name}", concurrency=CONCURRENCY))
+    text = MANIFEST.format(name=name, output=folder / f"out-{name}", concurrency=CONCURRENCY, rpm=UNLIMITED_RPM)
+    path.write_text(text)
     return path
 
 

@@ -48,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tests.benchmarks._common import (  # noqa: E402
     REPO,
     SIM_KEY,
+    UNLIMITED_RPM,
     Sampler,
     SimProcess,
     detection_delays,
@@ -121,7 +122,7 @@ def run_reelbatch(workdir: Path, n: int, name: str, events: bool, max_interval: 
     polling = {**POLLING, "max_interval_s": max_interval * SCALE}
     provider = "aimlapi" if protocol == "aimlapi" else "simulator"
     manifest = write_manifest(workdir, name, n, polling=polling, provider=provider,
-                              limits={"max_concurrency": concurrency, "requests_per_minute": 10**6})
+                              limits={"max_concurrency": concurrency, "requests_per_minute": UNLIMITED_RPM})
     with SimProcess(workdir, **KNOBS) as sim:
         extra = {"AIMLAPI_BASE_URL": sim.url, "AIMLAPI_KEY": SIM_KEY} if provider == "aimlapi" else {}
         env = sim_env(sim, workdir / f"data-{name}", REELBATCH_EVENT_LISTENER=str(events).lower(), **extra)

@@ -26,6 +26,7 @@ from celery import Celery, chain
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.benchmarks._common import (  # noqa: E402
+    UNLIMITED_RPM,
     Sampler,
     SimProcess,
     pythonpath_env,
@@ -119,7 +120,7 @@ def run_reelbatch(workdir: Path, redis_url: str, sim: SimProcess, n: int, round_
 
     env = sim_env(sim, workdir / "data", REELBATCH_BROKER_URL=redis_url)
     name = f"overhead{round_no}"
-    manifest = write_manifest(workdir, name, n, limits={"max_concurrency": n, "requests_per_minute": 10**7},
+    manifest = write_manifest(workdir, name, n, limits={"max_concurrency": n, "requests_per_minute": UNLIMITED_RPM},
                               polling={"first_after_s": 0, "min_interval_s": 0.001, "max_interval_s": 0.01})
     settings = Settings(broker_url=redis_url, simulator_url=sim.url)
     use_broker(redis_url)

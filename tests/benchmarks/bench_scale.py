@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.benchmarks._common import (  # noqa: E402
     REPO,
+    UNLIMITED_RPM,
     Sampler,
     SimProcess,
     mb,
@@ -92,7 +93,7 @@ def hold(n: int, hold_s: float, scheduler: bool) -> dict:
                 SimProcess(workdir, time_scale=1.0, queue_delay=0, concurrency=10**6, seed=5) as sim:
             env = sim_env(sim, workdir / "data", REELBATCH_BROKER_URL=server.url)
             manifest = write_manifest(workdir, "scale", n,
-                                      limits={"max_concurrency": n, "requests_per_minute": 10**7})
+                                      limits={"max_concurrency": n, "requests_per_minute": UNLIMITED_RPM})
             settings = Settings(broker_url=server.url, simulator_url=sim.url)
             point_app_at(server.url)   # a new Redis for each run
             ctx = WorkerContext(settings)
