@@ -164,3 +164,19 @@ def test_costs_of_completions_told_by_events_are_charged_from_the_history(tmp_pa
     assert sim.stats()["requests"].get("GET /api/ai/queue/{id}", 0) <= 3   # the backstop only
     status = json.loads(reelbatch("status", "evented", "--json", env=env).stdout)
     assert status["charged_usd"] == pytest.approx(12.0) and status["estimated_usd"] == pytest.approx(0.0)
+
+
+def test_max_interval_bounds_the_first_poll_before_anything_is_learned(tmp_path, sim_factory):
+    """Issue 15.1, as reported: the AI/ML API (no events, no list), `max_interval_s: 2`, generations of
+    2-4 s. The catalogue's typical time (79 s) would put the first poll a minute out; the manifest's
+    maximum bounds it, so every item is seen finished within a poll or two of its end."""
+    sim = sim_factory(time_scale=1.0, gen_time_min=2, gen_time_max=4, queue_delay=0.0, seed=3)
+    manifest = write_manifest(tmp_path, "bounded", 6, provider="aimlapi",
+                              polling={"max_interval_s": 2, "min_interval_s": 1})
+    env = cli_env(tmp_path / "data", AIMLAPI_BASE_URL=sim.base_url, AIMLAPI_KEY="sim-test-key",
+                  REELBATCH_EVENT_LISTENER="false")
+    done = reelbatch("run", str(manifest), env=env, timeout=50)   # a first poll at 63 s could not end in time
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert status_counts(results(tmp_path / "out")) == {"succeeded": 6}
+    polls = sim.stats()["requests"].get("GET /v2/video/generations", 0)
+    assert 6 <= polls <= 6 * 4, sim.stats()["requests"]      # at most 2 s apart over 2-4 s, learned from then on
