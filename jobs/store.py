@@ -21,7 +21,7 @@ from redis.lock import Lock
 
 from reelbatch.jobs import keys
 from reelbatch.jobs.item import Item
-from reelbatch.jobs.limits import RequestRate, Slots
+from reelbatch.jobs.limits import RequestRate, Slots, holder, split_holder
 from reelbatch.jobs.money import Spend
 from reelbatch.jobs.state import TERMINAL, ItemState, sources_of
 
@@ -188,15 +188,6 @@ _NOT_FIELDS = frozenset({"spec", "est"})   # stored beside the fields: the spec,
 
 
 _STATES = frozenset(s.value for s in ItemState)
-
-
-def _holder(batch: str, item_id: str) -> str:
-    return f"{batch}\x1f{item_id}"
-
-
-def _split(who: str) -> tuple[str, str]:
-    batch, item_id = who.split("\x1f", 1)
-    return batch, item_id
 
 
 def _state_set(batch: str, state: ItemState | str) -> str:
@@ -682,12 +673,12 @@ class Store:
 
     def owe_charge(self, provider: str, batch: str, item_id: str, since: float) -> None:
         """The item's cost is an estimate until the provider's history gives the charged figure."""
-        self.r.zadd(keys.uncharged(provider), {_holder(batch, item_id): since})
+        self.r.zadd(keys.uncharged(provider), {holder(batch, item_id): since})
 
     def owed_charges(self, provider: str, limit: int = 5000) -> list[tuple[str, str, float]]:
         """(batch, item id, since) of items waiting for their charged cost, oldest first."""
         rows = self.r.zrange(keys.uncharged(provider), 0, limit - 1, withscores=True)
-        return [(*_split(who), float(since)) for who, since in rows]
+        return [(*split_holder(who), float(since)) for who, since in rows]
 
     def charge(self, provider: str, batch: str, item_id: str, usd: float | None) -> bool:
         """Record what the provider charged for the item's generation (None: forget it, there is
@@ -696,7 +687,7 @@ class Store:
         moved = False
         if usd is not None:
             moved = bool(self._charge(keys=[keys.item(batch, item_id), keys.meta(batch)], args=[usd]))
-        self.r.zrem(keys.uncharged(provider), _holder(batch, item_id))
+        self.r.zrem(keys.uncharged(provider), holder(batch, item_id))
         return moved
 
     # --- health: a provider that cannot be reached, an output folder that cannot be written ---

@@ -12,9 +12,6 @@ import logging
 import threading
 from collections.abc import Iterable
 
-import redis
-from kombu.exceptions import OperationalError
-
 from reelbatch.jobs import errors
 from reelbatch.jobs.settings import Settings
 from reelbatch.worker.context import WorkerContext
@@ -22,12 +19,11 @@ from reelbatch.worker.engine.events import on_event
 from reelbatch.worker.lister import Lister
 from reelbatch.worker.providers import build_provider
 from reelbatch.worker.providers.base import Generation
-from reelbatch.worker.tasks import send
+from reelbatch.worker.tasks import BROKER_DOWN, send
 
 log = logging.getLogger("reelbatch.events")
 BEACON_EVERY_S = 5.0
 BEACON_TTL_S = 15
-BROKER_DOWN = (redis.ConnectionError, redis.TimeoutError, OperationalError)
 
 
 def start_listeners(settings: Settings, providers: Iterable[str]) -> list[EventListener | Lister]:

@@ -15,8 +15,6 @@ import logging
 import threading
 import time
 
-import redis
-from kombu.exceptions import OperationalError
 from redis.exceptions import LockError
 from redis.lock import Lock
 
@@ -25,7 +23,7 @@ from reelbatch.jobs.settings import Settings
 from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine import listing
 from reelbatch.worker.engine.outcome import DOWN_MARK_S
-from reelbatch.worker.tasks import send
+from reelbatch.worker.tasks import BROKER_DOWN, send
 
 log = logging.getLogger("reelbatch.lister")
 LOCK_S = 30.0          # the lock lapses this long after its holder last extended it
@@ -36,7 +34,6 @@ AFTER_ERROR_S = 2.0
 COST_EVERY_S = 30.0    # how often the history is read for charged costs
 BEACON_MIN_S = 5.0     # the beacon lasts three ticks, and at least this long
 FAILED_QUIET_S = 60.0  # after a failed look, no beacon for this long (items poll on their own)
-BROKER_DOWN = (redis.ConnectionError, redis.TimeoutError, OperationalError)
 
 
 class Lister:
@@ -87,6 +84,10 @@ class Lister:
                     self.ctx.provider_down(self.provider, str(exc), DOWN_MARK_S)
                 self._failed()
                 pause = AFTER_ERROR_S
+            except Exception:   # noqa: BLE001 - a bug must not end listing for the rest of the batch
+                log.exception("lister: %s: unexpected error; trying again", self.provider)
+                self._failed()
+                pause = AFTER_ERROR_S
 
     def _failed(self) -> None:
         """A look failed: take the beacon down, so items are polled on their own meanwhile."""
@@ -119,17 +120,16 @@ class Lister:
     def _look(self, groups: dict[str, list[listing.Flight]], now: float) -> float:
         ticks = {model: listing.tick_s(self.ctx, group, self._cost.get(model, 1.0))
                  for model, group in groups.items()}
-        nexts, waits = [], []
+        waits = []
         for model, group in groups.items():
             if now >= self._next.get(model, 0.0):
                 found, requests = listing.look(self.ctx, self.provider, model, group, self._looked.get(model))
-                nexts += found
+                send(self.ctx, found)   # now: a later model's failed look must not lose these steps
                 self._cost[model] = 0.8 * self._cost.get(model, 1.0) + 0.2 * requests
                 self._looked[model], self._next[model] = now, now + ticks[model]
                 self.looks += 1
             waits.append(self._next[model] - time.time())
         self._beacon(max(BEACON_MIN_S, 3 * max(ticks.values())))   # only once the looks succeeded
-        send(self.ctx, nexts)
         return min(waits)
 
     def _hold(self) -> bool:

@@ -192,9 +192,10 @@ class _Sink:
         while self._flush_due.wait() and not self._done.is_set():
             self._flush_due.clear()
             try:
-                os.fdatasync(self.out.fileno())   # starts the writeback of what is written so far
-            except OSError:
-                return   # the final fsync reports it
+                os.fdatasync(self.out.fileno())   # writes back what is written so far, as it goes
+            except OSError as exc:   # reported once per file: the final fsync would not see it again
+                self.error = self.error or exc
+                return
 
 
 def _stream_to(response: httpx.Response, out: BinaryIO, settings: Settings,

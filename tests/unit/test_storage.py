@@ -286,3 +286,17 @@ def test_a_write_failing_in_the_sink_fails_the_download(tmp_path, monkeypatch):
     with pytest.raises(StorageError, match="No space"):
         download("https://cdn.test/a", tmp_path, "a.mp4", mock(no_length), SETTINGS)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_writeback_fails_the_download(monkeypatch):
+    """Linux reports a writeback error to one sync only: the sink's own sync must not swallow it, or the
+    final fsync succeeds and a damaged file counts as downloaded."""
+    from reelbatch.worker import storage
+
+    monkeypatch.setattr(storage, "SYNC_EVERY", 1)
+    with open(os.devnull, "wb") as out:    # cannot be synced (EINVAL), as a failed writeback
+        sink = storage._Sink(out)
+        sink.put(b"x" * 10)
+        sink._threads[1].join(5)           # the sync thread has met the error and stopped
+        with pytest.raises(OSError):
+            sink.close()

@@ -14,8 +14,11 @@ the charged cost of generations whose completion came another way (an event, a p
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
+
+import redis
 
 from reelbatch.jobs.catalog import catalog
 from reelbatch.jobs.limits import holder
@@ -24,6 +27,8 @@ from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine.next import Next
 from reelbatch.worker.engine.poll import IN_PROGRESS, learned_policy, observe
 from reelbatch.worker.providers.base import Generation
+
+log = logging.getLogger("reelbatch.lister")
 
 PAGE_SIZE = 1000         # the history's largest page
 MAX_PAGES = 10           # pages read back at most, looking for a generation or its cost
@@ -120,10 +125,18 @@ def _deeper(ctx: WorkerContext, provider: str, model: str, unseen: list[Flight],
 
 
 def _finish(ctx: WorkerContext, flight: Flight, g: Generation, unfinished_at: float | None) -> list[Next]:
+    """Move one finished item on; an error stays with that item (seen again on the next look, or
+    by its own backstop poll), so the steps found for the others are still sent."""
     rec = ctx.store.item(flight.meta.name, flight.item_id)
     if rec is None or rec.state not in IN_PROGRESS or rec.generation_id != flight.generation_id:
         return []
-    return observe(ctx, flight.meta, rec, g, unfinished_at=unfinished_at)
+    try:
+        return observe(ctx, flight.meta, rec, g, unfinished_at=unfinished_at)
+    except redis.RedisError:
+        raise   # Redis itself: the whole look waits for it
+    except Exception:   # noqa: BLE001 - logged; the item is not lost (see above)
+        log.exception("lister: %s/%s could not be moved on", flight.meta.name, flight.item_id)
+        return []
 
 
 def collect_charges(ctx: WorkerContext, provider: str) -> int:
