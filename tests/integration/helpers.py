@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -48,10 +49,16 @@ def reelbatch(*args: str, env: dict[str, str], timeout: float = 300, cwd: Path =
                           capture_output=True, text=True, timeout=timeout, **kw)
 
 
+def as_from_a_terminal() -> None:
+    """Ctrl-C reaches a command a person starts at a terminal; a test suite run in the background of
+    a non-interactive shell inherits SIGINT ignored (and Python then never raises KeyboardInterrupt)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def spawn(*args: str, env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "reelbatch", *args], env=env, cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=as_from_a_terminal)
 
 
 def results(out: Path) -> list[dict]:

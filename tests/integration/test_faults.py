@@ -25,6 +25,7 @@ from reelbatch.scheduler.embedded import EmbeddedRedis, WorkerProcess, free_port
 from tests.conftest import REPO
 from tests.integration.helpers import (
     IMAGE,
+    as_from_a_terminal,
     assert_batch_whole,
     batch_figures,
     cli_env,
@@ -47,7 +48,8 @@ def start_logged(args: list[str], env: dict[str, str], log: Path) -> subprocess.
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         return subprocess.Popen([sys.executable, "-m", "reelbatch", *args], env=env, cwd=REPO,
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=as_from_a_terminal)
 
 
 def end(proc: subprocess.Popen) -> None:
