@@ -1,0 +1,93 @@
+"""Runs engine steps in process, the way a Celery worker would, without Celery: each ``Next`` goes
+through the task boundary of worker/tasks.py (the delivery count, ``_step`` over the ``STEPS``
+table, the due times ``send`` records), in due order on a virtual clock. A countdown moves the
+clock; nothing sleeps. Not Celery's eager mode: no task object, no broker."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from reelbatch.worker import tasks
+from reelbatch.worker.context import WorkerContext
+from reelbatch.worker.engine.next import Failed, Next
+from reelbatch.worker.engine.sweeper import lost_after_s
+
+
+@dataclass
+class Ran:
+    """One step the driver ran: when (virtual seconds), what, and what it returned."""
+
+    at: float
+    step: Next
+    nexts: list[Next]
+    failed: str | None = None   # the reason when the step failed its item (Celery's FAILURE)
+
+
+@dataclass
+class Driver:
+    ctx: WorkerContext
+    budget: int = 400   # steps one run may take before it is called a loop
+    now: float = 0.0    # virtual seconds since the driver started
+    ran: list[Ran] = field(default_factory=list)
+    _queue: list[tuple[float, int, Next]] = field(default_factory=list)
+    _seq: itertools.count = field(default_factory=itertools.count)
+
+    def send(self, nexts: Iterable[Next]) -> int:
+        """Queue steps as ``tasks.send`` would send them: countdowns capped at max_countdown_s."""
+        count = 0
+        for nxt in nexts:
+            countdown = max(0.0, min(float(nxt.countdown), self.ctx.settings.max_countdown_s))
+            heapq.heappush(self._queue, (self.now + countdown, next(self._seq), nxt))
+            count += 1
+        return count
+
+    @property
+    def pending(self) -> list[Next]:
+        return [nxt for _, _, nxt in sorted(self._queue)]
+
+    def step(self) -> Ran:
+        """Run the step due first, as one task delivery."""
+        due, seq, nxt = heapq.heappop(self._queue)
+        self.now = max(self.now, due)
+        nexts = self.deliver(nxt, f"task-{seq}")
+        ran = Ran(self.now, nxt, list(nexts), nexts.reason if isinstance(nexts, Failed) else None)
+        self.ran.append(ran)
+        self.send(nexts)
+        return ran
+
+    def deliver(self, nxt: Next, task_id: str) -> list[Next]:
+        """What ``tasks._run`` does with one delivery, minus sending: count it, run the step (or
+        fail a message past the redelivery cap), record the due times of the steps it returned."""
+        ctx = self.ctx
+        deliveries, meta, stored = ctx.store.begin_task(task_id, nxt.batch, nxt.item_id)
+        if deliveries > ctx.settings.redelivery_cap:
+            rec = tasks.ItemRecord.from_hash(stored) if stored else None
+            nexts = tasks._poison(ctx, nxt.batch, nxt.item_id, meta, rec)
+        else:
+            ctx.hand_over(nxt.batch, nxt.item_id, meta, stored)
+            nexts = tasks._step(ctx, nxt.step, nxt.batch, nxt.item_id)
+        now, grace = time.time(), lost_after_s(ctx.settings)
+        ctx.store.end_task(task_id, [(n.batch, n.item_id, now + n.countdown + grace) for n in nexts])
+        return nexts
+
+    def run(self, until: float | None = None) -> int:
+        """Run steps until none is left (or the next is due after virtual time ``until``); how
+        many ran. Past ``budget`` steps it stops with an AssertionError naming the last ones."""
+        count = 0
+        while self._queue and (until is None or self._queue[0][0] <= until):
+            if count >= self.budget:
+                last = [f"{r.at:.1f}s {r.step.step.value} {r.step.item_id}" for r in self.ran[-5:]]
+                raise AssertionError(f"still running after {self.budget} steps; the last: {last}")
+            self.step()
+            count += 1
+        if until is not None:
+            self.now = max(self.now, until)
+        return count
+
+    def steps_of(self, item_id: str) -> list[str]:
+        """The steps one item took, in order (``submit``, ``poll``, ...)."""
+        return [r.step.step.value for r in self.ran if r.step.item_id == item_id]
