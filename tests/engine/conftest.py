@@ -38,7 +38,8 @@ class Engine:
     driver: Driver
     folder: Path
 
-    def batch(self, n: int = 1, name: str = "b", provider: str = "simulator", **manifest) -> str:
+    def batch(self, n: int = 1, name: str = "b", provider: str = "simulator",
+              start_at: float | None = None, **manifest) -> str:
         """Register a batch of ``n`` items (``i0``, ``i1``, ...) from a real manifest."""
         doc = {"version": 1, "name": name, "provider": provider, "model": MODEL,
                "output": str(self.folder / name), "defaults": {"duration": 5, "start_image": IMAGE},
@@ -49,7 +50,7 @@ class Engine:
         doc.update(manifest)
         path = self.folder / f"{name}.yaml"
         path.write_text(yaml.safe_dump(doc, sort_keys=False))
-        batches.register(self.ctx.store, plan_batch(path, self.ctx.settings))
+        batches.register(self.ctx.store, plan_batch(path, self.ctx.settings), start_at)
         return name
 
     def start(self, name: str = "b") -> int:

@@ -108,7 +108,7 @@ class FakeOxen:
         life, row = self.remaining[gid], self.rows[gid]
         if life:
             row.update(life.pop(0) if len(life) > 1 else life[0])
-            if row["status"] == "succeeded":
+            if row["status"] == "succeeded" and not row["result_url"]:
                 row["result_url"] = f"{CDN}/{gid}.mp4"
         return row
 
