@@ -8,7 +8,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from reelbatch.worker import tasks
@@ -86,6 +86,15 @@ class Driver:
             count += 1
         if until is not None:
             self.now = max(self.now, until)
+        return count
+
+    def run_while(self, going: Callable[[], bool]) -> int:
+        """Run steps while ``going()`` holds (and some are left); how many ran."""
+        count = 0
+        while self._queue and going():
+            assert count < self.budget, f"still going after {self.budget} steps"
+            self.step()
+            count += 1
         return count
 
     def steps_of(self, item_id: str) -> list[str]:

@@ -1,0 +1,158 @@
+"""Engine rules of polling and downloading (worker/engine/poll.py, download.py, outcome.py), one
+table row per rule: the provider's answer about a generation (or the result host's) -> the item's
+state, its spend and its slot."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from reelbatch.jobs.state import ItemState as S, Step
+from reelbatch.worker.engine.next import Next
+from tests.engine.fakes import CDN, connect_refused, error, failed, processing, succeeded
+from tests.engine.table import rows
+
+# --- a generation's life at the provider -> the item's end -----------------------------------
+
+POLL_OUTCOMES = [
+    # id, lives of the generations made (the last repeats), status answers first, final state,
+    # kind, generations made, attempts, charged, estimated
+    ("running-then-succeeded", [[processing(), succeeded()]], [], S.SUCCEEDED, None, 1, 1, 0.56, 0.0),
+    ("succeeded-at-once", [[succeeded("0.70")]], [], S.SUCCEEDED, None, 1, 1, 0.70, 0.0),
+    ("no-cost-is-estimated", [[succeeded(None)]], [], S.SUCCEEDED, None, 1, 1, 0.0, 0.56),
+    ("remote-failure-resubmitted", [[failed()], [succeeded()]], [], S.SUCCEEDED, None, 2, 2, 0.56, 0.0),
+    ("remote-failure-past-max-attempts", [[failed()]], [], S.FAILED, "generation_failed", 3, 3, 0.0, 0.0),
+    ("content-policy-not-resubmitted", [[failed("Blocked by the content moderation filter")]], [],
+     S.FAILED, "content_policy", 1, 1, 0.0, 0.0),
+    ("no-credits-not-resubmitted", [[failed("Insufficient credits")]], [],
+     S.FAILED, "no_credits", 1, 1, 0.0, 0.0),
+    ("invalid-input-not-resubmitted", [[failed("Model response error: 422 field required")]], [],
+     S.FAILED, "invalid_input", 1, 1, 0.0, 0.0),
+    ("cancelled-at-provider", [[{"status": "cancelled"}]], [], S.CANCELLED, None, 1, 1, 0.0, 0.0),
+    ("undocumented-status-polled-on", [[{"status": "warming_up"}, processing(), succeeded()]], [],
+     S.SUCCEEDED, None, 1, 1, 0.56, 0.0),
+    ("poll-503-retried", [[processing(), succeeded()]], [error(503)] * 3, S.SUCCEEDED, None, 1, 1, 0.56, 0.0),
+    ("poll-503-past-30-retries", [[processing()]], [error(503)] * 31, S.FAILED, "transient", 1, 1, 0.0, 0.0),
+    ("poll-401-fails", [[processing()]], [error(401, "unauthenticated")], S.FAILED, "permanent", 1, 1, 0.0, 0.0),
+    ("poll-404-reads-the-history", [[processing(), succeeded()]], [error(404, "not found")],
+     S.SUCCEEDED, None, 1, 1, 0.56, 0.0),
+    ("poll-unreachable-waited-out", [[processing(), succeeded()]], [connect_refused()] * 40,
+     S.SUCCEEDED, None, 1, 1, 0.56, 0.0),
+]
+
+
+@pytest.mark.parametrize("lives, gets, state, kind, made, attempts, charged, estimated", rows(POLL_OUTCOMES))
+def test_generation_outcome(engine, lives, gets, state, kind, made, attempts, charged, estimated):
+    engine.oxen.lives.extend(lives)
+    engine.oxen.life = lives[-1]
+    engine.oxen.gets.extend(gets)
+    rec = engine.run()
+    assert (rec.state, rec.error_kind, len(engine.oxen.rows), rec.attempts) == (state, kind, made, attempts)
+    assert (engine.spend().charged_usd, engine.spend().estimated_usd) == (charged, estimated)
+    assert not engine.holds_slot()
+    assert (engine.folder / "b" / "i0.mp4").exists() == (state is S.SUCCEEDED)
+
+
+def test_a_cost_not_given_is_owed_and_read_from_the_history_later(engine):
+    from reelbatch.worker.engine.listing import collect_charges
+
+    engine.oxen.life = [succeeded(None)]
+    rec = engine.run()
+    assert rec.cost_source == "estimated" and [o[:2] for o in engine.ctx.store.owed_charges("simulator")] == [
+        ("b", "i0")]
+    engine.oxen.rows["gen-1"]["cost"] = "0.61"
+    assert collect_charges(engine.ctx, "simulator") == 1
+    assert (engine.spend().charged_usd, engine.spend().estimated_usd) == (0.61, 0.0)
+    assert engine.ctx.store.owed_charges("simulator") == []
+
+
+# --- one poll: what the item is right after it -----------------------------------------------
+
+def test_first_running_answer_moves_queued_to_running_and_keeps_the_slot(engine):
+    engine.batch()
+    engine.start()
+    engine.driver.step()
+    ran = engine.driver.step()
+    rec = engine.item()
+    assert (rec.state, rec.remote_started_at is not None, rec.polled_at is not None) == (S.RUNNING, True, True)
+    assert [n.step for n in ran.nexts] == [Step.POLL] and 2 <= ran.nexts[0].countdown <= 10
+    assert engine.holds_slot()
+
+
+def test_succeeded_answer_charges_frees_the_slot_and_hands_it_on_in_one_step(engine):
+    engine.batch(2, limits={"max_concurrency": 1, "requests_per_minute": 6000})
+    engine.start()
+    engine.oxen.life = [succeeded()]
+    engine.driver.step()                       # i0 submitted; i1 waits for the slot
+    ran = engine.driver.step()                 # i0 polled: done
+    assert engine.item().state is S.DOWNLOADING and engine.spend().charged_usd == 0.56
+    assert ran.nexts == [Next(Step.DOWNLOAD, "b", "i0"), Next(Step.SUBMIT, "b", "i1")]
+    assert not engine.holds_slot() and engine.holds_slot("i1")
+
+
+def test_a_poll_of_an_item_that_moved_on_does_nothing(engine):
+    engine.run()
+    before = len(engine.oxen.requests)
+    assert engine.driver.deliver(Next(Step.POLL, "b", "i0"), "late") == []
+    assert len(engine.oxen.requests) == before and engine.item().state is S.SUCCEEDED
+
+
+# --- downloading the result ---------------------------------------------------------------------
+
+DOWNLOADS = [
+    # id, result host answers, final state, kind, downloads tried, status requests after completion
+    ("first-try", [], S.SUCCEEDED, None, 1, 0),
+    ("404-then-fresh-url", [error(404)] * 2, S.SUCCEEDED, None, 3, 2),
+    ("not-a-video-retried", [httpx.Response(200, text="<html>", headers={"Content-Type": "text/html"})],
+     S.SUCCEEDED, None, 2, 1),
+    ("connection-lost-retried", [httpx.ReadError("reset")], S.SUCCEEDED, None, 2, 1),
+    ("404-past-12-retries", [error(404)] * 13, S.FAILED, "download", 13, 12),
+]
+
+
+@pytest.mark.parametrize("answers, state, kind, tries, asked", rows(DOWNLOADS))
+def test_download(engine, answers, state, kind, tries, asked):
+    engine.oxen.life = [succeeded()]
+    engine.cdn.answers.extend(answers)
+    rec = engine.run()
+    assert (rec.state, rec.error_kind, len(engine.cdn.requests)) == (state, kind, tries)
+    gets = engine.oxen.requests.count(("GET", "/api/ai/queue/gen-1"))
+    assert gets - 1 == asked                           # the URL is asked for again before each retry
+    assert engine.oxen.posts() == 1                    # never generated again for a download problem
+    assert engine.spend().charged_usd == 0.56 and not engine.holds_slot()   # made, so paid
+    if state is S.SUCCEEDED:
+        assert (engine.folder / "b" / "i0.mp4").read_bytes()[4:8] == b"ftyp"
+
+
+def until_downloading(engine) -> None:
+    engine.batch()
+    engine.start()
+    engine.driver.run_while(lambda: engine.item().state is not S.DOWNLOADING)
+
+
+@pytest.mark.parametrize("queue, history, state, kind", [
+    (error(404), error(404), S.FAILED, "missing"),            # the provider no longer has it
+    (error(503), None, S.SUCCEEDED, None),                    # cannot be asked: the URL it had is tried
+])
+def test_download_asks_the_provider_again(engine, queue, history, state, kind):
+    engine.oxen.life = [succeeded()]
+    until_downloading(engine)
+    engine.cdn.answers.append(error(404))
+    engine.oxen.gets.append(queue)
+    if history is not None:
+        engine.oxen.history.append(history)
+    engine.driver.run()
+    assert (engine.item().state, engine.item().error_kind, engine.oxen.posts()) == (state, kind, 1)
+
+
+def test_a_result_url_that_is_not_https_is_refused(engine):
+    engine.oxen.life = [{**succeeded(), "result_url": "http://cdn.example.org/gen-1.mp4"}]
+    rec = engine.run()
+    assert (rec.state, rec.error_kind, engine.cdn.requests) == (S.FAILED, "unsafe_result", [])
+
+
+def test_a_download_records_the_results_line(engine):
+    engine.run()
+    line = (engine.folder / "b" / "results.jsonl").read_text()
+    assert '"item_id": "i0"' in line or '"item_id":"i0"' in line
+    assert engine.cdn.requests == [f"{CDN}/gen-1.mp4"]
