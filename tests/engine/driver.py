@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from reelbatch.jobs.store import ItemRecord
 from reelbatch.worker import tasks
 from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine.next import Failed, Next
@@ -36,14 +37,23 @@ class Driver:
     _queue: list[tuple[float, int, Next]] = field(default_factory=list)
     _seq: itertools.count = field(default_factory=itertools.count)
 
-    def send(self, nexts: Iterable[Next]) -> int:
-        """Queue steps as ``tasks.send`` would send them: countdowns capped at max_countdown_s."""
-        count = 0
+    def send(self, nexts: Iterable[Next], task_id: str | None = None) -> int:
+        """Queue steps as ``tasks.send`` sends them: countdowns capped at max_countdown_s, each
+        step's due time recorded for the sweeper (a lost task is found by it), and the delivery
+        count of ``task_id`` (the task that returned them) forgotten."""
+        now, grace, dues = time.time(), lost_after_s(self.ctx.settings), []
         for nxt in nexts:
             countdown = max(0.0, min(float(nxt.countdown), self.ctx.settings.max_countdown_s))
             heapq.heappush(self._queue, (self.now + countdown, next(self._seq), nxt))
-            count += 1
-        return count
+            dues.append((nxt.batch, nxt.item_id, now + countdown + grace))
+        self.ctx.store.end_task(task_id, dues)
+        return len(dues)
+
+    def drop(self) -> list[Next]:
+        """Lose every queued step (the worker holding them died); what was lost."""
+        lost = self.pending
+        self._queue.clear()
+        return lost
 
     @property
     def pending(self) -> list[Next]:
@@ -56,22 +66,20 @@ class Driver:
         nexts = self.deliver(nxt, f"task-{seq}")
         ran = Ran(self.now, nxt, list(nexts), nexts.reason if isinstance(nexts, Failed) else None)
         self.ran.append(ran)
-        self.send(nexts)
+        self.send(nexts, f"task-{seq}")
         return ran
 
     def deliver(self, nxt: Next, task_id: str) -> list[Next]:
-        """What ``tasks._run`` does with one delivery, minus sending: count it, run the step (or
-        fail a message past the redelivery cap), record the due times of the steps it returned."""
+        """What ``tasks._run`` does with one delivery, before it sends: count it, then run the step
+        (or fail a message delivered past the redelivery cap); the steps that follow."""
         ctx = self.ctx
         deliveries, meta, stored = ctx.store.begin_task(task_id, nxt.batch, nxt.item_id)
         if deliveries > ctx.settings.redelivery_cap:
-            rec = tasks.ItemRecord.from_hash(stored) if stored else None
+            rec = ItemRecord.from_hash(stored) if stored else None
             nexts = tasks._poison(ctx, nxt.batch, nxt.item_id, meta, rec)
         else:
             ctx.hand_over(nxt.batch, nxt.item_id, meta, stored)
             nexts = tasks._step(ctx, nxt.step, nxt.batch, nxt.item_id)
-        now, grace = time.time(), lost_after_s(ctx.settings)
-        ctx.store.end_task(task_id, [(n.batch, n.item_id, now + n.countdown + grace) for n in nexts])
         return nexts
 
     def run(self, until: float | None = None) -> int:
