@@ -156,3 +156,28 @@ def test_a_download_records_the_results_line(engine):
     line = (engine.folder / "b" / "results.jsonl").read_text()
     assert '"item_id": "i0"' in line or '"item_id":"i0"' in line
     assert engine.cdn.requests == [f"{CDN}/gen-1.mp4"]
+
+
+# --- the poll schedule -----------------------------------------------------------------------------
+
+SCHEDULES = [
+    # id, told of completions (event stream or lister), generations finished before, first poll (s)
+    ("manifest-first-after", False, 0, 5.0),
+    ("relaxed-behind-events", True, 0, 15.0),          # a backstop: 3 times later
+    ("learned-times-move-it-earlier", False, 1, 2.0),  # the fast ones learned: down to min_interval_s
+]
+
+
+@pytest.mark.parametrize("told, finished, first", rows(SCHEDULES))
+def test_first_poll(engine, told, finished, first):
+    from reelbatch.worker.engine import timing
+
+    if finished:
+        engine.run(finished, name="earlier")
+        timing.forget()
+    if told:
+        engine.ctx.store.mark_events_healthy("simulator", 60)
+    engine.batch()
+    engine.start()
+    ran = engine.driver.step()
+    assert [(n.step, n.countdown) for n in ran.nexts] == [(Step.POLL, first)]

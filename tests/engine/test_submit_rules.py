@@ -11,6 +11,7 @@ from reelbatch.jobs.state import ItemState as S, Step
 from reelbatch.worker.engine.next import Next
 from tests.engine.fakes import connect_refused, error
 from tests.engine.table import rows
+from tests.media import png_header
 
 # --- one submit: what the item is right after it --------------------------------------------
 
@@ -217,3 +218,19 @@ def test_concurrency_holds_and_a_freed_slot_goes_to_the_next_in_line(engine):
         most = max(most, len(engine.ctx.slots("simulator").holders()))
     assert most == 2
     assert engine.ctx.store.counts("b")[S.SUCCEEDED] == 5 and engine.oxen.posts() == 5
+
+
+def test_an_input_that_cannot_be_sent_fails_the_item_without_a_request(engine):
+    """A local image is inlined at submit time; one grown past the inline limit since the plan fails
+    its item (kind manifest) and gives its slot and its reserved budget back."""
+    image = engine.folder / "ox.png"
+    image.write_bytes(png_header())
+    engine.batch(defaults={"duration": 5, "start_image": str(image)},
+                 limits={"max_concurrency": 20, "requests_per_minute": 6000, "max_cost_usd": 5})
+    engine.start()
+    engine.ctx.settings = engine.ctx.settings.model_copy(update={"max_data_uri_bytes": 1000})
+    image.write_bytes(png_header(pad=1000))
+    engine.driver.run()
+    rec = engine.item()
+    assert (rec.state, rec.error_kind, engine.oxen.posts()) == (S.FAILED, "manifest", 0)
+    assert not engine.holds_slot() and engine.ctx.store.commit_cost("b", 0) == 0
