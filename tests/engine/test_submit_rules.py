@@ -41,7 +41,7 @@ SUBMIT_ANSWERS = [
 @pytest.mark.parametrize("answer, state, attempts, step, countdown, held, kind",
                          rows(SUBMIT_ANSWERS))
 def test_submit_answer(engine, answer, state, attempts, step, countdown, held, kind):
-    engine.batch()
+    engine.batch(limits={"max_concurrency": 20, "requests_per_minute": 6000, "max_cost_usd": 10})
     engine.start()
     engine.oxen.submits.append(answer)
     ran = engine.driver.step()
@@ -54,6 +54,8 @@ def test_submit_answer(engine, answer, state, attempts, step, countdown, held, k
     # an unreachable provider is not the item's fault: it uses none of the item's retries
     assert rec.transient_retries == (1 if kind in ("rate_limited", "transient") else 0)
     assert engine.ctx.store.spend("b").total_usd == 0   # nothing is spent before a generation is made
+    reserved = engine.ctx.store.commit_cost("b", 0)      # the budget reserved stays with a submit sent
+    assert reserved == pytest.approx(0.56 if state in (S.QUEUED, S.SUBMITTING) else 0.0)
     assert (ran.failed is not None) == (state is S.FAILED)
 
 
