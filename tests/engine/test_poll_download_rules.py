@@ -130,10 +130,14 @@ def until_downloading(engine) -> None:
     engine.driver.run_while(lambda: engine.item().state is not S.DOWNLOADING)
 
 
-@pytest.mark.parametrize("queue, history, state, kind", [
-    (error(404), error(404), S.FAILED, "missing"),            # the provider no longer has it
-    (error(503), None, S.SUCCEEDED, None),                    # cannot be asked: the URL it had is tried
-])
+FRESH_URL = [
+    # id, status answer, history answer, final state, kind
+    ("generation-gone-fails-missing", error(404), error(404), S.FAILED, "missing"),
+    ("cannot-be-asked-tries-the-url-it-had", error(503), None, S.SUCCEEDED, None),
+]
+
+
+@pytest.mark.parametrize("queue, history, state, kind", rows(FRESH_URL))
 def test_download_asks_the_provider_again(engine, queue, history, state, kind):
     engine.oxen.life = [succeeded()]
     until_downloading(engine)

@@ -154,8 +154,9 @@ def test_identical_lost_submits_each_adopt_their_own_generation(engine):
     assert {r.state for r in recs} == {S.SUCCEEDED} and engine.oxen.posts() == 2
 
 
-@pytest.mark.parametrize("lost_submit, state, kind, made", [("fail", S.FAILED, "submit_unknown", 1),
-                                                           ("resubmit", S.SUCCEEDED, None, 2)])
+@pytest.mark.parametrize("lost_submit, state, kind, made", rows([
+    ("lost-submit-fail", "fail", S.FAILED, "submit_unknown", 1),
+    ("lost-submit-resubmit", "resubmit", S.SUCCEEDED, None, 2)]))
 def test_a_provider_that_cannot_be_asked_follows_lost_submit(engine, lost_submit, state, kind, made):
     """The AI/ML API lists nothing: a lost submit fails (the default) or, when the manifest says so,
     is sent again (paying twice if the first was made)."""
