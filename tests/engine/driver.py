@@ -39,11 +39,15 @@ class Driver:
 
     def send(self, nexts: Iterable[Next], task_id: str | None = None) -> int:
         """Queue steps as ``tasks.send`` sends them: countdowns capped at max_countdown_s, each
-        step's due time recorded for the sweeper (a lost task is found by it), and the delivery
-        count of ``task_id`` (the task that returned them) forgotten."""
+        step's due time recorded for the sweeper (a lost task is found by it), a long poll left
+        only in the due set while a sweeper runs (``tasks._keep``), and the delivery count of
+        ``task_id`` (the task that returned them) forgotten."""
         now, grace, dues = time.time(), lost_after_s(self.ctx.settings), []
         for nxt in nexts:
             countdown = max(0.0, min(float(nxt.countdown), self.ctx.settings.max_countdown_s))
+            if tasks._keep(self.ctx, nxt, countdown):
+                dues.append((nxt.batch, nxt.item_id, now + countdown))
+                continue
             heapq.heappush(self._queue, (self.now + countdown, next(self._seq), nxt))
             dues.append((nxt.batch, nxt.item_id, now + countdown + grace))
         self.ctx.store.end_task(task_id, dues)

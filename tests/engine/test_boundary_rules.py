@@ -93,6 +93,21 @@ def test_a_lost_submit_goes_back_to_the_front_of_the_line(engine):
     assert engine.item().state is S.SUCCEEDED and engine.oxen.posts() == 1
 
 
+def test_a_long_poll_waits_in_the_due_set_while_a_sweeper_runs(engine):
+    """No message is held in Redis for a wait the sweeper will meet: it sends the poll when due."""
+    engine.ctx.store.mark_sweeper(sweeper.SWEEPER_TTL_S)
+    engine.batch(polling={"first_after_s": 60, "min_interval_s": 2, "max_interval_s": 120})
+    engine.start()
+    engine.driver.step()
+    assert engine.driver.pending == [] and engine.item().state is S.QUEUED
+    assert sweeper.sweep(engine.ctx, "b", now=later(30)) == []
+    due = sweeper.sweep(engine.ctx, "b", now=later(50))   # within the horizon: sent with the rest of its wait
+    assert [(n.step, n.item_id) for n in due] == [(Step.POLL, "i0")] and 5 < due[0].countdown <= 10
+    engine.driver.send(due)
+    engine.driver.run()
+    assert engine.item().state is S.SUCCEEDED
+
+
 def test_a_batch_with_a_start_time_is_started_by_the_sweeper_once(engine):
     engine.batch(start_at=later(3600))
     assert engine.start() == 0 and sweeper.sweep(engine.ctx, "b") == []

@@ -185,3 +185,20 @@ def test_first_poll(engine, told, finished, first):
     engine.start()
     ran = engine.driver.step()
     assert [(n.step, n.countdown) for n in ran.nexts] == [(Step.POLL, first)]
+
+
+def test_an_output_folder_that_cannot_be_written_holds_the_download_without_using_its_attempts(engine):
+    """Not the item's fault: the batch is marked (the sweeper pauses it) and the download waits;
+    once the folder takes files again it goes on and the mark goes with it. (sysfs refuses a new
+    folder with EPERM, or EACCES to a user: both mean the output folder cannot be used.)"""
+    engine.oxen.life = [succeeded()]
+    until_downloading(engine)
+    engine.ctx.store.update_batch("b", output="/sys/reelbatch-engine-tier")
+    ran = engine.driver.step()
+    assert [(n.step, n.countdown) for n in ran.nexts] == [(Step.DOWNLOAD, 30.0)]
+    problem = engine.ctx.store.output_problem("b")
+    assert problem is not None and "/sys/reelbatch-engine-tier" in problem.why
+    assert engine.item().transient_retries == 0 and engine.item().state is S.DOWNLOADING
+    engine.ctx.store.update_batch("b", output=str(engine.folder / "b"))
+    engine.driver.run()
+    assert engine.item().state is S.SUCCEEDED and engine.ctx.store.output_problem("b") is None
