@@ -53,7 +53,6 @@ class FakeOxen:
     (then ``life``). ``submits``/``gets``/``cancels``/``history``: scripted answers; a submit may
     also be ``"lost"`` (the generation is made, the answer never comes back)."""
 
-    model: str = ""
     life: Life = field(default_factory=lambda: [processing(), succeeded()])
     lives: deque[Life] = field(default_factory=deque)
     submits: deque[Answer] = field(default_factory=deque)

@@ -12,6 +12,7 @@ from reelbatch.jobs.catalog import catalog
 from reelbatch.jobs.limits import holder
 from reelbatch.jobs.policy import INTERNAL_ERRORS
 from reelbatch.jobs.state import ItemState as S, Step
+from reelbatch.worker import tasks
 from reelbatch.worker.engine import events, listing, sweeper
 from reelbatch.worker.engine.next import Next
 from reelbatch.worker.providers.base import Generation, RemoteStatus
@@ -57,8 +58,6 @@ def test_a_step_that_lost_a_race_changes_nothing(engine):
     engine.driver.run_while(lambda: engine.item().state is not S.DOWNLOADING)
     stale = engine.item().model_copy(update={"state": S.QUEUED})
     engine.ctx.hand_over("b", "i0", engine.ctx.store.batch("b"), stale.to_hash())
-    from reelbatch.worker import tasks
-
     assert tasks._step(engine.ctx, Step.POLL, "b", "i0") == []
     assert engine.item().state is S.DOWNLOADING and engine.item().internal_errors == 0
 

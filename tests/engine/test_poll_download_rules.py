@@ -8,6 +8,8 @@ import httpx
 import pytest
 
 from reelbatch.jobs.state import ItemState as S, Step
+from reelbatch.worker.engine import timing
+from reelbatch.worker.engine.listing import collect_charges
 from reelbatch.worker.engine.next import Next
 from tests.engine.fakes import CDN, connect_refused, error, failed, processing, succeeded
 from tests.engine.table import rows
@@ -54,8 +56,6 @@ def test_generation_outcome(engine, lives, gets, state, kind, made, attempts, ch
 
 
 def test_a_cost_not_given_is_owed_and_read_from_the_history_later(engine):
-    from reelbatch.worker.engine.listing import collect_charges
-
     engine.oxen.life = [succeeded(None)]
     rec = engine.run()
     assert rec.cost_source == "estimated" and [o[:2] for o in engine.ctx.store.owed_charges("simulator")] == [
@@ -174,8 +174,6 @@ SCHEDULES = [
 
 @pytest.mark.parametrize("told, finished, first", rows(SCHEDULES))
 def test_first_poll(engine, told, finished, first):
-    from reelbatch.worker.engine import timing
-
     if finished:
         engine.run(finished, name="earlier")
         timing.forget()
