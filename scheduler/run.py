@@ -15,14 +15,12 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-import redis
-from kombu.exceptions import OperationalError
 from pydantic import SecretStr
 from rich.console import Console
 
 from reelbatch.jobs.errors import ManifestError, ServiceUnavailable
 from reelbatch.jobs.settings import Settings
-from reelbatch.jobs.state import TERMINAL, ItemState as S
+from reelbatch.jobs.state import OPEN, ItemState as S
 from reelbatch.scheduler import preflight
 from reelbatch.scheduler.broker import check_broker
 from reelbatch.scheduler.embedded import EmbeddedRedis, WorkerProcess
@@ -43,11 +41,11 @@ from reelbatch.worker.control import (
 from reelbatch.worker.listener import start_listeners
 from reelbatch.worker.providers import KEY_VARIABLE
 from reelbatch.worker.results import RESULTS, refresh_index
+from reelbatch.worker.tasks import BROKER_DOWN
 
 SWEEP_EVERY_S = 5.0
 TICK_S = 0.25
 OUTAGE_LIMIT_S = 300.0   # how long `run` waits for a lost Redis before giving up (exit 3)
-BROKER_DOWN = (redis.ConnectionError, redis.TimeoutError, OperationalError)
 
 
 class BatchPaused(ServiceUnavailable):
@@ -250,10 +248,9 @@ def _broker_lost(exc: Exception, since: float | None, console: Console) -> float
 def _finished(ctx: WorkerContext, name: str) -> bool:
     """Every item terminal, or nothing left that can move (pending items parked by the budget)."""
     counts = ctx.store.counts(name)
-    open_states = [s for s in S if s not in TERMINAL]
-    if sum(counts[s] for s in open_states) == 0:
+    if sum(counts[s] for s in OPEN) == 0:
         return True
-    if any(counts[s] for s in open_states if s is not S.PENDING):
+    if any(counts[s] for s in OPEN if s is not S.PENDING):
         return False
     return ctx.store.budget_waiting(name) >= counts[S.PENDING]   # counted, not read one by one
 
