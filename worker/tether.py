@@ -27,9 +27,13 @@ PR_SET_PDEATHSIG = 1
 
 
 def identity(pid: int) -> str | None:
-    """``<pid>-<start time>``; None when no such process runs."""
+    """``<pid>-<start time>``; None when no such process runs (an exited one not yet reaped, a
+    zombie, counts as gone)."""
     try:
-        return f"{pid}-{psutil.Process(pid).create_time():.2f}"
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return f"{pid}-{proc.create_time():.2f}"
     except psutil.Error:
         return None
 
