@@ -18,7 +18,7 @@ from pathlib import Path
 from pydantic import SecretStr
 from rich.console import Console
 
-from reelbatch.jobs.errors import ManifestError, ServiceUnavailable
+from reelbatch.jobs.errors import ServiceUnavailable
 from reelbatch.jobs.settings import Settings
 from reelbatch.jobs.state import OPEN, ItemState as S
 from reelbatch.scheduler import preflight
@@ -39,7 +39,6 @@ from reelbatch.worker.control import (
     sweep_batch,
 )
 from reelbatch.worker.listener import start_listeners
-from reelbatch.worker.providers import KEY_VARIABLE
 from reelbatch.worker.results import RESULTS, refresh_index
 from reelbatch.worker.tasks import BROKER_DOWN
 
@@ -64,7 +63,7 @@ class Stack:
 
 
 def start_services(stack: ExitStack, settings: Settings, provider: str) -> Stack:
-    env: dict[str, str] = {}
+    env = settings.environment_for(provider)   # a key in the working folder's .env included
     broker = settings.broker_url
     if broker is None:
         broker = stack.enter_context(EmbeddedRedis(settings.data_dir)).url
@@ -108,13 +107,13 @@ def run_batch(manifest: Path, settings: Settings, console: Console, adopt: bool 
 
 
 def _preflight(plan: Plan, settings: Settings) -> None:
-    """Before anything starts: the output folder, the key's presence and form."""
+    """Before anything starts (nothing made, not even a folder): the key's presence and form,
+    the output folder."""
     provider = plan.manifest.provider
-    preflight.check_output(plan.manifest)
+    if settings.broker_url is None:      # with a broker, the fleet's workers hold the keys
+        preflight.check_key_present(settings, provider)
     preflight.check_key_format(settings, provider)
-    if settings.broker_url is None and provider != "simulator" and settings.key_for(provider) is None:
-        raise ManifestError(f"{KEY_VARIABLE[provider]} is not set; the {provider} provider needs it",
-                            field=KEY_VARIABLE[provider])
+    preflight.check_output(plan.manifest)
 
 
 @dataclass(frozen=True)
