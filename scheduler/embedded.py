@@ -172,6 +172,9 @@ class EmbeddedRedis:
             self.lease.join()
             try:
                 self._join_or_launch()
+            except OSError as exc:      # its files (password, config) cannot be written
+                self.lease.leave()
+                raise self._write_failed(exc) from None
             except BaseException:
                 self.lease.leave()
                 raise
@@ -230,10 +233,7 @@ class EmbeddedRedis:
         binary = redis_server_binary()
         log = self.dir / "logs" / "redis.log"
         started_at = redislog.size_of(log), redislog.size_of(self._stderr_file())
-        try:
-            self._spawn(binary, log)
-        except OSError as exc:
-            raise self._write_failed(exc) from None
+        self._spawn(binary, log)
         self._wait_up(binary, started_at)
 
     def _spawn(self, binary: str, log: Path) -> None:
@@ -254,7 +254,7 @@ class EmbeddedRedis:
     def _write_failed(self, exc: OSError) -> ServiceUnavailable:
         if redislog.is_no_space(exc):
             return redislog.RedisCannotStart(redislog.no_space(self.dir))
-        return redislog.RedisCannotStart(f"the embedded Redis cannot write in {self.dir}: "
+        return redislog.RedisCannotStart(f"the embedded Redis cannot start in {self.dir}: "
                                          f"{exc.strerror or exc} (REELBATCH_DATA_DIR)")
 
     def _wait_up(self, binary: str, started_at: tuple[int, int]) -> None:

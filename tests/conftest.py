@@ -90,18 +90,22 @@ def full_disk(tmp_path):
                                            capture_output=True).returncode != 0:
         pytest.skip("mounting a tmpfs needs root")
     filler = disk / "filler"
-    try:
-        with open(filler, "wb") as fh:
-            fh.write(b"x" * (1 << 20))
-    except OSError:
-        pass
 
     class FullDisk:
         path = disk
 
         @staticmethod
+        def fill() -> None:
+            try:
+                with open(filler, "ab") as fh:
+                    fh.write(b"x" * (1 << 20))
+            except OSError:
+                pass
+
+        @staticmethod
         def free() -> None:
             filler.unlink(missing_ok=True)
 
+    FullDisk.fill()
     yield FullDisk
     subprocess.run(["umount", "-l", str(disk)], check=False)

@@ -70,6 +70,19 @@ def test_a_full_disk_is_said_and_leaves_no_empty_password(full_disk):
         assert answers(server) and (data / "redis.password").read_text().strip()
 
 
+def test_a_full_disk_under_a_remembered_port_is_said_too(full_disk):
+    """The password is read (and made) before the remembered port is tried."""
+    full_disk.free()
+    data = full_disk.path / "data"
+    data.mkdir()
+    (data / "redis.port").write_text("6999")
+    (data / "redis.password").write_text("")
+    full_disk.fill()
+    with pytest.raises(RedisCannotStart, match="no space left"):
+        EmbeddedRedis(data).start()
+    assert not (data / "users").exists() or not list((data / "users").iterdir())   # left again
+
+
 def test_an_empty_password_file_counts_as_none(tmp_path):
     """What a full disk left before writes were atomic: that data dir used to fail forever."""
     (tmp_path / "redis.password").write_text("")
