@@ -33,9 +33,20 @@ def identity(pid: int) -> str | None:
         proc = psutil.Process(pid)
         if proc.status() == psutil.STATUS_ZOMBIE:
             return None
-        return f"{pid}-{proc.create_time():.2f}"
+        return f"{pid}-{_start(proc):.2f}"
     except psutil.Error:
         return None
+
+
+def _start(proc: psutil.Process) -> float:
+    """When the process started, in a form a later step of the wall clock (NTP, a laptop's
+    suspend) does not change. On Linux ``create_time()`` is boot time + ticks, and the boot time
+    moves with the clock: every user of a lease would then look dead. psutil's own process
+    identity (``Process._ident``: ticks since boot on Linux, the kernel's start stamp on macOS
+    and NetBSD) is stable; where it holds no time, ``create_time()``."""
+    ident = getattr(proc, "_ident", None)
+    started = ident[1] if isinstance(ident, tuple) and len(ident) == 2 else None
+    return float(started) if isinstance(started, (int, float)) else proc.create_time()
 
 
 def alive(entry: str) -> bool:

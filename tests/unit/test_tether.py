@@ -39,6 +39,20 @@ def test_identity_tells_a_process_from_a_reused_pid(sleeper):
     assert not tether.alive(entry) and tether.identity(sleeper.pid) is None
 
 
+def test_identity_survives_a_step_of_the_wall_clock(sleeper, monkeypatch):
+    """A 2-hour jump (NTP, a suspend) moves Linux's boot time, and with it create_time(): a lease
+    user must not look dead then. The jump is played by psutil's boot time, not the real clock."""
+    before = tether.identity(sleeper.pid)
+    if sys.platform.startswith("linux"):
+        from psutil import _pslinux
+
+        created = tether.psutil.Process(sleeper.pid).create_time()
+        real = _pslinux.boot_time
+        monkeypatch.setattr(_pslinux, "boot_time", lambda: real() + 7200)
+        assert tether.psutil.Process(sleeper.pid).create_time() == pytest.approx(created + 7200, abs=1)
+    assert tether.identity(sleeper.pid) == before and tether.alive(before)
+
+
 def test_without_prctl_the_child_is_told_who_its_parent_is(without_prctl):
     env: dict[str, str] = {}
     assert not tether.kernel_ties_children()
