@@ -30,6 +30,11 @@ class Step(str, Enum):
     CANCEL = "cancel"         # stop the item of a cancelled batch
 
 S = ItemState
+# State groups, in the order of an item's life (the progress line lists them so).
+IN_PROGRESS: tuple[ItemState, ...] = (S.QUEUED, S.RUNNING)   # the generation exists at the provider
+IN_FLIGHT: tuple[ItemState, ...] = (S.SUBMITTING, S.QUEUED, S.RUNNING, S.DOWNLOADING)   # started
+OPEN: tuple[ItemState, ...] = tuple(s for s in ItemState if s not in TERMINAL)   # not finished
+
 TRANSITIONS: dict[ItemState, frozenset[ItemState]] = {
     S.PENDING: frozenset({S.SUBMITTING, S.CANCELLED}),
     # back to pending: the submit was refused before anything was created (rate limit, transient)

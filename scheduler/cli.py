@@ -60,7 +60,8 @@ class _Group(click.Group):
         except NotARegularFile as exc:
             _fail(f"error: {exc}", EXIT_BAD_INPUT)
         except ServiceUnavailable as exc:
-            _fail(str(exc) if exc.kind == "paused" else f"cannot reach a service: {exc}", EXIT_SERVICE)
+            said = str(exc) if exc.kind != "service" else f"cannot reach a service: {exc}"   # paused, ...
+            _fail(said, EXIT_SERVICE)
         except (OperationalError, RedisConnectionError) as exc:
             _fail(f"cannot reach the broker: {exc}", EXIT_SERVICE)
         except click.UsageError as exc:

@@ -3,7 +3,6 @@ PATH) with an append-only file, and a local Celery worker process."""
 
 from __future__ import annotations
 
-import ctypes
 import os
 import secrets
 import shutil
@@ -15,13 +14,17 @@ import time
 import uuid
 from pathlib import Path
 
+import psutil
 import redis
 
 from reelbatch.jobs.errors import ManifestError, ServiceUnavailable
+from reelbatch.jobs.files import write_text
+from reelbatch.scheduler import redislog
 from reelbatch.scheduler.lease import Lease
 from reelbatch.worker.logs import LOG_FILE_VARIABLE
+from reelbatch.worker.tether import tie_to_me
 
-PR_SET_PDEATHSIG = 1
+START_TIMEOUT_S = 30.0   # a server that neither answers nor exits (a slow disk replaying a big AOF)
 
 REDIS_CONF = """\
 bind 127.0.0.1
@@ -59,6 +62,23 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def port_free(port: int) -> bool:
+    """Nothing listens on 127.0.0.1:``port`` now (another program may have taken a remembered one)."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def read_or_empty(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return ""
+
+
 def wait_until(check, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -66,13 +86,6 @@ def wait_until(check, timeout: float, what: str) -> None:
             return
         time.sleep(0.05)
     raise ServiceUnavailable(f"{what} did not come up within {timeout:.0f} s")
-
-
-def die_with_parent() -> None:
-    """In a child between fork and exec: SIGTERM it when the process that started it dies (even by
-    SIGKILL), so no worker processes a batch forever after its `run` is gone (Linux prctl)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def private_files() -> None:
@@ -128,11 +141,23 @@ class EmbeddedRedis:
         return f"redis://:{self._password()}@127.0.0.1:{self.port}/0"
 
     def _password(self) -> str:
+        """The server's password, made once; an empty file (a full disk, before writes were
+        atomic) counts as none."""
         path = self.dir / "redis.password"
-        if not path.exists():
-            with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as fh:
-                fh.write(secrets.token_urlsafe(24))
-        return path.read_text().strip()
+        known = path.read_text().strip() if path.exists() else ""
+        if not known:
+            known = secrets.token_urlsafe(24)
+            write_text(path, known, mode=0o600)
+        return known
+
+    def _refuses_password(self) -> bool:
+        try:
+            redis.Redis.from_url(self.url, socket_timeout=1).ping()
+        except (redis.AuthenticationError, redis.ResponseError):
+            return True
+        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            pass
+        return False
 
     def _alive(self) -> bool:
         try:
@@ -141,30 +166,111 @@ class EmbeddedRedis:
             return False
 
     def start(self) -> str:
-        """Join the server's users, starting it unless it already runs."""
+        """Join the server's users, starting it unless it already runs. A server that cannot
+        start says why in one line (``redislog``) as soon as it exits."""
         with self.lease.locked():
             self.lease.join()
-            port_file = self.dir / "redis.port"
-            if self.port is None and port_file.exists():
-                self.port = int(port_file.read_text())
-                if self._alive():
-                    return self.url
-            self._launch(port_file)
+            try:
+                self._join_or_launch()
+            except OSError as exc:      # its files (password, config) cannot be written
+                self.lease.leave()
+                raise self._write_failed(exc) from None
+            except BaseException:
+                self.lease.leave()
+                raise
         return self.url
 
-    def _launch(self, port_file: Path) -> None:
-        (self.dir / "logs").mkdir(parents=True, exist_ok=True)
+    def _join_or_launch(self) -> None:
+        fixed = self.port is not None       # the caller's port is never changed
+        remembered = self._remembered_port()
+        if not fixed and remembered is not None:
+            self.port = remembered
+            if self._alive() or self._wait_for_running_server():
+                return
+            if not port_free(remembered):   # another program took it since: choose a new one
+                self.port = None
+        try:
+            self._launch()
+        except redislog.PortTaken:
+            if fixed:
+                raise
+            self.port = None                # taken between our look and its bind: once more
+            self._launch()
+
+    def _wait_for_running_server(self) -> bool:
+        """The server another command started for this data dir (redis.pid) may still be loading
+        its append-only file: wait for it rather than start a second one on the same files. False
+        when there is none (or it exited meanwhile)."""
+        server = self._running_server()
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while server is not None and server.is_running() and time.monotonic() < deadline:
+            if self._alive():
+                return True
+            if self._refuses_password():
+                break
+            time.sleep(0.1)
+        if server is not None and server.is_running():
+            raise redislog.RedisCannotStart(
+                f"a redis-server (pid {server.pid}) runs on {self.dir} but does not answer on port "
+                f"{self.port} with redis.password: stop it (kill {server.pid}), then run again")
+        return False
+
+    def _running_server(self) -> psutil.Process | None:
+        """The redis-server redis.pid names, if it still runs on this data dir (it works in its
+        ``dir``; its command line is rewritten, so that is how it is known)."""
+        pid = read_or_empty(self.dir / "redis.pid")
+        try:
+            proc = psutil.Process(int(pid)) if pid.isdigit() else None
+            return proc if proc and "redis" in proc.name() and Path(proc.cwd()) == self.dir else None
+        except psutil.Error:
+            return None
+
+    def _remembered_port(self) -> int | None:
+        text = read_or_empty(self.dir / "redis.port")
+        return int(text) if text.isdigit() else None
+
+    def _launch(self) -> None:
+        binary = redis_server_binary()
+        log = self.dir / "logs" / "redis.log"
+        started_at = redislog.size_of(log), redislog.size_of(self._stderr_file())
+        self._spawn(binary, log)
+        self._wait_up(binary, started_at)
+
+    def _spawn(self, binary: str, log: Path) -> None:
+        log.parent.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_port()
-        conf = self.dir / "redis.conf"
-        conf.write_text(REDIS_CONF.format(port=self.port, password=self._password(), dir=self.dir,
-                                          logfile=self.dir / "logs" / "redis.log"))
-        conf.chmod(0o600)
-        self.proc = subprocess.Popen([redis_server_binary(), str(conf)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, start_new_session=True,
-                                     preexec_fn=private_files)
-        port_file.write_text(str(self.port))
-        (self.dir / "redis.pid").write_text(str(self.proc.pid))
-        wait_until(self._alive, 30, "the embedded redis-server")
+        conf = REDIS_CONF.format(port=self.port, password=self._password(), dir=self.dir, logfile=log)
+        write_text(self.dir / "redis.conf", conf, mode=0o600)
+        with open(self._stderr_file(), "ab") as err:
+            self.proc = subprocess.Popen([binary, str(self.dir / "redis.conf")], stdout=err,
+                                         stderr=subprocess.STDOUT, start_new_session=True,
+                                         preexec_fn=private_files)
+        write_text(self.dir / "redis.port", str(self.port))
+        write_text(self.dir / "redis.pid", str(self.proc.pid))
+
+    def _stderr_file(self) -> Path:
+        return self.dir / "logs" / "redis.stderr"
+
+    def _write_failed(self, exc: OSError) -> ServiceUnavailable:
+        if redislog.is_no_space(exc):
+            return redislog.RedisCannotStart(redislog.no_space(self.dir))
+        return redislog.RedisCannotStart(f"the embedded Redis cannot start in {self.dir}: "
+                                         f"{exc.strerror or exc} (REELBATCH_DATA_DIR)")
+
+    def _wait_up(self, binary: str, started_at: tuple[int, int]) -> None:
+        """Until it answers, or it exits: then why, from what it wrote since ``started_at``."""
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self._alive():
+                return
+            if self.proc is not None and self.proc.poll() is not None:
+                said = (redislog.read_from(self.dir / "logs" / "redis.log", started_at[0])
+                        + redislog.read_from(self._stderr_file(), started_at[1]))
+                self.proc = None
+                raise redislog.failure(said, self.dir, self.port, binary)
+            time.sleep(0.05)
+        raise ServiceUnavailable(f"the embedded redis-server did not answer within {START_TIMEOUT_S:.0f} s "
+                                 f"(see {self.dir / 'logs' / 'redis.log'})")
 
     def stop(self) -> None:
         """Leave the server's users; the last one shuts it down (flushing its append-only file)."""
@@ -223,11 +329,13 @@ class WorkerProcess:
 
     def start(self) -> None:
         self.logfile.parent.mkdir(parents=True, exist_ok=True)
+        env = self.environment()
+        tie = tie_to_me(env) if self.tied else None
         # run from a folder of ours: Celery puts the working folder on sys.path while it imports
-        self.proc = subprocess.Popen(self.command(), env=self.environment(),
+        self.proc = subprocess.Popen(self.command(), env=env,
                                      cwd=self.logfile.parent, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, start_new_session=True,
-                                     preexec_fn=die_with_parent if self.tied else None)
+                                     preexec_fn=tie)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

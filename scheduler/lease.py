@@ -2,7 +2,7 @@
 needs them joins; the last one to leave stops them. A command that died without leaving (SIGKILL)
 is noticed by the next one: its entry names a process that no longer exists.
 
-    <data dir>/users/<pid>-<start time>     one file per live user
+    <data dir>/users/<pid>-<start time>     one file per live user (psutil's create time)
     <data dir>/services.lock                held while joining, starting, leaving, stopping
 """
 
@@ -14,20 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-
-def start_time(pid: int) -> str | None:
-    """The process's start time (clock ticks since boot), to tell a pid from its reuse; None when
-    the process is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[19]
-
-
-def alive(entry: str) -> bool:
-    pid, _, started = entry.partition("-")
-    return pid.isdigit() and start_time(int(pid)) == started
+from reelbatch.worker.tether import alive, identity
 
 
 class Lease:
@@ -36,7 +23,7 @@ class Lease:
     def __init__(self, data_dir: Path):
         self.dir = Path(data_dir)
         self.users = self.dir / "users"
-        self.me = f"{os.getpid()}-{start_time(os.getpid())}"
+        self.me = identity(os.getpid()) or str(os.getpid())
 
     @contextmanager
     def locked(self) -> Iterator[None]:

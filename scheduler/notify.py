@@ -23,9 +23,9 @@ import redis
 
 from reelbatch.jobs.manifest import Manifest
 from reelbatch.jobs.settings import Settings
-from reelbatch.jobs.state import ItemState as S
+from reelbatch.jobs.state import IN_FLIGHT, ItemState as S
 from reelbatch.jobs.store import Store
-from reelbatch.scheduler.progress import IN_FLIGHT, settled
+from reelbatch.scheduler.progress import settled
 from reelbatch.scheduler.status import summary
 from reelbatch.worker.results import RESULTS
 

@@ -3,7 +3,10 @@ the output folder can be written, the provider's key is well formed and accepted
 
 from __future__ import annotations
 
+import os
 import re
+
+from dotenv import dotenv_values
 
 from reelbatch.jobs.catalog import catalog
 from reelbatch.jobs.errors import ManifestError, PermanentProviderError, ProviderUnreachable
@@ -21,6 +24,29 @@ def check_output(manifest: Manifest) -> None:
         usable_dir(manifest.output, "output")
     except ManifestError as exc:
         raise manifest.error(exc.message, ("output",)) from None
+
+
+def check_key_present(settings: Settings, provider: str) -> None:
+    """The provider's key is set (environment or .env); else one line naming the variable, and a
+    variable that looks meant for it (OXEN_KEY for OXEN_API_KEY)."""
+    if provider == "simulator" or settings.key_for(provider) is not None:
+        return
+    variable = KEY_VARIABLE[provider]
+    others = [name for name in near_misses(provider) if name.upper() != variable]
+    hint = f" ({', '.join(others)} is set, but reelbatch reads {variable})" if others else ""
+    raise ManifestError(f"is not set; the {provider} provider needs it{hint}", field=variable)
+
+
+def near_misses(provider: str) -> list[str]:
+    """Variables set in the environment or the working folder's .env that look like a key for
+    ``provider`` under another name (OXEN_KEY, OXEN_TOKEN, AIML_KEY)."""
+    stem = provider.upper()[:4]
+    try:
+        names = set(os.environ) | set(dotenv_values(".env"))
+    except (OSError, UnicodeDecodeError):
+        names = set(os.environ)
+    return sorted(n for n in names if n.upper().replace("_", "").startswith(stem)
+                  and any(word in n.upper() for word in ("KEY", "TOKEN", "SECRET")))
 
 
 def check_key_format(settings: Settings, provider: str) -> None:

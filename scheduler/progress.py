@@ -26,11 +26,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from reelbatch.jobs.money import Spend
 from reelbatch.jobs.settings import Settings
-from reelbatch.jobs.state import TERMINAL, ItemState as S
+from reelbatch.jobs.state import IN_FLIGHT, TERMINAL, ItemState as S
 from reelbatch.jobs.store import Store
 
 QUIET, NORMAL, VERBOSE = -1, 0, 1
-IN_FLIGHT = (S.SUBMITTING, S.QUEUED, S.RUNNING, S.DOWNLOADING)
 
 
 @dataclass(frozen=True)

@@ -15,14 +15,12 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-import redis
-from kombu.exceptions import OperationalError
 from pydantic import SecretStr
 from rich.console import Console
 
-from reelbatch.jobs.errors import ManifestError, ServiceUnavailable
+from reelbatch.jobs.errors import ServiceUnavailable
 from reelbatch.jobs.settings import Settings
-from reelbatch.jobs.state import TERMINAL, ItemState as S
+from reelbatch.jobs.state import OPEN, ItemState as S
 from reelbatch.scheduler import preflight
 from reelbatch.scheduler.broker import check_broker
 from reelbatch.scheduler.embedded import EmbeddedRedis, WorkerProcess
@@ -41,13 +39,12 @@ from reelbatch.worker.control import (
     sweep_batch,
 )
 from reelbatch.worker.listener import start_listeners
-from reelbatch.worker.providers import KEY_VARIABLE
 from reelbatch.worker.results import RESULTS, refresh_index
+from reelbatch.worker.tasks import BROKER_DOWN
 
 SWEEP_EVERY_S = 5.0
 TICK_S = 0.25
 OUTAGE_LIMIT_S = 300.0   # how long `run` waits for a lost Redis before giving up (exit 3)
-BROKER_DOWN = (redis.ConnectionError, redis.TimeoutError, OperationalError)
 
 
 class BatchPaused(ServiceUnavailable):
@@ -66,7 +63,7 @@ class Stack:
 
 
 def start_services(stack: ExitStack, settings: Settings, provider: str) -> Stack:
-    env: dict[str, str] = {}
+    env = settings.environment_for(provider)   # a key in the working folder's .env included
     broker = settings.broker_url
     if broker is None:
         broker = stack.enter_context(EmbeddedRedis(settings.data_dir)).url
@@ -110,13 +107,13 @@ def run_batch(manifest: Path, settings: Settings, console: Console, adopt: bool 
 
 
 def _preflight(plan: Plan, settings: Settings) -> None:
-    """Before anything starts: the output folder, the key's presence and form."""
+    """Before anything starts (nothing made, not even a folder): the key's presence and form,
+    the output folder."""
     provider = plan.manifest.provider
-    preflight.check_output(plan.manifest)
+    if settings.broker_url is None:      # with a broker, the fleet's workers hold the keys
+        preflight.check_key_present(settings, provider)
     preflight.check_key_format(settings, provider)
-    if settings.broker_url is None and provider != "simulator" and settings.key_for(provider) is None:
-        raise ManifestError(f"{KEY_VARIABLE[provider]} is not set; the {provider} provider needs it",
-                            field=KEY_VARIABLE[provider])
+    preflight.check_output(plan.manifest)
 
 
 @dataclass(frozen=True)
@@ -250,10 +247,9 @@ def _broker_lost(exc: Exception, since: float | None, console: Console) -> float
 def _finished(ctx: WorkerContext, name: str) -> bool:
     """Every item terminal, or nothing left that can move (pending items parked by the budget)."""
     counts = ctx.store.counts(name)
-    open_states = [s for s in S if s not in TERMINAL]
-    if sum(counts[s] for s in open_states) == 0:
+    if sum(counts[s] for s in OPEN) == 0:
         return True
-    if any(counts[s] for s in open_states if s is not S.PENDING):
+    if any(counts[s] for s in OPEN if s is not S.PENDING):
         return False
     return ctx.store.budget_waiting(name) >= counts[S.PENDING]   # counted, not read one by one
 

@@ -3,6 +3,8 @@ simulator over real HTTP; real Celery worker processes."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -76,3 +78,34 @@ def workers(worker_env, tmp_path):
     yield start
     for proc in started:
         proc.kill()
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A real full disk: a 256 KiB tmpfs (mounting needs root, as in CI's container) filled to the
+    last block, so writes fail with ENOSPC. ``free()`` deletes the filler."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    filler = disk / "filler"
+
+    class FullDisk:
+        path = disk
+
+        @staticmethod
+        def fill() -> None:
+            try:
+                with open(filler, "ab") as fh:
+                    fh.write(b"x" * (1 << 20))
+            except OSError:
+                pass
+
+        @staticmethod
+        def free() -> None:
+            filler.unlink(missing_ok=True)
+
+    FullDisk.fill()
+    yield FullDisk
+    subprocess.run(["umount", "-l", str(disk)], check=False)

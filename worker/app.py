@@ -4,10 +4,10 @@ the broker URL is read when the app first connects."""
 from __future__ import annotations
 
 from celery import Celery
-from celery.signals import setup_logging
+from celery.signals import setup_logging, worker_init
 
 from reelbatch.jobs.settings import get_settings
-from reelbatch.worker import beat, logs
+from reelbatch.worker import beat, logs, tether
 
 QUEUE = "reelbatch"
 
@@ -41,6 +41,12 @@ app = Celery("reelbatch", include=["reelbatch.worker.tasks"])
 def _logging(loglevel: int | str | None = None, **_: object) -> None:
     """Our own log setup replaces Celery's: a private rotating file, no URLs at INFO."""
     logs.configure(loglevel or "INFO")
+
+
+@worker_init.connect
+def _watch_parent(**_: object) -> None:
+    """A worker `run` started stops when `run` dies (the watchdog, where prctl is missing)."""
+    tether.watch_parent_from_env()
 
 
 app.on_configure.connect(lambda sender, **_: configure(sender), weak=False)

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from reelbatch.jobs.catalog import ModelSpec, catalog
 from reelbatch.jobs.errors import ManifestError, ProviderError
+from reelbatch.jobs.files import write_text
 from reelbatch.jobs.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -64,11 +63,7 @@ def _read_cache(path: Path) -> dict[str, Any]:
 
 def _write_cache(path: Path, data: dict[str, Any]) -> None:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".prices-", suffix=".json")
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(data, out, indent=1, sort_keys=True)
-        os.replace(tmp, path)
+        write_text(path, json.dumps(data, indent=1, sort_keys=True))
     except OSError as exc:
         log.info("could not cache provider prices in %s: %s", path, exc)
 

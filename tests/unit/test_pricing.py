@@ -17,6 +17,7 @@ from reelbatch.worker.pricing import (
     CACHE_FILE,
     PRICE_TTL_S,
     RETRY_AFTER_FAILURE_S,
+    _write_cache,
     price_from,
     provider_pricing,
     with_provider_prices,
@@ -111,3 +112,10 @@ def test_kept_sound_takes_the_higher_price():
     assert price_from(pricing, catalog().model_for("oxen", "kling-o1/video-edit")) == 0.14
     assert price_from(pricing, catalog().model_for("oxen", "kling-o1/image-to-video")) == 0.1
     assert price_from({"cost_per_second": None}, catalog().model_for("oxen", "kling-o1/image-to-video")) is None
+
+
+def test_a_cache_that_cannot_be_written_leaves_no_temporary_file(full_disk):
+    """Issue 21.6: the hand-rolled write leaked its temporary file when the disk was full."""
+    path = full_disk.path / CACHE_FILE
+    _write_cache(path, {"k": {"pricing": {"cost_per_second": 0.1}, "pad": "x" * 300_000}})
+    assert list(full_disk.path.iterdir()) == [full_disk.path / "filler"]

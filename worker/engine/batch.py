@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from reelbatch.jobs.errors import ManifestError
 from reelbatch.jobs.item import Item
-from reelbatch.jobs.state import RESUME, ItemState as S
+from reelbatch.jobs.state import IN_FLIGHT, RESUME, ItemState as S
 from reelbatch.jobs.store import BatchMeta, ItemRecord, Store
 from reelbatch.worker import outputs
 from reelbatch.worker.context import WorkerContext
@@ -33,7 +33,6 @@ class Registration:
     finishing: int = 0    # left the manifest while in flight: finished and recorded
 
 
-IN_FLIGHT = frozenset({S.SUBMITTING, S.QUEUED, S.RUNNING, S.DOWNLOADING})
 
 
 def batch_meta(plan, start_at: float | None = None) -> BatchMeta:

@@ -5,14 +5,12 @@ batch was cancelled with ``--abandon``."""
 from __future__ import annotations
 
 from reelbatch.jobs import errors
-from reelbatch.jobs.state import ItemState as S, Step
+from reelbatch.jobs.state import IN_PROGRESS, ItemState as S, Step
 from reelbatch.jobs.store import BatchMeta, ItemRecord, TransitionRefused
 from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine.line import release
 from reelbatch.worker.engine.next import Next
 from reelbatch.worker.engine.outcome import retry_delay
-
-IN_PROGRESS = (S.QUEUED, S.RUNNING)
 
 
 def cancel(ctx: WorkerContext, batch: str, item_id: str) -> list[Next]:
@@ -32,8 +30,11 @@ def cancel(ctx: WorkerContext, batch: str, item_id: str) -> list[Next]:
 
 
 def cancel_remote(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord) -> list[Next]:
-    """Ask the provider to cancel (where it can), then let a poll report the real outcome."""
+    """Ask the provider to cancel (where it can), then let a poll report the real outcome. Only
+    the caller that claims the request asks; another one (a cancel task, a poll) leaves it."""
     batch, item_id = meta.name, rec.item_id
+    if not ctx.store.claim_cancel(batch, item_id):
+        return []    # the claimer polls next
     client = ctx.provider(meta.provider)
     if client.can_cancel:
         try:
@@ -46,7 +47,6 @@ def cancel_remote(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord) -> list[
         ctx.store.transition(batch, item_id, S.CANCELLED, IN_PROGRESS,
                              error=f"abandoned: {meta.provider} cannot cancel; it may still bill")
         return release(ctx, meta.provider, batch, item_id)
-    ctx.store.update(batch, item_id, cancel_requested=1)
     return [Next(Step.POLL, batch, item_id, 0)]
 
 
@@ -55,6 +55,7 @@ def _retry_cancel(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord,
     """Retry the cancel request; past its attempts stop asking and keep polling the generation."""
     delay = retry_delay(ctx, meta, rec.item_id, Step.CANCEL, exc)
     if delay is not None:
+        ctx.store.update(meta.name, rec.item_id, cancel_requested=0)   # the retry claims it again
         return [Next(Step.CANCEL, meta.name, rec.item_id, delay)]
-    ctx.store.update(meta.name, rec.item_id, cancel_requested=1, transient_retries=0)
+    ctx.store.update(meta.name, rec.item_id, transient_retries=0)      # the claim stays: no more asking
     return [Next(Step.POLL, meta.name, rec.item_id, 0)]

@@ -4,9 +4,10 @@ answer goes through, for the item that owns the generation."""
 from __future__ import annotations
 
 from reelbatch.jobs.limits import split_holder
+from reelbatch.jobs.state import IN_PROGRESS
 from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine.next import Next
-from reelbatch.worker.engine.poll import IN_PROGRESS, observe
+from reelbatch.worker.engine.poll import observe
 from reelbatch.worker.providers.base import Generation
 
 

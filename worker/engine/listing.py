@@ -22,10 +22,11 @@ import redis
 
 from reelbatch.jobs.catalog import catalog
 from reelbatch.jobs.limits import holder
+from reelbatch.jobs.state import IN_PROGRESS
 from reelbatch.jobs.store import BatchMeta
 from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine.next import Next
-from reelbatch.worker.engine.poll import IN_PROGRESS, learned_policy, observe
+from reelbatch.worker.engine.poll import learned_policy, observe
 from reelbatch.worker.providers.base import Generation
 
 log = logging.getLogger("reelbatch.lister")

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 from reelbatch.jobs.errors import ProviderUnreachable, ReelbatchError
 from reelbatch.jobs.policy import RETRIES
-from reelbatch.jobs.state import TERMINAL, ItemState, Step
+from reelbatch.jobs.state import OPEN, ItemState, Step
 from reelbatch.jobs.store import BatchMeta, TransitionRefused
 from reelbatch.worker import results
 from reelbatch.worker.context import WorkerContext
@@ -19,7 +19,6 @@ log = logging.getLogger("reelbatch.worker")
 DOWN_MARK_S = 120.0             # the "unreachable" mark lapses this long after the last failure (the
                                 # backoff below brings a failure at least every 64 s while it lasts)
 UNREACHABLE_BACKOFF_STEP = 5    # the backoff step an unreachable provider is waited out with
-OPEN = tuple(s for s in ItemState if s not in TERMINAL)
 
 
 def fail(ctx: WorkerContext, meta: BatchMeta, item_id: str, exc: Exception,

@@ -10,7 +10,7 @@ from reelbatch.jobs.catalog import catalog
 from reelbatch.jobs.errors import PERMANENT_FAILURE_KINDS
 from reelbatch.jobs.limits import holder
 from reelbatch.jobs.policy import PollPolicy
-from reelbatch.jobs.state import ItemState as S, Step
+from reelbatch.jobs.state import IN_PROGRESS, ItemState as S, Step
 from reelbatch.jobs.store import BatchMeta, ItemRecord, TransitionRefused
 from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine import budget, timing
@@ -21,7 +21,6 @@ from reelbatch.worker.engine.outcome import fail, retry_or_fail
 from reelbatch.worker.providers.base import Generation, RemoteStatus
 from reelbatch.worker.providers.http import generation_failure
 
-IN_PROGRESS = (S.QUEUED, S.RUNNING)
 EVENT_BACKSTOP_FACTOR = 3.0
 POLL_QUANTILES = (0.2, 0.5, 0.9)   # early, expected, late: the first poll, the bulk polls cross
 

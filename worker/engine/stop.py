@@ -8,7 +8,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from reelbatch.jobs.errors import ProviderError
-from reelbatch.jobs.state import ItemState as S, Step
+from reelbatch.jobs.state import IN_PROGRESS, ItemState as S, Step
 from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine import cancel, poll
 from reelbatch.worker.engine.next import Next
@@ -29,7 +29,7 @@ def cancel_batch(ctx: WorkerContext, batch: str, abandon: bool, here: bool) -> S
     for item_id in ctx.store.item_ids(batch, S.PENDING):
         out.nexts += cancel.cancel(ctx, batch, item_id)
         out.done["cancelled"] += 1
-    remote = [i for state in (S.QUEUED, S.RUNNING) for i in ctx.store.item_ids(batch, state)]
+    remote = [i for state in IN_PROGRESS for i in ctx.store.item_ids(batch, state)]
     if not here:
         out.nexts += [Next(Step.CANCEL, batch, item_id) for item_id in remote]
         out.done["sent"] += len(remote)
