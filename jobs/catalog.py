@@ -26,6 +26,7 @@ MEDIA_FIELDS = ("start_image", "end_image", "video")
 REFERENCE = re.compile(r"@(Image|Element)(\d+)")
 ENTRY_ONLY = ("id",)                         # provider entry keys that are not constraint overrides
 MERGED = ("notes", "media", "wire_defaults")  # overrides merged key by key, not replaced
+DEFAULT_BACKEND = "auto"   # the AI/ML API's `provider` field when unset (its O1 schemas)
 
 
 class MediaLimits(BaseModel):
@@ -74,10 +75,13 @@ class ModelSpec(BaseModel):
     typical_range_s: tuple[float, float] | None = None
     poll_every_s: tuple[float, float] | None = None
     typical_source: str = ""
+    backends: dict[str, dict[str, Any]] = {}   # overrides by `backend` (the AI/ML API's upstream)
+    backend: str | None = None                 # set on a view with a backend's overrides applied
 
     @property
     def label(self) -> str:
-        return f"{self.name} on {self.provider}" if self.provider else self.name
+        where = f"{self.name} on {self.provider}" if self.provider else self.name
+        return f"{where} with backend {self.backend}" if self.backend else where
 
     @property
     def served_by(self) -> str:
@@ -174,6 +178,17 @@ def _view(provider: str, name: str) -> ModelSpec:
     return ModelSpec.model_validate({**data, "provider": provider})
 
 
+def for_backend(spec: ModelSpec, backend: str | None) -> ModelSpec:
+    """The view of a model on one upstream of its provider (``backends``; unset is the provider's
+    default, auto): fal.ai takes fewer reference views per element than native Kling."""
+    chosen = backend or DEFAULT_BACKEND
+    overrides = spec.backends.get(chosen)
+    if not overrides:
+        return spec
+    data = _merge(spec.model_dump(), overrides)
+    return ModelSpec.model_validate({**data, "backends": {}, "backend": chosen})
+
+
 def price_per_second(provider: str, spec: ModelSpec, overrides: Mapping[str, float]) -> float:
     return overrides.get(f"{provider}:{spec.name}", spec.price_per_second)
 
@@ -250,6 +265,7 @@ def _check_counts(spec: ModelSpec, values: Mapping[str, Any]) -> None:
 def check_params(spec: ModelSpec, values: Mapping[str, Any]) -> None:
     """Raise ManifestError (with ``field`` set) when ``values`` break the model's constraints,
     or, for a provider's view, when the request they make breaks that provider's schema."""
+    spec = for_backend(spec, values.get("backend"))
     _check_inputs(spec, values)
     _check_prompt(spec, values)
     _check_choices(spec, values)
