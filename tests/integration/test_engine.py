@@ -180,3 +180,18 @@ def test_max_interval_bounds_the_first_poll_before_anything_is_learned(tmp_path,
     assert status_counts(results(tmp_path / "out")) == {"succeeded": 6}
     polls = sim.stats()["requests"].get("GET /v2/video/generations", 0)
     assert 6 <= polls <= 6 * 4, sim.stats()["requests"]      # at most 2 s apart over 2-4 s, learned from then on
+
+
+def test_a_failure_with_an_empty_message_is_never_read_as_cancelled(tmp_path, sim_factory):
+    """Issue 23.6: Oxen's history rows carry no status, and a failed generation may carry an empty
+    error_message. The lister (no event stream) sees a row that ended with neither result_url nor
+    error_message; it asks that generation's queue row instead of guessing "cancelled", so every item
+    ends failed (not cancelled, which `retry --kind cancelled` would pay for again)."""
+    sim = sim_factory(concurrency=10, fail_rate=1.0, empty_failure_messages=True, **FAST)
+    manifest = write_manifest(tmp_path, "silent", 6, retry={"max_attempts": 1})
+    done = reelbatch("run", str(manifest), env=cli_env(tmp_path / "data", sim, REELBATCH_EVENT_LISTENER="false"))
+    assert done.returncode == 1, done.stdout + done.stderr
+    rows = results(tmp_path / "out")
+    assert status_counts(rows) == {"failed": 6}
+    assert {r["error"].split(": ", 1)[-1] for r in rows} == {"generation failed (no reason given)"}
+    assert sum(sim.stats()["enqueues"].values()) == 6

@@ -179,6 +179,49 @@ def read_events(client, until, timeout: float = 8.0, before=None) -> list[str]:
     return lines
 
 
+# Oxen's history row (OpenAPI 0.231.0 GenerationsController.index/show): these fields and the
+# request parameters; no status, no media_type (issue 23.6)
+HISTORY_FIELDS = {"generation_id", "model_name", "enqueued_at", "started_at", "completed_at", "cost",
+                  "error_message", "result_url", "target_directory", "target_namespace", "target_repo",
+                  "user_id", "user_image", "username"}
+
+
+def test_history_rows_carry_exactly_the_documented_fields(make):
+    _, client = make()
+    gen_id = enqueue(client, seed=7)[0]
+    finished_row(client, gen_id)
+    listed = client.get("/api/ai/generations").json()["generations"][0]
+    detail = client.get(f"/api/ai/generations/{gen_id}").json()["generation"]
+    params = {"prompt", "input_image", "duration", "seed"}
+    assert set(listed) == set(detail) == HISTORY_FIELDS | params
+
+
+def test_empty_failure_messages_and_the_status_filter(make):
+    _, client = make(fail_rate=1.0, empty_failure_messages=True, keepalive_interval=0.1)
+    gen_id = []
+    lines = read_events(client, lambda ls: any(gen_id and gen_id[0] in x for x in ls),
+                        before=lambda: gen_id.extend(enqueue(client)))
+    assert '"error":""' in next(line for line in lines if gen_id[0] in line)
+    row = finished_row(client, gen_id[0])
+    assert row["status"] == "failed" and row["error_message"] == ""
+    history = client.get(f"/api/ai/generations/{gen_id[0]}").json()["generation"]
+    assert history["completed_at"] and not history["error_message"] and not history["result_url"]
+    failed = client.get("/api/ai/generations", params={"status": "failed"}).json()["generations"]
+    cancelled = client.get("/api/ai/generations", params={"status": "cancelled"}).json()["generations"]
+    assert [r["generation_id"] for r in failed] == gen_id and cancelled == []
+
+
+@pytest.mark.parametrize("billed, cost", [(False, "0.0000"), (True, "0.5600")])
+def test_cancel_while_processing_may_be_billed(make, billed, cost):
+    _, client = make(cancel_billed=billed, gen_time_min=600, gen_time_max=600, concurrency=1)
+    running, waiting = enqueue(client, num_generations=2)
+    wait_for(lambda: client.get(f"/api/ai/queue/{running}").json()["status"] == "processing")
+    client.delete(f"/api/ai/queue/{waiting}")   # first: the running one's slot would start it
+    client.delete(f"/api/ai/queue/{running}")
+    assert client.get(f"/api/ai/generations/{running}").json()["generation"]["cost"] == cost
+    assert client.get(f"/api/ai/generations/{waiting}").json()["generation"]["cost"] == "0.0000"
+
+
 def test_events_completion_keepalive_unrelated_and_no_cancel_event(make):
     _, client = make(keepalive_interval=0.1, other_event_interval=0.3, gen_time_min=150, gen_time_max=150)
     ids = []
@@ -340,7 +383,7 @@ def test_legacy_switches(make):
     assert gen["status"] == "processing"
     wait_for(lambda: client.get(f"/api/ai/queue/{gen['generation_id']}").status_code == 404)
     history = client.get(f"/api/ai/generations/{gen['generation_id']}")
-    assert history.status_code == 200 and history.json()["generation"]["status"] == "succeeded"
+    assert history.status_code == 200 and history.json()["generation"]["result_url"]
 
 
 def test_media_is_unique_valid_mp4_and_counted(make, tmp_path):
@@ -406,6 +449,7 @@ def test_cli_help_lists_the_knobs():
 
     result = CliRunner().invoke(simulator_command, ["--help"])
     assert result.exit_code == 0 and "--truncate-rate" in result.output and "--time-scale" in result.output
+    assert "--empty-failure-messages" in result.output and "--cancel-billed" in result.output
 
 
 def test_stats_carry_request_key_and_detail_can_be_left_out(make):

@@ -65,6 +65,12 @@ class Generation:
     def terminal(self) -> bool:
         return self.status in REMOTE_TERMINAL
 
+    @property
+    def unconfirmed(self) -> bool:
+        """It ended (a completed_at) but the answer does not say how (an Oxen history row carries
+        no status): ask ``get`` before acting on it; never read it as terminal."""
+        return self.status is RemoteStatus.UNKNOWN and self.completed_at is not None
+
 
 class Provider(Protocol):
     """A provider client. One instance per worker process; thread-safe."""
