@@ -314,6 +314,36 @@ def test_aiml_validation_and_not_found(make):
 
 # --- concurrency, faults, media, stats ----------------------------------------------------
 
+def test_aiml_request_tracing_headers_and_the_request_log(make):
+    """Issue 23.8: the create echoes a valid X-Client-Request-Id, names its generation in
+    x-inference-id, and GET /v2/logs lists each create with both ids (a refused one as failed)."""
+    sim, client = make()
+    made = client.post("/v2/video/generations", headers={"X-Client-Request-Id": "rb:a:1"},
+                       json={"model": AIML_I2V, "prompt": "a dog", "image_url": "https://x/a.png"})
+    gen_id = made.json()["id"]
+    assert made.headers["x-inference-id"] == gen_id and made.headers["x-client-request-id"] == "rb:a:1"
+    dropped = client.post("/v2/video/generations", headers={"X-Client-Request-Id": "no spaces/allowed"},
+                          json={"model": AIML_I2V, "prompt": "a cat", "image_url": "https://x/a.png"})
+    assert "x-client-request-id" not in dropped.headers and dropped.headers["x-inference-id"]
+    refused = client.post("/v2/video/generations", headers={"X-Client-Request-Id": "rb:b:1"},
+                          json={"model": AIML_I2V})
+    assert refused.status_code == 400 and refused.headers["x-inference-id"]
+    assert client.get("/v2/video/generations", params={"generation_id": gen_id}).headers["x-inference-id"] == gen_id
+    rows = client.get("/v2/logs", params={"period": "1h"}).json()
+    assert rows["pagination"] == {"limit": 50, "offset": 0, "total": 3, "has_more": False}
+    newest, middle, oldest = rows["data"]
+    assert (oldest["client_request_id"], oldest["inference_id"], oldest["status"]) == ("rb:a:1", gen_id, "succeeded")
+    assert middle["client_request_id"] is None and newest["status"] == "failed"
+    assert newest["cost"] == {"usd": 0, "credits": 0}
+    assert set(oldest) == {"created", "status", "origin", "model", "cost", "tokens", "request_id",
+                           "inference_id", "client_request_id"}
+    failed = client.get("/v2/logs", params={"period": "1h", "status": "failed", "limit": 1}).json()
+    assert [r["client_request_id"] for r in failed["data"]] == ["rb:b:1"]
+    assert client.get("/v2/logs").status_code == 400     # neither period nor start+end
+    sim.set_knobs(aiml_logs_lag=60)
+    assert client.get("/v2/logs", params={"period": "1h"}).json()["data"] == []
+
+
 def test_concurrency_cap_respected(make):
     sim, client = make(concurrency=3)
     ids = enqueue(client, num_generations=4) + enqueue(client, num_generations=4)
@@ -450,6 +480,7 @@ def test_cli_help_lists_the_knobs():
     result = CliRunner().invoke(simulator_command, ["--help"])
     assert result.exit_code == 0 and "--truncate-rate" in result.output and "--time-scale" in result.output
     assert "--empty-failure-messages" in result.output and "--cancel-billed" in result.output
+    assert "--aiml-logs-lag" in result.output
 
 
 def test_stats_carry_request_key_and_detail_can_be_left_out(make):

@@ -363,11 +363,16 @@ class HttpSeam:
         """Send, check the status, and return the JSON body."""
         return self.answer(method, url, submit, **kwargs)[0]
 
-    def answer(self, method: str, url: str, submit: bool = False, **kwargs: Any) -> tuple[Any, httpx.Response]:
-        """Send, check the status, and return the JSON body with its response."""
+    def send(self, method: str, url: str, submit: bool = False, **kwargs: Any) -> httpx.Response:
+        """Send and check the status; the body is left to the caller."""
         with self.mapped(submit):
             response = self.client.request(method, url, **kwargs)
         self.check(response, submit)
+        return response
+
+    def answer(self, method: str, url: str, submit: bool = False, **kwargs: Any) -> tuple[Any, httpx.Response]:
+        """Send, check the status, and return the JSON body with its response."""
+        response = self.send(method, url, submit, **kwargs)
         try:
             return response.json(), response
         except ValueError:
