@@ -215,3 +215,11 @@ def test_the_client_request_id_is_traceable_stable_and_unique():
            client_request_id(item("a"), batch="b1", attempt=2)}
     assert len(ids) == 6 and all(TRACE_ALPHABET.match(i) for i in ids)
     assert client_request_id(item("a"), "b1", 2) == client_request_id(item("a"), "b1", 2)
+
+
+def test_both_providers_declare_the_lost_submit_lookup():
+    from reelbatch.worker.providers.base import FindsLostSubmits
+    from reelbatch.worker.providers.oxen import OxenProvider
+
+    assert isinstance(aiml(serving({})), FindsLostSubmits)
+    assert issubclass(OxenProvider, FindsLostSubmits) and issubclass(AimlapiProvider, FindsLostSubmits)

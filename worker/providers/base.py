@@ -7,7 +7,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from reelbatch.jobs.item import ProviderRequest
 from reelbatch.worker.providers.http import HostCredential
@@ -105,3 +105,13 @@ class Provider(Protocol):
 
     def close(self) -> None:
         """Release connections."""
+
+
+@runtime_checkable
+class FindsLostSubmits(Protocol):
+    """A provider that can find the generation a submit whose answer was lost may have created:
+    Oxen by its queue and history (same model and prompt), the AI/ML API by its request log (the
+    request's client id). Best candidates first; an empty list may only mean "not visible yet"."""
+
+    def find(self, request: ProviderRequest, since: float | None = None) -> list[Generation]:
+        """Candidates created at or after ``since`` (unix seconds)."""
