@@ -69,7 +69,7 @@ async def create(request: Request) -> Response:
         return _refused(core, str(body.get("model", "")), client_id, f"Body validation error! {problem}")
     key = core.count_enqueue(body)
     params = {k: v for k, v in body.items() if k != "model"}
-    gen = core.enqueue("aiml", body["model"], params, None, key)
+    gen = core.enqueue("aiml", body["model"], params, catalog.aiml_runtime_error(body), key)
     inference_id = core.aiml_log.record(body["model"], client_id, gen)
     return JSONResponse({"id": gen.public_id, "status": "queued"}, headers=trace_headers(inference_id, client_id))
 

@@ -642,3 +642,24 @@ def test_rest_result_url_that_needs_the_key(make):
     assert httpx.get(rest_url).status_code == 401
     assert client.get(rest_url).content[4:8] == b"ftyp"
     assert "/media/" in event_url and httpx.get(event_url).status_code == 200   # presigned: no key
+
+
+def element(views: int) -> dict:
+    return {"frontal_image_url": "https://x/f.png",
+            "reference_image_urls": [f"https://x/{n}.png" for n in range(views)]}
+
+
+def test_four_views_per_element_fail_when_the_generation_runs(make):
+    """Issue 23.11: what plan now refuses, as the providers do it: Oxen accepts, then fails the
+    generation; the AI/ML API accepts (its schema allows 4), then fails it on its fal backend."""
+    _, client = make()
+    oxen_ids = enqueue(client, elements=[element(4)], prompt="@Element1 waves")
+    assert "Max 3 images per element" in finished_row(client, oxen_ids[0])["error_message"]
+    assert finished_row(client, enqueue(client, elements=[element(3)], prompt="@Element1 waves")[0])["status"] \
+        == "succeeded"
+    made = {backend: aiml_create(client, model="klingai/video-o1-reference-to-video", prompt="@Element1 waves",
+                                 image_url=None, elements=[element(4)], provider=backend).json()["id"]
+            for backend in ("fal", "auto", "kling")}
+    ended = {b: wait_for(lambda g=g: (t := aiml_poll(client, g))["status"] in ("completed", "error") and t)
+             for b, g in made.items()}
+    assert {b: t["status"] for b, t in ended.items()} == {"fal": "error", "auto": "error", "kling": "completed"}
