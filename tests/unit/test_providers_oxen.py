@@ -91,6 +91,8 @@ def test_row_times_and_cost():
 def test_an_undocumented_status_is_unknown_and_polled_on(status):
     generation = oxen(serving(row(status))).get("g1")
     assert generation.status is RemoteStatus.UNKNOWN and not generation.terminal
+    ended = oxen(serving(row(status, completed_at=150))).get("g1")   # its status said, if unknown:
+    assert ended.status is RemoteStatus.UNKNOWN and not ended.unconfirmed   # no history lookup
 
 
 def test_missing_url():
@@ -158,14 +160,14 @@ def legacy_oxen(listed_as: str | None, asked: list):
 @pytest.mark.parametrize("listed_as, status, error", [
     ("cancelled", RemoteStatus.CANCELLED, None),
     ("failed", RemoteStatus.FAILED, "generation failed (no reason given)"),
-    (None, RemoteStatus.UNKNOWN, None)])
+    (None, RemoteStatus.ENDED, None)])
 def test_a_finished_history_row_without_status_is_confirmed_never_inferred(listed_as, status, error):
     """Issue 23.6: completed_at with neither result_url nor error_message may be cancelled or a
     failure with an empty message: the history is asked with an explicit status filter."""
     asked: list = []
     generation = legacy_oxen(listed_as, asked).get("g1")
     assert (generation.status, generation.error) == (status, error)
-    assert generation.terminal == (status is not RemoteStatus.UNKNOWN)
+    assert generation.terminal == (status is not RemoteStatus.ENDED)
     assert {"status": "failed", "model": REQUEST.model, "page": "1", "page_size": "100"} in asked
 
 
@@ -175,7 +177,7 @@ def test_history_pages_never_say_cancelled_for_a_row_without_status():
             documented_history_row(generation_id="bad", error_message="Insufficient credits"),
             documented_history_row(generation_id="running", completed_at=None)]
     listed = {g.generation_id: g for g in oxen(serving({"generations": rows})).list_page(REQUEST.model)}
-    assert listed["ended"].status is RemoteStatus.UNKNOWN and listed["ended"].unconfirmed
+    assert listed["ended"].status is RemoteStatus.ENDED and listed["ended"].unconfirmed
     assert not listed["ended"].terminal
     assert listed["ok"].status is RemoteStatus.SUCCEEDED and listed["bad"].status is RemoteStatus.FAILED
     assert listed["running"].status is RemoteStatus.RUNNING and not listed["running"].unconfirmed

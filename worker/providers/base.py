@@ -25,6 +25,8 @@ class RemoteStatus(str, Enum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     UNKNOWN = "unknown"
+    ENDED = "ended"   # it ended, but the answer does not say how (an Oxen history row has no status):
+                      # not terminal until ``get`` confirms how; never a guess
 
 
 REMOTE_TERMINAL = frozenset({RemoteStatus.SUCCEEDED, RemoteStatus.FAILED, RemoteStatus.CANCELLED})
@@ -67,9 +69,8 @@ class Generation:
 
     @property
     def unconfirmed(self) -> bool:
-        """It ended (a completed_at) but the answer does not say how (an Oxen history row carries
-        no status): ask ``get`` before acting on it; never read it as terminal."""
-        return self.status is RemoteStatus.UNKNOWN and self.completed_at is not None
+        """It ended but the answer does not say how (ENDED): ask ``get`` before acting on it."""
+        return self.status is RemoteStatus.ENDED
 
 
 class Provider(Protocol):

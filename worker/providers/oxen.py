@@ -53,7 +53,7 @@ def _float(value: Any) -> float | None:
 def _row_status(provider: str, row: Mapping[str, Any]) -> RemoteStatus:
     """The row's status. History rows carry none (the documented row, OpenAPI 0.231.0): only what
     a present field says is read from it (a result_url: succeeded; an error_message: failed; no
-    completed_at: queued or running). A finished row with neither is UNKNOWN: it may be cancelled,
+    completed_at: queued or running). A finished row with neither is ENDED: it may be cancelled,
     or failed with an empty message, and only ``GET /api/ai/queue/{id}`` (which carries status)
     can tell. A terminal state is never inferred from missing fields."""
     raw = row.get("status")
@@ -63,7 +63,7 @@ def _row_status(provider: str, row: Mapping[str, Any]) -> RemoteStatus:
         if row.get("error_message"):
             return RemoteStatus.FAILED
         if row.get("completed_at"):
-            return RemoteStatus.UNKNOWN
+            return RemoteStatus.ENDED
         return RemoteStatus.RUNNING if row.get("started_at") else RemoteStatus.QUEUED
     return normalised_status(provider, raw, STATUS)
 
@@ -199,7 +199,7 @@ class OxenProvider:
     def _confirmed(self, generation: Generation, model: Any) -> Generation:
         """A history row that ended without saying how (no status, no result_url, no
         error_message): look for it in the history listed with an explicit ``status=`` filter
-        (failed, then cancelled). Not found there, it stays UNKNOWN and is polled on."""
+        (failed, then cancelled). Not found there, it stays ENDED (not terminal) and is polled on."""
         filters = {"model": model} if isinstance(model, str) else {}
         for raw in ("failed", "cancelled"):
             rows = self._history_rows(generation.enqueued_at, status=raw, **filters)
