@@ -61,6 +61,16 @@ class RequestLog:
     def clear(self) -> None:
         self.entries.clear()
 
+    def dump(self) -> list[dict]:
+        """The entries for a state file (wall-clock times; generations by key)."""
+        return [{"at": e.at, "model": e.model, "inference_id": e.inference_id,
+                 "client_request_id": e.client_request_id, "gen": e.gen.key if e.gen else None}
+                for e in self.entries]
+
+    def load(self, rows: list[dict], gens: dict[str, Generation]) -> None:
+        self.entries = [Entry(r["at"], r["model"], r["inference_id"], r["client_request_id"],
+                              gens.get(r["gen"]) if r["gen"] else None) for r in rows]
+
 
 def _iso(unix: float) -> str:
     return datetime.fromtimestamp(unix, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

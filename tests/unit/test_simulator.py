@@ -526,6 +526,8 @@ def test_state_file_survives_a_restart(make, tmp_path):
         assert rows[gen_id]["started_at"] == before[gen_id]["started_at"]
     assert rows[short]["completed_at"] - rows[short]["started_at"] <= 1        # at its planned time
     assert aiml_poll(client2, aiml)["status"] == "completed"
+    logged = client2.get("/v2/logs", params={"period": "1h"}).json()["data"]
+    assert [(r["inference_id"], r["status"]) for r in logged] == [(aiml, "succeeded")]   # the request log too
     assert httpx.get(old_url.replace(sim.base_url, sim2.base_url)).status_code == 200   # issued before
     finished = finished_row(client2, long)
     assert finished["status"] == "succeeded"
