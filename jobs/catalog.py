@@ -8,6 +8,7 @@ overrides applied, the provider's model id, its typical generation time as ``exp
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -24,8 +25,10 @@ from reelbatch.jobs.item import Element, Item, ProviderRequest
 
 MEDIA_FIELDS = ("start_image", "end_image", "video")
 REFERENCE = re.compile(r"@(Image|Element)(\d+)")
+TRACE_UNSAFE = re.compile(r"[^A-Za-z0-9._:-]")   # outside the AI/ML API's X-Client-Request-Id alphabet
 ENTRY_ONLY = ("id",)                         # provider entry keys that are not constraint overrides
 MERGED = ("notes", "media", "wire_defaults")  # overrides merged key by key, not replaced
+DEFAULT_BACKEND = "auto"   # the AI/ML API's `provider` field when unset (its O1 schemas)
 
 
 class MediaLimits(BaseModel):
@@ -74,10 +77,13 @@ class ModelSpec(BaseModel):
     typical_range_s: tuple[float, float] | None = None
     poll_every_s: tuple[float, float] | None = None
     typical_source: str = ""
+    backends: dict[str, dict[str, Any]] = {}   # overrides by `backend` (the AI/ML API's upstream)
+    backend: str | None = None                 # set on a view with a backend's overrides applied
 
     @property
     def label(self) -> str:
-        return f"{self.name} on {self.provider}" if self.provider else self.name
+        where = f"{self.name} on {self.provider}" if self.provider else self.name
+        return f"{where} with backend {self.backend}" if self.backend else where
 
     @property
     def served_by(self) -> str:
@@ -174,6 +180,17 @@ def _view(provider: str, name: str) -> ModelSpec:
     return ModelSpec.model_validate({**data, "provider": provider})
 
 
+def for_backend(spec: ModelSpec, backend: str | None) -> ModelSpec:
+    """The view of a model on one upstream of its provider (``backends``; unset is the provider's
+    default, auto): fal.ai takes fewer reference views per element than native Kling."""
+    chosen = backend or DEFAULT_BACKEND
+    overrides = spec.backends.get(chosen)
+    if not overrides:
+        return spec
+    data = _merge(spec.model_dump(), overrides)
+    return ModelSpec.model_validate({**data, "backends": {}, "backend": chosen})
+
+
 def price_per_second(provider: str, spec: ModelSpec, overrides: Mapping[str, float]) -> float:
     return overrides.get(f"{provider}:{spec.name}", spec.price_per_second)
 
@@ -250,6 +267,7 @@ def _check_counts(spec: ModelSpec, values: Mapping[str, Any]) -> None:
 def check_params(spec: ModelSpec, values: Mapping[str, Any]) -> None:
     """Raise ManifestError (with ``field`` set) when ``values`` break the model's constraints,
     or, for a provider's view, when the request they make breaks that provider's schema."""
+    spec = for_backend(spec, values.get("backend"))
     _check_inputs(spec, values)
     _check_prompt(spec, values)
     _check_choices(spec, values)
@@ -332,9 +350,22 @@ def check_wire(spec: ModelSpec, values: Mapping[str, Any]) -> None:
               f"(per {schemas.schema_path(folders, model_id)})")
 
 
-def provider_request(item: Item, resolve: Callable[[str], str] = _same) -> ProviderRequest:
+def client_request_id(item: Item, batch: str | None = None, attempt: int | None = None) -> str:
+    """The id a request is traced by at the provider (the AI/ML API's ``X-Client-Request-Id``: 1-128
+    characters of ``[A-Za-z0-9._:-]``, anything else silently dropped): the item's readable id and a
+    digest of what makes it unique (its content, and the batch and attempt when given). The same
+    item gives the same id when it is sent and when a lost answer is reconciled."""
+    readable = TRACE_UNSAFE.sub("-", item.item_id)[:64]
+    unique = hashlib.sha256(f"{batch}\n{item.item_id}\n{item.content_key}".encode()).hexdigest()[:20]
+    suffix = f":a{attempt}" if attempt is not None else ""
+    return f"rb:{readable}:{unique}{suffix}"
+
+
+def provider_request(item: Item, resolve: Callable[[str], str] = _same, batch: str | None = None,
+                     attempt: int | None = None) -> ProviderRequest:
     """The item in its provider's model id and field names; ``resolve`` maps every image or video
     reference (the worker uses it to inline local files)."""
     spec = catalog().model_for(item.provider, item.model)
     values = {name: getattr(item.params, name) for name in type(item.params).model_fields}
-    return ProviderRequest(model=item.provider_model, body=wire_body(spec, values, resolve))
+    return ProviderRequest(model=item.provider_model, body=wire_body(spec, values, resolve),
+                           client_request_id=client_request_id(item, batch, attempt))

@@ -55,3 +55,4 @@ class ProviderRequest(BaseModel):
     model_config = ConfigDict(frozen=True)
     model: str
     body: dict[str, Any]
+    client_request_id: str | None = None   # our id for this request, where the provider traces one

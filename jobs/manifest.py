@@ -104,8 +104,9 @@ class RetrySettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     max_attempts: int = Field(3, ge=1, le=100)
     # a submit whose answer was lost where the provider cannot be asked whether it created the
-    # generation (the AI/ML API): fail it (kind submit_unknown, the person paying decides with
-    # `retry --kind submit_unknown`) or resubmit at once (may pay twice for that item)
+    # generation (a client without ``find``; Oxen and the AI/ML API both have one): fail it (kind
+    # submit_unknown, the person paying decides with `retry --kind submit_unknown`) or resubmit at
+    # once (may pay twice for that item)
     lost_submit: Literal["fail", "resubmit"] = "fail"
 
 

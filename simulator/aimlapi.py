@@ -9,6 +9,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from reelbatch.simulator import catalog
+from reelbatch.simulator.aimllog import client_request_id, trace_headers
 from reelbatch.simulator.clock import Generation
 from reelbatch.simulator.envelopes import aiml_error
 from reelbatch.simulator.oxen import base_url
@@ -56,19 +57,26 @@ async def create(request: Request) -> Response:
     core = request.app.state.core
     if not core.authorized(request):
         return aiml_error(401, PATH)
+    client_id = client_request_id(request)
     try:
         body = json.loads(await request.body())
     except ValueError:
         body = None
     if not isinstance(body, dict):
-        return aiml_error(400, PATH, "Body validation error! Expected object, received invalid JSON")
+        return _refused(core, "", client_id, "Body validation error! Expected object, received invalid JSON")
     problem = catalog.aiml_body_error(body)
     if problem:
-        return aiml_error(400, PATH, f"Body validation error! {problem}")
+        return _refused(core, str(body.get("model", "")), client_id, f"Body validation error! {problem}")
     key = core.count_enqueue(body)
     params = {k: v for k, v in body.items() if k != "model"}
-    gen = core.enqueue("aiml", body["model"], params, None, key)
-    return JSONResponse({"id": gen.public_id, "status": "queued"})
+    gen = core.enqueue("aiml", body["model"], params, catalog.aiml_runtime_error(body), key)
+    inference_id = core.aiml_log.record(body["model"], client_id, gen)
+    return JSONResponse({"id": gen.public_id, "status": "queued"}, headers=trace_headers(inference_id, client_id))
+
+
+def _refused(core, model: str, client_id: str | None, message: str) -> Response:
+    inference_id = core.aiml_log.record(model, client_id, None)
+    return aiml_error(400, PATH, message, headers=trace_headers(inference_id, client_id))
 
 
 async def fetch(request: Request) -> Response:
@@ -82,7 +90,7 @@ async def fetch(request: Request) -> Response:
     gen = core.clock.gens.get(public_id.split(":", 1)[0])
     if gen is None or gen.public_id != public_id:
         return aiml_error(404, PATH, f"Generation {public_id} not found")
-    return JSONResponse(task(core, gen, request))
+    return JSONResponse(task(core, gen, request), headers=trace_headers(gen.public_id, None))
 
 
 ROUTES = [

@@ -23,6 +23,9 @@ OXEN_MODELS = ("kling-video-o1-image-to-video", "kling-video-o1-reference-to-vid
 AIML_FOLDERS = ("aimlapi",)
 AIML_MODELS = ("klingai/video-o1-image-to-video", "klingai/video-o1-reference-to-video",
                "klingai/video-o1-video-to-video-edit", "klingai/video-o1-video-to-video-reference")
+# Reference views per element: Oxen's Kling pages say "Max 3 images per element"; fal.ai's O1 element
+# type takes 1-3, which the AI/ML API's fal backend enforces when the generation runs there.
+MAX_VIEWS = 3
 # Oxen's queue takes these itself; everything else goes to the model (async_queue.mdx)
 QUEUE_FIELDS = ("model", "num_generations", "target_namespace", "response_format")
 
@@ -60,10 +63,17 @@ def media_shape(model_id: str, params: dict) -> tuple[int, str]:
     return (duration if duration in DURATIONS else 5), (aspect if aspect in ASPECT_RATIOS else "16:9")
 
 
+def too_many_views(params: dict) -> bool:
+    return any(isinstance(e, dict) and len(e.get("reference_image_urls") or []) > MAX_VIEWS
+               for e in params.get("elements") or [])
+
+
 def runtime_error(model_id: str, params: dict) -> str | None:
     """How a generation with these parameters fails when it runs (Oxen), or None when it can run."""
     if not params.get("prompt") and not params.get("multi_prompt"):
         return "Getting model response error: 422 - Value error, Either 'prompt' or 'multi_prompt' must be provided."
+    if too_many_views(params):
+        return f"Getting model response error: 422 - Value error, Max {MAX_VIEWS} images per element"
     model_params = {k: v for k, v in params.items() if k not in QUEUE_FIELDS}
     problem = schemas.violation(OXEN_FOLDERS, model_id, model_params)
     if problem is None:
@@ -89,6 +99,15 @@ def aiml_body_error(body: dict) -> str | None:
     if problem.validator == "required":
         return f"Required at {problem.field}"
     return f"{problem.message} at {problem.field or 'body'}"
+
+
+def aiml_runtime_error(body: dict) -> str | None:
+    """How an accepted AI/ML request fails when it runs: on the fal backend (chosen, or the `auto`
+    default falling back to it: the simulator always falls back), elements with more views than fal's
+    O1 element type takes."""
+    if str(body.get("provider") or "auto").lower() in ("fal", "auto") and too_many_views(body):
+        return f"reference_image_urls: List should have at most {MAX_VIEWS} items (fal.ai)"
+    return None
 
 
 def cost_usd(duration: int, cost_per_second: float) -> float:

@@ -40,6 +40,12 @@ def _rate_options(command):
               help="Close each /api/events stream after this many seconds (0: never).")
 @click.option("--legacy-enqueue-processing", is_flag=True, help="Enqueue answers status \"processing\".")
 @click.option("--legacy-404-terminal", is_flag=True, help="GET of a terminal queue row answers 404.")
+@click.option("--empty-failure-messages", is_flag=True,
+              help="Failed generations carry an empty error_message (and SSE error).")
+@click.option("--cancel-billed", is_flag=True,
+              help="A generation cancelled while processing is billed in full (history cost).")
+@click.option("--aiml-logs-lag", type=float, default=0.0, show_default=True,
+              help="Seconds before an AI/ML create shows in GET /v2/logs (its request log).")
 @click.option("--aiml-error-shape", type=click.Choice(["random", "name", "detail"]), default="random",
               show_default=True)
 @click.option("--media-pad-bytes", type=int, default=0, show_default=True,

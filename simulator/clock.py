@@ -53,6 +53,17 @@ class Generation:
     extra: dict = field(default_factory=dict)
 
 
+def failure_message(gen: Generation) -> str | None:
+    """The failure text the APIs show: empty under the `empty_failure_messages` knob."""
+    return gen.extra.get("message", gen.error)
+
+
+def billed(gen: Generation) -> bool:
+    """Whether the generation costs its price: it succeeded, or was cancelled while processing
+    under the `cancel_billed` knob."""
+    return gen.status == "succeeded" or bool(gen.extra.get("billed"))
+
+
 class Clock:
     """Holds every generation and moves them through queued -> processing -> terminal."""
 
@@ -83,6 +94,8 @@ class Clock:
         gen = Generation(key, public, api, model, params, now, now + self.knobs.scaled(self.knobs.queue_delay),
                          run_time, error, duration, aspect,
                          namespace=params.get("target_namespace") or "sim-user", request_key=request_key)
+        if error and self.knobs.empty_failure_messages:
+            gen.extra["message"] = ""
         self.gens[key] = self.active[key] = gen
         self.waiting.append(gen)
         self.peak_active = max(self.peak_active, len(self.active))
@@ -156,6 +169,8 @@ class Clock:
             return False
         if gen.status == "processing":
             self.running_count -= 1
+            if self.knobs.cancel_billed:
+                gen.extra["billed"] = True
         self._finish(gen, "cancelled", self.now())
         return True
 

@@ -9,6 +9,7 @@ from dataclasses import asdict
 
 from starlette.requests import Request
 
+from reelbatch.simulator.aimllog import RequestLog
 from reelbatch.simulator.clock import Clock, Generation
 from reelbatch.simulator.events import EventBus
 from reelbatch.simulator.knobs import Knobs
@@ -23,6 +24,7 @@ class Core:
         self.knobs, self.api_key = knobs, api_key
         self.stats = Stats()
         self.bus = EventBus()
+        self.aiml_log = RequestLog()
         self.clock = Clock(knobs, self._terminal)
         self.media = MediaStore(knobs.cache_dir)
         self.fault_rng = random.Random(f"{knobs.seed}-fault")
@@ -85,6 +87,7 @@ class Core:
 
     def reset(self) -> None:
         self.clock.reset()
+        self.aiml_log.clear()
         self.stats.__init__()
         self.fault_rng.seed(f"{self.knobs.seed}-fault")
 

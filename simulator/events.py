@@ -7,7 +7,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Callable
 
-from reelbatch.simulator.clock import Generation
+from reelbatch.simulator.clock import Generation, failure_message
 from reelbatch.simulator.knobs import Knobs
 
 KEEPALIVE = b": keep-alive\n\n"
@@ -23,7 +23,7 @@ def completion(gen: Generation, url: str | None) -> bytes:
     if gen.status == "succeeded":
         data.update(model=gen.model, url=url)
     else:
-        data["error"] = gen.error
+        data["error"] = failure_message(gen)
     return sse("media_generation_completed", data)
 
 

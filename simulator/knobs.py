@@ -58,9 +58,14 @@ class Knobs:
     sse_disconnect_every: float = 0.0    # close each /api/events stream after this many seconds (0: never)
     legacy_enqueue_processing: bool = False  # enqueue answers "processing" (older docs)
     legacy_404_terminal: bool = False    # GET /api/ai/queue/{id} of a terminal row answers 404
+    aiml_logs_lag: float = 0.0           # real seconds before a create shows in the AI/ML GET /v2/logs
     aiml_error_shape: str = "random"     # "name" ({name,message}), "detail" ({detail:[...]}) or "random"
     media_pad_bytes: int = 0             # extra bytes in each MP4's `free` box
     cost_per_second: float = 0.112       # USD per output second: model pricing, history cost, AI/ML usage
+    empty_failure_messages: bool = False  # failed generations carry an empty error_message (and SSE
+                                         # `error`), which Oxen does not rule out
+    cancel_billed: bool = False          # a generation cancelled while processing is billed in full
+                                         # (its history row's cost); Oxen does not say it is not
     result_url_needs_key: bool = False   # REST rows' result_url is a hub-style /api/repos/... path that
                                          # needs the Bearer key (Oxen: undocumented); events stay presigned
     seed: int | None = None

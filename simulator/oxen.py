@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from reelbatch.simulator import catalog
-from reelbatch.simulator.clock import ACTIVE, TERMINAL, Generation
+from reelbatch.simulator.clock import ACTIVE, TERMINAL, Generation, billed, failure_message
 from reelbatch.simulator.download import serve_result
 from reelbatch.simulator.envelopes import oxen_error, oxen_message
 
@@ -49,14 +49,19 @@ def row(core, gen: Generation, request: Request) -> dict:
     out.update(
         generation_id=gen.key, model_name=gen.model, prompt=gen.params.get("prompt"), media_type="video",
         status=gen.status, result_url=rest_result_url(core, gen, request) if succeeded else None,
-        error_message=gen.error if failed else None, enqueued_at=core.unix(gen.enqueued),
+        error_message=failure_message(gen) if failed else None, enqueued_at=core.unix(gen.enqueued),
         started_at=core.unix(gen.started), completed_at=core.unix(gen.completed),
     )
     return out
 
 
+QUEUE_ROW_ONLY = ("status", "media_type")   # queue-row fields the documented history row lacks
+
+
 def history_row(core, gen: Generation, request: Request) -> dict:
-    out = row(core, gen, request)
+    """A history row with exactly the documented fields (OpenAPI 0.231.0: no ``status``, no
+    ``media_type``) plus the request parameters."""
+    out = {k: v for k, v in row(core, gen, request).items() if k not in QUEUE_ROW_ONLY}
     out.update(cost=_cost(core, gen), target_namespace=gen.namespace, target_repo=gen.params.get("target_repo"),
                target_directory=gen.params.get("target_directory"), user_id="sim-user-id",
                user_image=None, username="sim-user")
@@ -64,7 +69,7 @@ def history_row(core, gen: Generation, request: Request) -> dict:
 
 
 def _cost(core, gen: Generation) -> str:
-    return f"{catalog.cost_usd(gen.duration, core.knobs.cost_per_second) if gen.status == 'succeeded' else 0:.4f}"
+    return f"{catalog.cost_usd(gen.duration, core.knobs.cost_per_second) if billed(gen) else 0:.4f}"
 
 
 async def _body(request: Request) -> dict | None:

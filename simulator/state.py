@@ -33,6 +33,7 @@ def save(core, path: str | os.PathLike) -> None:
         "peak_running": clock.peak_running, "peak_active": clock.peak_active,
         "stats": {name: getattr(core.stats, name) for name in _COUNTERS},
         "generations": [_shifted(asdict(gen), offset) for gen in clock.gens.values()],
+        "aiml_log": core.aiml_log.dump(),
     }
     with atomic_write(Path(path), fsync=True) as fh:
         json.dump(state, fh, separators=(",", ":"))
@@ -53,4 +54,5 @@ def load(core, path: str | os.PathLike) -> bool:
     for name in _COUNTERS:
         getattr(core.stats, name).update(state["stats"][name])
     core.media.secret = bytes.fromhex(state["media_secret"])
+    core.aiml_log.load(state.get("aiml_log") or [], clock.gens)
     return True

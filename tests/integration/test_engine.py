@@ -180,3 +180,37 @@ def test_max_interval_bounds_the_first_poll_before_anything_is_learned(tmp_path,
     assert status_counts(results(tmp_path / "out")) == {"succeeded": 6}
     polls = sim.stats()["requests"].get("GET /v2/video/generations", 0)
     assert 6 <= polls <= 6 * 4, sim.stats()["requests"]      # at most 2 s apart over 2-4 s, learned from then on
+
+
+def test_a_failure_with_an_empty_message_is_never_read_as_cancelled(tmp_path, sim_factory):
+    """Issue 23.6: Oxen's history rows carry no status, and a failed generation may carry an empty
+    error_message. The lister (no event stream) sees a row that ended with neither result_url nor
+    error_message; it asks that generation's queue row instead of guessing "cancelled", so every item
+    ends failed (not cancelled, which `retry --kind cancelled` would pay for again)."""
+    sim = sim_factory(concurrency=10, fail_rate=1.0, empty_failure_messages=True, **FAST)
+    manifest = write_manifest(tmp_path, "silent", 6, retry={"max_attempts": 1})
+    done = reelbatch("run", str(manifest), env=cli_env(tmp_path / "data", sim, REELBATCH_EVENT_LISTENER="false"))
+    assert done.returncode == 1, done.stdout + done.stderr
+    rows = results(tmp_path / "out")
+    assert status_counts(rows) == {"failed": 6}
+    assert {r["error"].split(": ", 1)[-1] for r in rows} == {"generation failed (no reason given)"}
+    assert sum(sim.stats()["enqueues"].values()) == 6
+
+
+def test_a_lost_aimlapi_submit_is_found_in_the_request_log(tmp_path, sim_factory):
+    """Issue 23.8: the AI/ML API traces each request by our X-Client-Request-Id and lists it in
+    GET /v2/logs. A submit whose answer was lost (the generation made, the connection cut) is found
+    there and adopted, instead of ending `submit_unknown`; nothing is generated twice."""
+    sim = sim_factory(time_scale=1 / 300, gen_time_min=300, gen_time_max=600, queue_delay=0.0, seed=5,
+                      drop_after_submit_rate=0.3)
+    manifest = write_manifest(tmp_path, "traced", 12, provider="aimlapi",
+                              polling={"first_after_s": 0.5, "min_interval_s": 0.2, "max_interval_s": 1})
+    env = cli_env(tmp_path / "data", AIMLAPI_BASE_URL=sim.base_url, AIMLAPI_KEY="sim-test-key")
+    done = reelbatch("run", str(manifest), env=env, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = results(tmp_path / "out")
+    assert status_counts(rows) == {"succeeded": 12}
+    stats = sim.stats()
+    assert stats["faults"].get("drop_after", 0) > 0 and stats["requests"].get("GET /v2/logs", 0) > 0
+    assert sum(stats["enqueues"].values()) == 12     # each lost one adopted, none sent again
+    assert_files_match_simulator(rows, tmp_path / "out", stats)

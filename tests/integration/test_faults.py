@@ -31,6 +31,7 @@ from tests.integration.helpers import (
     cli_env,
     reap,
     reelbatch,
+    results,
     summary_line,
     wait_for,
     write_manifest,
@@ -351,6 +352,53 @@ def test_event_stream_disconnects_repeatedly(tmp_path, sim_factory, data_dir):
         finish("event stream drops", tmp_path, stats, client,
                {"SSE disconnects": max(0, streams - 1)}, started)
     assert streams >= 3
+
+
+# --- the providers as their docs describe them (issue 23) ---------------------------------------
+
+def test_aimlapi_lost_submits_are_found_in_the_request_log(tmp_path, sim_factory, data_dir):
+    """23.8: on the AI/ML API 10 % of submit answers are lost after the generation was made; each is
+    found again in GET /v2/logs by its X-Client-Request-Id, so none ends `submit_unknown` and none is
+    made twice."""
+    from tests.conftest import SIM_KEY
+
+    sim = sim_factory(seed=27, drop_after_submit_rate=0.1, **TIMING)
+    manifest = write_manifest(tmp_path, "traced", N, provider="aimlapi")
+    env = cli_env(data_dir, AIMLAPI_BASE_URL=sim.base_url, AIMLAPI_KEY=SIM_KEY)
+    started = time.monotonic()
+    done = reelbatch("run", str(manifest), env=env, timeout=SCENARIO_TIMEOUT_S)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr
+    stats = sim.stats()
+    lost, lookups = stats["faults"].get("drop_after", 0), stats["requests"].get("GET /v2/logs", 0)
+    with embedded_client(data_dir) as client:
+        out = tmp_path / "out"
+        figures = batch_figures(out, N, stats, client, provider="aimlapi")
+        print("\n" + summary_line("AI/ML lost submits", {"answers lost": lost, "log lookups": lookups},
+                                  figures, time.monotonic() - started))
+        assert_batch_whole(figures, out, stats)
+    assert lost > 0 and lookups >= lost and sum(stats["enqueues"].values()) == N
+
+
+def test_oxen_failures_with_empty_messages_without_the_event_stream(tmp_path, sim_factory, data_dir):
+    """23.6: history rows carry no status, and 10 % of generations fail with an empty message. The
+    lister sees rows that ended with neither result_url nor error_message and confirms each by its
+    queue row: they are failures (resubmitted), never cancellations."""
+    sim = sim_factory(seed=28, fail_rate=0.1, empty_failure_messages=True, **TIMING)
+    manifest = write_manifest(tmp_path, "silent", N)
+    env = cli_env(data_dir, sim, REELBATCH_EVENT_LISTENER="false")
+    started = time.monotonic()
+    done = reelbatch("run", str(manifest), env=env, timeout=SCENARIO_TIMEOUT_S)
+    assert done.returncode in (0, 1), done.stdout[-3000:] + done.stderr
+    stats = sim.stats()
+    failed = stats["by_status"].get("failed", 0)
+    with embedded_client(data_dir) as client:
+        finish("Oxen empty failure messages, no event stream", tmp_path, stats, client,
+               {"failed without a message": failed,
+                "queue rows asked": stats["requests"].get("GET /api/ai/queue/{id}", 0)}, started)
+    statuses = [row["status"] for row in results(tmp_path / "out")]
+    ended_failed = statuses.count("failed")
+    assert failed > 0 and "cancelled" not in statuses
+    assert sum(stats["enqueues"].values()) == N + failed - ended_failed   # only failures sent again
 
 
 # --- reconcile on a busy account (why the storm once submitted an item twice) ------------------

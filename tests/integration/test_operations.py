@@ -124,3 +124,30 @@ def test_bad_at_and_unknown_batch_are_bad_input(tmp_path, redis_url):
     for command in (["status", "nope"], ["retry", "nope"], ["cancel", "nope"]):
         done = reelbatch(*command, env=env)
         assert done.returncode == 2 and "no batch named 'nope'" in done.stderr
+
+
+def test_a_generation_cancelled_while_running_costs_what_the_history_says(tmp_path, sim_factory, redis_url,
+                                                                           workers):
+    """Issue 23.10: Oxen may bill a generation cancelled while processing (the simulator's
+    `cancel_billed`). Its cost is read from the history once, as a success's is, so the batch's spend
+    shows it; the items cancelled before they were sent cost nothing."""
+    sim = sim_factory(concurrency=50, time_scale=1 / 10, queue_delay=0.0, seed=3, cancel_billed=True,
+                      cost_per_second=0.2)   # 30-90 s each; 5 s x $0.2 = $1.00 when billed
+    workers(sim, concurrency=4)
+    env = cli_env(tmp_path / "data", sim, REELBATCH_BROKER_URL=redis_url)
+    manifest = write_manifest(tmp_path, "billed", 6, limits={"max_concurrency": 2})
+    assert reelbatch("submit", str(manifest), env=env).returncode == 0
+    store = Store.from_url(redis_url)
+    wait_for(lambda: sim.stats()["by_status"].get("processing") == 2, 60, "two processing")
+    assert reelbatch("cancel", "billed", env=env).returncode == 0
+    wait_for(lambda: store.counts("billed")[S.CANCELLED] == 6, 60, "all cancelled")
+    scheduler = spawn("scheduler", env=env)   # its lister reads the history for charged costs
+    try:
+        wait_for(lambda: store.spend("billed").charged_usd == pytest.approx(2.0), 60, "the charges")
+    finally:
+        scheduler.terminate()
+        scheduler.wait(20)
+    status = json.loads(reelbatch("status", "billed", "--json", env=env).stdout)
+    assert status["charged_usd"] == pytest.approx(2.0) and status["estimated_usd"] == pytest.approx(0.0)
+    charged = [r for r in store.items("billed") if r.cost_source == "charged"]
+    assert len(charged) == 2 and {r.cost_usd for r in charged} == {1.0}

@@ -59,7 +59,7 @@ def test_aimlapi_reference_to_video_takes_elements_only(tmp_path):
 
 def test_aimlapi_refuses_an_element_without_views(tmp_path):
     error = refused(tmp_path, "aimlapi", "kling-o1/reference-to-video", images=[URL.format("i")],
-                    elements=[element(0)], prompt="@Element1 next to @Image1")
+                    elements=[element(0)], prompt="@Element1 next to @Image1", backend="kling")
     assert error.field == "items[0].elements"
     assert "element 1 has 0 reference images" in error.message and "1-4 per element" in error.message
 
@@ -74,6 +74,39 @@ def test_oxen_element_without_views_sends_no_empty_list(tmp_path):
     items = plan(tmp_path, "oxen", "kling-o1/reference-to-video", images=[URL.format("i")],
                  elements=[element(0)]).items
     assert provider_request(items[0]).body["elements"] == [{"frontal_image_url": URL.format("front")}]
+
+
+# --- issue 23.11: 4 views per element pass only where the upstream takes them ------------------
+
+@pytest.mark.parametrize("provider", ["oxen", "simulator"])
+@pytest.mark.parametrize("model, inputs", [
+    ("kling-o1/reference-to-video", {"images": [URL.format("i")], "prompt": "@Element1 near @Image1"}),
+    ("kling-o1/video-edit", {"video": "https://e.org/v.mp4"})])
+def test_oxen_refuses_four_views_per_element(tmp_path, provider, model, inputs):
+    error = refused(tmp_path, provider, model, elements=[element(4)], **inputs)
+    assert error.field == "items[0].elements"
+    assert "element 1 has 4 reference images" in error.message and "0-3 per element" in error.message
+    assert "Max 3 images per element" in error.message
+    assert plan(tmp_path, provider, model, elements=[element(3)], **inputs).items
+
+
+@pytest.mark.parametrize("backend", ["fal", "auto", None])
+@pytest.mark.parametrize("model", ["kling-o1/reference-to-video", "kling-o1/video-edit",
+                                   "kling-o1/video-reference"])
+def test_aimlapi_fal_backend_refuses_four_views(tmp_path, backend, model):
+    inputs = {"video": "https://e.org/v.mp4"} if "video-" in model else {}
+    chosen = {"backend": backend} if backend else {}
+    error = refused(tmp_path, "aimlapi", model, elements=[element(4)], **inputs, **chosen)
+    assert error.field == "items[0].elements"
+    assert f"with backend {backend or 'auto'} takes 1-3 per element" in error.message
+    assert "fal.ai" in error.message and "backend kling" in error.message
+    assert plan(tmp_path, "aimlapi", model, elements=[element(3)], **inputs, **chosen).items
+
+
+def test_aimlapi_kling_backend_takes_four_views(tmp_path):
+    item = plan(tmp_path, "aimlapi", "kling-o1/video-edit", video="https://e.org/v.mp4",
+                elements=[element(4)], backend="kling").items[0]
+    assert len(provider_request(item).body["elements"][0]["reference_image_urls"]) == 4
 
 
 # --- 5: image-to-video takes no aspect_ratio ---------------------------------------------------

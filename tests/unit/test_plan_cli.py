@@ -51,6 +51,12 @@ def test_large_plan_shows_the_ends_only(tmp_path: Path):
     ("version: 1\nprovider: oxen\nmodel: kling-o1/image-to-video\nitems:\n"
      "  - {id: a, prompt: hi, start_image: https://e.org/a.png, duration: 7}\n",
      ":5: items[0].duration: 7 is not allowed; expected one of 5, 10"),
+    ("version: 1\nprovider: aimlapi\nmodel: kling-o1/video-edit\nitems:\n"
+     "  - {id: a, prompt: hi, video: https://e.org/v.mp4, backend: fal, elements: [{frontal_image: "
+     "https://e.org/f.png, reference_images: [https://e.org/1.png, https://e.org/2.png, "
+     "https://e.org/3.png, https://e.org/4.png]}]}\n",
+     ":5: items[0].elements: element 1 has 4 reference images; kling-o1/video-edit on aimlapi with "
+     "backend fal takes 1-3 per element"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, text: str, expected: str):
     path = tmp_path / "m.yaml"

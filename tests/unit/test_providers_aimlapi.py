@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import httpx
 import pytest
@@ -141,3 +142,84 @@ def test_no_cancel_and_no_events():
     assert provider.can_cancel is False and provider.has_events is False
     with pytest.raises(CancelNotSupported):
         provider.cancel(GEN_ID)
+
+
+# --- request tracing (issue 23.8; docs/capabilities/request-tracing-and-cost.md) --------------------
+
+TRACED = REQUEST.model_copy(update={"client_request_id": "rb:ox-1:0123456789abcdef0123"})
+TRACE_ALPHABET = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def test_submit_sends_the_client_request_id():
+    seen = []
+
+    def handler(request):
+        seen.append(request.headers.get("X-Client-Request-Id"))
+        return httpx.Response(200, json={"id": GEN_ID, "status": "queued"}, headers={"x-inference-id": GEN_ID})
+    assert aiml(handler).submit(TRACED) == GEN_ID
+    assert seen == [TRACED.client_request_id]
+
+
+@pytest.mark.parametrize("answer", [b"<html>upstream mangled</html>", b'{"status": "queued"}', b""])
+def test_an_unreadable_create_answer_is_named_by_its_inference_id_header(answer):
+    handler = lambda r: httpx.Response(200, content=answer, headers={"x-inference-id": GEN_ID})
+    assert aiml(handler).submit(TRACED) == GEN_ID
+    with pytest.raises(SubmitOutcomeUnknown):
+        aiml(lambda r: httpx.Response(200, content=answer)).submit(TRACED)
+
+
+def log_row(client_id: str | None, inference_id: str, status: str = "succeeded",
+            created: str = "2026-12-02T10:00:05.000Z") -> dict:
+    """A row as logs-v2.json documents it."""
+    return {"created": created, "status": status, "origin": "api", "model": REQUEST.model,
+            "cost": {"usd": 0, "credits": 0}, "tokens": {"input": 0, "output": 0, "total": 0},
+            "request_id": "req-1", "inference_id": inference_id, "client_request_id": client_id}
+
+
+def test_find_reads_the_request_log_by_client_request_id():
+    asked = []
+    pages = [[log_row("someone-else", "x:m"), log_row(TRACED.client_request_id, "refused", status="failed"),
+              log_row(TRACED.client_request_id, "older:m", created="2026-12-02T10:00:01.000Z")],
+             [log_row(None, "y:m"), log_row(TRACED.client_request_id, GEN_ID)]]
+
+    def handler(request):
+        params = dict(request.url.params)
+        asked.append(params)
+        page = int(params["offset"]) // 100
+        return httpx.Response(200, json={"data": pages[page], "pagination": {
+            "limit": 100, "offset": page * 100, "total": 5, "has_more": page == 0}})
+    since = 1_764_669_600.0   # 2025-12-02T10:00:00Z
+    found = aiml(handler).find(TRACED, since=since)
+    assert [g.generation_id for g in found] == [GEN_ID, "older:m"]
+    assert all(not g.terminal for g in found)   # polled for what it became
+    assert asked[0]["start"] == "2025-12-02T10:00:00.000Z" and asked[0]["model"] == REQUEST.model
+    assert asked[0]["limit"] == "100" and [a["offset"] for a in asked] == ["0", "100"]
+    assert asked[0]["end"] > asked[0]["start"]
+
+
+def test_find_without_a_client_id_asks_nothing():
+    assert aiml(lambda r: pytest.fail("asked")).find(REQUEST, since=0) == []
+
+
+def test_the_client_request_id_is_traceable_stable_and_unique():
+    from reelbatch.jobs.catalog import client_request_id
+    from reelbatch.jobs.item import Item, Params
+
+    def item(item_id: str, key: str = "k1") -> Item:
+        return Item(item_id=item_id, source_id="s", content_key=key, provider="aimlapi",
+                    model="kling-o1/image-to-video", provider_model=REQUEST.model,
+                    params=Params(prompt="p"), video_seconds=5, estimated_cost_usd=0.5)
+    odd = item("été/ox zoom" + "x" * 200)
+    ids = {client_request_id(odd), client_request_id(item("a")), client_request_id(item("a", "k2")),
+           client_request_id(item("a"), batch="b1"), client_request_id(item("a"), batch="b2"),
+           client_request_id(item("a"), batch="b1", attempt=2)}
+    assert len(ids) == 6 and all(TRACE_ALPHABET.match(i) for i in ids)
+    assert client_request_id(item("a"), "b1", 2) == client_request_id(item("a"), "b1", 2)
+
+
+def test_both_providers_declare_the_lost_submit_lookup():
+    from reelbatch.worker.providers.base import FindsLostSubmits
+    from reelbatch.worker.providers.oxen import OxenProvider
+
+    assert isinstance(aiml(serving({})), FindsLostSubmits)
+    assert issubclass(OxenProvider, FindsLostSubmits) and issubclass(AimlapiProvider, FindsLostSubmits)

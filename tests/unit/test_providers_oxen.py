@@ -91,6 +91,8 @@ def test_row_times_and_cost():
 def test_an_undocumented_status_is_unknown_and_polled_on(status):
     generation = oxen(serving(row(status))).get("g1")
     assert generation.status is RemoteStatus.UNKNOWN and not generation.terminal
+    ended = oxen(serving(row(status, completed_at=150))).get("g1")   # its status said, if unknown:
+    assert ended.status is RemoteStatus.UNKNOWN and not ended.unconfirmed   # no history lookup
 
 
 def test_missing_url():
@@ -123,14 +125,62 @@ def test_404_everywhere_is_permanent_with_the_envelope_text():
 
 
 @pytest.mark.parametrize("history, status", [
-    ({"result_url": "u"}, RemoteStatus.SUCCEEDED), ({"error_message": "x"}, RemoteStatus.FAILED),
-    ({"completed_at": 5}, RemoteStatus.CANCELLED), ({"started_at": 5}, RemoteStatus.RUNNING),
-    ({}, RemoteStatus.QUEUED)])
-def test_history_rows_without_status_are_inferred(history, status):
+    ({"result_url": "u", "completed_at": 5}, RemoteStatus.SUCCEEDED),
+    ({"error_message": "x", "completed_at": 5}, RemoteStatus.FAILED),
+    ({"started_at": 5}, RemoteStatus.RUNNING), ({}, RemoteStatus.QUEUED)])
+def test_history_rows_without_status_are_read_from_present_fields(history, status):
     answer = {"generation": {"generation_id": "g1", **history}}
     handler = lambda r: (httpx.Response(404, json=NOT_FOUND) if "/queue/" in r.url.path
                          else httpx.Response(200, json=answer))
     assert oxen(handler).get("g1").status is status
+
+
+def documented_history_row(**fields) -> dict:
+    """A history row as OpenAPI 0.231.0 documents it: no status, no media_type."""
+    return {"generation_id": "g1", "model_name": REQUEST.model, "prompt": "an ox", "enqueued_at": 100,
+            "started_at": 101, "completed_at": 150, "cost": "0.0000", "error_message": None,
+            "result_url": None, "target_directory": None, "target_namespace": "me", "target_repo": None,
+            "user_id": "u", "user_image": None, "username": "me", **fields}
+
+
+def legacy_oxen(listed_as: str | None, asked: list):
+    """Legacy Oxen: the queue row 404s once terminal; the history row says only completed_at; the
+    history listed with ``status=`` holds the row under ``listed_as``."""
+    def handler(request):
+        if request.url.path.startswith("/api/ai/queue/"):
+            return httpx.Response(404, json=NOT_FOUND)
+        if request.url.path == "/api/ai/generations/g1":
+            return httpx.Response(200, json={"generation": documented_history_row()})
+        asked.append(dict(request.url.params))
+        rows = [documented_history_row()] if request.url.params.get("status") == listed_as else []
+        return httpx.Response(200, json={"count": len(rows), "generations": rows})
+    return oxen(handler)
+
+
+@pytest.mark.parametrize("listed_as, status, error", [
+    ("cancelled", RemoteStatus.CANCELLED, None),
+    ("failed", RemoteStatus.FAILED, "generation failed (no reason given)"),
+    (None, RemoteStatus.ENDED, None)])
+def test_a_finished_history_row_without_status_is_confirmed_never_inferred(listed_as, status, error):
+    """Issue 23.6: completed_at with neither result_url nor error_message may be cancelled or a
+    failure with an empty message: the history is asked with an explicit status filter."""
+    asked: list = []
+    generation = legacy_oxen(listed_as, asked).get("g1")
+    assert (generation.status, generation.error) == (status, error)
+    assert generation.terminal == (status is not RemoteStatus.ENDED)
+    assert {"status": "failed", "model": REQUEST.model, "page": "1", "page_size": "100"} in asked
+
+
+def test_history_pages_never_say_cancelled_for_a_row_without_status():
+    rows = [documented_history_row(generation_id="ended"),
+            documented_history_row(generation_id="ok", result_url="https://v.test/a.mp4", cost="0.56"),
+            documented_history_row(generation_id="bad", error_message="Insufficient credits"),
+            documented_history_row(generation_id="running", completed_at=None)]
+    listed = {g.generation_id: g for g in oxen(serving({"generations": rows})).list_page(REQUEST.model)}
+    assert listed["ended"].status is RemoteStatus.ENDED and listed["ended"].unconfirmed
+    assert not listed["ended"].terminal
+    assert listed["ok"].status is RemoteStatus.SUCCEEDED and listed["bad"].status is RemoteStatus.FAILED
+    assert listed["running"].status is RemoteStatus.RUNNING and not listed["running"].unconfirmed
 
 
 def test_model_not_found_envelope():

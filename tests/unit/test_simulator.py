@@ -179,6 +179,49 @@ def read_events(client, until, timeout: float = 8.0, before=None) -> list[str]:
     return lines
 
 
+# Oxen's history row (OpenAPI 0.231.0 GenerationsController.index/show): these fields and the
+# request parameters; no status, no media_type (issue 23.6)
+HISTORY_FIELDS = {"generation_id", "model_name", "enqueued_at", "started_at", "completed_at", "cost",
+                  "error_message", "result_url", "target_directory", "target_namespace", "target_repo",
+                  "user_id", "user_image", "username"}
+
+
+def test_history_rows_carry_exactly_the_documented_fields(make):
+    _, client = make()
+    gen_id = enqueue(client, seed=7)[0]
+    finished_row(client, gen_id)
+    listed = client.get("/api/ai/generations").json()["generations"][0]
+    detail = client.get(f"/api/ai/generations/{gen_id}").json()["generation"]
+    params = {"prompt", "input_image", "duration", "seed"}
+    assert set(listed) == set(detail) == HISTORY_FIELDS | params
+
+
+def test_empty_failure_messages_and_the_status_filter(make):
+    _, client = make(fail_rate=1.0, empty_failure_messages=True, keepalive_interval=0.1)
+    gen_id = []
+    lines = read_events(client, lambda ls: any(gen_id and gen_id[0] in x for x in ls),
+                        before=lambda: gen_id.extend(enqueue(client)))
+    assert '"error":""' in next(line for line in lines if gen_id[0] in line)
+    row = finished_row(client, gen_id[0])
+    assert row["status"] == "failed" and row["error_message"] == ""
+    history = client.get(f"/api/ai/generations/{gen_id[0]}").json()["generation"]
+    assert history["completed_at"] and not history["error_message"] and not history["result_url"]
+    failed = client.get("/api/ai/generations", params={"status": "failed"}).json()["generations"]
+    cancelled = client.get("/api/ai/generations", params={"status": "cancelled"}).json()["generations"]
+    assert [r["generation_id"] for r in failed] == gen_id and cancelled == []
+
+
+@pytest.mark.parametrize("billed, cost", [(False, "0.0000"), (True, "0.5600")])
+def test_cancel_while_processing_may_be_billed(make, billed, cost):
+    _, client = make(cancel_billed=billed, gen_time_min=600, gen_time_max=600, concurrency=1)
+    running, waiting = enqueue(client, num_generations=2)
+    wait_for(lambda: client.get(f"/api/ai/queue/{running}").json()["status"] == "processing")
+    client.delete(f"/api/ai/queue/{waiting}")   # first: the running one's slot would start it
+    client.delete(f"/api/ai/queue/{running}")
+    assert client.get(f"/api/ai/generations/{running}").json()["generation"]["cost"] == cost
+    assert client.get(f"/api/ai/generations/{waiting}").json()["generation"]["cost"] == "0.0000"
+
+
 def test_events_completion_keepalive_unrelated_and_no_cancel_event(make):
     _, client = make(keepalive_interval=0.1, other_event_interval=0.3, gen_time_min=150, gen_time_max=150)
     ids = []
@@ -271,6 +314,36 @@ def test_aiml_validation_and_not_found(make):
 
 # --- concurrency, faults, media, stats ----------------------------------------------------
 
+def test_aiml_request_tracing_headers_and_the_request_log(make):
+    """Issue 23.8: the create echoes a valid X-Client-Request-Id, names its generation in
+    x-inference-id, and GET /v2/logs lists each create with both ids (a refused one as failed)."""
+    sim, client = make()
+    made = client.post("/v2/video/generations", headers={"X-Client-Request-Id": "rb:a:1"},
+                       json={"model": AIML_I2V, "prompt": "a dog", "image_url": "https://x/a.png"})
+    gen_id = made.json()["id"]
+    assert made.headers["x-inference-id"] == gen_id and made.headers["x-client-request-id"] == "rb:a:1"
+    dropped = client.post("/v2/video/generations", headers={"X-Client-Request-Id": "no spaces/allowed"},
+                          json={"model": AIML_I2V, "prompt": "a cat", "image_url": "https://x/a.png"})
+    assert "x-client-request-id" not in dropped.headers and dropped.headers["x-inference-id"]
+    refused = client.post("/v2/video/generations", headers={"X-Client-Request-Id": "rb:b:1"},
+                          json={"model": AIML_I2V})
+    assert refused.status_code == 400 and refused.headers["x-inference-id"]
+    assert client.get("/v2/video/generations", params={"generation_id": gen_id}).headers["x-inference-id"] == gen_id
+    rows = client.get("/v2/logs", params={"period": "1h"}).json()
+    assert rows["pagination"] == {"limit": 50, "offset": 0, "total": 3, "has_more": False}
+    newest, middle, oldest = rows["data"]
+    assert (oldest["client_request_id"], oldest["inference_id"], oldest["status"]) == ("rb:a:1", gen_id, "succeeded")
+    assert middle["client_request_id"] is None and newest["status"] == "failed"
+    assert newest["cost"] == {"usd": 0, "credits": 0}
+    assert set(oldest) == {"created", "status", "origin", "model", "cost", "tokens", "request_id",
+                           "inference_id", "client_request_id"}
+    failed = client.get("/v2/logs", params={"period": "1h", "status": "failed", "limit": 1}).json()
+    assert [r["client_request_id"] for r in failed["data"]] == ["rb:b:1"]
+    assert client.get("/v2/logs").status_code == 400     # neither period nor start+end
+    sim.set_knobs(aiml_logs_lag=60)
+    assert client.get("/v2/logs", params={"period": "1h"}).json()["data"] == []
+
+
 def test_concurrency_cap_respected(make):
     sim, client = make(concurrency=3)
     ids = enqueue(client, num_generations=4) + enqueue(client, num_generations=4)
@@ -340,7 +413,7 @@ def test_legacy_switches(make):
     assert gen["status"] == "processing"
     wait_for(lambda: client.get(f"/api/ai/queue/{gen['generation_id']}").status_code == 404)
     history = client.get(f"/api/ai/generations/{gen['generation_id']}")
-    assert history.status_code == 200 and history.json()["generation"]["status"] == "succeeded"
+    assert history.status_code == 200 and history.json()["generation"]["result_url"]
 
 
 def test_media_is_unique_valid_mp4_and_counted(make, tmp_path):
@@ -406,6 +479,8 @@ def test_cli_help_lists_the_knobs():
 
     result = CliRunner().invoke(simulator_command, ["--help"])
     assert result.exit_code == 0 and "--truncate-rate" in result.output and "--time-scale" in result.output
+    assert "--empty-failure-messages" in result.output and "--cancel-billed" in result.output
+    assert "--aiml-logs-lag" in result.output
 
 
 def test_stats_carry_request_key_and_detail_can_be_left_out(make):
@@ -451,6 +526,8 @@ def test_state_file_survives_a_restart(make, tmp_path):
         assert rows[gen_id]["started_at"] == before[gen_id]["started_at"]
     assert rows[short]["completed_at"] - rows[short]["started_at"] <= 1        # at its planned time
     assert aiml_poll(client2, aiml)["status"] == "completed"
+    logged = client2.get("/v2/logs", params={"period": "1h"}).json()["data"]
+    assert [(r["inference_id"], r["status"]) for r in logged] == [(aiml, "succeeded")]   # the request log too
     assert httpx.get(old_url.replace(sim.base_url, sim2.base_url)).status_code == 200   # issued before
     finished = finished_row(client2, long)
     assert finished["status"] == "succeeded"
@@ -567,3 +644,24 @@ def test_rest_result_url_that_needs_the_key(make):
     assert httpx.get(rest_url).status_code == 401
     assert client.get(rest_url).content[4:8] == b"ftyp"
     assert "/media/" in event_url and httpx.get(event_url).status_code == 200   # presigned: no key
+
+
+def element(views: int) -> dict:
+    return {"frontal_image_url": "https://x/f.png",
+            "reference_image_urls": [f"https://x/{n}.png" for n in range(views)]}
+
+
+def test_four_views_per_element_fail_when_the_generation_runs(make):
+    """Issue 23.11: what plan now refuses, as the providers do it: Oxen accepts, then fails the
+    generation; the AI/ML API accepts (its schema allows 4), then fails it on its fal backend."""
+    _, client = make()
+    oxen_ids = enqueue(client, elements=[element(4)], prompt="@Element1 waves")
+    assert "Max 3 images per element" in finished_row(client, oxen_ids[0])["error_message"]
+    assert finished_row(client, enqueue(client, elements=[element(3)], prompt="@Element1 waves")[0])["status"] \
+        == "succeeded"
+    made = {backend: aiml_create(client, model="klingai/video-o1-reference-to-video", prompt="@Element1 waves",
+                                 image_url=None, elements=[element(4)], provider=backend).json()["id"]
+            for backend in ("fal", "auto", "kling")}
+    ended = {b: wait_for(lambda g=g: (t := aiml_poll(client, g))["status"] in ("completed", "error") and t)
+             for b, g in made.items()}
+    assert {b: t["status"] for b, t in ended.items()} == {"fal": "error", "auto": "error", "kling": "completed"}

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import redis
 
+from reelbatch.jobs import errors
 from reelbatch.jobs.catalog import catalog
 from reelbatch.jobs.limits import holder
 from reelbatch.jobs.state import IN_PROGRESS
@@ -89,12 +90,24 @@ def look(ctx: WorkerContext, provider: str, model: str, group: list[Flight],
     alive = []
     for generation_id, g in seen.items():
         flight = ours[generation_id]
+        if g.unconfirmed:   # a history row that ended without saying how: ask its queue row
+            g, requests = _confirm(ctx, provider, g), requests + 1
         if g.terminal:
             nexts += _finish(ctx, flight, g, unfinished_at)
         else:
             alive.append(holder(flight.meta.name, flight.item_id))
     ctx.slots(provider).renew_many(alive)
     return nexts, requests
+
+
+def _confirm(ctx: WorkerContext, provider: str, g: Generation) -> Generation:
+    """The generation's own answer (Oxen's queue row carries ``status``); on an error the row is
+    left as it was (unknown: the item's backstop poll asks again)."""
+    try:
+        return ctx.provider(provider).get(g.generation_id)
+    except errors.ProviderError as exc:
+        log.info("lister: %s could not be confirmed (%s)", g.generation_id, exc)
+        return g
 
 
 def page_size(in_flight: int) -> int:
@@ -156,7 +169,7 @@ def collect_charges(ctx: WorkerContext, provider: str) -> int:
     for page in range(1, MAX_PAGES + 1):
         rows = ctx.provider(provider).list_page(None, page, PAGE_SIZE)
         for g in rows:
-            if g.generation_id in want and g.terminal and g.cost_usd is not None:
+            if g.generation_id in want and (g.terminal or g.unconfirmed) and g.cost_usd is not None:
                 batch, item_id = want.pop(g.generation_id)
                 charged += ctx.store.charge(provider, batch, item_id, g.cost_usd)
         if not want or len(rows) < PAGE_SIZE or all((g.enqueued_at or 0.0) < oldest for g in rows):

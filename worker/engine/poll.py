@@ -58,9 +58,7 @@ def observe(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord, g: Generation,
     if g.status is RemoteStatus.FAILED:
         return _remote_failed(ctx, meta, rec, g)
     if g.status is RemoteStatus.CANCELLED:
-        ctx.store.transition(batch, item_id, S.CANCELLED, IN_PROGRESS,
-                             error="cancelled at the provider")
-        return release(ctx, meta.provider, batch, item_id)
+        return _cancelled(ctx, meta, rec, g)
     if g.status is RemoteStatus.RUNNING and rec.state is S.QUEUED:
         ctx.store.transition(batch, item_id, S.RUNNING, [S.QUEUED],
                              remote_started_at=g.started_at or time.time())
@@ -89,6 +87,26 @@ def _finished(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord, g: Generatio
         timing.record(ctx.store, rec.item, _finished_at(rec, g, unfinished_at) - rec.submitted_at)
     return [Next(Step.DOWNLOAD, meta.name, rec.item_id)] + release(ctx, meta.provider, meta.name,
                                                                     rec.item_id)
+
+
+def _cancelled(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord, g: Generation) -> list[Next]:
+    """Cancelled at the provider. One cancelled while it ran may still be billed: it is counted at
+    its estimate until the provider's history gives the charged figure (``collect_charges``), as a
+    success is; one cancelled before it started costs nothing."""
+    ran = g.started_at is not None or rec.state is S.RUNNING
+    charged = g.cost_usd is not None
+    billable = ran and (charged or ctx.provider(meta.provider).charges_in_history)
+    cost = g.cost_usd if charged else rec.item.estimated_cost_usd
+    extra = dict(spend=(cost, charged), cost_usd=cost,
+                 cost_source="charged" if charged else "estimated") if billable else {}
+    try:
+        ctx.store.transition(meta.name, rec.item_id, S.CANCELLED, IN_PROGRESS,
+                             error="cancelled at the provider", **extra)
+    except TransitionRefused:
+        return []
+    if billable and not charged:
+        ctx.store.owe_charge(meta.provider, meta.name, rec.item_id, rec.submitted_at or time.time())
+    return release(ctx, meta.provider, meta.name, rec.item_id)
 
 
 def _finished_at(rec: ItemRecord, g: Generation, unfinished_at: float | None) -> float:

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from reelbatch.jobs.item import ProviderRequest
 from reelbatch.worker.providers.http import HostCredential
@@ -25,6 +25,8 @@ class RemoteStatus(str, Enum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     UNKNOWN = "unknown"
+    ENDED = "ended"   # it ended, but the answer does not say how (an Oxen history row has no status):
+                      # not terminal until ``get`` confirms how; never a guess
 
 
 REMOTE_TERMINAL = frozenset({RemoteStatus.SUCCEEDED, RemoteStatus.FAILED, RemoteStatus.CANCELLED})
@@ -65,6 +67,11 @@ class Generation:
     def terminal(self) -> bool:
         return self.status in REMOTE_TERMINAL
 
+    @property
+    def unconfirmed(self) -> bool:
+        """It ended but the answer does not say how (ENDED): ask ``get`` before acting on it."""
+        return self.status is RemoteStatus.ENDED
+
 
 class Provider(Protocol):
     """A provider client. One instance per worker process; thread-safe."""
@@ -99,3 +106,13 @@ class Provider(Protocol):
 
     def close(self) -> None:
         """Release connections."""
+
+
+@runtime_checkable
+class FindsLostSubmits(Protocol):
+    """A provider that can find the generation a submit whose answer was lost may have created:
+    Oxen by its queue and history (same model and prompt), the AI/ML API by its request log (the
+    request's client id). Best candidates first; an empty list may only mean "not visible yet"."""
+
+    def find(self, request: ProviderRequest, since: float | None = None) -> list[Generation]:
+        """Candidates created at or after ``since`` (unix seconds)."""

@@ -6,6 +6,9 @@ Every provider call goes through :class:`HttpSeam`, which maps failures like thi
     ├─ ConnectError, ConnectTimeout, ProxyError     nothing was sent; the host cannot be reached
     │                                                                              -> ProviderUnreachable
     ├─ PoolTimeout                                  nothing was sent (our pool)  -> TransientProviderError
+    ├─ WriteError, WriteTimeout                     the request was still being sent: the provider
+    │                                               never had a whole request, nothing was created
+    │                                                                            -> TransientProviderError
     ├─ UnsupportedProtocol, LocalProtocolError                 our own bug/config -> PermanentProviderError
     └─ any other TransportError / DecodingError / ...           the request may have arrived:
          submit (POST that may create a paid generation)                          -> SubmitOutcomeUnknown
@@ -68,6 +71,7 @@ log = logging.getLogger(__name__)
 USER_AGENT = "reelbatch/0.1"
 UNREACHABLE = (httpx.ConnectError, httpx.ConnectTimeout, httpx.ProxyError)   # refused, DNS, no route
 NOTHING_SENT = (*UNREACHABLE, httpx.PoolTimeout)
+HALF_SENT = (httpx.WriteError, httpx.WriteTimeout)   # raised only while the request is written
 OUR_FAULT = (httpx.UnsupportedProtocol, httpx.LocalProtocolError)
 SUBMIT_REFUSALS = frozenset({408, 429, 503})
 FAILURE_KINDS = (   # (kind, text that means it); the first match wins
@@ -291,7 +295,7 @@ def error_for_exception(provider: str, exc: httpx.HTTPError, request: httpx.Requ
     message = scrub(f"{what}: {type(exc).__name__}: {exc}", secrets)
     if isinstance(exc, UNREACHABLE):
         return ProviderUnreachable(provider, None, None, message)
-    if isinstance(exc, NOTHING_SENT):
+    if isinstance(exc, (*NOTHING_SENT, *HALF_SENT)):   # on a submit, a refusal: safe to send again
         return TransientProviderError(provider, None, None, message)
     if isinstance(exc, OUR_FAULT):
         return PermanentProviderError(provider, None, None, message)
@@ -359,11 +363,16 @@ class HttpSeam:
         """Send, check the status, and return the JSON body."""
         return self.answer(method, url, submit, **kwargs)[0]
 
-    def answer(self, method: str, url: str, submit: bool = False, **kwargs: Any) -> tuple[Any, httpx.Response]:
-        """Send, check the status, and return the JSON body with its response."""
+    def send(self, method: str, url: str, submit: bool = False, **kwargs: Any) -> httpx.Response:
+        """Send and check the status; the body is left to the caller."""
         with self.mapped(submit):
             response = self.client.request(method, url, **kwargs)
         self.check(response, submit)
+        return response
+
+    def answer(self, method: str, url: str, submit: bool = False, **kwargs: Any) -> tuple[Any, httpx.Response]:
+        """Send, check the status, and return the JSON body with its response."""
+        response = self.send(method, url, submit, **kwargs)
         try:
             return response.json(), response
         except ValueError:

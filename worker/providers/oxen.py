@@ -18,6 +18,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 from typing import Any
 from urllib.parse import quote
 
@@ -50,7 +51,11 @@ def _float(value: Any) -> float | None:
 
 
 def _row_status(provider: str, row: Mapping[str, Any]) -> RemoteStatus:
-    """The row's status; history rows may lack ``status``, so infer it from the other fields."""
+    """The row's status. History rows carry none (the documented row, OpenAPI 0.231.0): only what
+    a present field says is read from it (a result_url: succeeded; an error_message: failed; no
+    completed_at: queued or running). A finished row with neither is ENDED: it may be cancelled,
+    or failed with an empty message, and only ``GET /api/ai/queue/{id}`` (which carries status)
+    can tell. A terminal state is never inferred from missing fields."""
     raw = row.get("status")
     if raw is None:
         if row.get("result_url"):
@@ -58,7 +63,7 @@ def _row_status(provider: str, row: Mapping[str, Any]) -> RemoteStatus:
         if row.get("error_message"):
             return RemoteStatus.FAILED
         if row.get("completed_at"):
-            return RemoteStatus.CANCELLED
+            return RemoteStatus.ENDED
         return RemoteStatus.RUNNING if row.get("started_at") else RemoteStatus.QUEUED
     return normalised_status(provider, raw, STATUS)
 
@@ -178,16 +183,31 @@ class OxenProvider:
         """The queue row; on 404 (legacy TTL, or an old id) the generation history's row.
         The fallback runs on every 404, not only for ids this process saw: ids come from the
         state store and may have been submitted by another worker."""
+        quoted = quote(generation_id, safe="")
         try:
-            row = self._http.json("GET", f"/api/ai/queue/{quote(generation_id, safe='')}")
+            row = self._http.json("GET", f"/api/ai/queue/{quoted}")
         except PermanentProviderError as exc:
             if exc.status_code != 404:
                 raise
-            answer = self._http.json("GET", f"/api/ai/generations/{quote(generation_id, safe='')}")
+            answer = self._http.json("GET", f"/api/ai/generations/{quoted}")
             row = answer.get("generation") if isinstance(answer, dict) else None
         if not isinstance(row, dict):
             raise TransientProviderError(self.name, None, None, "generation answer is not a row")
-        return generation_from_row(self.name, {"generation_id": generation_id, **row})
+        generation = generation_from_row(self.name, {"generation_id": generation_id, **row})
+        return self._confirmed(generation, row.get("model_name")) if generation.unconfirmed else generation
+
+    def _confirmed(self, generation: Generation, model: Any) -> Generation:
+        """A history row that ended without saying how (no status, no result_url, no
+        error_message): look for it in the history listed with an explicit ``status=`` filter
+        (failed, then cancelled). Not found there, it stays ENDED (not terminal) and is polled on."""
+        filters = {"model": model} if isinstance(model, str) else {}
+        for raw in ("failed", "cancelled"):
+            rows = self._history_rows(generation.enqueued_at, status=raw, **filters)
+            if any(str(r.get("generation_id")) == generation.generation_id for r in rows):
+                failed = STATUS[raw] is RemoteStatus.FAILED
+                return replace(generation, status=STATUS[raw],
+                               error="generation failed (no reason given)" if failed else None)
+        return generation
 
     def charged_cost(self, generation_id: str) -> float | None:
         """The cost Oxen charged for a generation (history row ``cost``, a decimal string), in USD;
