@@ -13,3 +13,16 @@ def mini_mp4(payload: int = 100) -> bytes:
     """ftyp + moov + mdat: what the container check accepts."""
     return (box(b"ftyp", b"isom\0\0\x02\0isomiso2") + box(b"moov", box(b"mvhd", b"\0" * 100))
             + box(b"mdat", b"\0" * payload))
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    import zlib
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png(width: int = 640, height: int = 480, shade: int = 0) -> bytes:
+    """A complete PNG (IHDR, IDAT, IEND) of one grey ``shade``: decodable to its last byte."""
+    import zlib
+    rows = (b"\0" + bytes([shade]) * (3 * width)) * height
+    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + _chunk(b"IDAT", zlib.compress(rows)) + _chunk(b"IEND", b""))

@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from reelbatch.jobs.catalog import catalog, provider_request
+from reelbatch.jobs.content import params_json
 from reelbatch.jobs.errors import ManifestError
-from reelbatch.jobs.expand import params_json
 from reelbatch.jobs.item import Params
 from reelbatch.jobs.settings import Settings
 from reelbatch.scheduler.plan import plan_batch

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
+from reelbatch.jobs.content import moved_same_work
 from reelbatch.jobs.errors import ManifestError
 from reelbatch.jobs.item import Item
 from reelbatch.jobs.state import RESUME, ItemState as S
@@ -60,6 +62,7 @@ def register(store: Store, plan, start_at: float | None = None, adopt: bool = Fa
         meta = meta.model_copy(update={"created_at": old.created_at, "cancelled": old.cancelled,
                                        "abandon": old.abandon})
     current = {rec.item_id: rec for rec in store.items(meta.name)}
+    _upgrade_moved(store, meta.name, plan.items, current, _folder(old), plan.manifest.folder)
     _refuse_edits_in_flight(plan.items, current)
     reg = Registration()
     store.save_batch(meta)
@@ -79,6 +82,23 @@ def _check_same_manifest(old: BatchMeta, meta: BatchMeta, adopt: bool) -> None:
     if old.manifest and old.manifest != meta.manifest and not (adopt or moved):
         raise ManifestError(f"batch {meta.name!r} belongs to {old.manifest}; this is {meta.manifest}. "
                             "Rename this batch (name:), or take it over with --adopt", field="name")
+
+
+def _folder(old: BatchMeta | None) -> Path | None:
+    return Path(old.manifest).parent if old is not None and old.manifest else None
+
+
+def _upgrade_moved(store: Store, batch: str, items: list[Item], current: dict[str, ItemRecord],
+                   old_folder: Path | None, new_folder: Path) -> None:
+    """Items saved when a local input was keyed by its path take the key of its bytes when the
+    manifest asks for the same request (the files merely moved): kept, never paid again."""
+    for item in items:
+        rec = current.get(item.item_id)
+        if rec is None or rec.item.content_key == item.content_key:
+            continue
+        if moved_same_work(rec.item, item, old_folder, new_folder):
+            store.update(batch, item.item_id, spec=item.model_dump_json())
+            current[item.item_id] = rec.model_copy(update={"item": item})
 
 
 def _refuse_edits_in_flight(items: list[Item], current: dict[str, ItemRecord]) -> None:
