@@ -6,11 +6,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from reelbatch.jobs.errors import ManifestError
 from reelbatch.jobs.expand import expand
 from reelbatch.jobs.item import Item
 from reelbatch.jobs.manifest import Manifest, load_manifest
 from reelbatch.jobs.settings import Settings, get_settings
 from reelbatch.scheduler.notify import check_urls
+from reelbatch.worker import folder
 from reelbatch.worker.pricing import with_provider_prices
 
 TABLE_EDGE_ROWS = 20  # a large plan shows this many rows at each end
@@ -29,6 +31,10 @@ def plan_batch(path: str | Path, settings: Settings) -> Plan:
     """Load, validate and expand the manifest at ``path``; raises ManifestError on bad input."""
     manifest = load_manifest(path, settings.max_manifest_bytes)
     check_urls(manifest)
+    try:
+        folder.check_owner(manifest.output, manifest.name)
+    except ManifestError as exc:
+        raise manifest.error(exc.message, ("output",)) from None
     items = expand(manifest, with_provider_prices(settings, manifest.provider, manifest.model))
     return Plan(manifest, items, sum(i.video_seconds for i in items),
                 round(sum(i.estimated_cost_usd for i in items), 2))

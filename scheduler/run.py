@@ -89,7 +89,8 @@ def describe_registration(name: str, total: int, reg: Registration) -> str:
         (reg.readopted, "back to an earlier paid version"),
         (reg.dropped, "left the manifest and dropped"),
         (reg.retired, "left the manifest (videos kept aside)"),
-        (reg.finishing, "left the manifest and finish what they started")) if n]
+        (reg.finishing, "left the manifest and finish what they started"),
+        (reg.adopted, "made in the output folder by another store: adopted")) if n]
     return f"batch [bold]{name}[/]: {total} items ({', '.join(parts)})"
 
 

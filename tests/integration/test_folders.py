@@ -82,3 +82,46 @@ def test_old_path_keys_of_a_changed_image_are_a_new_version(tmp_path, store):
     (tmp_path / "b" / "ox.png").write_bytes(png(shade=200))
     reg = register(store, plan_batch(tmp_path / "b" / "moved.yaml", Settings()))
     assert (reg.kept, reg.changed) == (0, 2)
+
+
+# --- 22.4: another store, the same output folder ------------------------------------------------
+
+def test_another_store_adopts_what_was_made_in_the_folder(tmp_path, sim_factory):
+    """A second data dir runs the same manifest into the same folder: the videos listed in
+    results.jsonl with their sha256 are adopted; only the one whose file changed is made again."""
+    sim = sim_factory(**FAST)
+    manifest = write_manifest(tmp_path, "shared", 3)
+    first = reelbatch("run", str(manifest), env=cli_env(tmp_path / "data-a", sim))
+    assert first.returncode == 0, first.stdout + first.stderr
+    out = tmp_path / "out"
+    made = {r["item_id"]: r for r in results(out)}
+    (out / made["clip002"]["file"]).write_bytes(b"not the video")
+    second = reelbatch("run", str(manifest), env=cli_env(tmp_path / "data-b", sim))
+    assert second.returncode == 0, second.stdout + second.stderr
+    said = " ".join(second.stdout.split())   # the registration line wraps at 80 columns
+    assert "1 new, 0 known, 2 made in the output folder by another store: adopted" in said, said
+    assert enqueues(sim) == 4
+    rows = {r["item_id"]: r for r in results(out)}
+    assert status_counts(rows.values()) == {"succeeded": 3}
+    for item_id in ("clip000", "clip001"):
+        assert rows[item_id]["generation_id"] == made[item_id]["generation_id"]
+        assert rows[item_id]["sha256"] == made[item_id]["sha256"]
+
+
+# --- 22.5: an output folder belongs to one batch ------------------------------------------------
+
+def test_another_batch_is_refused_in_a_folder_that_belongs_to_one(tmp_path, sim_factory):
+    sim = sim_factory(**FAST)
+    env = cli_env(tmp_path / "data", sim)
+    part1 = write_manifest(tmp_path, "part1", 2)
+    assert reelbatch("run", str(part1), env=env).returncode == 0
+    part2 = write_manifest(tmp_path, "part2", 2,
+                           items=[{"id": f"clip{i:03d}", "prompt": f"A cat, take {i}"} for i in (0, 5)])
+    for command in ("plan", "run", "submit"):
+        done = reelbatch(command, str(part2), env=env)
+        assert done.returncode == 2, (command, done.stdout, done.stderr)
+        assert "belongs to batch 'part1'" in done.stderr and len(done.stderr.splitlines()) == 1
+    assert enqueues(sim) == 2
+    rows = results(tmp_path / "out")
+    assert {r["item_id"] for r in rows} == {"clip000", "clip001"}
+    assert all("An ox walks" in r["params"]["prompt"] for r in rows)

@@ -16,7 +16,7 @@ from reelbatch.jobs.errors import ManifestError
 from reelbatch.jobs.item import Item
 from reelbatch.jobs.state import RESUME, ItemState as S
 from reelbatch.jobs.store import BatchMeta, ItemRecord, Store
-from reelbatch.worker import outputs
+from reelbatch.worker import folder, outputs
 from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine.line import feed, wait_in_line
 from reelbatch.worker.engine.next import Next
@@ -33,6 +33,7 @@ class Registration:
     dropped: int = 0      # left the manifest before being paid for: forgotten
     retired: int = 0      # left the manifest after being paid for: kept aside
     finishing: int = 0    # left the manifest while in flight: finished and recorded
+    adopted: int = 0      # made into the output folder by another store: kept, not generated
 
 
 IN_FLIGHT = frozenset({S.SUBMITTING, S.QUEUED, S.RUNNING, S.DOWNLOADING})
@@ -55,6 +56,7 @@ def register(store: Store, plan, start_at: float | None = None, adopt: bool = Fa
     """Save the batch and make its items what the manifest says: new items pending, unchanged ones
     kept, edited ones a new version, and items that left it dropped (or, once paid, kept aside)."""
     meta = batch_meta(plan, start_at)
+    folder.check_owner(Path(meta.output), meta.name)
     old = store.batch(meta.name)
     if old is not None:
         _check_same_manifest(old, meta, adopt)
@@ -72,6 +74,10 @@ def register(store: Store, plan, start_at: float | None = None, adopt: bool = Fa
     for rec in current.values():
         if rec.item_id not in wanted:
             _leave(store, meta, rec, reg)
+    adopted = folder.adopt_made_here(store, meta.name, Path(meta.output))
+    reg.adopted = len(adopted)
+    reg.new -= sum(item_id not in current for item_id in adopted)
+    folder.claim(Path(meta.output), meta.name, store.identity())
     return reg
 
 
