@@ -44,6 +44,7 @@ PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
 BRACE_HINT = "write {{ and }} for literal braces"
 MATRIX_TAGS = {"prompt": "p", "start_image": "img", "end_image": "end", "video": "vid"}
 ROW_FORMATS = (".csv", ".jsonl", ".ndjson")
+SURROGATE = re.compile("[\ud800-\udfff]")
 MAX_ID_CHARS = 200
 
 
@@ -152,7 +153,22 @@ def _jsonl_rows(text: str, path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             raise ManifestError(f"invalid JSON: {exc.msg}", str(path), line, "row") from None
         if not isinstance(row, dict):
             raise ManifestError("a row must be a JSON object", str(path), line, "row")
+        _check_text(row, path, line)
         yield line, row
+
+
+def _check_text(value: Any, path: Path, line: int, field: str = "row") -> None:
+    """JSON may escape half a UTF-16 pair (``\\ud800``): that is no text, and nothing could send it."""
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            _check_text(key, path, line, field)
+            _check_text(inner, path, line, str(key))
+    elif isinstance(value, list):
+        for inner in value:
+            _check_text(inner, path, line, field)
+    elif isinstance(value, str) and (bad := SURROGATE.search(value)):
+        raise ManifestError(f"a lone surrogate escape \\u{ord(bad[0]):04x} is not text; expected "
+                            "valid Unicode (a pair, or the character itself)", str(path), line, field)
 
 
 def _rows_file(manifest: Manifest) -> Path:

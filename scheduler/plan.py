@@ -6,6 +6,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from rich.table import Table
+from rich.text import Text
+
 from reelbatch.jobs.errors import ManifestError
 from reelbatch.jobs.expand import expand
 from reelbatch.jobs.item import Item
@@ -52,18 +55,25 @@ def _shown_rows(items: list[Item]) -> tuple[list[Item], int, list[Item]]:
     return items[:TABLE_EDGE_ROWS], len(items) - 2 * TABLE_EDGE_ROWS, items[-TABLE_EDGE_ROWS:]
 
 
-def _row(item: Item) -> tuple[str, ...]:
+def visible(text: str) -> str:
+    """``text`` with control characters (an escape sequence, a bell, a newline) written as escapes,
+    so a prompt from a file never drives the terminal."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+def _row(item: Item) -> tuple[Text, ...]:
     p = item.params
-    prompt = p.prompt if len(p.prompt) <= PROMPT_CHARS else p.prompt[:PROMPT_CHARS - 1] + "…"
-    return (item.item_id, str(p.duration or item.video_seconds), p.aspect_ratio or "",
-            prompt, f"${item.estimated_cost_usd:.2f}")
+    prompt = visible(p.prompt)
+    prompt = prompt if len(prompt) <= PROMPT_CHARS else prompt[:PROMPT_CHARS - 1] + "…"
+    return tuple(Text(cell) for cell in (
+        visible(item.item_id), str(p.duration or item.video_seconds), p.aspect_ratio or "",
+        prompt, f"${item.estimated_cost_usd:.2f}"))
 
 
 def plan_table(plan: Plan):
-    from rich.table import Table
 
     m = plan.manifest
-    table = Table(title=f"{m.name}: {m.provider} {m.model}", title_justify="left")
+    table = Table(title=Text(f"{m.name}: {m.provider} {m.model}"), title_justify="left")
     head, hidden, tail = _shown_rows(plan.items)
     id_width = min(60, max(len(i.item_id) for i in head + tail))
     table.add_column("id", min_width=id_width, overflow="fold")
@@ -99,5 +109,5 @@ def show_plan(path: str | Path, as_json: bool = False) -> int:
 
     console = Console()
     console.print(plan_table(plan))
-    console.print(plan_summary(plan), highlight=False)
+    console.print(plan_summary(plan), highlight=False, markup=False)
     return 0

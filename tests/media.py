@@ -26,3 +26,12 @@ def png(width: int = 640, height: int = 480, shade: int = 0) -> bytes:
     rows = (b"\0" + bytes([shade]) * (3 * width)) * height
     return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
             + _chunk(b"IDAT", zlib.compress(rows)) + _chunk(b"IEND", b""))
+
+
+IEND = b"\0\0\0\0IEND\xaeB`\x82"   # the end chunk every complete PNG ends with
+
+
+def padded_png(header: bytes, total: int) -> bytes:
+    """``header`` (signature + IHDR) made a complete PNG of exactly ``total`` bytes (a private
+    padding chunk, then IEND)."""
+    return header + _chunk(b"zpAd", b"\0" * (total - len(header) - 24)) + IEND
