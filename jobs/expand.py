@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from reelbatch.jobs import inputs
 from reelbatch.jobs.catalog import MediaLimits, ModelSpec, catalog, check_params, price_per_second
+from reelbatch.jobs.content import content_key, file_sha256, keyed_json
 from reelbatch.jobs.errors import ManifestError
 from reelbatch.jobs.item import Element, Item, Params
 from reelbatch.jobs.manifest import (
@@ -43,6 +44,7 @@ PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
 BRACE_HINT = "write {{ and }} for literal braces"
 MATRIX_TAGS = {"prompt": "p", "start_image": "img", "end_image": "end", "video": "vid"}
 ROW_FORMATS = (".csv", ".jsonl", ".ndjson")
+SURROGATE = re.compile("[\ud800-\udfff]")
 MAX_ID_CHARS = 200
 
 
@@ -151,7 +153,22 @@ def _jsonl_rows(text: str, path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             raise ManifestError(f"invalid JSON: {exc.msg}", str(path), line, "row") from None
         if not isinstance(row, dict):
             raise ManifestError("a row must be a JSON object", str(path), line, "row")
+        _check_text(row, path, line)
         yield line, row
+
+
+def _check_text(value: Any, path: Path, line: int, field: str = "row") -> None:
+    """JSON may escape half a UTF-16 pair (``\\ud800``): that is no text, and nothing could send it."""
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            _check_text(key, path, line, field)
+            _check_text(inner, path, line, str(key))
+    elif isinstance(value, list):
+        for inner in value:
+            _check_text(inner, path, line, field)
+    elif isinstance(value, str) and (bad := SURROGATE.search(value)):
+        raise ManifestError(f"a lone surrogate escape \\u{ord(bad[0]):04x} is not text; expected "
+                            "valid Unicode (a pair, or the character itself)", str(path), line, field)
 
 
 def _rows_file(manifest: Manifest) -> Path:
@@ -325,6 +342,7 @@ class MediaChecker:
                  limits: MediaLimits | None = None):
         self.base_dir, self.formats, self.max_bytes, self.limits = base_dir, formats, max_bytes, limits
         self.seen: dict[tuple[str, bool], str] = {}
+        self.digests: dict[str, str] = {}   # local path -> sha256 of its bytes (the content key's)
 
     def resolve(self, ref: str, is_image: bool, field: str) -> str:
         key = (ref, is_image)
@@ -348,6 +366,7 @@ class MediaChecker:
             inputs.check_local_video(path, self.limits)
         if self.max_bytes is not None:
             inputs.check_inline_size(path, self.max_bytes)
+        self.digests[str(path)] = _digest(path)
         return str(path)
 
     def resolved(self, values: dict[str, Any]) -> dict[str, Any]:
@@ -369,6 +388,13 @@ class MediaChecker:
                                               for r in element.reference_images))
 
 
+def _digest(path: Path) -> str:
+    try:
+        return file_sha256(path)
+    except OSError as exc:
+        raise ManifestError(f"cannot read {path}: {exc.strerror}") from None
+
+
 # --- ids and keys ---
 
 def item_id(parts: tuple[str, ...]) -> str:
@@ -377,22 +403,6 @@ def item_id(parts: tuple[str, ...]) -> str:
         return text
     digest = hashlib.sha256(text.encode()).hexdigest()[:12]
     return f"{text[:MAX_ID_CHARS - 13]}.{digest}"
-
-
-# Parameters added to Params after batches were first saved: they join the content key only when
-# set, so an item that does not use one keeps the key it had (and is not regenerated on resume).
-LATER_PARAMS = frozenset({"backend"})
-
-
-def params_json(params: Params) -> str:
-    unset = {name for name in LATER_PARAMS if getattr(params, name) is None}
-    return params.model_dump_json(exclude=unset or None)
-
-
-def content_key(provider: str, model: str, params_json: str, sample: int) -> str:
-    """The identity of the work itself: same provider, model, parameters and sample, same key."""
-    text = f"{provider}\n{model}\n{params_json}\n{sample}"
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 # --- expansion ---
@@ -426,7 +436,7 @@ class Expander:
     def items(self, source: Source, label: tuple[str, ...], values: dict[str, Any]) -> Iterator[Item]:
         m = self.manifest
         params = Params.model_construct(**values)
-        key_json = params_json(params)
+        key_json = keyed_json(params, self.media.digests)
         seconds = values.get("duration") or self.spec.default_duration
         for sample in range(1, m.repeat + 1):
             tag = (f"s{sample}",) if m.repeat > 1 else ()

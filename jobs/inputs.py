@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import base64
 import re
+import stat
+import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import quote, urlparse, urlsplit, urlunsplit
 
 import imageio_ffmpeg
@@ -23,6 +26,7 @@ IMAGE_EXTENSIONS = {"jpg": "jpeg", "jpeg": "jpeg", "png": "png", "gif": "gif", "
 MIME = {"jpeg": "image/jpeg", "png": "image/png", "gif": "image/gif", "webp": "image/webp",
         "mp4": "video/mp4", "mov": "video/quicktime"}
 VIDEO_BOXES = (b"moov", b"mdat", b"wide", b"free", b"skip")
+TAIL_BYTES = 4096   # where an image's end marker is looked for
 
 
 SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
@@ -77,6 +81,7 @@ def video_format(head: bytes) -> str | None:
 
 
 def _head(path: Path) -> bytes:
+    _check_regular(path)
     try:
         with path.open("rb") as f:
             return f.read(16)
@@ -84,6 +89,67 @@ def _head(path: Path) -> bytes:
         raise ManifestError(f"file not found: {path}") from None
     except OSError as exc:
         raise ManifestError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _check_regular(path: Path) -> None:
+    """A FIFO, a socket or a device is refused before it is opened (reading a FIFO would wait
+    for a writer forever)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return   # opening it says why
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise ManifestError(f"{path} is not a regular file (a FIFO, a socket or a device); "
+                            "expected an image or video file")
+
+
+# --- is the image whole? The container's structure is read to its end; pixels are not decoded ---
+
+def _png_complete(fh: BinaryIO, size: int) -> bool:
+    """Every chunk's length lies within the file, up to the IEND chunk."""
+    at = 8
+    while at + 12 <= size:
+        fh.seek(at)
+        length: int = struct.unpack(">I", fh.read(4))[0]
+        kind = fh.read(4)
+        at += 12 + length
+        if kind == b"IEND":
+            return at <= size
+    return False
+
+
+def _jpeg_complete(fh: BinaryIO, size: int) -> bool:
+    """The end-of-image marker lies near the end (cameras may add a few bytes after it)."""
+    fh.seek(max(0, size - TAIL_BYTES))
+    return b"\xff\xd9" in fh.read()
+
+
+def _gif_complete(fh: BinaryIO, size: int) -> bool:
+    fh.seek(max(0, size - TAIL_BYTES))
+    return fh.read().rstrip(b"\0").endswith(b";")
+
+
+def _webp_complete(fh: BinaryIO, size: int) -> bool:
+    fh.seek(4)
+    riff_size: int = struct.unpack("<I", fh.read(4))[0]
+    return riff_size + 8 <= size
+
+
+COMPLETE = {"png": _png_complete, "jpeg": _jpeg_complete, "gif": _gif_complete,
+            "webp": _webp_complete}
+
+
+def check_complete(path: Path, found: str) -> None:
+    """A truncated image (a copy cut short, a download that stopped) is refused: its container's
+    structure must reach its end marker. The pixels themselves are not decoded."""
+    check = COMPLETE.get(found)
+    if check is None:
+        return
+    with path.open("rb") as fh:
+        whole = check(fh, path.stat().st_size)
+    if not whole:
+        raise ManifestError(f"{path} is a truncated {found} image (its data ends before the "
+                            "image does); copy it again")
 
 
 @dataclass(frozen=True)
@@ -103,6 +169,7 @@ def check_local_image(path: Path, formats: tuple[str, ...], limits: MediaLimits 
     if found not in formats:
         what = f"a {found} image" if found else "not an image"
         raise ManifestError(f"{path} is {what}; expected {', '.join(formats)}")
+    check_complete(path, found)
     if limits is not None:
         _check_image_limits(path, limits)
 

@@ -29,6 +29,8 @@
     rb:list:<provider>:on             set while a lister lists the provider's generations (with a TTL)
     rb:uncharged:<provider>           zset: "<batch>\\x1f<item id>" -> submit time, costs still estimated
     rb:workers                        zset: live workers -> when their heartbeat lapses
+    rb:store:id                       this store's identity (a random id, set once): an output folder
+                                      records the store that wrote it
     rb:down:<provider>                set while the provider cannot be reached: since when, and why
     rb:{b}:output                     set while the batch's output folder cannot be written: since, why
     LIMITS:...                        the request-rate windows, named by the `limits` library
@@ -40,6 +42,7 @@ BATCHES = "rb:batches"
 WORKERS = "rb:workers"
 SWEEP_LOCK = "rb:sweep:lock"
 SWEEPER = "rb:sweeper"
+STORE_ID = "rb:store:id"
 
 
 def _b(batch: str, suffix: str) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -243,6 +244,11 @@ class Store:
     @classmethod
     def from_url(cls, url: str) -> Store:
         return cls(redis.Redis.from_url(url, decode_responses=True, health_check_interval=30))
+
+    def identity(self) -> str:
+        """This store's id: random, made once, kept with its data (an output folder names it)."""
+        self.r.set(keys.STORE_ID, uuid.uuid4().hex[:12], nx=True)
+        return str(self.r.get(keys.STORE_ID))
 
     def ping(self) -> bool:
         return bool(self.r.ping())

@@ -6,11 +6,16 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from rich.table import Table
+from rich.text import Text
+
+from reelbatch.jobs.errors import ManifestError
 from reelbatch.jobs.expand import expand
 from reelbatch.jobs.item import Item
 from reelbatch.jobs.manifest import Manifest, load_manifest
 from reelbatch.jobs.settings import Settings, get_settings
 from reelbatch.scheduler.notify import check_urls
+from reelbatch.worker import folder
 from reelbatch.worker.pricing import with_provider_prices
 
 TABLE_EDGE_ROWS = 20  # a large plan shows this many rows at each end
@@ -29,6 +34,10 @@ def plan_batch(path: str | Path, settings: Settings) -> Plan:
     """Load, validate and expand the manifest at ``path``; raises ManifestError on bad input."""
     manifest = load_manifest(path, settings.max_manifest_bytes)
     check_urls(manifest)
+    try:
+        folder.check_owner(manifest.output, manifest.name)
+    except ManifestError as exc:
+        raise manifest.error(exc.message, ("output",)) from None
     items = expand(manifest, with_provider_prices(settings, manifest.provider, manifest.model))
     return Plan(manifest, items, sum(i.video_seconds for i in items),
                 round(sum(i.estimated_cost_usd for i in items), 2))
@@ -46,18 +55,25 @@ def _shown_rows(items: list[Item]) -> tuple[list[Item], int, list[Item]]:
     return items[:TABLE_EDGE_ROWS], len(items) - 2 * TABLE_EDGE_ROWS, items[-TABLE_EDGE_ROWS:]
 
 
-def _row(item: Item) -> tuple[str, ...]:
+def visible(text: str) -> str:
+    """``text`` with control characters (an escape sequence, a bell, a newline) written as escapes,
+    so a prompt from a file never drives the terminal."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+def _row(item: Item) -> tuple[Text, ...]:
     p = item.params
-    prompt = p.prompt if len(p.prompt) <= PROMPT_CHARS else p.prompt[:PROMPT_CHARS - 1] + "…"
-    return (item.item_id, str(p.duration or item.video_seconds), p.aspect_ratio or "",
-            prompt, f"${item.estimated_cost_usd:.2f}")
+    prompt = visible(p.prompt)
+    prompt = prompt if len(prompt) <= PROMPT_CHARS else prompt[:PROMPT_CHARS - 1] + "…"
+    return tuple(Text(cell) for cell in (
+        visible(item.item_id), str(p.duration or item.video_seconds), p.aspect_ratio or "",
+        prompt, f"${item.estimated_cost_usd:.2f}"))
 
 
 def plan_table(plan: Plan):
-    from rich.table import Table
 
     m = plan.manifest
-    table = Table(title=f"{m.name}: {m.provider} {m.model}", title_justify="left")
+    table = Table(title=Text(f"{m.name}: {m.provider} {m.model}"), title_justify="left")
     head, hidden, tail = _shown_rows(plan.items)
     id_width = min(60, max(len(i.item_id) for i in head + tail))
     table.add_column("id", min_width=id_width, overflow="fold")
@@ -93,5 +109,5 @@ def show_plan(path: str | Path, as_json: bool = False) -> int:
 
     console = Console()
     console.print(plan_table(plan))
-    console.print(plan_summary(plan), highlight=False)
+    console.print(plan_summary(plan), highlight=False, markup=False)
     return 0

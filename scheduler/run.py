@@ -17,10 +17,13 @@ from pathlib import Path
 
 from pydantic import SecretStr
 from rich.console import Console
+from rich.markup import escape
+from rich.text import Text
 
 from reelbatch.jobs.errors import ServiceUnavailable
 from reelbatch.jobs.settings import Settings
 from reelbatch.jobs.state import OPEN, ItemState as S
+from reelbatch.jobs.store import Store
 from reelbatch.scheduler import preflight
 from reelbatch.scheduler.broker import check_broker
 from reelbatch.scheduler.embedded import EmbeddedRedis, WorkerProcess
@@ -32,6 +35,7 @@ from reelbatch.worker.app import use_broker
 from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.control import (
     Registration,
+    fetch_lost_files,
     recheck_batch,
     register_batch,
     settle_charges,
@@ -43,6 +47,7 @@ from reelbatch.worker.results import RESULTS, refresh_index
 from reelbatch.worker.tasks import BROKER_DOWN
 
 SWEEP_EVERY_S = 5.0
+FETCH_LOST_ROUNDS = 3    # a folder deleted again and again: the summary then says what is missing
 TICK_S = 0.25
 OUTAGE_LIMIT_S = 300.0   # how long `run` waits for a lost Redis before giving up (exit 3)
 
@@ -86,8 +91,9 @@ def describe_registration(name: str, total: int, reg: Registration) -> str:
         (reg.readopted, "back to an earlier paid version"),
         (reg.dropped, "left the manifest and dropped"),
         (reg.retired, "left the manifest (videos kept aside)"),
-        (reg.finishing, "left the manifest and finish what they started")) if n]
-    return f"batch [bold]{name}[/]: {total} items ({', '.join(parts)})"
+        (reg.finishing, "left the manifest and finish what they started"),
+        (reg.adopted, "made in the output folder by another store: adopted")) if n]
+    return f"batch [bold]{escape(name)}[/]: {total} items ({', '.join(parts)})"
 
 
 def run_batch(manifest: Path, settings: Settings, console: Console, adopt: bool = False,
@@ -139,6 +145,7 @@ def _carry_out(stack: ExitStack, ctx: WorkerContext, plan: Plan, services: Stack
     try:
         start_batch(ctx, name)
         _watch(ctx, name, worker, console, options.verbosity)
+        _fetch_lost(ctx, name, worker, console, options.verbosity)
         settle_charges(ctx, plan.manifest.provider)   # the last costs the provider's history holds
     except BatchPaused as paused:
         notify_batch(ctx.store, name, urls_for(plan.manifest.notify, ctx.settings), PAUSED, str(paused),
@@ -150,9 +157,22 @@ def _carry_out(stack: ExitStack, ctx: WorkerContext, plan: Plan, services: Stack
         raise
     finally:
         _write_index(ctx, name, console)
-    code = _summary(ctx, name, console)
+    code = summary(ctx.store, name, console)
     notify_run(ctx.store, name, plan.manifest.notify, ctx.settings)
     return code
+
+
+def _fetch_lost(ctx: WorkerContext, name: str, worker: WorkerProcess | None, console: Console,
+                verbosity: int) -> None:
+    """Before a run says its items succeeded, their videos are on disk: what went missing while it
+    ran (a deleted folder) is downloaded again from its generation, a few rounds at most."""
+    for _ in range(FETCH_LOST_ROUNDS):
+        lost = fetch_lost_files(ctx, name)
+        if not lost:
+            return
+        console.print(f"{lost} videos went missing from the output folder during the run: "
+                      "downloading them again from their generations")
+        _watch(ctx, name, worker, console, verbosity)
 
 
 def _write_index(ctx: WorkerContext, name: str, console: Console) -> None:
@@ -254,14 +274,17 @@ def _finished(ctx: WorkerContext, name: str) -> bool:
     return ctx.store.budget_waiting(name) >= counts[S.PENDING]   # counted, not read one by one
 
 
-def _summary(ctx: WorkerContext, name: str, console: Console) -> int:
-    counts = ctx.store.counts(name)
-    meta = ctx.store.batch(name)
+def summary(store: Store, name: str, console: Console) -> int:
+    """The last lines of a run; its exit code. Ids, kinds and provider messages are text, never
+    markup (a provider error may hold ``[/b]``)."""
+    counts = store.counts(name)
+    meta = store.batch(name)
     parts = ", ".join(f"{n} {s.value}" for s, n in counts.items() if n)
-    console.print(f"[bold]{name}[/]: {parts}; {ctx.store.spend(name).label()}; "
-                  f"results in {Path(meta.output) / RESULTS}", soft_wrap=True)
-    for rec in ctx.store.items(name, S.FAILED):
-        console.print(f"  [red]failed[/] {rec.item_id}: [{rec.error_kind}] {rec.error}")
+    console.print(f"[bold]{escape(name)}[/]: {parts}; {store.spend(name).label()}; "
+                  f"results in {escape(str(Path(meta.output) / RESULTS))}", soft_wrap=True)
+    for rec in store.items(name, S.FAILED):
+        console.print(Text.assemble("  ", ("failed", "red"),
+                                    f" {rec.item_id}: [{rec.error_kind}] {rec.error}"))
     if counts[S.PENDING]:
         console.print(f"  {counts[S.PENDING]} items wait for the budget: raise "
                       "limits.max_cost_usd and run again")

@@ -4,8 +4,9 @@ at once (optionally starting at a given time)."""
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta
+from datetime import datetime, time as dtime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import click
 
@@ -22,13 +23,25 @@ def parse_at(value: str, now: datetime | None = None) -> float:
     try:
         if len(value) <= 5 and ":" in value:
             hour, minute = (int(x) for x in value.split(":"))
-            when = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
-            return (when if when > now else when + timedelta(days=1)).timestamp()
+            return _next_wall_time(dtime(hour, minute), now).timestamp()
         when = datetime.fromisoformat(value)
         return (when if when.tzinfo else when.astimezone()).timestamp()
     except ValueError:
         raise ManifestError(f"{value!r}: expected HH:MM (its next occurrence) or an ISO 8601 time "
                             "such as 2026-12-01T01:30", field="--at") from None
+
+
+def _next_wall_time(at: dtime, now: datetime) -> datetime:
+    """The next ``at`` on the clock of the user's time zone, with that date's offset (a daylight
+    saving change between now and then moves the offset, not the hour). ``now`` with a ZoneInfo
+    is read in that zone; otherwise in the system's local time zone (TZ)."""
+    for days in (0, 1, 2):
+        day = (now + timedelta(days=days)).date()
+        naive = datetime.combine(day, at)
+        when = naive.replace(tzinfo=now.tzinfo) if isinstance(now.tzinfo, ZoneInfo) else naive.astimezone()
+        if when > now:
+            return when
+    raise ValueError(at)
 
 
 def submit_batch(manifest: Path, settings: Settings, at: str | None, adopt: bool = False) -> int:

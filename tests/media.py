@@ -15,9 +15,23 @@ def mini_mp4(payload: int = 100) -> bytes:
             + box(b"mdat", b"\0" * payload))
 
 
-def png_header(width: int = 1024, height: int = 576, pad: int = 16) -> bytes:
-    """A PNG signature and IHDR (all an image size reader needs), then ``pad`` bytes."""
+def _chunk(kind: bytes, data: bytes) -> bytes:
     import zlib
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    chunk = b"IHDR" + struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + chunk + struct.pack(">I", zlib.crc32(chunk)) + b"\0" * pad
+
+def png(width: int = 640, height: int = 480, shade: int = 0) -> bytes:
+    """A complete PNG (IHDR, IDAT, IEND) of one grey ``shade``: decodable to its last byte."""
+    import zlib
+    rows = (b"\0" + bytes([shade]) * (3 * width)) * height
+    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + _chunk(b"IDAT", zlib.compress(rows)) + _chunk(b"IEND", b""))
+
+
+IEND = b"\0\0\0\0IEND\xaeB`\x82"   # the end chunk every complete PNG ends with
+
+
+def padded_png(header: bytes, total: int) -> bytes:
+    """``header`` (signature + IHDR) made a complete PNG of exactly ``total`` bytes (a private
+    padding chunk, then IEND)."""
+    return header + _chunk(b"zpAd", b"\0" * (total - len(header) - 24)) + IEND

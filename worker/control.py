@@ -8,13 +8,13 @@ from reelbatch.jobs.store import Store
 from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine import batch as batches, listing, retry, stop, sweeper
 from reelbatch.worker.engine.batch import Registration
-from reelbatch.worker.engine.recheck import recheck_files
+from reelbatch.worker.engine.recheck import download_lost, recheck_files
 from reelbatch.worker.engine.retry import Retried
 from reelbatch.worker.engine.stop import Stopped
 from reelbatch.worker.tasks import send
 
 __all__ = ["Registration", "Retried", "Stopped", "register_batch", "start_batch", "retry_batch", "cancel_batch",
-           "sweep_batch", "failure_kinds", "recheck_batch", "settle_charges"]
+           "sweep_batch", "failure_kinds", "recheck_batch", "fetch_lost_files", "settle_charges"]
 
 
 def register_batch(store: Store, plan, start_at: float | None = None,
@@ -32,6 +32,12 @@ def recheck_batch(ctx: WorkerContext, batch: str, verify: bool = False) -> int:
     """Videos deleted or changed on disk since they were downloaded go back to downloading from
     their generation (start_batch sends them); how many."""
     return recheck_files(ctx, batch, verify)
+
+
+def fetch_lost_files(ctx: WorkerContext, batch: str) -> int:
+    """Succeeded videos missing from disk now (the folder deleted during the run) are downloaded
+    again from their generations (steps sent); how many."""
+    return send(ctx, download_lost(ctx, batch))
 
 
 def retry_batch(ctx: WorkerContext, batch: str, kind: str | None = None,

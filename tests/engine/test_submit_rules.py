@@ -11,7 +11,7 @@ from reelbatch.jobs.state import ItemState as S, Step
 from reelbatch.worker.engine.next import Next
 from tests.engine.fakes import connect_refused, error
 from tests.engine.table import rows
-from tests.media import png_header
+from tests.media import png
 
 # --- one submit: what the item is right after it --------------------------------------------
 
@@ -227,12 +227,12 @@ def test_an_input_that_cannot_be_sent_fails_the_item_without_a_request(engine):
     """A local image is inlined at submit time; one grown past the inline limit since the plan fails
     its item (kind manifest) and gives its slot and its reserved budget back."""
     image = engine.folder / "ox.png"
-    image.write_bytes(png_header())
+    image.write_bytes(png(1024, 576))
     engine.batch(defaults={"duration": 5, "start_image": str(image)},
                  limits={"max_concurrency": 20, "requests_per_minute": 6000, "max_cost_usd": 5})
     engine.start()
     engine.ctx.settings = engine.ctx.settings.model_copy(update={"max_data_uri_bytes": 1000})
-    image.write_bytes(png_header(pad=1000))
+    image.write_bytes(png(1024, 576, shade=7))
     engine.driver.run()
     rec = engine.item()
     assert (rec.state, rec.error_kind, engine.oxen.posts()) == (S.FAILED, "manifest", 0)

@@ -10,10 +10,11 @@ from reelbatch.jobs import inputs
 from reelbatch.jobs.catalog import catalog, provider_request
 from reelbatch.jobs.errors import ManifestError
 from reelbatch.jobs.item import Element, Item, Params
+from tests.media import IEND
 
 # a PNG signature and header chunk (640x480): the plan reads an image's dimensions
 PNG_HEADER = b'\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x02\x80\x00\x00\x01\xe0\x08\x02\x00\x00\x00\xba\xb3K\xb3'
-PNG = PNG_HEADER + b"\0" * 16
+PNG = PNG_HEADER + IEND
 
 
 def make_item(provider: str, model: str, **params) -> Item:

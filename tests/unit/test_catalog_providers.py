@@ -12,11 +12,12 @@ import pytest
 import yaml
 
 from reelbatch.jobs.catalog import catalog, provider_request
+from reelbatch.jobs.content import params_json
 from reelbatch.jobs.errors import ManifestError
-from reelbatch.jobs.expand import params_json
 from reelbatch.jobs.item import Params
 from reelbatch.jobs.settings import Settings
 from reelbatch.scheduler.plan import plan_batch
+from tests.media import IEND
 
 URL = "https://example.org/{}.png"
 
@@ -212,19 +213,19 @@ def test_every_limit_says_where_it_comes_from():
 # --- 13: media limits for local files ----------------------------------------------------------
 
 def png(path: Path, width: int, height: int) -> Path:
-    # a real PNG header is all imagesize reads: signature + IHDR
+    # a real PNG header is all imagesize reads (signature + IHDR), then the end chunk
     import struct
     import zlib
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     chunk = b"IHDR" + ihdr
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + chunk
-                     + struct.pack(">I", zlib.crc32(chunk)) + b"\0" * 16)
+                     + struct.pack(">I", zlib.crc32(chunk)) + IEND)
     return path
 
 
 def gif(path: Path, width: int, height: int) -> Path:
     import struct
-    path.write_bytes(b"GIF89a" + struct.pack("<HH", width, height) + b"\0" * 16)
+    path.write_bytes(b"GIF89a" + struct.pack("<HH", width, height) + b"\0" * 16 + b";")
     return path
 
 

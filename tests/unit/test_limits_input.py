@@ -15,11 +15,12 @@ from reelbatch.jobs import inputs
 from reelbatch.jobs.errors import ManifestError
 from reelbatch.jobs.settings import Settings
 from reelbatch.scheduler.plan import plan_batch
+from tests.media import padded_png
 
 REPO = Path(__file__).parents[2]
 # a PNG signature and header chunk (640x480): the plan reads an image's dimensions
 PNG_HEADER = b'\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x02\x80\x00\x00\x01\xe0\x08\x02\x00\x00\x00\xba\xb3K\xb3'
-PNG = PNG_HEADER + b"\0" * (2008 - len(PNG_HEADER))       # 2,008 bytes
+PNG = padded_png(PNG_HEADER, 2008)       # 2,008 bytes
 MANIFEST = """\
 version: 1
 name: t

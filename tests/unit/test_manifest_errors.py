@@ -10,10 +10,11 @@ import pytest
 from reelbatch.jobs.errors import ManifestError
 from reelbatch.jobs.settings import Settings
 from reelbatch.scheduler.plan import plan_batch
+from tests.media import IEND
 
 # a PNG signature and header chunk (640x480): the plan reads an image's dimensions
 PNG_HEADER = b'\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x02\x80\x00\x00\x01\xe0\x08\x02\x00\x00\x00\xba\xb3K\xb3'
-PNG = PNG_HEADER + b"\0" * 16
+PNG = PNG_HEADER + IEND
 HEAD = """\
 version: 1
 name: t

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
+from reelbatch.jobs.content import moved_same_work
 from reelbatch.jobs.errors import ManifestError
 from reelbatch.jobs.item import Item
 from reelbatch.jobs.state import IN_FLIGHT, RESUME, ItemState as S
 from reelbatch.jobs.store import BatchMeta, ItemRecord, Store
-from reelbatch.worker import outputs
+from reelbatch.worker import folder, outputs
 from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine.line import feed, wait_in_line
 from reelbatch.worker.engine.next import Next
@@ -31,6 +33,7 @@ class Registration:
     dropped: int = 0      # left the manifest before being paid for: forgotten
     retired: int = 0      # left the manifest after being paid for: kept aside
     finishing: int = 0    # left the manifest while in flight: finished and recorded
+    adopted: int = 0      # made into the output folder by another store: kept, not generated
 
 
 
@@ -52,6 +55,7 @@ def register(store: Store, plan, start_at: float | None = None, adopt: bool = Fa
     """Save the batch and make its items what the manifest says: new items pending, unchanged ones
     kept, edited ones a new version, and items that left it dropped (or, once paid, kept aside)."""
     meta = batch_meta(plan, start_at)
+    folder.check_owner(Path(meta.output), meta.name)
     old = store.batch(meta.name)
     if old is not None:
         _check_same_manifest(old, meta, adopt)
@@ -59,6 +63,7 @@ def register(store: Store, plan, start_at: float | None = None, adopt: bool = Fa
         meta = meta.model_copy(update={"created_at": old.created_at, "cancelled": old.cancelled,
                                        "abandon": old.abandon})
     current = {rec.item_id: rec for rec in store.items(meta.name)}
+    _upgrade_moved(store, meta.name, plan.items, current, _folder(old), plan.manifest.folder)
     _refuse_edits_in_flight(plan.items, current)
     reg = Registration()
     store.save_batch(meta)
@@ -68,6 +73,10 @@ def register(store: Store, plan, start_at: float | None = None, adopt: bool = Fa
     for rec in current.values():
         if rec.item_id not in wanted:
             _leave(store, meta, rec, reg)
+    adopted = folder.adopt_made_here(store, meta.name, Path(meta.output))
+    reg.adopted = len(adopted)
+    reg.new -= sum(item_id not in current for item_id in adopted)
+    folder.claim(Path(meta.output), meta.name, store.identity())
     return reg
 
 
@@ -78,6 +87,23 @@ def _check_same_manifest(old: BatchMeta, meta: BatchMeta, adopt: bool) -> None:
     if old.manifest and old.manifest != meta.manifest and not (adopt or moved):
         raise ManifestError(f"batch {meta.name!r} belongs to {old.manifest}; this is {meta.manifest}. "
                             "Rename this batch (name:), or take it over with --adopt", field="name")
+
+
+def _folder(old: BatchMeta | None) -> Path | None:
+    return Path(old.manifest).parent if old is not None and old.manifest else None
+
+
+def _upgrade_moved(store: Store, batch: str, items: list[Item], current: dict[str, ItemRecord],
+                   old_folder: Path | None, new_folder: Path) -> None:
+    """Items saved when a local input was keyed by its path take the key of its bytes when the
+    manifest asks for the same request (the files merely moved): kept, never paid again."""
+    for item in items:
+        rec = current.get(item.item_id)
+        if rec is None or rec.item.content_key == item.content_key:
+            continue
+        if moved_same_work(rec.item, item, old_folder, new_folder):
+            store.update(batch, item.item_id, spec=item.model_dump_json())
+            current[item.item_id] = rec.model_copy(update={"item": item})
 
 
 def _refuse_edits_in_flight(items: list[Item], current: dict[str, ItemRecord]) -> None:
