@@ -13,7 +13,7 @@ from reelbatch.jobs.limits import holder
 from reelbatch.jobs.state import ItemState as S, Step
 from reelbatch.jobs.store import BatchMeta, ItemRecord, TransitionRefused
 from reelbatch.worker.context import WorkerContext
-from reelbatch.worker.engine import budget
+from reelbatch.worker.engine import account, budget
 from reelbatch.worker.engine.line import release
 from reelbatch.worker.engine.next import Next
 from reelbatch.worker.engine.outcome import fail, retry_or_fail
@@ -30,6 +30,8 @@ def submit(ctx: WorkerContext, batch: str, item_id: str) -> list[Next]:
     if meta.cancelled:
         store.transition(batch, item_id, S.CANCELLED, [S.PENDING], error="batch cancelled")
         return release(ctx, meta.provider, batch, item_id)
+    if account.stopped(ctx, meta):   # a key refused, no credits, a model gone: nothing more is sent
+        return account.park(ctx, meta, item_id)
     if not budget.reserve(ctx, meta, rec):
         return release(ctx, meta.provider, batch, item_id)
     wait = ctx.rate(meta.provider).take(meta.requests_per_minute)
@@ -62,6 +64,8 @@ def _send(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord) -> list[Next]:
         return [Next(Step.RECONCILE, batch, item_id, RECONCILE_AFTER_S)]
     except errors.TransientProviderError as exc:
         return _submit_refused(ctx, meta, rec, exc)
+    except errors.AccountProblem as exc:
+        return account.submit_refused(ctx, meta, rec, exc)
     except (errors.PermanentProviderError, errors.ManifestError) as exc:
         budget.unreserve(ctx, meta, rec)
         return fail(ctx, meta, item_id, exc, [S.SUBMITTING])
@@ -109,6 +113,8 @@ def reconcile(ctx: WorkerContext, batch: str, item_id: str) -> list[Next]:
     except errors.TransientProviderError as exc:
         return retry_or_fail(ctx, meta, item_id, Step.RECONCILE, exc, [S.SUBMITTING],
                              give_up=_unknown(meta, f"the provider could not be asked ({exc})"))
+    except errors.AccountProblem as exc:
+        return account.ask_refused(ctx, meta, rec, Step.RECONCILE, exc)
     except errors.PermanentProviderError as exc:   # e.g. its history answers 404
         return fail(ctx, meta, item_id, _unknown(meta, f"the provider refused to be asked ({exc})"),
                     [S.SUBMITTING])
