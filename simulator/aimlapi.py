@@ -16,6 +16,7 @@ from reelbatch.simulator.oxen import base_url
 PATH = "/v2/video/generations"
 
 
+OUT_OF_CREDITS = "You've run out of credits. Please top up your balance to continue."   # errors 4xx page
 ACTIVE_SHARE = 0.1   # the first tenth of a run answers "active", the rest "generating"
 
 
@@ -65,8 +66,10 @@ async def create(request: Request) -> Response:
     problem = catalog.aiml_body_error(body)
     if problem:
         return aiml_error(400, PATH, f"Body validation error! {problem}")
-    key = core.count_enqueue(body)
     params = {k: v for k, v in body.items() if k != "model"}
+    if not core.charge(body["model"], params):
+        return aiml_error(403, PATH, OUT_OF_CREDITS)
+    key = core.count_enqueue(body)
     gen = core.enqueue("aiml", body["model"], params, None, key)
     return JSONResponse({"id": gen.public_id, "status": "queued"})
 
