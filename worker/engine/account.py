@@ -35,8 +35,8 @@ def stopped(ctx: WorkerContext, meta: BatchMeta) -> Problem | None:
 def reason(meta: BatchMeta, exc: errors.AccountProblem) -> str:
     what, advice = WHAT.get(exc.kind, ("refuses the account", "fix the account"))
     model = f" {meta.model}" if isinstance(exc, errors.ModelGone) else ""
-    return (f"{meta.provider} {what}{model} ({exc.status_code or 'failed'}: {exc.message}); "
-            f"{advice}, then run the same command")
+    said = f"{exc.status_code}: {exc.message}" if exc.status_code else exc.message
+    return f"{meta.provider} {what}{model} ({said}): {advice}"
 
 
 def confirmed(ctx: WorkerContext, meta: BatchMeta, exc: errors.AccountProblem) -> bool:
@@ -58,7 +58,7 @@ def stop(ctx: WorkerContext, meta: BatchMeta, exc: errors.AccountProblem) -> Non
     """Mark the provider (or the model there) stopped; the first mark's reason stays."""
     model = meta.model if isinstance(exc, errors.ModelGone) else ""
     if ctx.store.mark_account_problem(meta.provider, reason(meta, exc), model):
-        log.warning("%s: %s", meta.name, reason(meta, exc))
+        log.info("%s: %s", meta.name, reason(meta, exc))   # `run` and `status` say it
 
 
 def park(ctx: WorkerContext, meta: BatchMeta, item_id: str) -> list[Next]:
