@@ -10,13 +10,12 @@ import logging
 
 from reelbatch.jobs import errors
 from reelbatch.jobs.catalog import catalog
-from reelbatch.jobs.state import ItemState as S, Step
+from reelbatch.jobs.state import ItemState as S
 from reelbatch.jobs.store import BatchMeta, ItemRecord, Problem, TransitionRefused
 from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine import budget
 from reelbatch.worker.engine.line import release
 from reelbatch.worker.engine.next import Next
-from reelbatch.worker.engine.outcome import retry_or_fail
 from reelbatch.worker.providers.http import AUTH_REFUSED
 
 log = logging.getLogger("reelbatch.worker")
@@ -68,27 +67,21 @@ def park(ctx: WorkerContext, meta: BatchMeta, item_id: str) -> list[Next]:
     return release(ctx, meta.provider, meta.name, item_id)
 
 
-def submit_refused(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord,
-                   exc: errors.AccountProblem) -> list[Next]:
-    """A submit the account refused created nothing: the item goes back to pending, unbilled."""
-    budget.unreserve(ctx, meta, rec)
+def stopped_by(ctx: WorkerContext, meta: BatchMeta, exc: Exception) -> bool:
+    """Whether ``exc`` is the account's problem (a refused key confirmed); if so the provider (or the
+    model there) is marked stopped. Anything else is left to the step, as any permanent error."""
+    if not isinstance(exc, errors.AccountProblem) or not confirmed(ctx, meta, exc):
+        return False
+    stop(ctx, meta, exc)
+    return True
+
+
+def unsent(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord, exc: errors.ReelbatchError) -> list[Next]:
+    """A submit the account refused created nothing: the item goes back to pending, unbilled (its
+    budget was given back), and waits for the next run."""
     ctx.store.transition(meta.name, rec.item_id, S.PENDING, [S.SUBMITTING], incr={"attempts": -1},
                          error_kind=exc.kind, error=str(exc))
-    if not confirmed(ctx, meta, exc):
-        return retry_or_fail(ctx, meta, rec.item_id, Step.SUBMIT, exc, [S.PENDING])
-    stop(ctx, meta, exc)
     return park(ctx, meta, rec.item_id)
-
-
-def ask_refused(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord, step: Step,
-                exc: errors.AccountProblem) -> list[Next]:
-    """A poll or a reconcile the account refused: the item keeps its state (its generation may
-    still run) and asks again later; an unconfirmed refusal is a transient error of ``step``."""
-    if not confirmed(ctx, meta, exc):
-        expected = [S.SUBMITTING] if step is Step.RECONCILE else list(IN_PROGRESS)
-        return retry_or_fail(ctx, meta, rec.item_id, step, exc, expected)
-    stop(ctx, meta, exc)
-    return [Next(step, meta.name, rec.item_id, RECHECK_S)]
 
 
 def unbilled(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord,

@@ -39,10 +39,10 @@ def poll(ctx: WorkerContext, batch: str, item_id: str) -> list[Next]:
     except errors.TransientProviderError as exc:
         renew()   # still ours while the provider cannot be asked
         return retry_or_fail(ctx, meta, item_id, Step.POLL, exc, IN_PROGRESS)
-    except errors.AccountProblem as exc:
-        renew()   # its generation may still run
-        return account.ask_refused(ctx, meta, rec, Step.POLL, exc)
     except errors.PermanentProviderError as exc:
+        if account.stopped_by(ctx, meta, exc):
+            renew()   # its generation may still run: asked again later
+            return [Next(Step.POLL, batch, item_id, account.RECHECK_S)]
         return fail(ctx, meta, item_id, exc, IN_PROGRESS)
     ctx.provider_up(meta.provider)
     if not generation.terminal:

@@ -64,10 +64,10 @@ def _send(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord) -> list[Next]:
         return [Next(Step.RECONCILE, batch, item_id, RECONCILE_AFTER_S)]
     except errors.TransientProviderError as exc:
         return _submit_refused(ctx, meta, rec, exc)
-    except errors.AccountProblem as exc:
-        return account.submit_refused(ctx, meta, rec, exc)
     except (errors.PermanentProviderError, errors.ManifestError) as exc:
         budget.unreserve(ctx, meta, rec)
+        if account.stopped_by(ctx, meta, exc):
+            return account.unsent(ctx, meta, rec, exc)
         return fail(ctx, meta, item_id, exc, [S.SUBMITTING])
     ctx.provider_up(meta.provider)
     store.transition(batch, item_id, S.QUEUED, [S.SUBMITTING], generation_id=generation_id,
@@ -113,9 +113,9 @@ def reconcile(ctx: WorkerContext, batch: str, item_id: str) -> list[Next]:
     except errors.TransientProviderError as exc:
         return retry_or_fail(ctx, meta, item_id, Step.RECONCILE, exc, [S.SUBMITTING],
                              give_up=_unknown(meta, f"the provider could not be asked ({exc})"))
-    except errors.AccountProblem as exc:
-        return account.ask_refused(ctx, meta, rec, Step.RECONCILE, exc)
     except errors.PermanentProviderError as exc:   # e.g. its history answers 404
+        if account.stopped_by(ctx, meta, exc):
+            return [Next(Step.RECONCILE, batch, item_id, account.RECHECK_S)]
         return fail(ctx, meta, item_id, _unknown(meta, f"the provider refused to be asked ({exc})"),
                     [S.SUBMITTING])
     generation_id = _claim_first(ctx, meta.provider, [g.generation_id for g in found], batch, item_id)
