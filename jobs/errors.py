@@ -237,7 +237,5 @@ class ServiceUnavailable(ReelbatchError):
 PERMANENT_FAILURE_KINDS = frozenset({"content_policy", "no_credits", "invalid_input"})
 PERMANENT_KINDS = PERMANENT_FAILURE_KINDS | {"permanent", "unsafe_result", "manifest",
                                              "cancel_unsupported"}
-# Kinds that pause the batch for the provider instead of failing items.
-ACCOUNT_KINDS = frozenset({"key_refused", "model_gone", "no_credits"})
 # Kinds meaning the provider ran the generation and it failed: a retry submits a new one.
 REMOTE_FAILURE_KINDS = PERMANENT_FAILURE_KINDS | {"generation_failed"}
