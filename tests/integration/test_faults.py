@@ -1,7 +1,8 @@
 """The fault suite: batches of 200 items on the simulator while things break, each ending with the
 same checks (helpers.assert_batch_whole): every item terminal with exactly one results line, every
 succeeded file is what the simulator served, no working generation was submitted twice, no
-concurrency slot left held. Each scenario prints one `FAULTS |` summary line (pytest -s shows it).
+concurrency slot left held. Account faults first pause the batch (`assert_paused`: exit 3 with the
+reason, no item failed for it, one results line each), then the same command finishes it. Each scenario prints one `FAULTS |` summary line (pytest -s shows it).
 
 Bounded in time: each scenario takes well under three minutes on two busy cores."""
 
