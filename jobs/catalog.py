@@ -29,6 +29,8 @@ TRACE_UNSAFE = re.compile(r"[^A-Za-z0-9._:-]")   # outside the AI/ML API's X-Cli
 ENTRY_ONLY = ("id",)                         # provider entry keys that are not constraint overrides
 MERGED = ("notes", "media", "wire_defaults")  # overrides merged key by key, not replaced
 DEFAULT_BACKEND = "auto"   # the AI/ML API's `provider` field when unset (its O1 schemas)
+GIVE_UP_FACTOR = 3.0        # an item in flight this many times the typical upper bound is stuck...
+GIVE_UP_FLOOR_S = 3600.0    # ... and never sooner than an hour (seeds report 5-15 min for "1-5")
 
 
 class MediaLimits(BaseModel):
@@ -84,6 +86,13 @@ class ModelSpec(BaseModel):
     def label(self) -> str:
         where = f"{self.name} on {self.provider}" if self.provider else self.name
         return f"{where} with backend {self.backend}" if self.backend else where
+
+    @property
+    def give_up_after_s(self) -> float:
+        """How long an item may stay in flight before it fails ``stuck`` (polling.give_up_after_s's
+        default): generous, GIVE_UP_FACTOR times the typical upper bound, at least GIVE_UP_FLOOR_S."""
+        upper = self.typical_range_s[1] if self.typical_range_s else self.expected_seconds
+        return max(GIVE_UP_FACTOR * upper, GIVE_UP_FLOOR_S)
 
     @property
     def served_by(self) -> str:

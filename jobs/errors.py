@@ -8,12 +8,19 @@
     │  │  ├─ ProviderUnreachable    connection refused, DNS, no route: waited out; the batch pauses
     │  │  └─ SubmitOutcomeUnknown   the submit request was sent but no answer came back
     │  └─ PermanentProviderError    400/401/403/404/422, content policy, no credits: not retried
+    │     ├─ AccountProblem         the account cannot go on: the batch pauses for the provider, items
+    │     │  │                      keep their state (an unbilled one goes back to pending)
+    │     │  ├─ KeyRefused          401/403: the key was revoked or rotated (key_refused)
+    │     │  ├─ ModelGone           404 "Model not found" on submit (model_gone)
+    │     │  └─ NoCredits           out of credits: a refused submit or a generation failed for it
+    │     │                         (no_credits; also a GenerationFailed)
     │     ├─ GenerationFailed       the provider ran it and reports failure: resubmitted up to max_attempts
     │     │  ├─ ContentRefused      ... for its content (content_policy): never resubmitted by itself
-    │     │  ├─ NoCredits           ... for want of credits (no_credits): never resubmitted by itself
     │     │  └─ InvalidInput        ... as invalid at run time (invalid_input): never resubmitted by itself
     │     └─ CancelNotSupported     the provider has no cancel endpoint
     ├─ BudgetExceeded           submitting would pass limits.max_cost_usd: the item waits
+    ├─ GenerationStuck          in flight past polling.give_up_after_s: the item fails (kind stuck), its
+    │                           generation kept; `retry --kind stuck` polls it again, free
     ├─ InternalError            a step kept raising something unexpected: the item fails (kind internal)
     │  └─ DeliveryLimitExceeded a task message kept stopping its worker
     ├─ StorageError
@@ -107,6 +114,24 @@ class PermanentProviderError(ProviderError):
     kind = "permanent"
 
 
+class AccountProblem(PermanentProviderError):
+    """The provider account cannot take work (key, credits, model): the batch pauses, not the item."""
+
+    kind = "account"
+
+
+class KeyRefused(AccountProblem):
+    """401/403: the provider refuses the key (revoked or rotated since the run started)."""
+
+    kind = "key_refused"
+
+
+class ModelGone(AccountProblem):
+    """The provider no longer knows the model (404 "Model not found" on submit)."""
+
+    kind = "model_gone"
+
+
 class GenerationFailed(PermanentProviderError):
     """The provider ran the generation and reports that it failed."""
 
@@ -119,8 +144,9 @@ class ContentRefused(GenerationFailed):
     kind = "content_policy"
 
 
-class NoCredits(GenerationFailed):
-    """The account has no credits left."""
+class NoCredits(GenerationFailed, AccountProblem):
+    """The account has no credits left: a submit refused for it, or a generation failed for it
+    (unbilled)."""
 
     kind = "no_credits"
 
@@ -141,6 +167,12 @@ class BudgetExceeded(ReelbatchError):
     """Submitting more would take the batch past ``limits.max_cost_usd``."""
 
     kind = "budget"
+
+
+class GenerationStuck(ReelbatchError):
+    """The generation stayed in flight past ``polling.give_up_after_s``; it is kept, not cancelled."""
+
+    kind = "stuck"
 
 
 class InternalError(ReelbatchError):

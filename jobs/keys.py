@@ -33,6 +33,8 @@
                                       records the store that wrote it
     rb:down:<provider>                set while the provider cannot be reached: since when, and why
     rb:{b}:output                     set while the batch's output folder cannot be written: since, why
+    rb:account:<provider>[:<model>]   set while the provider account (or one model) cannot take work (a
+                                      key refused, no credits, a model gone): since, why; until a rerun
     LIMITS:...                        the request-rate windows, named by the `limits` library
 """
 
@@ -120,6 +122,10 @@ def index_lock(batch: str) -> str:
 
 def provider_down(provider: str) -> str:
     return f"rb:down:{provider}"
+
+
+def account_problem(provider: str, model: str = "") -> str:
+    return f"rb:account:{provider}" + (f":{model}" if model else "")
 
 
 def output_problem(batch: str) -> str:

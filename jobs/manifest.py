@@ -115,6 +115,7 @@ class PollingSettings(BaseModel):
     first_after_s: float | None = Field(None, ge=0)
     min_interval_s: float = Field(5, gt=0)
     max_interval_s: float = Field(60, gt=0)
+    give_up_after_s: float | None = Field(None, gt=0)   # default: the model's (catalog give_up_after_s)
 
     @model_validator(mode="after")
     def _ordered(self) -> PollingSettings:

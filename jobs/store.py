@@ -118,6 +118,7 @@ class BatchMeta(BaseModel):
     first_after_s: float | None = None
     min_interval_s: float = 5.0
     max_interval_s: float = 60.0
+    give_up_after_s: float | None = None   # in flight this long, an item fails stuck (None: the model's)
     start_at: float | None = None      # unix time; None means now
     manifest: str | None = None        # the manifest file the batch came from
     manifest_sha256: str | None = None # its text's digest (a copy elsewhere is the same manifest)
@@ -150,6 +151,7 @@ class ItemRecord(BaseModel):
     completed_at: float | None = None
     updated_at: float | None = None
     polled_at: float | None = None        # the last good answer of a poll (learning timings)
+    in_flight_since: float | None = None  # when `retry` sent it back to polling (else submitted_at)
     transient_retries: int = 0            # transient errors in a row of the current step
     internal_errors: int = 0              # unexpected exceptions, across redeliveries
     cancel_requested: bool = False
@@ -731,6 +733,22 @@ class Store:
     def clear_output_problem(self, batch: str) -> None:
         self.r.delete(keys.output_problem(batch))
 
+    def mark_account_problem(self, provider: str, why: str, model: str = "") -> bool:
+        """Record that the provider account (or, with ``model``, that model there) cannot take work;
+        the first mark's time and reason stay until a rerun clears it. True for the first mark."""
+        value = json.dumps({"since": time.time(), "why": why})
+        return bool(self.r.set(keys.account_problem(provider, model), value, nx=True))
+
+    def account_problem(self, provider: str, model: str = "") -> Problem | None:
+        """The provider account's problem, else the model's there (with ``model``), or None."""
+        found = self.r.mget([keys.account_problem(provider)] +
+                            ([keys.account_problem(provider, model)] if model else []))
+        data = next((d for d in found if d), None)
+        return Problem(**json.loads(data)) if data else None
+
+    def clear_account_problem(self, provider: str, model: str) -> None:
+        self.r.delete(keys.account_problem(provider), keys.account_problem(provider, model))
+
     def _mark(self, key: str, why: str, ttl_s: float) -> None:
         pipe = self.r.pipeline()
         pipe.set(key, json.dumps({"since": time.time(), "why": why}), nx=True, px=int(ttl_s * 1000))
@@ -761,7 +779,9 @@ class Store:
                 continue
             if meta.paused or (meta.start_at and meta.start_at <= now and not self._started(batch)):
                 return True
-            if self.r.exists(keys.provider_down(meta.provider), keys.output_problem(batch)):
+            if self.r.exists(keys.provider_down(meta.provider), keys.output_problem(batch),
+                             keys.account_problem(meta.provider),
+                             keys.account_problem(meta.provider, meta.model)):
                 return True
             if self.overdue(batch, now + ahead_s, limit=1):
                 return True

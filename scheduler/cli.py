@@ -169,10 +169,11 @@ def report(batch: str, out: Path | None) -> None:
 @main.command()
 @click.argument("batch")
 @click.option("--kind", default=None, help="Only items failed for this kind of reason (e.g. "
-              "generation_failed, download, submit_unknown, missing); `cancelled` brings back "
+              "generation_failed, download, submit_unknown, missing, stuck); `cancelled` brings back "
               "cancelled items.")
-@click.option("--include-permanent", is_flag=True, help="Also items that failed for a permanent "
-              "reason (content_policy, no_credits, invalid_input, ...): paid for again.")
+@click.option("--include-permanent", is_flag=True, help="Also items that failed for a reason "
+              "retrying cannot fix (content_policy, invalid_input, permanent, ...): each is submitted "
+              "again, a new paid generation where the provider ran (and billed) the last one.")
 def retry(batch: str, kind: str | None, include_permanent: bool) -> None:
     """Send the failed items of BATCH back to work, each from where it can go on: a generation that
     exists is polled or downloaded again, never paid for twice. Succeeded items are untouched."""

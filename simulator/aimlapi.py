@@ -17,6 +17,7 @@ from reelbatch.simulator.oxen import base_url
 PATH = "/v2/video/generations"
 
 
+OUT_OF_CREDITS = "You've run out of credits. Please top up your balance to continue."   # errors 4xx page
 ACTIVE_SHARE = 0.1   # the first tenth of a run answers "active", the rest "generating"
 
 
@@ -67,16 +68,18 @@ async def create(request: Request) -> Response:
     problem = catalog.aiml_body_error(body)
     if problem:
         return _refused(core, str(body.get("model", "")), client_id, f"Body validation error! {problem}")
-    key = core.count_enqueue(body)
     params = {k: v for k, v in body.items() if k != "model"}
+    if not core.charge(body["model"], params):
+        return _refused(core, str(body["model"]), client_id, OUT_OF_CREDITS, status=403)
+    key = core.count_enqueue(body)
     gen = core.enqueue("aiml", body["model"], params, catalog.aiml_runtime_error(body), key)
     inference_id = core.aiml_log.record(body["model"], client_id, gen)
     return JSONResponse({"id": gen.public_id, "status": "queued"}, headers=trace_headers(inference_id, client_id))
 
 
-def _refused(core, model: str, client_id: str | None, message: str) -> Response:
+def _refused(core, model: str, client_id: str | None, message: str, status: int = 400) -> Response:
     inference_id = core.aiml_log.record(model, client_id, None)
-    return aiml_error(400, PATH, message, headers=trace_headers(inference_id, client_id))
+    return aiml_error(status, PATH, message, headers=trace_headers(inference_id, client_id))
 
 
 async def fetch(request: Request) -> Response:

@@ -8,12 +8,15 @@ import click
 
 from reelbatch.simulator.knobs import RATE_KNOBS
 
+RATE_HELP = {"stuck_rate": "Probability that a generation never finishes (stays processing for ever)."}
+
 
 def _rate_options(command):
     for knob in reversed(RATE_KNOBS):
         flag = "--" + knob.replace("_", "-")
         command = click.option(flag, knob, type=click.FloatRange(0, 1), default=0.0, show_default=True,
-                               help=f"Probability of the `{knob.removesuffix('_rate')}` fault.")(command)
+                               help=RATE_HELP.get(knob, f"Probability of the `{knob.removesuffix('_rate')}` "
+                                                        "fault."))(command)
     return command
 
 
@@ -31,6 +34,15 @@ def _rate_options(command):
 @click.option("--concurrency", type=int, default=20, show_default=True,
               help="Generations running at once; the rest wait queued.")
 @_rate_options
+@click.option("--revoke-key-after", type=int, default=0, show_default=True,
+              help="Refuse the key (401) after this many authorized API requests (0: never); "
+                   "POST /_sim/key {\"key\": ...} sets a new good key.")
+@click.option("--credits-usd", type=float, default=None,
+              help="The account's credit balance in USD (default: unlimited). Without enough, Oxen "
+                   "fails a generation \"Insufficient credits\" 3 s after start and the AI/ML API "
+                   "answers 403; POST /_sim/top-up {\"usd\": x} adds credit.")
+@click.option("--vanished-models", default="", help="Comma-separated Oxen model ids that answer "
+              "404 \"Model not found\" (a model folded away).")
 @click.option("--retry-after", type=int, default=1, show_default=True, help="Retry-After seconds on 429.")
 @click.option("--url-ttl", type=float, default=3600.0, show_default=True, help="Result URL lifetime (s).")
 @click.option("--keepalive-interval", type=float, default=15.0, show_default=True)

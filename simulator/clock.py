@@ -22,8 +22,8 @@ ACTIVE = ("queued", "processing")
 TERMINAL = ("succeeded", "failed", "cancelled")
 
 # Mid-run failures: (message, nominal seconds after start, or None for a random point of the run).
+INSUFFICIENT_CREDITS = ("Insufficient credits", 3.0)   # Oxen: failed 3 s after start (credits_usd knob)
 REMOTE_FAILURES = (
-    ("Insufficient credits", 3.0),
     ("Getting model response error: 500 - Upstream provider error: task failed", None),
     ("Content policy violation: the generated video was flagged by the safety system", None),
     ("Getting model response error: 504 - Generation timed out upstream", None),
@@ -111,8 +111,12 @@ class Clock:
         """Run time (scaled) and the failure the generation will end with, if any."""
         k, rng = self.knobs, self.rng
         nominal = rng.uniform(k.gen_time_min, k.gen_time_max)
+        if runtime_error == INSUFFICIENT_CREDITS[0]:
+            return k.scaled(INSUFFICIENT_CREDITS[1]), runtime_error
         if runtime_error:
             return k.scaled(rng.uniform(1.0, 3.0)), runtime_error
+        if k.stuck_rate > 0 and rng.random() < k.stuck_rate:
+            return float("inf"), None       # never finishes: processing for ever
         if rng.random() < k.fail_rate:
             message, at = rng.choice(REMOTE_FAILURES)
             return k.scaled(at if at is not None else nominal * rng.uniform(0.1, 0.9)), message

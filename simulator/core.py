@@ -9,6 +9,7 @@ from dataclasses import asdict
 
 from starlette.requests import Request
 
+from reelbatch.simulator import catalog
 from reelbatch.simulator.aimllog import RequestLog
 from reelbatch.simulator.clock import Clock, Generation
 from reelbatch.simulator.events import EventBus
@@ -22,6 +23,7 @@ class Core:
 
     def __init__(self, knobs: Knobs, api_key: str):
         self.knobs, self.api_key = knobs, api_key
+        self.key_uses = 0
         self.stats = Stats()
         self.bus = EventBus()
         self.aiml_log = RequestLog()
@@ -34,7 +36,34 @@ class Core:
         self.wall_offset = time.time() - time.monotonic()
 
     def authorized(self, request: Request) -> bool:
-        return request.headers.get("authorization") == f"Bearer {self.api_key}"
+        """The request carries the good key, and the key has not been revoked (revoke_key_after)."""
+        if request.headers.get("authorization") != f"Bearer {self.api_key}":
+            return False
+        self.key_uses += 1
+        limit = self.knobs.revoke_key_after
+        return not (limit and self.key_uses > limit)
+
+    def rotate_key(self, key: str) -> None:
+        """A new good key (the old one is refused from now on); its uses are counted afresh."""
+        self.api_key, self.key_uses = key, 0
+        self.knobs.revoke_key_after = 0
+
+    def charge(self, model: str, params: dict) -> bool:
+        """Take one generation's price from the balance (credits_usd); False when it is short."""
+        if self.knobs.credits_usd is None:
+            return True
+        usd = catalog.cost_usd(catalog.media_shape(model, params)[0], self.knobs.cost_per_second)
+        if self.knobs.credits_usd + 1e-9 < usd:
+            return False
+        self.knobs.credits_usd = round(self.knobs.credits_usd - usd, 6)
+        return True
+
+    def top_up(self, usd: float) -> float:
+        self.knobs.credits_usd = round((self.knobs.credits_usd or 0.0) + usd, 6)
+        return self.knobs.credits_usd
+
+    def vanished(self, model: str) -> bool:
+        return model in {m.strip() for m in self.knobs.vanished_models.split(",") if m.strip()}
 
     def unix(self, mono: float | None) -> int | None:
         return None if mono is None else int(self.wall_offset + mono)

@@ -23,6 +23,7 @@ RATE_KNOBS = (
     "media_stall_rate",     # downloads: half the body, then silence for stall_s, then the socket closes
     "poll_401_rate",        # status requests (GET one generation): 401 as if the key were refused
     "drop_after_submit_rate",  # submits only: the generation is created, then the socket closes
+    "stuck_rate",           # the generation never finishes: it stays processing for ever
 )
 
 
@@ -50,6 +51,13 @@ class Knobs:
     stall_s: float = 30.0                # real seconds a stalled download stays silent
     poll_401_rate: float = 0.0
     drop_after_submit_rate: float = 0.0
+    stuck_rate: float = 0.0
+    revoke_key_after: int = 0            # the key is refused (401) after this many authorized API requests
+                                         # (0: never); POST /_sim/key {"key": ...} sets a new good key
+    credits_usd: float | None = None     # the account's balance (None: unlimited): each generation takes its
+                                         # price; without enough, Oxen fails it "Insufficient credits" 3 s
+                                         # after start, the AI/ML API answers 403; POST /_sim/top-up {"usd": x}
+    vanished_models: str = ""            # comma-separated Oxen model ids that answer 404 "Model not found"
     history_404: bool = False            # GET /api/ai/generations[/{id}] answer 404 (history unavailable)
     retry_after: int = 1                 # seconds in the Retry-After header
     url_ttl: float = 3600.0              # real seconds a result URL stays valid

@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from reelbatch.simulator import catalog
-from reelbatch.simulator.clock import ACTIVE, TERMINAL, Generation, billed, failure_message
+from reelbatch.simulator.clock import ACTIVE, INSUFFICIENT_CREDITS, TERMINAL, Generation, billed, failure_message
 from reelbatch.simulator.download import serve_result
 from reelbatch.simulator.envelopes import oxen_error, oxen_message
 
@@ -80,11 +80,11 @@ async def _body(request: Request) -> dict | None:
     return body if isinstance(body, dict) else None
 
 
-def _check_enqueue(body: dict | None) -> Response | int:
+def _check_enqueue(core, body: dict | None) -> Response | int:
     """The enqueue-time checks: an error response, or num_generations."""
     if body is None:
         return oxen_error(400, "invalid_params", "request body must be a JSON object")
-    if body.get("model") not in catalog.OXEN_MODELS:
+    if body.get("model") not in catalog.OXEN_MODELS or core.vanished(body["model"]):
         return oxen_message(404, f"Model not found: {body.get('model')}")
     count = body.get("num_generations", 1)
     if type(count) is not int or not 1 <= count <= 4:
@@ -95,13 +95,21 @@ def _check_enqueue(body: dict | None) -> Response | int:
 async def _accept(request: Request, core) -> Response | tuple[dict, list[Generation]]:
     """Check an enqueue body, count it, and create its generations (or answer the rejection)."""
     body = await _body(request)
-    checked = _check_enqueue(body)
+    checked = _check_enqueue(core, body)
     if isinstance(checked, Response):
         return checked
     key = core.count_enqueue(body)
     params = {k: v for k, v in body.items() if k not in _QUEUE_ONLY}
     error = catalog.runtime_error(body["model"], params)
-    return body, [core.enqueue("oxen", body["model"], params, error, key) for _ in range(checked)]
+    return body, [core.enqueue("oxen", body["model"], params, _credits(core, body["model"], params, error),
+                               key) for _ in range(checked)]
+
+
+def _credits(core, model: str, params: dict, error: str | None) -> str | None:
+    """Oxen takes a generation without enough credits and fails it 3 s after start."""
+    if error is None and not core.charge(model, params):
+        return INSUFFICIENT_CREDITS[0]
+    return error
 
 
 @_guard
@@ -223,7 +231,7 @@ async def search_models(request: Request, core) -> Response:
 @_guard
 async def model(request: Request, core) -> Response:
     model_id = request.path_params["model_id"]
-    if model_id not in catalog.OXEN_MODELS:
+    if model_id not in catalog.OXEN_MODELS or core.vanished(model_id):
         return oxen_message(404, f"Model not found: {model_id}")
     created = core.unix(core.clock.cursor) or 0
     return JSONResponse(catalog.oxen_model(model_id, created, core.knobs.cost_per_second))

@@ -63,6 +63,24 @@ async def sim_knobs(request: Request) -> Response:
         return JSONResponse({"error": f"bad knob: {exc}"}, status_code=400)
 
 
+async def sim_key(request: Request) -> Response:
+    """POST /_sim/key {"key": ...}: rotate the account's key (the old one is refused from now on)."""
+    body = await request.json()
+    if not isinstance(body, dict) or not isinstance(body.get("key"), str) or not body["key"]:
+        return JSONResponse({"error": "expected {\"key\": \"...\"}"}, status_code=400)
+    request.app.state.core.rotate_key(body["key"])
+    return JSONResponse({"status": "rotated"})
+
+
+async def sim_top_up(request: Request) -> Response:
+    """POST /_sim/top-up {"usd": x}: add to the credit balance; answers the new balance."""
+    body = await request.json()
+    usd = body.get("usd") if isinstance(body, dict) else None
+    if not isinstance(usd, int | float) or usd <= 0:
+        return JSONResponse({"error": "expected {\"usd\": a positive number}"}, status_code=400)
+    return JSONResponse({"credits_usd": request.app.state.core.top_up(float(usd))})
+
+
 def build_app(core: Core) -> FaultMiddleware:
     """The ASGI app: routes, the timer loop as lifespan, and faults as the outermost layer."""
     @contextlib.asynccontextmanager
@@ -79,6 +97,8 @@ def build_app(core: Core) -> FaultMiddleware:
         Route("/_sim/stats", sim_stats, methods=["GET"]),
         Route("/_sim/reset", sim_reset, methods=["POST"]),
         Route("/_sim/knobs", sim_knobs, methods=["GET", "POST"]),
+        Route("/_sim/key", sim_key, methods=["POST"]),
+        Route("/_sim/top-up", sim_top_up, methods=["POST"]),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.core = core
@@ -160,6 +180,12 @@ class Simulator:
 
     def reset(self) -> None:
         self._call(self.core.reset)
+
+    def rotate_key(self, key: str) -> None:
+        self._call(self.core.rotate_key, key)
+
+    def top_up(self, usd: float) -> float:
+        return self._call(self.core.top_up, usd)
 
     def __enter__(self) -> Simulator:
         return self.start()

@@ -49,6 +49,10 @@ class WorkerContext:
         FLAG_TTL_S per process)."""
         return self._flag("told", provider, lambda: self.store.told_of_completions(provider))
 
+    def account_stopped(self, provider: str) -> bool:
+        """The provider account cannot take work (read at most every FLAG_TTL_S per process)."""
+        return self._flag("account", provider, lambda: self.store.account_problem(provider))
+
     def sweeper_alive(self) -> bool:
         """A sweeper runs, so long waits may be left to it (read at most every FLAG_TTL_S)."""
         return self._flag("sweeper", "", self.store.sweeper_alive)

@@ -1,12 +1,15 @@
 """The fault suite: batches of 200 items on the simulator while things break, each ending with the
 same checks (helpers.assert_batch_whole): every item terminal with exactly one results line, every
 succeeded file is what the simulator served, no working generation was submitted twice, no
-concurrency slot left held. Each scenario prints one `FAULTS |` summary line (pytest -s shows it).
+concurrency slot left held. Account faults first pause the batch (`assert_paused`: exit 3 with the
+reason, no item failed for it, one results line each), then the same command finishes it. Each
+scenario prints one `FAULTS |` summary line (pytest -s shows it).
 
 Bounded in time: each scenario takes well under three minutes on two busy cores."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -32,6 +35,7 @@ from tests.integration.helpers import (
     reap,
     reelbatch,
     results,
+    status_counts,
     summary_line,
     wait_for,
     write_manifest,
@@ -307,8 +311,6 @@ def submits_unknown(store: Store, batch: str) -> int:
 def orphans(stats: dict, out: Path) -> list[str]:
     """Generations the simulator finished that no item adopted: paid for, never brought home.
     A submit whose answer was dropped must be reconciled onto its item, not abandoned."""
-    from tests.integration.helpers import results
-
     adopted = {row["generation_id"] for row in results(out)}
     return [g["public_id"] for g in stats["generations"].values()
             if g["status"] == "succeeded" and g["public_id"] not in adopted]
@@ -435,3 +437,160 @@ def test_claiming_ones_own_generation_again_is_allowed(redis_client):
     assert store.claim_generation("simulator", "g1", "b\x1fclip001")
     assert store.claim_generation("simulator", "g1", "b\x1fclip001")
     assert not store.claim_generation("simulator", "g1", "b\x1fclip002")
+
+
+# --- 6. account faults: the batch pauses for the provider, the same command resumes (issue 23) ---
+# A key refused, no credits left, a model gone are the batch's, not the items': `run` exits 3 with
+# the reason on one line, no item fails for it, and the same command (a new key, a top-up, the
+# model back) finishes the batch without paying twice.
+
+OXEN_MODEL_ID = "kling-video-o1-image-to-video"
+NOT_FAILED = {"succeeded", "pending", "submitting", "queued", "running", "downloading"}
+
+
+def assert_paused(done: subprocess.CompletedProcess, batch: str, n: int, env: dict[str, str],
+                  says: str, out: Path) -> list[dict]:
+    """`run` paused (exit 3, one line naming the reason), `status` says paused since when and why,
+    every item has its one results line and none failed for the account's sake."""
+    assert done.returncode == 3, done.stdout[-3000:] + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "paused" in lines[0] and says in lines[0], done.stderr
+    status = json.loads(reelbatch("status", batch, "--json", env=env).stdout)
+    assert says in status["paused"] and "since" in status["paused"], status["paused"]
+    rows = results(out)
+    assert len(rows) == n and len({r["item_id"] for r in rows}) == n
+    assert {r["status"] for r in rows} <= NOT_FAILED, status_counts(rows)
+    return rows
+
+
+def test_a_key_revoked_mid_batch_pauses_and_a_new_key_resumes(tmp_path, sim_factory, data_dir):
+    """Issue 23.2: the key is refused (401) after 120 requests. The batch pauses for the provider
+    instead of failing every remaining item; a submit refused by 401 goes back to pending; the
+    same command with the new key finishes it, every item submitted once."""
+    sim = sim_factory(seed=31, revoke_key_after=120, **TIMING)
+    manifest = write_manifest(tmp_path, "revoked", N)
+    env = cli_env(data_dir, sim)
+    started = time.monotonic()
+    first = reelbatch("run", str(manifest), env=env, timeout=SCENARIO_TIMEOUT_S)
+    rows = assert_paused(first, "revoked", N, env, "refuses the key", tmp_path / "out")
+    refused = sim.stats()["requests"]
+    sim.rotate_key("sim-key-rotated")
+    env["REELBATCH_SIMULATOR_KEY"] = "sim-key-rotated"
+    again = reelbatch("run", str(manifest), env=env, timeout=SCENARIO_TIMEOUT_S)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr
+    stats = sim.stats()
+    with embedded_client(data_dir) as client:
+        finish("key revoked mid-batch", tmp_path, stats, client,
+               {"requests before the pause": sum(refused.values()),
+                "left when paused": N - status_counts(rows)["succeeded"]}, started)
+    assert sum(stats["enqueues"].values()) == N
+
+
+def test_out_of_credits_pauses_once_and_a_top_up_resumes(tmp_path, sim_factory, data_dir):
+    """Issue 23.3 (Oxen): credit for 60 videos. Oxen takes the next submits and fails each
+    "Insufficient credits" 3 s after start. The first one pauses the batch: nothing more is
+    submitted, the items that failed for it go back to pending (not billed), `run` exits 3, the
+    notifier says so once; after a top-up the same command finishes the batch."""
+    from tests.integration.test_notify import Receiver
+
+    receiver = Receiver()
+    sim = sim_factory(seed=32, credits_usd=60 * 5 * 0.112, **TIMING)
+    manifest = write_manifest(tmp_path, "credits", N, notify=[receiver.url("/hook")])
+    env = cli_env(data_dir, sim)
+    started = time.monotonic()
+    try:
+        first = reelbatch("run", str(manifest), env=env, timeout=SCENARIO_TIMEOUT_S)
+        assert_paused(first, "credits", N, env, "no credits left", tmp_path / "out")
+        unbilled = sim.stats()["by_status"].get("failed", 0)
+        assert 1 <= unbilled <= 2 * 20, unbilled          # at most what was in flight, not the rest
+        assert sum(sim.stats()["enqueues"].values()) == 60 + unbilled
+        sim.top_up(200.0)
+        again = reelbatch("run", str(manifest), env=env, timeout=SCENARIO_TIMEOUT_S)
+        assert again.returncode == 0, again.stdout[-3000:] + again.stderr
+        paused = [m for m in receiver.at("/hook") if "paused" in m["title"]]
+        assert len(paused) == 1 and "no credits left" in paused[0]["message"], receiver.received
+    finally:
+        receiver.stop()
+    stats = sim.stats()
+    with embedded_client(data_dir) as client:
+        finish("out of credits (Oxen)", tmp_path, stats, client,
+               {"generations failed for credit": unbilled}, started)
+    assert sum(stats["enqueues"].values()) == N + unbilled
+    assert all(r["cost_usd"] for r in results(tmp_path / "out"))
+
+
+def test_aimlapi_out_of_credits_403_pauses_and_a_top_up_resumes(tmp_path, sim_factory, data_dir):
+    """Issue 23.3 (AI/ML API): 403 "You've run out of credits" on submit creates nothing; the
+    first one pauses the batch and the refused item goes back to pending."""
+    n = 24
+    sim = sim_factory(seed=33, credits_usd=8 * 5 * 0.112, **TIMING)
+    manifest = write_manifest(tmp_path, "aiml-credits", n, provider="aimlapi")
+    env = cli_env(data_dir, AIMLAPI_BASE_URL=sim.base_url, AIMLAPI_KEY="sim-test-key")
+    first = reelbatch("run", str(manifest), env=env, timeout=SCENARIO_TIMEOUT_S)
+    assert_paused(first, "aiml-credits", n, env, "no credits left", tmp_path / "out")
+    assert sum(sim.stats()["enqueues"].values()) == 8
+    sim.top_up(100.0)
+    again = reelbatch("run", str(manifest), env=env, timeout=SCENARIO_TIMEOUT_S)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr
+    stats = sim.stats()
+    with embedded_client(data_dir) as client:
+        assert_batch_whole(batch_figures(tmp_path / "out", n, stats, client, "aimlapi"),
+                           tmp_path / "out", stats)
+    assert sum(stats["enqueues"].values()) == n
+
+
+def test_a_model_gone_mid_batch_pauses_and_resumes_when_it_is_back(tmp_path, sim_factory, data_dir):
+    """Issue 23.4: the model answers 404 "Model not found" on submit halfway: pause with the reason,
+    no item failed; the same command goes on once the model is back."""
+    sim = sim_factory(seed=34, **TIMING)
+    manifest = write_manifest(tmp_path, "gone", N)
+    env = cli_env(data_dir, sim)
+    started = time.monotonic()
+    first = start_logged(["run", str(manifest)], env, tmp_path / "logs" / "first.log")
+    try:
+        wait_for(lambda: sim.stats()["by_status"].get("succeeded", 0) >= N // 3, 120,
+                 "a third of the items generated", every=0.5)
+        sim.set_knobs(vanished_models=OXEN_MODEL_ID)
+        assert first.wait(timeout=SCENARIO_TIMEOUT_S) == 3, (tmp_path / "logs" / "first.log").read_text()[-3000:]
+    finally:
+        end(first)
+    log = (tmp_path / "logs" / "first.log").read_text()
+    assert "no longer has the model" in log, log[-3000:]
+    assert {r["status"] for r in results(tmp_path / "out")} <= NOT_FAILED
+    sim.set_knobs(vanished_models="")
+    again = reelbatch("run", str(manifest), env=env, timeout=SCENARIO_TIMEOUT_S)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr
+    stats = sim.stats()
+    with embedded_client(data_dir) as client:
+        finish("model gone mid-batch", tmp_path, stats, client,
+               {"submits refused 404": stats["requests"].get("POST /api/ai/queue", 0) - N}, started)
+    assert sum(stats["enqueues"].values()) == N
+
+
+# --- 7. stuck generations end in bounded time (issue 23.5) -------------------------------------
+
+def test_stuck_generations_fail_stuck_and_retry_polls_them_again(tmp_path, sim_factory, data_dir):
+    """5 % of the generations never finish. Past polling.give_up_after_s each fails `stuck` with its
+    generation kept and its slot released, so `run` ends; `retry --kind stuck` polls them again,
+    never a new generation."""
+    sim = sim_factory(seed=35, stuck_rate=0.05, **TIMING)
+    manifest = write_manifest(tmp_path, "stuck", N, polling={"first_after_s": 0.5, "min_interval_s": 0.2,
+                                                             "max_interval_s": 1, "give_up_after_s": 8})
+    env = cli_env(data_dir, sim)
+    started = time.monotonic()
+    first = reelbatch("run", str(manifest), env=env, timeout=SCENARIO_TIMEOUT_S)
+    assert first.returncode == 1, first.stdout[-3000:] + first.stderr
+    stuck_gens = {g["public_id"] for g in sim.stats()["generations"].values() if g["status"] == "processing"}
+    failed = [r for r in results(tmp_path / "out") if r["status"] == "failed"]
+    assert stuck_gens and {r["error_kind"] for r in failed} == {"stuck"}, failed[:3]
+    assert {r["generation_id"] for r in failed} == stuck_gens
+    retried = reelbatch("retry", "stuck", "--kind", "stuck", env=env)
+    assert retried.returncode == 0 and f"{len(failed)} to poll their generation" in retried.stdout, retried
+    again = reelbatch("run", str(manifest), env=env, timeout=SCENARIO_TIMEOUT_S)
+    assert again.returncode == 1, again.stdout[-3000:] + again.stderr
+    stats = sim.stats()
+    with embedded_client(data_dir) as client:
+        finish("stuck generations", tmp_path, stats, client, {"stuck": len(stuck_gens)}, started)
+    assert sum(stats["enqueues"].values()) == N      # polled again, never generated again
+    assert status_counts(results(tmp_path / "out")) == {"succeeded": N - len(stuck_gens),
+                                                        "failed": len(stuck_gens)}

@@ -12,6 +12,8 @@ import pytest
 import reelbatch.simulator.server as simulator_server  # noqa: E402
 from reelbatch.jobs.errors import (
     CancelNotSupported,
+    KeyRefused,
+    ModelGone,
     PermanentProviderError,
     RateLimited,
     ResultUrlExpired,
@@ -156,10 +158,10 @@ def test_legacy_enqueue_processing_and_404_after_terminal(sim, oxen):
 def test_bad_key_and_unknown_model(sim, settings):
     wrong = build_provider("simulator", Settings(simulator_key="nope", simulator_url=sim.base_url))
     error = error_of(lambda: wrong.submit(request_for(wrong)))
-    assert type(error) is PermanentProviderError and error.status_code == 401
+    assert type(error) is KeyRefused and error.status_code == 401
     oxen = build_provider("simulator", settings)
     error = error_of(lambda: oxen.submit(ProviderRequest(model="no-such-model", body={"prompt": "x"})))
-    assert type(error) is PermanentProviderError and "Model not found" in str(error)
+    assert type(error) is ModelGone and "Model not found" in str(error)
 
 
 # --- SSE ------------------------------------------------------------------------------------------

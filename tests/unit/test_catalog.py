@@ -104,3 +104,15 @@ def test_to_data_uri(tmp_path: Path):
         inputs.to_data_uri(path, 10)
     with pytest.raises(ManifestError, match="file not found"):
         inputs.to_data_uri(tmp_path / "absent.png", 1000)
+
+
+@pytest.mark.parametrize("provider, model, bound", [
+    ("oxen", "kling-o1/image-to-video", 3600.0),          # 3 x 300 s is less than the hour's floor
+    ("simulator", "kling-o1/image-to-video", 3600.0),     # 3 x 900 s
+    ("aimlapi", "kling-o1/image-to-video", 3600.0),
+])
+def test_give_up_after_s_is_generous(provider, model, bound):
+    """Issue 23.5: polling.give_up_after_s defaults to 3x the model's typical upper time, at least 1 h."""
+    spec = catalog().model_for(provider, model)
+    upper = spec.typical_range_s[1] if spec.typical_range_s else spec.expected_seconds
+    assert spec.give_up_after_s == bound and spec.give_up_after_s >= 3 * upper

@@ -11,6 +11,9 @@ import pytest
 from httpx_sse import SSEError
 
 from reelbatch.jobs.errors import (
+    KeyRefused,
+    ModelGone,
+    NoCredits,
     PermanentProviderError,
     ProviderError,
     ProviderUnreachable,
@@ -68,9 +71,11 @@ ROWS = [
     ("503", answering(503), TransientProviderError, TransientProviderError),
     ("504", answering(504), TransientProviderError, SubmitOutcomeUnknown),
     ("400", answering(400, {"message": "Body validation error!"}), PermanentProviderError, PermanentProviderError),
-    ("401", answering(401), PermanentProviderError, PermanentProviderError),
-    ("403", answering(403), PermanentProviderError, PermanentProviderError),
+    ("401", answering(401), KeyRefused, KeyRefused),
+    ("403", answering(403), KeyRefused, KeyRefused),
     ("404", answering(404), PermanentProviderError, PermanentProviderError),
+    ("model-not-found-404", answering(404, {"error": {"message": "Model not found: kling-video-o1"}}),
+     PermanentProviderError, ModelGone),
     ("422", answering(422, {"detail": [{"loc": ["body", "duration"], "msg": "bad", "type": "enum"}]}),
      PermanentProviderError, PermanentProviderError),
     ("content-policy-500", answering(500, oxen_error("Rejected by content policy")),
@@ -78,11 +83,11 @@ ROWS = [
     ("content-policy-400", answering(400, {"error": {"message": "NSFW content detected"}}),
      PermanentProviderError, PermanentProviderError),
     ("insufficient-credits-429", answering(429, {"error": {"message": "Insufficient credits"}}),
-     PermanentProviderError, PermanentProviderError),
+     NoCredits, NoCredits),
     ("run-out-of-credits-403", answering(403, {"message": "You've run out of credits", "statusCode": "403"}),
-     PermanentProviderError, PermanentProviderError),
+     NoCredits, NoCredits),
     ("run-out-of-credits-503", answering(503, {"message": "You've run out of credits"}),
-     PermanentProviderError, PermanentProviderError),
+     NoCredits, NoCredits),
 ]
 PROVIDERS = ["oxen", "aimlapi", "simulator"]
 

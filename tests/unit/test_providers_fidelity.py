@@ -7,6 +7,7 @@ import httpx
 import pytest
 
 from reelbatch.jobs.errors import (
+    NoCredits,
     PermanentProviderError,
     RateLimited,
     SubmitOutcomeUnknown,
@@ -72,7 +73,7 @@ def test_oxen_200_with_an_error_and_no_generations_is_a_refusal():
                                          "detail": "Insufficient credits"}}
     with pytest.raises(PermanentProviderError) as info:
         provider_with("oxen", serving(body)).submit(OXEN_REQUEST)
-    assert type(info.value) is PermanentProviderError and "Insufficient credits" in str(info.value)
+    assert type(info.value) is NoCredits and "Insufficient credits" in str(info.value)
     assert info.value.status_code == 200
 
 

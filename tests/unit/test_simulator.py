@@ -665,3 +665,38 @@ def test_four_views_per_element_fail_when_the_generation_runs(make):
     ended = {b: wait_for(lambda g=g: (t := aiml_poll(client, g))["status"] in ("completed", "error") and t)
              for b, g in made.items()}
     assert {b: t["status"] for b, t in ended.items()} == {"fal": "error", "auto": "error", "kling": "completed"}
+
+
+# --- account knobs (issue 23) -------------------------------------------------------------------
+
+def test_a_key_revoked_after_n_requests_and_a_new_one(make):
+    sim, client = make(revoke_key_after=2)
+    assert [client.get("/api/ai/queue").status_code for _ in range(3)] == [200, 200, 401]
+    assert client.get(f"/api/ai/models/{REF}").status_code == 401      # the key check too
+    client.post("/_sim/key", json={"key": "rotated"})
+    fresh = {"Authorization": "Bearer rotated"}
+    assert httpx.get(f"{sim.base_url}/api/ai/queue", headers=fresh).status_code == 200
+    assert client.get("/api/ai/queue").status_code == 401                # the old key stays refused
+
+
+def test_credits_run_out_then_a_top_up(make):
+    _, client = make(credits_usd=0.56)                                   # one 5 s video at $0.112/s
+    paid, unpaid = enqueue(client)[0], enqueue(client)[0]
+    assert finished_row(client, paid)["status"] == "succeeded"
+    row = finished_row(client, unpaid)
+    assert row["status"] == "failed" and row["error_message"] == "Insufficient credits"
+    refused = aiml_create(client)
+    assert refused.status_code == 403 and "run out of credits" in refused.json()["message"]
+    assert client.post("/_sim/top-up", json={"usd": 1.0}).json() == {"credits_usd": 1.0}
+    assert aiml_create(client).status_code == 200
+
+
+def test_a_vanished_model_and_a_stuck_generation(make):
+    sim, client = make(vanished_models=REF, stuck_rate=1.0)
+    gone = client.post("/api/ai/queue", json=body())
+    assert gone.status_code == 404 and gone.json() == {"error": {"message": f"Model not found: {REF}"}}
+    assert client.get(f"/api/ai/models/{REF}").status_code == 404
+    sim.set_knobs(vanished_models="")
+    gen_id = enqueue(client)[0]
+    time.sleep(1.0)                                                      # 5 times its nominal 60 s
+    assert client.get(f"/api/ai/queue/{gen_id}").json()["status"] == "processing"

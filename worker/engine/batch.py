@@ -46,7 +46,8 @@ def batch_meta(plan, start_at: float | None = None) -> BatchMeta:
         max_cost_usd=m.limits.max_cost_usd, max_attempts=m.retry.max_attempts,
         lost_submit=m.retry.lost_submit,
         first_after_s=m.polling.first_after_s, min_interval_s=m.polling.min_interval_s,
-        max_interval_s=m.polling.max_interval_s, start_at=start_at, manifest=str(m.source),
+        max_interval_s=m.polling.max_interval_s, give_up_after_s=m.polling.give_up_after_s,
+        start_at=start_at, manifest=str(m.source),
         manifest_sha256=m.digest or None,
         created_at=time.time())
 
@@ -67,6 +68,7 @@ def register(store: Store, plan, start_at: float | None = None, adopt: bool = Fa
     _refuse_edits_in_flight(plan.items, current)
     reg = Registration()
     store.save_batch(meta)
+    store.clear_account_problem(meta.provider, meta.model)   # a new key, a top-up: try again
     store.track_estimates(meta.name, current.values())   # a batch registered before: count them now
     _register_items(store, meta, plan.items, current, reg)
     wanted = {item.item_id for item in plan.items}

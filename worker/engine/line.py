@@ -11,6 +11,8 @@ from reelbatch.worker.engine.next import Next
 
 def feed(ctx: WorkerContext, provider: str, default_limit: int = 5) -> list[Next]:
     """Hand free slots to the items waiting longest. Each gets a submit task holding its slot."""
+    if ctx.account_stopped(provider):
+        return []   # a key refused or no credits: nothing is handed a submit until a rerun
     slots, ready = ctx.slots(provider), []
     while (who := slots.next_waiting()) is not None:
         if not slots.acquire(who, default_limit):

@@ -13,7 +13,7 @@ from reelbatch.jobs.policy import PollPolicy
 from reelbatch.jobs.state import IN_PROGRESS, ItemState as S, Step
 from reelbatch.jobs.store import BatchMeta, ItemRecord, TransitionRefused
 from reelbatch.worker.context import WorkerContext
-from reelbatch.worker.engine import budget, timing
+from reelbatch.worker.engine import account, budget, timing
 from reelbatch.worker.engine.cancel import cancel_remote
 from reelbatch.worker.engine.line import release, requeue
 from reelbatch.worker.engine.next import Next
@@ -39,6 +39,9 @@ def poll(ctx: WorkerContext, batch: str, item_id: str) -> list[Next]:
         renew()   # still ours while the provider cannot be asked
         return retry_or_fail(ctx, meta, item_id, Step.POLL, exc, IN_PROGRESS)
     except errors.PermanentProviderError as exc:
+        if account.stopped_by(ctx, meta, exc):
+            renew()   # its generation may still run: asked again later
+            return [Next(Step.POLL, batch, item_id, account.RECHECK_S)]
         return fail(ctx, meta, item_id, exc, IN_PROGRESS)
     ctx.provider_up(meta.provider)
     if not generation.terminal:
@@ -63,10 +66,26 @@ def observe(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord, g: Generation,
         ctx.store.transition(batch, item_id, S.RUNNING, [S.QUEUED],
                              remote_started_at=g.started_at or time.time())
     now = time.time()
+    if now - (rec.in_flight_since or rec.submitted_at or now) > give_up_after_s(meta):
+        return fail(ctx, meta, item_id, _stuck(meta, rec, g), IN_PROGRESS)
     if polled:  # a good answer: earlier transient errors no longer count against the item
         ctx.store.update(batch, item_id, polled_at=now, transient_retries=0)
     elapsed = now - (rec.submitted_at or now)
     return [Next(Step.POLL, batch, item_id, poll_policy(ctx, meta, rec).next_delay(elapsed))]
+
+
+def give_up_after_s(meta: BatchMeta) -> float:
+    """How long an item may stay in flight: the manifest's polling.give_up_after_s, else the model's."""
+    if meta.give_up_after_s is not None:
+        return meta.give_up_after_s
+    return catalog().model_for(meta.provider, meta.model).give_up_after_s
+
+
+def _stuck(meta: BatchMeta, rec: ItemRecord, g: Generation) -> errors.GenerationStuck:
+    """Past the bound in time: the item fails, its generation kept (not cancelled at the provider)."""
+    return errors.GenerationStuck(
+        f"generation {rec.generation_id} still {g.status.value} after {give_up_after_s(meta):.0f} s in "
+        f"flight (polling.give_up_after_s); it is kept: `reelbatch retry --kind stuck` polls it again")
 
 
 def _finished(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord, g: Generation,
@@ -126,6 +145,8 @@ def _finished_at(rec: ItemRecord, g: Generation, unfinished_at: float | None) ->
 
 def _remote_failed(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord, g: Generation) -> list[Next]:
     exc = generation_failure(meta.provider, g.error)
+    if isinstance(exc, errors.AccountProblem):   # failed unbilled for the account (no credits)
+        return account.unbilled(ctx, meta, rec, exc)
     ctx.store.record_attempt(meta.name, rec.item_id, exc.kind, str(exc))
     if rec.attempts >= meta.max_attempts or exc.kind in PERMANENT_FAILURE_KINDS:
         return fail(ctx, meta, rec.item_id, exc, IN_PROGRESS)

@@ -4,6 +4,7 @@ item whose generation never existed, failed at the provider, or is gone is submi
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -57,6 +58,8 @@ def _send_back(store: Store, batch: str, rec: ItemRecord) -> str | None:
         fields.update(attempts=0, generation_id=None, video_url=None, detected_at=None)
     elif target is S.DOWNLOADING:
         fields.update(url_stale=1)
+    else:   # polled again: a stuck one gets a new polling.give_up_after_s from now
+        fields.update(in_flight_since=time.time())
     try:
         store.transition(batch, rec.item_id, target, [rec.state], **fields)
     except TransitionRefused:

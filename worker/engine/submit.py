@@ -13,7 +13,7 @@ from reelbatch.jobs.limits import holder
 from reelbatch.jobs.state import ItemState as S, Step
 from reelbatch.jobs.store import BatchMeta, ItemRecord, TransitionRefused
 from reelbatch.worker.context import WorkerContext
-from reelbatch.worker.engine import budget
+from reelbatch.worker.engine import account, budget
 from reelbatch.worker.engine.line import release
 from reelbatch.worker.engine.next import Next
 from reelbatch.worker.engine.outcome import fail, retry_or_fail
@@ -30,6 +30,8 @@ def submit(ctx: WorkerContext, batch: str, item_id: str) -> list[Next]:
     if meta.cancelled:
         store.transition(batch, item_id, S.CANCELLED, [S.PENDING], error="batch cancelled")
         return release(ctx, meta.provider, batch, item_id)
+    if account.stopped(ctx, meta):   # a key refused, no credits, a model gone: nothing more is sent
+        return account.park(ctx, meta, item_id)
     if not budget.reserve(ctx, meta, rec):
         return release(ctx, meta.provider, batch, item_id)
     wait = ctx.rate(meta.provider).take(meta.requests_per_minute)
@@ -64,6 +66,8 @@ def _send(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord) -> list[Next]:
         return _submit_refused(ctx, meta, rec, exc)
     except (errors.PermanentProviderError, errors.ManifestError) as exc:
         budget.unreserve(ctx, meta, rec)
+        if account.stopped_by(ctx, meta, exc):
+            return account.unsent(ctx, meta, rec, exc)
         return fail(ctx, meta, item_id, exc, [S.SUBMITTING])
     ctx.provider_up(meta.provider)
     store.transition(batch, item_id, S.QUEUED, [S.SUBMITTING], generation_id=generation_id,
@@ -110,6 +114,8 @@ def reconcile(ctx: WorkerContext, batch: str, item_id: str) -> list[Next]:
         return retry_or_fail(ctx, meta, item_id, Step.RECONCILE, exc, [S.SUBMITTING],
                              give_up=_unknown(meta, f"the provider could not be asked ({exc})"))
     except errors.PermanentProviderError as exc:   # e.g. its history answers 404
+        if account.stopped_by(ctx, meta, exc):
+            return [Next(Step.RECONCILE, batch, item_id, account.RECHECK_S)]
         return fail(ctx, meta, item_id, _unknown(meta, f"the provider refused to be asked ({exc})"),
                     [S.SUBMITTING])
     generation_id = _claim_first(ctx, meta.provider, [g.generation_id for g in found], batch, item_id)

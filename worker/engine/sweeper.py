@@ -77,7 +77,8 @@ def _due(ctx: WorkerContext, meta: BatchMeta, taken: list[tuple[str, float]], no
 
 def check_health(ctx: WorkerContext, meta: BatchMeta, now: float) -> str | None:
     """Pause the batch while something outside it stops it (its provider unreachable for longer
-    than ``provider_unreachable_s``, its output folder unwritable), resume it when that has
+    than ``provider_unreachable_s``, its provider account refusing work, its output folder
+    unwritable), resume it when that has
     passed; the reason it is paused, or None."""
     reason = _stopped_by(ctx, meta, now)
     if reason and not meta.paused:
@@ -93,6 +94,9 @@ def _stopped_by(ctx: WorkerContext, meta: BatchMeta, now: float) -> str | None:
         url = ctx.settings.base_url_for(meta.provider)
         return (f"{meta.provider} at {url} cannot be reached since {_clock(down.since)} "
                 f"({now - down.since:.0f} s): {down.why}")
+    account = ctx.store.account_problem(meta.provider, meta.model)
+    if account:
+        return f"since {_clock(account.since)}: {account.why}"
     output = ctx.store.output_problem(meta.name)
     if output:
         return f"cannot write to {meta.output} since {_clock(output.since)}: {output.why}"

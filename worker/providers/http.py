@@ -14,8 +14,11 @@ Every provider call goes through :class:`HttpSeam`, which maps failures like thi
          submit (POST that may create a paid generation)                          -> SubmitOutcomeUnknown
          any other call                                                           -> TransientProviderError
     HTTP response
-    ├─ body names content policy or missing credits (any status), or invalid input (on submit)
+    ├─ body names missing credits (any status)          -> NoCredits (an account problem: the batch pauses)
+    ├─ body names content policy (any status), or invalid input (on submit)
     │                                                    -> PermanentProviderError
+    ├─ 401, 403                                          -> KeyRefused (an account problem, once confirmed)
+    ├─ 404 "Model not found" on submit                   -> ModelGone (an account problem)
     ├─ 429                                               -> RateLimited(retry_after from Retry-After)
     ├─ 408, 5xx                                          -> TransientProviderError, except on submit:
     │    503 (and 429, 408) are refusals: nothing was created               -> transient, safe to retry
@@ -25,7 +28,8 @@ Every provider call goes through :class:`HttpSeam`, which maps failures like thi
     ├─ 3xx                                               -> PermanentProviderError (base URL is wrong)
     └─ other 4xx (400, 401, 403, 404, 422, ...)          -> PermanentProviderError
     2xx whose body is an error envelope and carries no result (Oxen's {"generations": [], "error": ...})
-                                                         -> as a 4xx: a refusal (RateLimited if it says so)
+                                                         -> as a 4xx: a refusal (RateLimited or NoCredits
+                                                            if it says so)
 
 A 2xx submit answer whose body cannot be read is also SubmitOutcomeUnknown: the generation probably
 exists but its id is lost. The engine reconciles those with the provider's ``find`` helper.
@@ -56,6 +60,8 @@ from reelbatch.jobs.errors import (
     ContentRefused,
     GenerationFailed,
     InvalidInput,
+    KeyRefused,
+    ModelGone,
     NoCredits,
     PermanentProviderError,
     ProviderError,
@@ -74,6 +80,7 @@ NOTHING_SENT = (*UNREACHABLE, httpx.PoolTimeout)
 HALF_SENT = (httpx.WriteError, httpx.WriteTimeout)   # raised only while the request is written
 OUR_FAULT = (httpx.UnsupportedProtocol, httpx.LocalProtocolError)
 SUBMIT_REFUSALS = frozenset({408, 429, 503})
+AUTH_REFUSED = frozenset({401, 403})
 FAILURE_KINDS = (   # (kind, text that means it); the first match wins
     ("content_policy", re.compile(
         r"content[ _-]?(policy|moderation|filter|safety)|safety (policy|system|filter|check)"
@@ -91,6 +98,7 @@ FAILURES: dict[str, type[GenerationFailed]] = {cls.kind: cls for cls in (
 # AI/ML API 5xx messages that refuse a request (errors-with-status-code-5xx.md; docs/providers.md errata)
 SUBMIT_REFUSAL_TEXT = re.compile(
     r"model is under maintenance|coupon code not found|^generation timeout", re.IGNORECASE)
+MODEL_GONE_TEXT = re.compile(r"model not found|no such model|unknown model", re.IGNORECASE)
 RATE_LIMIT_TEXT = re.compile(r"rate limit|too many requests", re.IGNORECASE)
 MAX_MESSAGE = 500
 
@@ -262,8 +270,14 @@ def error_for_response(provider: str, response: httpx.Response, submit: bool = F
     rid = request_id(response, body)
     args = (provider, status, rid, f"{response.request.method} {response.request.url.path}: {message}")
     kind = failure_kind(message)
-    if kind in ("content_policy", "no_credits") or (kind == "invalid_input" and submit):
+    if kind == "no_credits":
+        return NoCredits(*args)
+    if kind == "content_policy" or (kind == "invalid_input" and submit):
         return PermanentProviderError(*args)   # a poll's 5xx never fails a running generation on its wording
+    if status in AUTH_REFUSED:
+        return KeyRefused(*args)
+    if status == 404 and submit and MODEL_GONE_TEXT.search(message):
+        return ModelGone(*args)
     if status == 429:
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         return RateLimited(*args, retry_after=retry_after)
@@ -285,6 +299,8 @@ def error_for_body(provider: str, response: httpx.Response, body: Any,
             f"{response.request.method} {response.request.url.path}: {message}")
     if RATE_LIMIT_TEXT.search(message):
         return RateLimited(*args, retry_after=parse_retry_after(response.headers.get("Retry-After")))
+    if failure_kind(message) == "no_credits":
+        return NoCredits(*args)
     return PermanentProviderError(*args)
 
 
@@ -302,9 +318,6 @@ def error_for_exception(provider: str, exc: httpx.HTTPError, request: httpx.Requ
     if submit:
         return SubmitOutcomeUnknown(provider, None, None, message)
     return TransientProviderError(provider, None, None, message)
-
-
-AUTH_REFUSED = frozenset({401, 403})
 
 
 def check_answer(call: Callable[[], Any]) -> None:
