@@ -33,14 +33,6 @@ class _YamlDefaults(PydanticBaseSettingsSource):
         return _config_defaults()
 
 
-# Each provider's key and base URL fields (their environment variables are the fields' aliases).
-PROVIDER_FIELDS: dict[str, tuple[str, str]] = {
-    "oxen": ("oxen_api_key", "oxen_base_url"),
-    "aimlapi": ("aimlapi_key", "aimlapi_base_url"),
-    "simulator": ("simulator_key", "simulator_url"),
-}
-
-
 class Settings(BaseSettings):
     # every non-secret default can be overridden as REELBATCH_<NAME>, e.g. REELBATCH_SWEEP_EVERY_S
     # a .env file in the working folder is read too (the README's example.env works outside compose)
@@ -106,26 +98,6 @@ class Settings(BaseSettings):
                                    ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, dotenv_settings, _YamlDefaults(settings_cls))
 
-    def key_for(self, provider: str) -> str | None:
-        """The API key a provider client sends; None when it is not configured."""
-        field = PROVIDER_FIELDS[provider][0] if provider in PROVIDER_FIELDS else None
-        secret = getattr(self, field) if field else None
-        return secret.get_secret_value() if isinstance(secret, SecretStr) else None
-
-    def base_url_for(self, provider: str) -> str:
-        return str(getattr(self, PROVIDER_FIELDS[provider][1]))
-
-    def environment_for(self, provider: str) -> dict[str, str]:
-        """The provider's key and URL as environment variables, however this process got them (its
-        environment or the working folder's .env), for a child process started elsewhere: a
-        worker runs from a folder of ours and reads no .env of the user's."""
-        key_field, url_field = PROVIDER_FIELDS[provider]
-        env = {variable_of(url_field): self.base_url_for(provider)}
-        key = self.key_for(provider)
-        if key:
-            env[variable_of(key_field)] = key
-        return env
-
 
 def variable_of(field: str) -> str:
     """The environment variable a settings field is read from (the first of its aliases)."""
@@ -133,10 +105,6 @@ def variable_of(field: str) -> str:
     if isinstance(alias, AliasChoices):
         alias = alias.choices[0]
     return str(alias) if alias else f"REELBATCH_{field.upper()}"
-
-
-def key_variable(provider: str) -> str:
-    return variable_of(PROVIDER_FIELDS[provider][0])
 
 
 @lru_cache(maxsize=1)

@@ -14,7 +14,7 @@ from reelbatch.jobs.manifest import Manifest
 from reelbatch.jobs.settings import Settings
 from reelbatch.jobs.store import Store
 from reelbatch.scheduler.embedded import usable_dir
-from reelbatch.worker.providers import KEY_VARIABLE, build_provider
+from reelbatch.worker.providers import build_provider, entry
 
 KEY_CHARACTERS = re.compile(r"[\x21-\x7e]+")   # printable ASCII, no spaces: what a header can carry
 
@@ -29,9 +29,10 @@ def check_output(manifest: Manifest) -> None:
 def check_key_present(settings: Settings, provider: str) -> None:
     """The provider's key is set (environment or .env); else one line naming the variable, and a
     variable that looks meant for it (OXEN_KEY for OXEN_API_KEY)."""
-    if provider == "simulator" or settings.key_for(provider) is not None:
+    found = entry(provider)
+    if not found.needs_key or found.key(settings) is not None:
         return
-    variable = KEY_VARIABLE[provider]
+    variable = found.key_variable
     others = [name for name in near_misses(provider) if name.upper() != variable]
     hint = f" ({', '.join(others)} is set, but reelbatch reads {variable})" if others else ""
     raise ManifestError(f"is not set; the {provider} provider needs it{hint}", field=variable)
@@ -50,26 +51,27 @@ def near_misses(provider: str) -> list[str]:
 
 
 def check_key_format(settings: Settings, provider: str) -> None:
-    key = settings.key_for(provider)
+    key = entry(provider).key(settings)
     if key is not None and not KEY_CHARACTERS.fullmatch(key):
         raise ManifestError("contains spaces or control characters; copy the key again",
-                            field=KEY_VARIABLE[provider])
+                            field=entry(provider).key_variable)
 
 
 def check_key(settings: Settings, provider: str, model: str) -> str | None:
     """One cheap authenticated request with the provider's key: a refused key is one line and
     exit 2 before any item changes; an unreachable provider is a warning (returned) and the
     batch goes on (it pauses if the provider stays away)."""
-    if settings.key_for(provider) is None:
+    found = entry(provider)
+    if found.key(settings) is None:
         return None
     client = build_provider(provider, settings)
     try:
         client.check_key(catalog().model_for(provider, model).ids[provider])
     except ProviderUnreachable as exc:
-        return f"cannot reach {provider} at {settings.base_url_for(provider)} yet ({exc.message})"
+        return f"cannot reach {provider} at {found.base_url(settings)} yet ({exc.message})"
     except PermanentProviderError as exc:
         raise ManifestError(f"{provider} refused the key ({exc.status_code}): check it",
-                            field=KEY_VARIABLE[provider]) from None
+                            field=found.key_variable) from None
     finally:
         client.close()
     return None

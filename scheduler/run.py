@@ -43,6 +43,7 @@ from reelbatch.worker.control import (
     sweep_batch,
 )
 from reelbatch.worker.listener import start_listeners
+from reelbatch.worker.providers import entry
 from reelbatch.worker.results import RESULTS, refresh_index
 from reelbatch.worker.tasks import BROKER_DOWN
 
@@ -68,7 +69,7 @@ class Stack:
 
 
 def start_services(stack: ExitStack, settings: Settings, provider: str) -> Stack:
-    env = settings.environment_for(provider)   # a key in the working folder's .env included
+    env = entry(provider).environment(settings)   # a key in the working folder's .env included
     broker = settings.broker_url
     if broker is None:
         broker = stack.enter_context(EmbeddedRedis(settings.data_dir)).url

@@ -8,7 +8,7 @@ import sys
 from reelbatch.jobs.settings import Settings
 from reelbatch.scheduler.broker import broker
 from reelbatch.scheduler.embedded import WorkerProcess, run_foreground
-from reelbatch.worker.providers import KEY_VARIABLE, PROVIDERS
+from reelbatch.worker.providers import REGISTRY
 
 
 def run_worker(settings: Settings, concurrency: int | None, extra: list[str]) -> int:
@@ -26,20 +26,20 @@ def worker_keys(settings: Settings) -> dict[str, str]:
     """Every provider's key and URL as this command read them (a .env in the working folder
     included): the worker runs from the data dir and would not read that .env."""
     env: dict[str, str] = {}
-    for provider in PROVIDERS:
-        env.update(settings.environment_for(provider))
+    for found in REGISTRY.values():
+        env.update(found.environment(settings))
     return env
 
 
 def keyless_providers(settings: Settings) -> list[str]:
-    return [p for p in PROVIDERS if p != "simulator" and settings.key_for(p) is None]
+    return [e.name for e in REGISTRY.values() if e.needs_key and e.key(settings) is None]
 
 
 def warn_missing_keys(settings: Settings) -> None:
     """One line at start naming the providers this worker has no key for."""
     missing = keyless_providers(settings)
     if missing:
-        named = ", ".join(f"{p} ({KEY_VARIABLE[p]})" for p in missing)
+        named = ", ".join(f"{p} ({REGISTRY[p].key_variable})" for p in missing)
         print(f"warning: this worker has no key for {named}: items of a batch on "
               f"{'these providers' if len(missing) > 1 else 'it'} that reach this worker fail with "
               "\"no API key\"; give every worker the keys of the batches' providers", file=sys.stderr)

@@ -17,8 +17,8 @@ from reelbatch.jobs.settings import Settings
 from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine.events import on_event
 from reelbatch.worker.lister import Lister
-from reelbatch.worker.providers import build_provider
-from reelbatch.worker.providers.base import Generation
+from reelbatch.worker.providers import build_provider, entry
+from reelbatch.worker.providers.base import Generation, StreamsEvents
 from reelbatch.worker.tasks import BROKER_DOWN, send
 
 log = logging.getLogger("reelbatch.events")
@@ -30,7 +30,7 @@ def start_listeners(settings: Settings, providers: Iterable[str]) -> list[EventL
     """A started event listener for each provider that has a key and pushes events (unless the
     event_listener setting is off), and a lister (worker/lister.py) for each that can list its
     generations; the caller stops them."""
-    keyed = [name for name in providers if settings.key_for(name)]
+    keyed = [name for name in providers if entry(name).key(settings)]
     started: list[EventListener | Lister] = []
     if settings.event_listener:
         found = [EventListener(settings, name) for name in keyed]
@@ -48,13 +48,14 @@ class EventListener:
     def __init__(self, settings: Settings, provider: str):
         self.ctx, self.provider = WorkerContext(settings), provider
         self.client = build_provider(provider, settings)  # its own client: the stream holds one
+        self.stream = self.client if isinstance(self.client, StreamsEvents) else None
         self.heard = 0
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._listen, daemon=True, name="rb-events"),
                          threading.Thread(target=self._beacon, daemon=True, name="rb-beacon")]
 
     def pushes_events(self) -> bool:
-        if self.client.has_events:
+        if self.stream is not None:
             return True
         self.client.close()
         return False
@@ -74,7 +75,7 @@ class EventListener:
 
     def _listen(self) -> None:
         try:
-            for generation in self.client.events():
+            for generation in self.stream.events() if self.stream else ():
                 try:
                     self.handle(generation)
                 except BROKER_DOWN as exc:   # Redis restarting: the poll backstop catches this one
@@ -85,14 +86,17 @@ class EventListener:
             log.warning("event stream stopped (%s); polling carries on alone", exc)
 
     def _beacon(self) -> None:
-        while not self._stop.wait(BEACON_EVERY_S if self.client.stream_open else 0.5):
+        while not self._stop.wait(BEACON_EVERY_S if self._open() else 0.5):
             try:
-                if self.client.stream_open:
+                if self._open():
                     self.ctx.store.mark_events_healthy(self.provider, BEACON_TTL_S)
                 else:
                     self.ctx.store.clear_events_healthy(self.provider)
             except BROKER_DOWN:
                 pass   # Redis is restarting; the beacon's TTL lapses on its own meanwhile
+
+    def _open(self) -> bool:
+        return self.stream is not None and self.stream.stream_is_open()
 
     def handle(self, generation: Generation) -> None:
         nexts = on_event(self.ctx, self.provider, generation)

@@ -23,6 +23,7 @@ from reelbatch.jobs.settings import Settings
 from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine import listing
 from reelbatch.worker.engine.outcome import DOWN_MARK_S
+from reelbatch.worker.providers.base import ListsGenerations
 from reelbatch.worker.tasks import BROKER_DOWN, send
 
 log = logging.getLogger("reelbatch.lister")
@@ -53,7 +54,7 @@ class Lister:
 
     def lists(self) -> bool:
         """Whether the provider can list its generations (a lister is worth starting)."""
-        return bool(self.ctx.provider(self.provider).lists_generations)
+        return isinstance(self.ctx.provider(self.provider), ListsGenerations)
 
     def start(self) -> Lister:
         self._thread.start()

@@ -23,7 +23,6 @@ from reelbatch.jobs.settings import Settings
 
 log = logging.getLogger(__name__)
 
-PRICED_PROVIDERS = ("oxen", "simulator")   # the simulator serves Oxen's models endpoint
 PRICE_TTL_S = 24 * 3600
 RETRY_AFTER_FAILURE_S = 600                # an unreachable provider is not asked again before this
 CACHE_FILE = "provider-prices.json"
@@ -72,10 +71,11 @@ def _fetch(settings: Settings, provider: str, model_id: str) -> dict[str, Any] |
     # imported here, not at the top: a plan that needs no fetch (no key, fresh cache) never loads
     # httpx and the clients (~0.1 s of `reelbatch plan`)
     from reelbatch.worker.providers import build_provider
+    from reelbatch.worker.providers.base import PublishesPrices
 
     client = build_provider(provider, settings.model_copy(update=PLAN_TIMEOUTS))
     try:
-        return client.model_pricing(model_id)
+        return client.model_pricing(model_id) if isinstance(client, PublishesPrices) else None
     finally:
         client.close()
 
@@ -84,10 +84,14 @@ def provider_pricing(settings: Settings, provider: str, model_id: str,
                      now: float | None = None) -> dict[str, Any] | None:
     """The model's ``pricing`` object: from the cache while fresh, else from the provider (and
     cached); a stale entry when the provider cannot be reached; None without a key."""
-    if provider not in PRICED_PROVIDERS or not settings.key_for(provider):
+    from reelbatch.worker.providers.base import PublishesPrices  # see _fetch
+    from reelbatch.worker.providers.registry import entry
+
+    found = entry(provider)
+    if not issubclass(found.client, PublishesPrices) or not found.key(settings):
         return None
     now = time.time() if now is None else now
-    path, key = _cache_path(settings), f"{settings.base_url_for(provider)} {model_id}"
+    path, key = _cache_path(settings), f"{found.base_url(settings)} {model_id}"
     cache = _read_cache(path)
     entry = cache.get(key) if isinstance(cache.get(key), dict) else {}
     if entry.get("pricing") and now - entry.get("fetched_at", 0) < PRICE_TTL_S:

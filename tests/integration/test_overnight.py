@@ -16,6 +16,7 @@ from reelbatch.jobs.settings import Settings
 from reelbatch.jobs.store import Store
 from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine import sweeper
+from reelbatch.worker.providers import REGISTRY
 from tests.integration.helpers import cli_env, reelbatch, results, spawn, wait_for, write_manifest
 
 pytestmark = pytest.mark.integration
@@ -71,7 +72,7 @@ def test_state_follows_the_user_not_the_working_folder(tmp_path, sim_factory):
 def test_aiml_api_key_is_accepted_as_an_alias(monkeypatch):
     monkeypatch.delenv("AIMLAPI_KEY", raising=False)
     monkeypatch.setenv("AIML_API_KEY", "k-alias")
-    assert Settings().key_for("aimlapi") == "k-alias"
+    assert REGISTRY["aimlapi"].key(Settings()) == "k-alias"
 
 
 def test_results_have_one_line_per_item_in_a_fleet_after_a_retry(tmp_path, sim_factory, redis_url, workers):

@@ -9,7 +9,6 @@ import httpx
 import pytest
 
 from reelbatch.jobs.errors import (
-    CancelNotSupported,
     SubmitOutcomeUnknown,
     TransientProviderError,
 )
@@ -17,7 +16,7 @@ from reelbatch.jobs.item import ProviderRequest
 from reelbatch.jobs.settings import Settings
 from reelbatch.worker.providers import build_provider
 from reelbatch.worker.providers.aimlapi import AimlapiProvider, failure_text
-from reelbatch.worker.providers.base import RemoteStatus
+from reelbatch.worker.providers.base import Cancels, RemoteStatus, StreamsEvents
 
 GEN_ID = "a3f1e246-0831-4d6e-893a-990fb5c214ea:klingai/video-o1-image-to-video"
 REQUEST = ProviderRequest(model="klingai/video-o1-image-to-video",
@@ -139,9 +138,7 @@ def test_error_envelope_with_string_status_code():
 
 def test_no_cancel_and_no_events():
     provider = aiml(serving({}))
-    assert provider.can_cancel is False and provider.has_events is False
-    with pytest.raises(CancelNotSupported):
-        provider.cancel(GEN_ID)
+    assert not isinstance(provider, Cancels) and not isinstance(provider, StreamsEvents)
 
 
 # --- request tracing (issue 23.8; docs/capabilities/request-tracing-and-cost.md) --------------------

@@ -11,6 +11,7 @@ from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine.line import release
 from reelbatch.worker.engine.next import Next
 from reelbatch.worker.engine.outcome import retry_delay
+from reelbatch.worker.providers.base import Cancels
 
 
 def cancel(ctx: WorkerContext, batch: str, item_id: str) -> list[Next]:
@@ -36,7 +37,7 @@ def cancel_remote(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord) -> list[
     if not ctx.store.claim_cancel(batch, item_id):
         return []    # the claimer polls next
     client = ctx.provider(meta.provider)
-    if client.can_cancel:
+    if isinstance(client, Cancels):
         try:
             client.cancel(rec.generation_id)
         except errors.TransientProviderError as exc:

@@ -28,7 +28,7 @@ from reelbatch.jobs.store import BatchMeta
 from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine.next import Next
 from reelbatch.worker.engine.poll import learned_policy, observe
-from reelbatch.worker.providers.base import Generation
+from reelbatch.worker.providers.base import Generation, ListsGenerations
 
 log = logging.getLogger("reelbatch.lister")
 
@@ -75,7 +75,7 @@ def look(ctx: WorkerContext, provider: str, model: str, group: list[Flight],
          unfinished_at: float | None) -> tuple[list[Next], int]:
     """One look at a model's generations: the steps of the items that finished, and how many
     requests it took."""
-    client = ctx.provider(provider)
+    client = lister(ctx, provider)
     started = time.time()
     ours = {f.generation_id: f for f in group}
     size = page_size(len(group))
@@ -110,6 +110,14 @@ def _confirm(ctx: WorkerContext, provider: str, g: Generation) -> Generation:
         return g
 
 
+def lister(ctx: WorkerContext, provider: str) -> ListsGenerations:
+    """The provider's client, which lists its generations (only such providers have a lister)."""
+    client = ctx.provider(provider)
+    if not isinstance(client, ListsGenerations):
+        raise TypeError(f"{provider} cannot list its generations")
+    return client
+
+
 def page_size(in_flight: int) -> int:
     """Rows per history page: enough for the generations in flight (the newest rows) with room
     for others on the account, and no more (a page of 1,000 rows is slow to read every tick)."""
@@ -121,7 +129,7 @@ def _deeper(ctx: WorkerContext, provider: str, model: str, unseen: list[Flight],
     """Generations in flight that the first page did not show: the active queue, then older
     history pages back to the oldest of them (a busy account pushes them down); and how many
     requests that took."""
-    client = ctx.provider(provider)
+    client = lister(ctx, provider)
     found = {g.generation_id: g for g in client.list_active(model) if g.generation_id in ours}
     missing = [f for f in unseen if f.generation_id not in found]
     oldest = min((f.submitted_at for f in missing), default=0.0) - SLACK_S
@@ -167,7 +175,7 @@ def collect_charges(ctx: WorkerContext, provider: str) -> int:
     oldest = min(since for _, _, since in owed) - SLACK_S
     charged = 0
     for page in range(1, MAX_PAGES + 1):
-        rows = ctx.provider(provider).list_page(None, page, PAGE_SIZE)
+        rows = lister(ctx, provider).list_page(None, page, PAGE_SIZE)
         for g in rows:
             if g.generation_id in want and (g.terminal or g.unconfirmed) and g.cost_usd is not None:
                 batch, item_id = want.pop(g.generation_id)

@@ -18,6 +18,7 @@ from reelbatch.worker.engine.line import release
 from reelbatch.worker.engine.next import Next
 from reelbatch.worker.engine.outcome import fail, retry_or_fail
 from reelbatch.worker.engine.poll import poll_policy
+from reelbatch.worker.providers.base import FindsLostSubmits
 
 RECONCILE_AFTER_S = 3.0
 
@@ -105,7 +106,7 @@ def reconcile(ctx: WorkerContext, batch: str, item_id: str) -> list[Next]:
     if meta is None or rec is None or rec.state is not S.SUBMITTING:
         return []
     client = ctx.provider(meta.provider)
-    if not hasattr(client, "find"):
+    if not isinstance(client, FindsLostSubmits):
         return _cannot_ask(ctx, meta, rec)
     try:
         found = client.find(provider_request(rec.item, resolver(ctx)),

@@ -21,6 +21,7 @@ from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine.batch import enqueue
 from reelbatch.worker.engine.line import feed
 from reelbatch.worker.engine.next import Next
+from reelbatch.worker.providers import entry
 
 LOCK_S = 30.0
 SWEEP_GRACE_S = 60.0   # how late a sent step may run before the sweeper sends it again
@@ -91,7 +92,7 @@ def check_health(ctx: WorkerContext, meta: BatchMeta, now: float) -> str | None:
 def _stopped_by(ctx: WorkerContext, meta: BatchMeta, now: float) -> str | None:
     down = ctx.store.provider_down(meta.provider)
     if down and now - down.since >= ctx.settings.provider_unreachable_s:
-        url = ctx.settings.base_url_for(meta.provider)
+        url = entry(meta.provider).base_url(ctx.settings)
         return (f"{meta.provider} at {url} cannot be reached since {_clock(down.since)} "
                 f"({now - down.since:.0f} s): {down.why}")
     account = ctx.store.account_problem(meta.provider, meta.model)

@@ -1,4 +1,5 @@
-"""Provider clients behind one protocol (see base.py). Build one per worker process and reuse it."""
+"""Provider clients behind one protocol and its capability protocols (base.py), one registry entry
+each (registry.py). Build one client per worker process and reuse it."""
 
 from __future__ import annotations
 
@@ -6,27 +7,22 @@ import httpx
 
 from reelbatch.jobs.errors import PermanentProviderError
 from reelbatch.jobs.settings import Settings
-from reelbatch.worker.providers.aimlapi import AimlapiProvider
 from reelbatch.worker.providers.base import Provider
 from reelbatch.worker.providers.http import HttpSeam, build_client, host_credential
-from reelbatch.worker.providers.oxen import OxenProvider
+from reelbatch.worker.providers.registry import PROVIDERS, REGISTRY, ProviderEntry, entry
 
-PROVIDERS = ("oxen", "aimlapi", "simulator")
-KEY_VARIABLE = {"oxen": "OXEN_API_KEY", "aimlapi": "AIMLAPI_KEY", "simulator": "REELBATCH_SIMULATOR_KEY"}
+__all__ = ["PROVIDERS", "REGISTRY", "Provider", "ProviderEntry", "build_provider", "entry"]
 
 
 def build_provider(name: str, settings: Settings,
                    transport: httpx.BaseTransport | None = None) -> Provider:
-    """The client for ``name`` (oxen | aimlapi | simulator). The simulator speaks Oxen's protocol
-    and may run without a key; the real providers refuse to start without one."""
-    if name not in PROVIDERS:
-        raise PermanentProviderError(name, None, None, f"unknown provider {name!r}")
-    key = settings.key_for(name)
-    if not key and name != "simulator":
-        raise PermanentProviderError(name, None, None, f"no API key: set {KEY_VARIABLE[name]}")
-    base_url = settings.base_url_for(name)
+    """The client for ``name``; a PermanentProviderError for an unknown name, or a provider that
+    needs a key and has none."""
+    found = entry(name)
+    key = found.key(settings)
+    if not key and found.needs_key:
+        raise PermanentProviderError(name, None, None, f"no API key: set {found.key_variable}")
+    base_url = found.base_url(settings)
     http = HttpSeam(name, build_client(settings, base_url, key, transport), secrets=(key,) if key else ())
-    credential = host_credential(base_url, key)
-    if name == "aimlapi":
-        return AimlapiProvider(http, download_credential=credential)
-    return OxenProvider(http, name=name, download_credential=credential)
+    client: Provider = found.client(http, name=name, download_credential=host_credential(base_url, key))
+    return client

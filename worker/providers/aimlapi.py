@@ -15,11 +15,11 @@ an analytics pipeline whose lag is undocumented: not found yet is not "never cre
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from reelbatch.jobs.errors import CancelNotSupported, SubmitOutcomeUnknown, TransientProviderError
+from reelbatch.jobs.errors import SubmitOutcomeUnknown, TransientProviderError
 from reelbatch.jobs.item import ProviderRequest
 from reelbatch.worker.providers.base import Generation, RemoteStatus, normalised_status
 from reelbatch.worker.providers.http import HostCredential, HttpSeam, check_answer, error_message
@@ -91,9 +91,6 @@ def generation_from_answer(provider: str, answer: Mapping[str, Any]) -> Generati
 class AimlapiProvider:
     """The AI/ML API. It documents no cancel endpoint and no events, and this client says so."""
 
-    can_cancel = False
-    has_events = False
-    lists_generations = False   # no list endpoint: each generation is polled on its own
     charges_in_history = False  # the cost is on the poll answer (meta.usage)
 
     def __init__(self, http: HttpSeam, name: str = "aimlapi",
@@ -167,12 +164,6 @@ class AimlapiProvider:
     def check_key(self, model_id: str) -> None:
         """A poll of an id that does not exist: 401 for a refused key, 404 (fine) otherwise."""
         check_answer(lambda: self._http.json("GET", PATH, params={"generation_id": KEY_CHECK_ID}))
-
-    def cancel(self, generation_id: str) -> None:
-        raise CancelNotSupported(self.name, None, None, "the AI/ML API has no cancel endpoint")
-
-    def events(self) -> Iterator[Generation]:
-        raise NotImplementedError("the AI/ML API pushes no events; poll with get()")
 
     def close(self) -> None:
         self._http.close()

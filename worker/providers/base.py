@@ -7,7 +7,8 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
-from typing import Protocol, runtime_checkable
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
 from reelbatch.jobs.item import ProviderRequest
 from reelbatch.worker.providers.http import HostCredential
@@ -74,12 +75,10 @@ class Generation:
 
 
 class Provider(Protocol):
-    """A provider client. One instance per worker process; thread-safe."""
+    """What every provider client does. One instance per worker process; thread-safe. Optional
+    abilities are the small protocols below, which the engine tests with ``isinstance``."""
 
     name: str
-    can_cancel: bool
-    has_events: bool
-    lists_generations: bool    # many generations' states in one answer (``list_page``)
     charges_in_history: bool   # the charged cost comes later, from a history (``list_page`` rows)
     download_credential: HostCredential | None   # the key, for result URLs on the API's own host
 
@@ -97,15 +96,54 @@ class Provider(Protocol):
         """One cheap authenticated request: raises PermanentProviderError (401/403) for a refused
         key, ProviderUnreachable when the provider cannot be reached; any other answer passes."""
 
-    def cancel(self, generation_id: str) -> None:
-        """Cancel a queued or running generation; CancelNotSupported where the provider cannot."""
-
-    def events(self) -> Iterator[Generation]:
-        """Terminal generations as the provider pushes them (reconnecting with backoff);
-        only where ``has_events``."""
-
     def close(self) -> None:
         """Release connections."""
+
+
+@runtime_checkable
+class Cancels(Protocol):
+    """A provider that can stop a queued or running generation."""
+
+    def cancel(self, generation_id: str) -> None:
+        """Cancel it; a PermanentProviderError when it has already finished."""
+
+
+@runtime_checkable
+class StreamsEvents(Protocol):
+    """A provider that pushes completions on one stream (Oxen's events)."""
+
+    def events(self) -> Iterator[Generation]:
+        """Terminal generations as the provider pushes them (reconnecting with backoff)."""
+
+    def stream_is_open(self) -> bool:
+        """Whether the stream is connected now (the listener's health beacon)."""
+
+
+@runtime_checkable
+class ListsGenerations(Protocol):
+    """A provider that answers for many generations in one request (Oxen's queue and history)."""
+
+    def list_page(self, model: str | None = None, page: int = 1, page_size: int = 100) -> list[Generation]:
+        """One page of the history, newest first (``model`` None: every model)."""
+
+    def list_active(self, model: str | None = None) -> list[Generation]:
+        """The generations still queued or running."""
+
+
+@runtime_checkable
+class PublishesPrices(Protocol):
+    """A provider whose API says what a model costs."""
+
+    def model_pricing(self, model_id: str) -> dict[str, Any] | None:
+        """The model's ``pricing`` object as the provider publishes it; None when it has none."""
+
+
+@runtime_checkable
+class UploadsInputs(Protocol):
+    """A provider with storage for inputs: a local file is uploaded once and sent as its URL."""
+
+    def upload(self, path: Path) -> str:
+        """Upload the file and return the URL the provider reads it from."""
 
 
 @runtime_checkable

@@ -148,9 +148,6 @@ def _same(echoed: Any, sent: Any) -> bool:
 class OxenProvider:
     """Oxen's queue API. ``name`` is "oxen", or "simulator" when pointed at the local simulator."""
 
-    can_cancel = True
-    has_events = True
-    lists_generations = True    # GET /api/ai/queue (active) and /api/ai/generations (history)
     charges_in_history = True   # queue rows and events carry no cost; history rows do
 
     def __init__(self, http: HttpSeam, name: str = "oxen",
@@ -160,6 +157,9 @@ class OxenProvider:
         self.download_credential = download_credential
         self._closed = threading.Event()
         self.stream_open = False
+
+    def stream_is_open(self) -> bool:
+        return self.stream_open
 
     def __repr__(self) -> str:
         return f"OxenProvider(name={self.name!r}, base_url={str(self._http.client.base_url)!r})"

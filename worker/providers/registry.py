@@ -1,0 +1,76 @@
+"""One entry per provider: its client, where its key and base URL are set, and whether it runs
+without a key. What a provider can do beyond the ``Provider`` protocol is what its client class
+implements of the capability protocols in base.py (``abilities``); docs/providers.md says how to
+add one."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pydantic import SecretStr
+
+from reelbatch.jobs.errors import PermanentProviderError
+from reelbatch.jobs.settings import Settings, variable_of
+from reelbatch.worker.providers import base
+from reelbatch.worker.providers.aimlapi import AimlapiProvider
+from reelbatch.worker.providers.http import HostCredential, HttpSeam
+from reelbatch.worker.providers.oxen import OxenProvider
+
+ClientFactory = Callable[[HttpSeam, str, HostCredential | None], base.Provider]
+CAPABILITIES: tuple[type, ...] = (base.Cancels, base.StreamsEvents, base.ListsGenerations,
+                                  base.FindsLostSubmits, base.PublishesPrices, base.UploadsInputs)
+
+
+@dataclass(frozen=True)
+class ProviderEntry:
+    name: str
+    client: type                 # the client class, built as client(http, name=, download_credential=)
+    key_field: str               # the Settings field of its API key (its variable is the field's alias)
+    url_field: str               # the Settings field of its base URL
+    needs_key: bool = True       # the simulator runs without one
+
+    @property
+    def key_variable(self) -> str:
+        return variable_of(self.key_field)
+
+    @property
+    def url_variable(self) -> str:
+        return variable_of(self.url_field)
+
+    def key(self, settings: Settings) -> str | None:
+        """The API key its client sends; None when it is not configured."""
+        secret = getattr(settings, self.key_field)
+        return secret.get_secret_value() if isinstance(secret, SecretStr) else None
+
+    def base_url(self, settings: Settings) -> str:
+        return str(getattr(settings, self.url_field))
+
+    def environment(self, settings: Settings) -> dict[str, str]:
+        """Its key and URL as environment variables, however this process got them (its environment
+        or the working folder's .env), for a child process that reads no .env of the user's."""
+        env = {self.url_variable: self.base_url(settings)}
+        key = self.key(settings)
+        if key:
+            env[self.key_variable] = key
+        return env
+
+    def abilities(self) -> list[str]:
+        """The capability protocols its client implements (names from base.py)."""
+        return [cap.__name__ for cap in CAPABILITIES if issubclass(self.client, cap)]
+
+
+REGISTRY: dict[str, ProviderEntry] = {entry.name: entry for entry in (
+    ProviderEntry("oxen", OxenProvider, "oxen_api_key", "oxen_base_url"),
+    ProviderEntry("aimlapi", AimlapiProvider, "aimlapi_key", "aimlapi_base_url"),
+    # the simulator speaks Oxen's protocol (and the AI/ML API's under its own routes)
+    ProviderEntry("simulator", OxenProvider, "simulator_key", "simulator_url", needs_key=False),
+)}
+PROVIDERS = tuple(REGISTRY)
+
+
+def entry(name: str) -> ProviderEntry:
+    """The registry entry of ``name``; a PermanentProviderError for a name it does not hold."""
+    if name not in REGISTRY:
+        raise PermanentProviderError(name, None, None, f"unknown provider {name!r}")
+    return REGISTRY[name]
