@@ -34,6 +34,7 @@ from reelbatch.jobs.manifest import (
 )
 from reelbatch.jobs.names import file_key, file_stem, id_part
 from reelbatch.jobs.settings import Settings
+from reelbatch.jobs.variants import Variant, variants
 
 Where = tuple[str, int | None, str]  # file, line, field
 PARAM_NAMES = frozenset(ParamSpec.model_fields)
@@ -42,7 +43,6 @@ TEMPLATED = ("prompt", "start_image", "end_image", "video")
 # is kept as it is.
 PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
 BRACE_HINT = "write {{ and }} for literal braces"
-MATRIX_TAGS = {"prompt": "p", "start_image": "img", "end_image": "end", "video": "vid"}
 ROW_FORMATS = (".csv", ".jsonl", ".ndjson")
 SURROGATE = re.compile("[\ud800-\udfff]")
 MAX_ID_CHARS = 200
@@ -58,15 +58,6 @@ class Source:
     where: Where
     vars: dict[str, tuple[Any, ...]]
     from_row: bool = False
-
-
-@dataclass(frozen=True)
-class Variant:
-    """One matrix combination: its id label, the parameters it sets, and where they come from."""
-
-    label: tuple[str, ...]
-    values: dict[str, Any]
-    origins: dict[str, Where]
 
 
 def at(exc: ManifestError, where: Where) -> ManifestError:
@@ -241,39 +232,7 @@ def _check_cap(manifest: Manifest, count: int, cap: int) -> None:
                              "shrink the matrix, repeat or vars, or raise max_items", (where,))
 
 
-# --- variants ---
-
-def _matrix_label(name: str, value: Any, index: int) -> str:
-    if name == "duration":
-        return f"d{value}"
-    if name == "aspect_ratio":
-        return "ar" + id_part(str(value).replace(":", "x"))
-    if name == "keep_audio":
-        return "audio" if value else "mute"
-    return f"{MATRIX_TAGS[name]}{index + 1}"
-
-
-def _matrix_value(manifest: Manifest, name: str, index: int, value: Any) -> Any:
-    try:
-        return ParamSpec.model_validate({name: value}).given()[name]
-    except ValidationError as exc:
-        path = ("matrix", name, index)
-        raise validation_error(exc, lambda _loc, msg: manifest.error(msg, path)) from None
-
-
-def variants(manifest: Manifest) -> list[Variant]:
-    axes = []
-    for name, values in manifest.matrix.items():
-        axes.append([(name, i, _matrix_value(manifest, name, i, v)) for i, v in enumerate(values)])
-    found = []
-    for combo in itertools.product(*axes):
-        found.append(Variant(
-            tuple(_matrix_label(n, v, i) for n, i, v in combo),
-            {n: v for n, _, v in combo},
-            {n: (str(manifest.source), manifest.line_of(("matrix", n, i)), f"matrix.{n}[{i}]")
-             for n, i, _ in combo}))
-    return found
-
+# --- variables ---
 
 def _var_combos(source: Source) -> Iterator[tuple[tuple[str, ...], dict[str, Any]]]:
     names = list(source.vars)
