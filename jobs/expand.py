@@ -11,14 +11,14 @@ import json
 import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from reelbatch.jobs import inputs
+from reelbatch.jobs import file_rows, inputs
 from reelbatch.jobs.catalog import MediaLimits, ModelSpec, catalog, check_params, price_per_second
 from reelbatch.jobs.content import content_key, file_sha256, keyed_json
 from reelbatch.jobs.errors import ManifestError
@@ -83,7 +83,7 @@ def _item_sources(manifest: Manifest, defaults: dict[str, Any],
         path = ("items", index)
         given = spec.given()
         given.pop("id"), given.pop("vars", None)
-        used = placeholders({**defaults, **given})
+        used = placeholders({**defaults, **given}) | _matrix_placeholders(manifest)
         for name, values in spec.vars.items():
             if isinstance(values, list) and not values:
                 raise manifest.error("empty list; expected at least one value", (*path, "vars", name))
@@ -95,6 +95,18 @@ def _item_sources(manifest: Manifest, defaults: dict[str, Any],
         yield Source(spec.id, {**defaults, **given},
                      {**origins, **_origins(manifest, path, given)}, where,
                      {k: _as_tuple(v) for k, v in spec.vars.items()})
+
+
+def _matrix_placeholders(manifest: Manifest) -> set[str]:
+    """The names the matrix's text values refer to (``prompt: {walk: "the {animal} walks"}``)."""
+    found: set[str] = set()
+    for name, values in manifest.matrix.items():
+        texts = values.values() if isinstance(values, dict) else values
+        for text in texts:
+            for inner in (text.values() if isinstance(text, dict) else (text,)):
+                if isinstance(inner, str):
+                    found |= placeholders({name: inner})
+    return found
 
 
 # --- sources: items_from rows ---
@@ -209,11 +221,33 @@ def _row_sources(manifest: Manifest, settings: Settings, defaults: dict[str, Any
                             None, "items_from")
 
 
-def sources(manifest: Manifest, settings: Settings) -> list[Source]:
+def _file_sources(manifest: Manifest, spec: ModelSpec, defaults: dict[str, Any],
+                  origins: dict[str, Where]) -> Iterator[Source]:
+    """One item per media file of a folder or a glob (jobs/file_rows.py)."""
+    ref = manifest.items_from or ""
+    try:
+        files = file_rows.media_files(ref, manifest.folder,
+                                      file_rows.suffixes_for(spec.takes, spec.image_formats))
+    except ManifestError as exc:
+        raise manifest.error(exc.message, ("items_from",)) from None
+    for path in files:
+        row = file_rows.file_row(path)
+        try:
+            item = safe_id(row["name"])
+        except ValueError as exc:
+            raise ManifestError(f"cannot be an item id: {exc}", str(path), None, "name") from None
+        yield Source(item, dict(defaults), dict(origins), (str(path), None, ""),
+                     {k: (v,) for k, v in row.items()}, from_row=True)
+
+
+def sources(manifest: Manifest, settings: Settings, spec: ModelSpec | None = None) -> list[Source]:
     defaults = manifest.defaults.given()
     origins = _origins(manifest, ("defaults",), defaults)
     found = list(_item_sources(manifest, defaults, origins))
-    if manifest.items_from:
+    if manifest.items_from and spec is not None and file_rows.is_file_set(manifest.items_from,
+                                                                          manifest.folder):
+        found += _file_sources(manifest, spec, defaults, origins)
+    elif manifest.items_from:
         found += _row_sources(manifest, settings, defaults, origins)
     return found
 
@@ -374,8 +408,9 @@ class Expander:
     media: MediaChecker
 
     def checked(self, source: Source, variant: Variant, env: dict[str, Any]) -> dict[str, Any]:
-        values = {**_filled(source, env), **variant.values}
         origins = {**source.origins, **variant.origins}
+        values = _filled(replace(source, values={**source.values, **variant.values}, origins=origins),
+                         env)
         try:
             values = self.media.resolved(values)
         except ManifestError as exc:
@@ -438,7 +473,7 @@ def _add_unique(item: Item, where: Where, seen: dict[str, tuple[str, Where]], ou
 def expand(manifest: Manifest, settings: Settings) -> list[Item]:
     """Every item the manifest describes, validated against the model catalogue."""
     spec = catalog().model_for(manifest.provider, manifest.model)
-    found = sources(manifest, settings)
+    found = sources(manifest, settings, spec)
     _check_cap(manifest, count_items(manifest, found), settings.max_items)
     expander = Expander(manifest, spec, price_per_second(manifest.provider, spec,
                                                          settings.price_overrides),
