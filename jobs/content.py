@@ -79,6 +79,19 @@ def legacy_key(item: Item) -> str:
     return content_key(item.provider, item.model, params_json(item.params), item.sample)
 
 
+def rekeyed(item: Item) -> str | None:
+    """The key by bytes of an item saved with path keys, while its local files are where they were
+    (None for an item keyed the new way, or whose files are gone)."""
+    local = [ref for ref in media_refs(item.params) if is_local(ref)]
+    if not local or item.content_key != legacy_key(item):
+        return None
+    try:
+        digests = {ref: file_sha256(ref) for ref in local}
+    except OSError:
+        return None
+    return content_key(item.provider, item.model, keyed_json(item.params, digests), item.sample)
+
+
 def moved_same_work(old: Item, new: Item, old_folder: Path | None, new_folder: Path,
                     digest: Callable[[str], str | None] | None = None) -> bool:
     """``old`` was keyed by its local paths, and ``new`` asks for the same request: the same

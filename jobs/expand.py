@@ -3,70 +3,33 @@ with a readable, stable id and a content key (the hash of what is generated)."""
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import itertools
-import json
 import math
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
-from reelbatch.jobs import inputs
+from reelbatch.jobs import file_rows, inputs
 from reelbatch.jobs.catalog import MediaLimits, ModelSpec, catalog, check_params, price_per_second
 from reelbatch.jobs.content import content_key, file_sha256, keyed_json
 from reelbatch.jobs.errors import ManifestError
 from reelbatch.jobs.item import Element, Item, Params
-from reelbatch.jobs.manifest import (
-    Manifest,
-    ParamSpec,
-    YamlPath,
-    dotted,
-    read_text,
-    safe_id,
-    validation_error,
-)
+from reelbatch.jobs.manifest import Manifest, YamlPath, dotted
 from reelbatch.jobs.names import file_key, file_stem, id_part
+from reelbatch.jobs.rows import Source, Where, file_sources, row_sources
 from reelbatch.jobs.settings import Settings
+from reelbatch.jobs.variants import Variant, variants
 
-Where = tuple[str, int | None, str]  # file, line, field
-PARAM_NAMES = frozenset(ParamSpec.model_fields)
 TEMPLATED = ("prompt", "start_image", "end_image", "video")
 # `{name}` is a placeholder; `{{` and `}}` are literal braces (as in str.format); any other brace
 # is kept as it is.
 PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
 BRACE_HINT = "write {{ and }} for literal braces"
-MATRIX_TAGS = {"prompt": "p", "start_image": "img", "end_image": "end", "video": "vid"}
-ROW_FORMATS = (".csv", ".jsonl", ".ndjson")
-SURROGATE = re.compile("[\ud800-\udfff]")
 MAX_ID_CHARS = 200
-
-
-@dataclass(frozen=True)
-class Source:
-    """One item before expansion: an entry of ``items`` or a row of ``items_from``."""
-
-    id: str
-    values: dict[str, Any]
-    origins: dict[str, Where]
-    where: Where
-    vars: dict[str, tuple[Any, ...]]
-    from_row: bool = False
-
-
-@dataclass(frozen=True)
-class Variant:
-    """One matrix combination: its id label, the parameters it sets, and where they come from."""
-
-    label: tuple[str, ...]
-    values: dict[str, Any]
-    origins: dict[str, Where]
 
 
 def at(exc: ManifestError, where: Where) -> ManifestError:
@@ -92,7 +55,7 @@ def _item_sources(manifest: Manifest, defaults: dict[str, Any],
         path = ("items", index)
         given = spec.given()
         given.pop("id"), given.pop("vars", None)
-        used = placeholders({**defaults, **given})
+        used = placeholders({**defaults, **given}) | _matrix_placeholders(manifest)
         for name, values in spec.vars.items():
             if isinstance(values, list) and not values:
                 raise manifest.error("empty list; expected at least one value", (*path, "vars", name))
@@ -106,124 +69,27 @@ def _item_sources(manifest: Manifest, defaults: dict[str, Any],
                      {k: _as_tuple(v) for k, v in spec.vars.items()})
 
 
-# --- sources: items_from rows ---
-
-def _csv_rows(text: str, path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
-    try:
-        _check_header(reader.fieldnames, path)
-        for row in reader:
-            _check_width(row, reader, path)
-            if row.get("images"):
-                row["images"] = [part.strip() for part in row["images"].split("|")]
-            yield reader.line_num, row
-    except csv.Error as exc:   # the row starts after the last one read whole
-        raise ManifestError(f"not readable as CSV: {exc} (an unclosed quote?)", str(path),
-                            reader.line_num + 1, "row") from None
+def _matrix_placeholders(manifest: Manifest) -> set[str]:
+    """The names the matrix's text values refer to (``prompt: {walk: "the {animal} walks"}``)."""
+    found: set[str] = set()
+    for name, values in manifest.matrix.items():
+        texts = values.values() if isinstance(values, dict) else values
+        for text in texts:
+            for inner in (text.values() if isinstance(text, dict) else (text,)):
+                if isinstance(inner, str):
+                    found |= placeholders({name: inner})
+    return found
 
 
-def _check_header(columns: Sequence[str] | None, path: Path) -> None:
-    if not columns:
-        raise ManifestError("the file is empty; expected a header line of column names, then rows",
-                            str(path), 1, "header")
-    if len(columns) == 1 and (sep := next((d for d in ";\t|" if d in columns[0]), None)):
-        raise ManifestError(f"one column {columns[0]!r} found: the file looks separated by "
-                            f"{sep!r}; expected commas", str(path), 1, "header")
-
-
-def _check_width(row: dict[str | None, Any], reader: csv.DictReader[str], path: Path) -> None:
-    """Each row has exactly the header's columns."""
-    columns = len(reader.fieldnames or ())
-    if None in row:
-        raise ManifestError(f"more values than the header's {columns} columns", str(path),
-                            reader.line_num, "row")
-    if any(value is None for value in row.values()):
-        found = sum(value is not None for value in row.values())
-        raise ManifestError(f"{found} values; the header has {columns} columns", str(path),
-                            reader.line_num, "row")
-
-
-def _jsonl_rows(text: str, path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    for line, raw in enumerate(text.splitlines(), start=1):
-        if not raw.strip():
-            continue
-        try:
-            row = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise ManifestError(f"invalid JSON: {exc.msg}", str(path), line, "row") from None
-        if not isinstance(row, dict):
-            raise ManifestError("a row must be a JSON object", str(path), line, "row")
-        _check_text(row, path, line)
-        yield line, row
-
-
-def _check_text(value: Any, path: Path, line: int, field: str = "row") -> None:
-    """JSON may escape half a UTF-16 pair (``\\ud800``): that is no text, and nothing could send it."""
-    if isinstance(value, dict):
-        for key, inner in value.items():
-            _check_text(key, path, line, field)
-            _check_text(inner, path, line, str(key))
-    elif isinstance(value, list):
-        for inner in value:
-            _check_text(inner, path, line, field)
-    elif isinstance(value, str) and (bad := SURROGATE.search(value)):
-        raise ManifestError(f"a lone surrogate escape \\u{ord(bad[0]):04x} is not text; expected "
-                            "valid Unicode (a pair, or the character itself)", str(path), line, field)
-
-
-def _rows_file(manifest: Manifest) -> Path:
-    try:
-        path = inputs.local_path(manifest.items_from or "", manifest.folder)
-        found = path.is_file()
-    except (ManifestError, OSError):
-        raise manifest.error(f"{manifest.items_from!r} is not a valid path", ("items_from",)) from None
-    if path.suffix.lower() not in ROW_FORMATS:
-        raise manifest.error(f"{path.name}: expected a .csv or .jsonl file", ("items_from",))
-    if not found:
-        raise manifest.error(f"file not found: {path}", ("items_from",))
-    return path
-
-
-def _row_params(row: dict[str, Any], path: Path, line: int) -> dict[str, Any]:
-    given = {k: v for k, v in row.items() if k in PARAM_NAMES and v not in (None, "")}
-    try:
-        return ParamSpec.model_validate(given).given()
-    except ValidationError as exc:
-        def locate(loc: YamlPath, message: str) -> ManifestError:
-            return ManifestError(message, str(path), line, dotted(loc))
-        raise validation_error(exc, locate) from None
-
-
-def _row_id(row: dict[str, Any], path: Path, line: int, index: int) -> str:
-    try:
-        return safe_id(str(row.get("id") or f"{path.stem}-{index}"))
-    except ValueError as exc:
-        raise ManifestError(str(exc), str(path), line, "id") from None
-
-
-def _row_sources(manifest: Manifest, settings: Settings, defaults: dict[str, Any],
-                 origins: dict[str, Where]) -> Iterator[Source]:
-    path = _rows_file(manifest)
-    text = read_text(path, settings.max_items_from_bytes, "max_items_from_bytes")
-    rows = _jsonl_rows(text, path) if path.suffix.lower() != ".csv" else _csv_rows(text, path)
-    index = 0
-    for index, (line, row) in enumerate(rows, start=1):
-        params = _row_params(row, path, line)
-        here = {name: (str(path), line, name) for name in params}
-        scalars = {k: (v,) for k, v in row.items() if isinstance(v, str | int | float | bool)}
-        yield Source(_row_id(row, path, line, index), {**defaults, **params}, {**origins, **here},
-                     (str(path), line, ""), scalars, from_row=True)
-    if index == 0:
-        raise ManifestError("no rows; expected at least one item below the header", str(path),
-                            None, "items_from")
-
-
-def sources(manifest: Manifest, settings: Settings) -> list[Source]:
+def sources(manifest: Manifest, settings: Settings, spec: ModelSpec | None = None) -> list[Source]:
     defaults = manifest.defaults.given()
     origins = _origins(manifest, ("defaults",), defaults)
     found = list(_item_sources(manifest, defaults, origins))
-    if manifest.items_from:
-        found += _row_sources(manifest, settings, defaults, origins)
+    if manifest.items_from and spec is not None and file_rows.is_file_set(manifest.items_from,
+                                                                          manifest.folder):
+        found += file_sources(manifest, spec, defaults, origins)
+    elif manifest.items_from:
+        found += row_sources(manifest, settings, defaults, origins)
     return found
 
 
@@ -241,39 +107,7 @@ def _check_cap(manifest: Manifest, count: int, cap: int) -> None:
                              "shrink the matrix, repeat or vars, or raise max_items", (where,))
 
 
-# --- variants ---
-
-def _matrix_label(name: str, value: Any, index: int) -> str:
-    if name == "duration":
-        return f"d{value}"
-    if name == "aspect_ratio":
-        return "ar" + id_part(str(value).replace(":", "x"))
-    if name == "keep_audio":
-        return "audio" if value else "mute"
-    return f"{MATRIX_TAGS[name]}{index + 1}"
-
-
-def _matrix_value(manifest: Manifest, name: str, index: int, value: Any) -> Any:
-    try:
-        return ParamSpec.model_validate({name: value}).given()[name]
-    except ValidationError as exc:
-        path = ("matrix", name, index)
-        raise validation_error(exc, lambda _loc, msg: manifest.error(msg, path)) from None
-
-
-def variants(manifest: Manifest) -> list[Variant]:
-    axes = []
-    for name, values in manifest.matrix.items():
-        axes.append([(name, i, _matrix_value(manifest, name, i, v)) for i, v in enumerate(values)])
-    found = []
-    for combo in itertools.product(*axes):
-        found.append(Variant(
-            tuple(_matrix_label(n, v, i) for n, i, v in combo),
-            {n: v for n, _, v in combo},
-            {n: (str(manifest.source), manifest.line_of(("matrix", n, i)), f"matrix.{n}[{i}]")
-             for n, i, _ in combo}))
-    return found
-
+# --- variables ---
 
 def _var_combos(source: Source) -> Iterator[tuple[tuple[str, ...], dict[str, Any]]]:
     names = list(source.vars)
@@ -415,8 +249,9 @@ class Expander:
     media: MediaChecker
 
     def checked(self, source: Source, variant: Variant, env: dict[str, Any]) -> dict[str, Any]:
-        values = {**_filled(source, env), **variant.values}
         origins = {**source.origins, **variant.origins}
+        values = _filled(replace(source, values={**source.values, **variant.values}, origins=origins),
+                         env)
         try:
             values = self.media.resolved(values)
         except ManifestError as exc:
@@ -479,7 +314,7 @@ def _add_unique(item: Item, where: Where, seen: dict[str, tuple[str, Where]], ou
 def expand(manifest: Manifest, settings: Settings) -> list[Item]:
     """Every item the manifest describes, validated against the model catalogue."""
     spec = catalog().model_for(manifest.provider, manifest.model)
-    found = sources(manifest, settings)
+    found = sources(manifest, settings, spec)
     _check_cap(manifest, count_items(manifest, found), settings.max_items)
     expander = Expander(manifest, spec, price_per_second(manifest.provider, spec,
                                                          settings.price_overrides),

@@ -134,7 +134,7 @@ class Manifest(BaseModel):
     model: str
     output: Path
     defaults: ParamSpec = Field(default_factory=ParamSpec)
-    matrix: dict[str, list[Any]] = Field(default_factory=dict)
+    matrix: dict[str, list[Any] | dict[str, Any]] = Field(default_factory=dict)   # jobs/variants.py
     repeat: int = Field(1, ge=1)
     items: list[ItemSpec] = Field(default_factory=list)
     items_from: str | None = None

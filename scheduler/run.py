@@ -93,7 +93,8 @@ def describe_registration(name: str, total: int, reg: Registration) -> str:
         (reg.dropped, "left the manifest and dropped"),
         (reg.retired, "left the manifest (videos kept aside)"),
         (reg.finishing, "left the manifest and finish what they started"),
-        (reg.adopted, "made in the output folder by another store: adopted")) if n]
+        (reg.adopted, "made in the output folder by another store: adopted"),
+        (reg.renamed, "of them under a new id, with the same content: kept")) if n]
     return f"batch [bold]{escape(name)}[/]: {total} items ({', '.join(parts)})"
 
 

@@ -43,6 +43,14 @@ def set_aside(meta: BatchMeta, rec: ItemRecord) -> str | None:
     return rec.file
 
 
+def rename(meta: BatchMeta, rec: ItemRecord, item_id: str) -> str | None:
+    """Move an item's files to the names of its new id (the same content under another id)."""
+    new = file_stem(item_id) + VIDEO
+    if rec.file and rec.file != new and _move(Path(meta.output), rec.file, new):
+        return new
+    return rec.file
+
+
 def restore(meta: BatchMeta, rec: ItemRecord) -> str | None:
     """Bring a set-aside version's files back under the item's own name (when it is free)."""
     folder, main = Path(meta.output), main_name(rec)

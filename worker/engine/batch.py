@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from reelbatch.jobs.content import moved_same_work
+from reelbatch.jobs.content import moved_same_work, rekeyed
 from reelbatch.jobs.errors import ManifestError
 from reelbatch.jobs.item import Item
 from reelbatch.jobs.state import IN_FLIGHT, RESUME, ItemState as S
@@ -34,6 +34,7 @@ class Registration:
     retired: int = 0      # left the manifest after being paid for: kept aside
     finishing: int = 0    # left the manifest while in flight: finished and recorded
     adopted: int = 0      # made into the output folder by another store: kept, not generated
+    renamed: int = 0      # the same content under a new id (matrix tags were positional): kept
 
 
 
@@ -64,9 +65,10 @@ def register(store: Store, plan, start_at: float | None = None, adopt: bool = Fa
         meta = meta.model_copy(update={"created_at": old.created_at, "cancelled": old.cancelled,
                                        "abandon": old.abandon})
     current = {rec.item_id: rec for rec in store.items(meta.name)}
-    _upgrade_moved(store, meta.name, plan.items, current, _folder(old), plan.manifest.folder)
-    _refuse_edits_in_flight(plan.items, current)
     reg = Registration()
+    _upgrade_moved(store, meta.name, plan.items, current, _folder(old), plan.manifest.folder)
+    _adopt_renamed(store, meta, plan.items, current, reg)
+    _refuse_edits_in_flight(plan.items, current)
     store.save_batch(meta)
     store.clear_account_problem(meta.provider, meta.model)   # a new key, a top-up: try again
     store.track_estimates(meta.name, current.values())   # a batch registered before: count them now
@@ -106,6 +108,31 @@ def _upgrade_moved(store: Store, batch: str, items: list[Item], current: dict[st
         if moved_same_work(rec.item, item, old_folder, new_folder):
             store.update(batch, item.item_id, spec=item.model_dump_json())
             current[item.item_id] = rec.model_copy(update={"item": item})
+
+
+def _adopt_renamed(store: Store, meta: BatchMeta, items: list[Item], current: dict[str, ItemRecord],
+                   reg: Registration) -> None:
+    """A new id whose content an item leaving the manifest has (matrix values were tagged by
+    position before; a value moved): that item's record, generation and files take the new id."""
+    wanted = {item.item_id for item in items}
+    leaving: dict[str, list[ItemRecord]] = {}
+    for rec in current.values():
+        if rec.item_id not in wanted and rec.state not in IN_FLIGHT:
+            for key in filter(None, (rec.item.content_key, rekeyed(rec.item))):
+                leaving.setdefault(key, []).append(rec)
+    for item in items:
+        candidates = leaving.get(item.content_key, [])
+        while candidates and candidates[0].item_id not in current:
+            candidates.pop(0)   # taken by an earlier new id
+        if item.item_id in current or not candidates:
+            continue
+        rec = candidates.pop(0)
+        moved = rec.model_copy(update={"item": item, "file": outputs.rename(meta, rec, item.item_id)})
+        store.remove_item(meta.name, rec)
+        store.restore_item(meta.name, moved)
+        del current[rec.item_id]
+        current[item.item_id] = moved
+        reg.renamed += 1
 
 
 def _refuse_edits_in_flight(items: list[Item], current: dict[str, ItemRecord]) -> None:
