@@ -16,7 +16,7 @@ from kombu.exceptions import OperationalError
 from pydantic import ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from reelbatch.jobs.errors import ManifestError, ServiceUnavailable
+from reelbatch.jobs.errors import ManifestError, ManifestErrors, ServiceUnavailable
 from reelbatch.jobs.files import NotARegularFile
 from reelbatch.jobs.settings import settings_error
 
@@ -53,6 +53,10 @@ class _Group(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except ManifestErrors as exc:
+            for line in exc.lines()[:-1]:
+                click.echo(f"reelbatch: error: {line}", err=True)
+            _fail(f"error: {exc.lines()[-1]}", EXIT_BAD_INPUT)
         except ManifestError as exc:
             _fail(f"error: {exc}", EXIT_BAD_INPUT)
         except ValidationError as exc:    # a setting from the environment
