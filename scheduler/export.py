@@ -27,6 +27,7 @@ import json
 import os
 import shutil
 import stat
+import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -83,12 +84,20 @@ def destination(path: Path | str, explicit: bool = True) -> Iterator[None]:
         raise click.UsageError(f"cannot write {path}: {exc.strerror or type(exc).__name__}") from None
 
 
+class PipeClosed(Exception):
+    """Standard output was closed by its reader before the export was written."""
+
+
 def write_out(target: Path | str, write: Writer) -> Path | str:
     """``write`` into ``target`` atomically, or to standard output for ``-`` (as UTF-8)."""
     if str(target) == STDOUT:
         stream = io.TextIOWrapper(click.get_binary_stream("stdout"), encoding="utf-8", newline="")
-        write(stream)
-        stream.flush()
+        try:
+            write(stream)
+            stream.flush()
+        except BrokenPipeError:     # `export --out - | head -1`: the reader has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # no error at exit
+            raise PipeClosed() from None
         stream.detach()
         return STDOUT
     with atomic_write(Path(target)) as fh:
@@ -324,7 +333,10 @@ def export_batch(settings: Settings, batch: str, fmt: str, layout: str, out: Pat
                        f"downloaded (e.g. {', '.join(done.missing[:3])}); `reelbatch run` fetches them again",
                        err=True)
         return 0
-    path = export_index(meta, records, fmt, out)
+    try:
+        path = export_index(meta, records, fmt, out)
+    except PipeClosed:
+        return 0
     click.echo(f"{batch}: {len(records)} items -> {'standard output' if path == STDOUT else path}",
                err=path == STDOUT)
     return 0

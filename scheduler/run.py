@@ -30,6 +30,7 @@ from reelbatch.scheduler.notify import PAUSED, notify_batch, notify_run, urls_fo
 from reelbatch.scheduler.plan import Plan, plan_batch
 from reelbatch.scheduler.progress import NORMAL, QUIET, Display, make_progress
 from reelbatch.scheduler.simproc import SimulatorProcess
+from reelbatch.scheduler.status import ran, rerun_command
 from reelbatch.worker.app import use_broker
 from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.control import (
@@ -262,11 +263,16 @@ def _summary(ctx: WorkerContext, name: str, console: Console) -> int:
     counts = ctx.store.counts(name)
     meta = ctx.store.batch(name)
     parts = ", ".join(f"{n} {s.value}" for s, n in counts.items() if n)
-    console.print(f"[bold]{name}[/]: {parts}; {ctx.store.spend(name).label()}; "
+    took = ran(*ctx.store.pace(name))
+    console.print(f"[bold]{name}[/]: {parts}; {ctx.store.spend(name).label()}{'; ' + took if took else ''}; "
                   f"results in {Path(meta.output) / RESULTS}", soft_wrap=True)
-    for rec in ctx.store.items(name, S.FAILED):
+    failed = list(ctx.store.items(name, S.FAILED))
+    for rec in failed:
         console.print(f"  [red]failed[/] {rec.item_id}: [{rec.error_kind}] {rec.error}")
     if counts[S.PENDING]:
         console.print(f"  {counts[S.PENDING]} items wait for the budget: raise "
                       "limits.max_cost_usd and run again")
+    if failed:    # the last line: the command that tries them again
+        console.print(f"rerun the failed: {rerun_command(name, meta.manifest, (r.error_kind for r in failed))}",
+                      markup=False, highlight=False, soft_wrap=True)
     return 0 if counts[S.SUCCEEDED] == sum(counts.values()) else 1
