@@ -93,6 +93,8 @@ def plan_summary(plan: Plan) -> str:
             f"estimated ${plan.estimated_cost_usd:,.2f}")
     if budget is not None:
         text += f" (budget ${budget:,.2f})"
+    if m.provider == "simulator":
+        text += " at the catalogue's price, to be charged by the simulator: not real money"
     return text + f"\noutput: {m.output}"
 
 

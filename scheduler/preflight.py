@@ -4,15 +4,18 @@ the output folder can be written, the provider's key is well formed and accepted
 from __future__ import annotations
 
 import re
+import socket
+from urllib.parse import urlsplit
 
 from reelbatch.jobs.catalog import catalog
-from reelbatch.jobs.errors import ManifestError, PermanentProviderError, ProviderUnreachable
+from reelbatch.jobs.errors import ManifestError, PermanentProviderError, ProviderUnreachable, ServiceUnavailable
 from reelbatch.jobs.manifest import Manifest
 from reelbatch.jobs.settings import Settings
 from reelbatch.jobs.store import Store
 from reelbatch.scheduler.embedded import usable_dir
 from reelbatch.worker.providers import KEY_VARIABLE, build_provider
 
+BASE_URL_VARIABLE = {"oxen": "OXEN_BASE_URL", "aimlapi": "AIMLAPI_BASE_URL"}
 KEY_CHARACTERS = re.compile(r"[\x21-\x7e]+")   # printable ASCII, no spaces: what a header can carry
 
 
@@ -52,3 +55,20 @@ def check_key(settings: Settings, provider: str, model: str) -> str | None:
 def provider_answers(store: Store, provider: str) -> None:
     """The key check got an answer: an earlier "unreachable" mark is out of date."""
     store.clear_provider_down(provider)
+
+
+def check_host(settings: Settings, provider: str) -> None:
+    """A provider base URL whose host does not resolve is a typo or no network, not an outage to
+    wait out: one line and exit 3 at once."""
+    if provider not in BASE_URL_VARIABLE:
+        return
+    url = settings.base_url_for(provider)
+    host = urlsplit(url).hostname
+    if not host:
+        return
+    try:
+        socket.getaddrinfo(host, None)
+    except (socket.gaierror, UnicodeError) as exc:
+        why = exc.strerror if isinstance(exc, socket.gaierror) else "not a host name"
+        raise ServiceUnavailable(f"{provider}: the host {host!r} of {BASE_URL_VARIABLE[provider]} ({url}) "
+                                 f"does not resolve ({why}): check the URL and the network") from None

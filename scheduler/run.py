@@ -30,7 +30,7 @@ from reelbatch.scheduler.notify import PAUSED, notify_batch, notify_run, urls_fo
 from reelbatch.scheduler.plan import Plan, plan_batch
 from reelbatch.scheduler.progress import NORMAL, QUIET, Display, make_progress
 from reelbatch.scheduler.simproc import SimulatorProcess
-from reelbatch.scheduler.status import ran, rerun_command
+from reelbatch.scheduler.status import SIMULATED, ran, rerun_command
 from reelbatch.worker.app import use_broker
 from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.control import (
@@ -118,6 +118,7 @@ def _preflight(plan: Plan, settings: Settings) -> None:
     if settings.broker_url is None and provider != "simulator" and settings.key_for(provider) is None:
         raise ManifestError(f"{KEY_VARIABLE[provider]} is not set; the {provider} provider needs it",
                             field=KEY_VARIABLE[provider])
+    preflight.check_host(settings, provider)
 
 
 @dataclass(frozen=True)
@@ -264,7 +265,8 @@ def _summary(ctx: WorkerContext, name: str, console: Console) -> int:
     meta = ctx.store.batch(name)
     parts = ", ".join(f"{n} {s.value}" for s, n in counts.items() if n)
     took = ran(*ctx.store.pace(name))
-    console.print(f"[bold]{name}[/]: {parts}; {ctx.store.spend(name).label()}{'; ' + took if took else ''}; "
+    money = ctx.store.spend(name).label() + (SIMULATED if meta.provider == "simulator" else "")
+    console.print(f"[bold]{name}[/]: {parts}; {money}{'; ' + took if took else ''}; "
                   f"results in {Path(meta.output) / RESULTS}", soft_wrap=True)
     failed = list(ctx.store.items(name, S.FAILED))
     for rec in failed:

@@ -28,6 +28,8 @@ from reelbatch.scheduler.broker import connect, connect_batch
 from reelbatch.scheduler.console import output_console
 from reelbatch.scheduler.progress import PlainProgress, hms, settled
 
+SIMULATED = " (charged by the simulator: not real money)"
+
 
 def summary(store: Store, batch: str, now: float | None = None) -> dict:
     """The batch at a glance, from counters the store keeps (per-state counts and estimated cost,

@@ -66,7 +66,7 @@ def test_the_run_summary_gives_its_times_and_ends_with_the_rerun_command(store, 
     console = Console(file=io.StringIO(), width=80)
     code = _summary(WorkerContext(Settings(REELBATCH_BROKER_URL=redis_url)), "night", console)
     lines = console.file.getvalue().splitlines()
-    assert code == 1 and "ran 1:35, " in lines[0]
+    assert code == 1 and "ran 1:35, " in lines[0] and "charged by the simulator: not real money" in lines[0]
     assert lines[-1] == f"rerun the failed: reelbatch retry night && reelbatch run {tmp_path / 'night.yaml'}"
     info = json.loads(reelbatch("status", "night", "--json", env=cli_env(tmp_path / "data",
                                                                           REELBATCH_BROKER_URL=redis_url)).stdout)
@@ -135,3 +135,16 @@ def test_every_help_ends_with_examples():
         shown = runner.invoke(main, [name, "--help"]).output.rstrip().splitlines()
         examples = [line for line in shown[-3:] if "reelbatch " in line and "--help" not in line]
         assert examples, f"{name} --help ends without an example: {shown[-3:]}"
+
+
+def test_a_provider_host_that_does_not_resolve_is_one_line_and_exit_3(tmp_path):
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text("version: 1\nname: typo\nprovider: oxen\nmodel: kling-o1/image-to-video\n"
+                        f"output: {tmp_path / 'out'}\n"
+                        "items:\n  - {id: a, prompt: hi, start_image: https://e.org/a.png}\n")
+    env = cli_env(tmp_path / "data", OXEN_BASE_URL="https://hub.oxen-typo.invalid", OXEN_API_KEY="k-123")
+    done = reelbatch("run", str(manifest), env=env, timeout=60)
+    assert done.returncode == 3, done.stderr
+    [line] = done.stderr.splitlines()
+    assert "'hub.oxen-typo.invalid' of OXEN_BASE_URL" in line and "does not resolve" in line
+    assert not (tmp_path / "data" / "redis.port").exists()                 # nothing was started
