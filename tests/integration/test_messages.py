@@ -148,3 +148,16 @@ def test_a_provider_host_that_does_not_resolve_is_one_line_and_exit_3(tmp_path):
     [line] = done.stderr.splitlines()
     assert "'hub.oxen-typo.invalid' of OXEN_BASE_URL" in line and "does not resolve" in line
     assert not (tmp_path / "data" / "redis.port").exists()                 # nothing was started
+
+
+def test_a_batch_held_by_the_request_rate_says_so_in_its_progress_line(store, tmp_path, redis_url):
+    from reelbatch.scheduler.progress import PlainProgress
+
+    batch_of(store, tmp_path)
+    store.update_batch("night", requests_per_minute=2)
+    rate = store.request_rate(redis_url, "simulator")
+    assert rate.take(2) == 0 and rate.take(2) == 0                # the window is full
+    console = Console(file=io.StringIO(), width=80)
+    PlainProgress(store, "night", console, 60, broker_url=redis_url).refresh()
+    line = console.file.getvalue().strip()
+    assert "waiting: rate limit 2/min until " in line and "\n" not in line
