@@ -107,7 +107,9 @@ adopt_option = click.option("--adopt", is_flag=True, help="Take over a batch of 
               "sha256 (not only its size) and download again what changed.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the summary and errors.")
 @click.option("--verbose", "-v", is_flag=True, help="Also print one line per item outcome.")
-def run(manifest: Path, adopt: bool, verify: bool, quiet: bool, verbose: bool) -> None:
+@click.option("--reuse", multiple=True, metavar="BATCH", help="Take the videos of identical succeeded "
+              "requests from BATCH instead of generating them (as `reuse:` in the manifest).")
+def run(manifest: Path, adopt: bool, verify: bool, quiet: bool, verbose: bool, reuse: tuple[str, ...]) -> None:
     """Run MANIFEST on this machine: embedded Redis and a worker unless REELBATCH_BROKER_URL is set.
     Running it again resumes; finished items are never generated again."""
     from reelbatch.jobs.settings import get_settings
@@ -117,7 +119,7 @@ def run(manifest: Path, adopt: bool, verify: bool, quiet: bool, verbose: bool) -
     if quiet and verbose:
         raise click.UsageError("--quiet and --verbose do not go together")
     sys.exit(run_batch(manifest, get_settings(), output_console(), adopt=adopt, verify=verify,
-                       verbosity=-1 if quiet else int(verbose)))
+                       verbosity=-1 if quiet else int(verbose), reuse=reuse))
 
 
 @main.command(epilog=examples("reelbatch submit night.yaml", "reelbatch submit night.yaml --at 23:30"))

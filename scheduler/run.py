@@ -29,6 +29,7 @@ from reelbatch.scheduler.embedded import EmbeddedRedis, WorkerProcess
 from reelbatch.scheduler.notify import PAUSED, notify_batch, notify_run, urls_for
 from reelbatch.scheduler.plan import Plan, plan_batch
 from reelbatch.scheduler.progress import NORMAL, QUIET, Display, make_progress
+from reelbatch.scheduler.reuse import describe_reuse, reuse_videos
 from reelbatch.scheduler.simproc import SimulatorProcess
 from reelbatch.scheduler.status import SIMULATED, ran, rerun_command
 from reelbatch.worker.app import use_broker
@@ -95,7 +96,7 @@ def describe_registration(name: str, total: int, reg: Registration) -> str:
 
 
 def run_batch(manifest: Path, settings: Settings, console: Console, adopt: bool = False,
-              verify: bool = False, verbosity: int = NORMAL) -> int:
+              verify: bool = False, verbosity: int = NORMAL, reuse: tuple[str, ...] = ()) -> int:
     plan = plan_batch(manifest, settings)
     _preflight(plan, settings)
     with ExitStack() as stack:
@@ -107,7 +108,7 @@ def run_batch(manifest: Path, settings: Settings, console: Console, adopt: bool 
                           f"{settings.provider_unreachable_s:.0f} s)[/]")
         else:
             preflight.provider_answers(ctx.store, plan.manifest.provider)
-        return _carry_out(stack, ctx, plan, services, console, Options(adopt, verify, verbosity))
+        return _carry_out(stack, ctx, plan, services, console, Options(adopt, verify, verbosity, reuse))
 
 
 def _preflight(plan: Plan, settings: Settings) -> None:
@@ -126,6 +127,7 @@ class Options:
     adopt: bool = False
     verify: bool = False
     verbosity: int = NORMAL
+    reuse: tuple[str, ...] = ()   # --reuse: batches whose identical succeeded requests are taken
 
 
 def _carry_out(stack: ExitStack, ctx: WorkerContext, plan: Plan, services: Stack, console: Console,
@@ -135,6 +137,9 @@ def _carry_out(stack: ExitStack, ctx: WorkerContext, plan: Plan, services: Stack
     ctx.store.clear_output_problem(name)    # the preflight wrote to the folder: there is room now
     if options.verbosity > QUIET:
         console.print(describe_registration(name, len(plan.items), reg))
+    said = describe_reuse(reuse_videos(ctx.store, name, [*plan.manifest.reuse, *options.reuse]))
+    if said and options.verbosity > QUIET:
+        console.print(said, markup=False, highlight=False)
     lost = recheck_batch(ctx, name, options.verify)
     if lost:
         console.print(f"{lost} videos are missing or changed on disk: downloading them again "
