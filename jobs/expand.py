@@ -11,7 +11,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -405,7 +405,8 @@ class Expander:
     media: MediaChecker
 
     def checked(self, source: Source, variant: Variant, env: dict[str, Any]) -> dict[str, Any]:
-        values = {**_filled(source, env), **variant.values}
+        # a matrix value is a template too: `prompt: ["the {name} turns", ...]` is filled per item
+        values = _filled(replace(source, values={**source.values, **variant.values}), env)
         origins = {**source.origins, **variant.origins}
         try:
             values = self.media.resolved(values)

@@ -97,3 +97,9 @@ def test_lines_printed_to_a_log_do_not_wrap(tmp_path):
     lines = result.stdout.splitlines()
     assert any(line.startswith("wall time:") and line.endswith("each on oxen") for line in lines), lines
     assert any(line.startswith("budget:") and line.endswith("to 10.08") for line in lines), lines
+
+
+def test_placeholders_in_matrix_prompts_are_filled_per_item(tmp_path):
+    prompts = [item.params.prompt for item in plan_batch(folder_job(tmp_path), get_settings()).items]
+    assert "the cat turns its head" in prompts and "the owl looks up" in prompts
+    assert not [p for p in prompts if "{" in p]
