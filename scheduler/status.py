@@ -28,7 +28,7 @@ from reelbatch.scheduler.broker import connect, connect_batch
 from reelbatch.scheduler.console import output_console
 from reelbatch.scheduler.progress import PlainProgress, hms, settled
 
-SIMULATED = " (charged by the simulator: not real money)"
+SIMULATED = " by the simulator (not real money)"   # after "$5.04 charged"
 
 
 def summary(store: Store, batch: str, now: float | None = None) -> dict:

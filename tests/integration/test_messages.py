@@ -66,7 +66,7 @@ def test_the_run_summary_gives_its_times_and_ends_with_the_rerun_command(store, 
     console = Console(file=io.StringIO(), width=80)
     code = _summary(WorkerContext(Settings(REELBATCH_BROKER_URL=redis_url)), "night", console)
     lines = console.file.getvalue().splitlines()
-    assert code == 1 and "ran 1:35, " in lines[0] and "charged by the simulator: not real money" in lines[0]
+    assert code == 1 and "ran 1:35, " in lines[0] and "estimated by the simulator (not real money)" in lines[0]
     assert lines[-1] == f"rerun the failed: reelbatch retry night && reelbatch run {tmp_path / 'night.yaml'}"
     info = json.loads(reelbatch("status", "night", "--json", env=cli_env(tmp_path / "data",
                                                                           REELBATCH_BROKER_URL=redis_url)).stdout)
