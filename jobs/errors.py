@@ -2,6 +2,7 @@
 
     ReelbatchError
     ├─ ManifestError            bad input; raised before anything is enqueued; carries file, line, field
+    │  └─ ManifestErrors        several at once (every bad value of a plan), one line each
     ├─ ProviderError(provider, status_code, request_id, message)
     │  ├─ TransientProviderError    timeouts, connection errors, 429, 5xx: retried with backoff
     │  │  ├─ RateLimited(retry_after)
@@ -57,6 +58,40 @@ class ManifestError(ReelbatchError):
         where = self.file + (f":{self.line}" if self.line is not None else "")
         parts = [p for p in (where, self.field) if p]
         return ": ".join(parts + [self.message])
+
+
+class ManifestErrors(ManifestError):
+    """Several input errors found in one pass, each with its file and line; reads as the first."""
+
+    def __init__(self, errors: list[ManifestError]):
+        first = errors[0]
+        super().__init__(first.message, first.file, first.line, first.field)
+        self.args = (errors,)
+        self.errors = errors
+
+    def lines(self) -> list[str]:
+        return [str(e) for e in self.errors]
+
+
+class ErrorCollector:
+    """Collects the ManifestErrors raised inside ``collect()`` (each distinct one once), up to
+    ``limit``; ``raise_any()`` raises them together."""
+
+    def __init__(self, limit: int = 50):
+        self.errors: list[ManifestError] = []
+        self.seen: set[str] = set()
+        self.limit = limit
+
+    def add(self, exc: ManifestError) -> None:
+        if str(exc) not in self.seen and len(self.errors) < self.limit:
+            self.seen.add(str(exc))
+            self.errors.append(exc)
+
+    def raise_any(self) -> None:
+        if len(self.errors) == 1:
+            raise self.errors[0]
+        if self.errors:
+            raise ManifestErrors(self.errors)
 
 
 class ProviderError(ReelbatchError):

@@ -16,7 +16,7 @@ from typing import Any
 from reelbatch.jobs import file_rows, inputs
 from reelbatch.jobs.catalog import MediaLimits, ModelSpec, catalog, check_params, price_per_second
 from reelbatch.jobs.content import content_key, file_sha256, keyed_json
-from reelbatch.jobs.errors import ManifestError
+from reelbatch.jobs.errors import ErrorCollector, ManifestError
 from reelbatch.jobs.item import Element, Item, Params
 from reelbatch.jobs.manifest import Manifest, YamlPath, dotted
 from reelbatch.jobs.names import file_key, file_stem, id_part
@@ -323,10 +323,15 @@ def expand(manifest: Manifest, settings: Settings) -> list[Item]:
     all_variants = variants(manifest)
     seen: dict[str, tuple[str, Where]] = {}
     out: list[Item] = []
+    errors = ErrorCollector()   # every bad value at once, each with its file and line
     for source in found:
         for var_label, env in _var_combos(source):
             for variant in all_variants:
-                values = expander.checked(source, variant, env)
-                for item in expander.items(source, (*var_label, *variant.label), values):
-                    _add_unique(item, source.where, seen, out)
+                try:
+                    values = expander.checked(source, variant, env)
+                    for item in expander.items(source, (*var_label, *variant.label), values):
+                        _add_unique(item, source.where, seen, out)
+                except ManifestError as exc:
+                    errors.add(exc)
+    errors.raise_any()
     return out

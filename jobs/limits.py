@@ -133,3 +133,10 @@ class RequestRate:
             return 0.0
         stats = self._limiter.get_window_stats(item, "reelbatch", self.provider)
         return max(0.05, stats.reset_time - time.time())
+
+    def full_until(self, per_minute: int) -> float | None:
+        """When the window has room again (unix seconds), or None when it has room now."""
+        item = RateLimitItemPerMinute(per_minute)
+        if self._limiter.test(item, "reelbatch", self.provider):
+            return None
+        return float(self._limiter.get_window_stats(item, "reelbatch", self.provider).reset_time)

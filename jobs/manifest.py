@@ -142,6 +142,8 @@ class Manifest(BaseModel):
     retry: RetrySettings = Field(default_factory=RetrySettings)
     polling: PollingSettings = Field(default_factory=PollingSettings)
     notify: list[str] = Field(default_factory=list)   # Apprise URLs; read by `run`, never stored
+    reuse: list[Annotated[str, AfterValidator(safe_id)]] = Field(default_factory=list)   # batches to take
+                                                      # identical succeeded requests from
     source: Path = Path("<manifest>")
     _lines: dict[YamlPath, int] = PrivateAttr(default_factory=dict)
     _digest: str = PrivateAttr(default="")

@@ -2,7 +2,8 @@
 
 Exit codes: 0 every item succeeded; 1 the batch finished with failed items; 2 bad input or usage
 (nothing was submitted); 3 a broker or another service could not be reached, or the batch paused;
-128 + the signal when stopped by one (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP).
+128 + the signal when stopped by one (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP). For `plan`, 1 means
+the plan is valid but limits.max_cost_usd does not cover it (`run` would stop early).
 """
 
 from __future__ import annotations
@@ -16,11 +17,16 @@ from kombu.exceptions import OperationalError
 from pydantic import ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from reelbatch.jobs.errors import ManifestError, ServiceUnavailable
+from reelbatch.jobs.errors import ManifestError, ManifestErrors, ServiceUnavailable
 from reelbatch.jobs.files import NotARegularFile
 from reelbatch.jobs.settings import settings_error
 
 EXIT_OK, EXIT_FAILED_ITEMS, EXIT_BAD_INPUT, EXIT_SERVICE = 0, 1, 2, 3
+
+def examples(*lines: str) -> str:
+    """A command's --help ends with these (``\\b`` keeps click from rewrapping them)."""
+    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
+
 
 manifest_arg = click.argument("manifest", type=click.Path(path_type=Path))
 
@@ -53,6 +59,10 @@ class _Group(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except ManifestErrors as exc:
+            for line in exc.lines()[:-1]:
+                click.echo(f"reelbatch: error: {line}", err=True)
+            _fail(f"error: {exc.lines()[-1]}", EXIT_BAD_INPUT)
         except ManifestError as exc:
             _fail(f"error: {exc}", EXIT_BAD_INPUT)
         except ValidationError as exc:    # a setting from the environment
@@ -77,7 +87,7 @@ def main() -> None:
     stop_on_signals()
 
 
-@main.command()
+@main.command(epilog=examples("reelbatch plan night.yaml", "reelbatch plan night.yaml --json | head -3"))
 @manifest_arg
 @click.option("--json", "as_json", is_flag=True, help="Print the expanded items as JSON lines.")
 def plan(manifest: Path, as_json: bool) -> None:
@@ -91,28 +101,29 @@ adopt_option = click.option("--adopt", is_flag=True, help="Take over a batch of 
                             "another manifest file started.")
 
 
-@main.command()
+@main.command(epilog=examples("reelbatch run night.yaml", "nohup reelbatch run night.yaml > night.log 2>&1 &"))
 @manifest_arg
 @adopt_option
 @click.option("--verify", is_flag=True, help="Check every video already downloaded against its "
               "sha256 (not only its size) and download again what changed.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the summary and errors.")
 @click.option("--verbose", "-v", is_flag=True, help="Also print one line per item outcome.")
-def run(manifest: Path, adopt: bool, verify: bool, quiet: bool, verbose: bool) -> None:
+@click.option("--reuse", multiple=True, metavar="BATCH", help="Take the videos of identical succeeded "
+              "requests from BATCH instead of generating them (as `reuse:` in the manifest).")
+def run(manifest: Path, adopt: bool, verify: bool, quiet: bool, verbose: bool, reuse: tuple[str, ...]) -> None:
     """Run MANIFEST on this machine: embedded Redis and a worker unless REELBATCH_BROKER_URL is set.
     Running it again resumes; finished items are never generated again."""
-    from rich.console import Console
-
     from reelbatch.jobs.settings import get_settings
+    from reelbatch.scheduler.console import output_console
     from reelbatch.scheduler.run import run_batch
 
     if quiet and verbose:
         raise click.UsageError("--quiet and --verbose do not go together")
-    sys.exit(run_batch(manifest, get_settings(), Console(), adopt=adopt, verify=verify,
-                       verbosity=-1 if quiet else int(verbose)))
+    sys.exit(run_batch(manifest, get_settings(), output_console(), adopt=adopt, verify=verify,
+                       verbosity=-1 if quiet else int(verbose), reuse=reuse))
 
 
-@main.command()
+@main.command(epilog=examples("reelbatch submit night.yaml", "reelbatch submit night.yaml --at 23:30"))
 @manifest_arg
 @click.option("--at", "at", default=None, help="Start time: HH:MM (next occurrence) or ISO 8601.")
 @adopt_option
@@ -124,7 +135,7 @@ def submit(manifest: Path, at: str | None, adopt: bool) -> None:
     sys.exit(submit_batch(manifest, get_settings(), at, adopt))
 
 
-@main.command()
+@main.command(epilog=examples("reelbatch status night.yaml", "reelbatch status night --json"))
 @click.argument("batch", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @click.option("--watch", is_flag=True, help="Refresh live until the batch is done.")
@@ -136,7 +147,9 @@ def status(batch: str | None, as_json: bool, watch: bool) -> None:
     sys.exit(show_status(get_settings(), batch, as_json, watch))
 
 
-@main.command()
+@main.command(
+    epilog=examples("reelbatch export night --format csv --out night.csv",
+                    "reelbatch export night --layout dataset --out night-dataset"))
 @click.argument("batch")
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl",
               show_default=True, help="JSON lines, or CSV (params as one JSON column).")
@@ -154,7 +167,7 @@ def export(batch: str, fmt: str, layout: str, out: Path | None) -> None:
     sys.exit(export_batch(get_settings(), batch, fmt, layout, out))
 
 
-@main.command()
+@main.command(epilog=examples("reelbatch report night", "reelbatch report night --out /tmp/night.html"))
 @click.argument("batch")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Where to write the page (default: report.html in the output folder).")
@@ -166,7 +179,8 @@ def report(batch: str, out: Path | None) -> None:
     sys.exit(report_batch(get_settings(), batch, out))
 
 
-@main.command()
+@main.command(
+    epilog=examples("reelbatch retry night && reelbatch run night.yaml", "reelbatch retry night --kind download"))
 @click.argument("batch")
 @click.option("--kind", default=None, help="Only items failed for this kind of reason (e.g. "
               "generation_failed, download, submit_unknown, missing, stuck); `cancelled` brings back "
@@ -190,7 +204,7 @@ def retry(batch: str, kind: str | None, include_permanent: bool) -> None:
     click.echo(describe_retry(batch, retry_batch(ctx, batch, kind, include_permanent)))
 
 
-@main.command()
+@main.command(epilog=examples("reelbatch cancel night", "reelbatch cancel night --abandon"))
 @click.argument("batch")
 @click.option("--abandon", is_flag=True, help="At providers that cannot cancel, stop waiting "
               "for generations already paid for instead of downloading them.")
@@ -205,7 +219,8 @@ def cancel(batch: str, abandon: bool) -> None:
     click.echo(describe_cancel(batch, cancel_batch(ctx, batch, abandon), ctx.store.batch(batch).provider))
 
 
-@main.command(context_settings={"ignore_unknown_options": True})
+@main.command(context_settings={"ignore_unknown_options": True},
+    epilog=examples("REELBATCH_BROKER_URL=redis://:pw@redis:6379/0 reelbatch worker -c 16"))
 @click.option("--concurrency", "-c", type=int, default=None, help="Threads in this worker.")
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 def worker(concurrency: int | None, celery_args: tuple[str, ...]) -> None:
@@ -216,7 +231,7 @@ def worker(concurrency: int | None, celery_args: tuple[str, ...]) -> None:
     sys.exit(run_worker(get_settings(), concurrency, list(celery_args)))
 
 
-@main.command()
+@main.command(epilog=examples("REELBATCH_BROKER_URL=redis://:pw@redis:6379/0 reelbatch scheduler"))
 def scheduler() -> None:
     """Run the fleet's scheduler: the periodic sweeper (Celery beat) and the Oxen event listener."""
     from reelbatch.jobs.settings import get_settings
@@ -225,7 +240,7 @@ def scheduler() -> None:
     sys.exit(run_scheduler(get_settings()))
 
 
-@main.command()
+@main.command(epilog=examples("FLOWER_BASIC_AUTH=me:secret reelbatch flower --port 5555"))
 @click.option("--address", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", type=int, default=5555, show_default=True)
 @click.option("--no-auth", is_flag=True, help="Allow starting without FLOWER_BASIC_AUTH "

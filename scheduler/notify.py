@@ -26,7 +26,7 @@ from reelbatch.jobs.settings import Settings
 from reelbatch.jobs.state import IN_FLIGHT, ItemState as S
 from reelbatch.jobs.store import Store
 from reelbatch.scheduler.progress import settled
-from reelbatch.scheduler.status import summary
+from reelbatch.scheduler.status import ran, summary
 from reelbatch.worker.results import RESULTS
 
 log = logging.getLogger("reelbatch.notify")
@@ -40,6 +40,7 @@ _SEPARATORS = re.compile(r"[\s,]+")
 class Message:
     title: str
     body: str
+    kind: str = "info"   # Apprise NotifyType: info | success | warning | failure
 
 
 def parse_urls(text: str | None) -> list[str]:
@@ -86,10 +87,24 @@ def message(store: Store, batch: str, event: str, reason: str | None = None) -> 
     if info["failures"]:
         lines.append("failures:")
         lines += [f"  {f['count']} × {f['reason']} (e.g. {', '.join(f['examples'])})" for f in info["failures"]]
+    took = ran(*store.pace(batch))
+    lines.append(" · ".join(t for t in (took, f"created {info['created_at']}" if info["created_at"] else "") if t))
     if meta is not None:
         lines.append(f"results: {Path(meta.output) / RESULTS}")
-    verb = "finished" if event == ENDED else "paused"
-    return Message(f"reelbatch: {batch} {verb}", "\n".join(line for line in lines if line))
+    cancelled = meta is not None and meta.cancelled
+    verb = "paused" if event == PAUSED else "cancelled" if cancelled else "finished"
+    return Message(f"reelbatch: {batch} {verb}", "\n".join(line for line in lines if line),
+                   kind(event, info["counts"], cancelled))
+
+
+def kind(event: str, counts: dict[str, int], cancelled: bool) -> str:
+    """Apprise's notification type: success when every item succeeded, failure when none did and
+    some failed, warning otherwise (failures, a pause, a cancel)."""
+    if event == PAUSED or cancelled:
+        return "warning"
+    if not counts.get(S.FAILED.value):
+        return "success" if counts.get(S.SUCCEEDED.value) else "info"
+    return "warning" if counts.get(S.SUCCEEDED.value) else "failure"
 
 
 def send(urls: list[str], msg: Message) -> int:
@@ -103,7 +118,8 @@ def send(urls: list[str], msg: Message) -> int:
             notifier = apprise.Apprise()
             if not notifier.add(url):
                 log.warning("%s is not an Apprise URL; not notified", where)
-            elif notifier.notify(body=msg.body, title=msg.title, timeout=SEND_TIMEOUT_S):
+            elif notifier.notify(body=msg.body, title=msg.title, notify_type=apprise.NotifyType(msg.kind),
+                                 timeout=SEND_TIMEOUT_S):
                 delivered += 1
             else:
                 log.warning("%s did not take the message", where)

@@ -1,4 +1,10 @@
-"""`reelbatch plan`: validate and expand a manifest, then show the items, seconds and cost."""
+"""`reelbatch plan`: validate and expand a manifest, then show the items, seconds and cost, and size
+the night: subtotals per duration, the wall time at ``max_concurrency``, the budget's verdict, and
+what the store already holds of it (``scheduler/history.py``).
+
+Exit codes: 0 the plan is valid (and ``max_cost_usd``, when set, covers it); 1 the plan is valid but
+``max_cost_usd`` does not cover it (``run`` would stop early and park the rest); 2 bad input, every
+bad value on its own line."""
 
 from __future__ import annotations
 
@@ -9,11 +15,15 @@ from pathlib import Path
 from rich.table import Table
 from rich.text import Text
 
+from reelbatch.jobs.catalog import catalog
 from reelbatch.jobs.errors import ManifestError
 from reelbatch.jobs.expand import expand
 from reelbatch.jobs.item import Item
 from reelbatch.jobs.manifest import Manifest, load_manifest
 from reelbatch.jobs.settings import Settings, get_settings
+from reelbatch.jobs.store import Store
+from reelbatch.scheduler import history, sizing
+from reelbatch.scheduler.console import output_console
 from reelbatch.scheduler.notify import check_urls
 from reelbatch.worker import folder
 from reelbatch.worker.pricing import with_provider_prices
@@ -61,13 +71,14 @@ def visible(text: str) -> str:
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
-def _row(item: Item) -> tuple[Text, ...]:
+def _row(item: Item, inputs: list[str]) -> tuple[Text, ...]:
     p = item.params
     prompt = visible(p.prompt)
     prompt = prompt if len(prompt) <= PROMPT_CHARS else prompt[:PROMPT_CHARS - 1] + "…"
     return tuple(Text(cell) for cell in (
         visible(item.item_id), str(p.duration or item.video_seconds), p.aspect_ratio or "",
-        prompt, f"${item.estimated_cost_usd:.2f}"))
+        *(visible(sizing.short_ref(getattr(p, name))) for name in inputs), prompt,
+        f"${item.estimated_cost_usd:.2f}"))
 
 
 def plan_table(plan: Plan):
@@ -79,14 +90,17 @@ def plan_table(plan: Plan):
     table.add_column("id", min_width=id_width, overflow="fold")
     table.add_column("s", justify="right", min_width=2, no_wrap=True)
     table.add_column("aspect", min_width=6, no_wrap=True)
+    inputs = sizing.varying_inputs(plan.items)      # the input that changes from row to row
+    for name in inputs:
+        table.add_column(name, max_width=32, overflow="ellipsis")
     table.add_column("prompt", max_width=PROMPT_CHARS, overflow="ellipsis")
     table.add_column("cost", justify="right", min_width=6, no_wrap=True)
     for item in head:
-        table.add_row(*_row(item))
+        table.add_row(*_row(item, inputs))
     if hidden:
-        table.add_row("…", "", "", f"{hidden:,} more items", "", style="dim")
+        table.add_row("…", "", "", *([""] * len(inputs)), f"{hidden:,} more items", "", style="dim")
     for item in tail:
-        table.add_row(*_row(item))
+        table.add_row(*_row(item, inputs))
     return table
 
 
@@ -96,18 +110,54 @@ def plan_summary(plan: Plan) -> str:
             f"estimated ${plan.estimated_cost_usd:,.2f}")
     if budget is not None:
         text += f" (budget ${budget:,.2f})"
+    if m.provider == "simulator":
+        text += " at the catalogue's price, to be charged by the simulator: not real money"
     return text + f"\noutput: {m.output}"
 
 
+def sizing_lines(plan: Plan, to_generate: list[Item] | None = None) -> tuple[list[str], bool]:
+    """Subtotals per duration, the wall time, the budget's verdict (and whether it covers the plan);
+    with a batch seen before, for what is left to generate."""
+    items = plan.items if to_generate is None else to_generate
+    spec = catalog().model_for(plan.manifest.provider, plan.manifest.model)
+    subtotals = "   ".join(f"{t.seconds} s: {t.items:,} items, ${t.cost_usd:,.2f}"
+                           for t in sizing.per_duration(plan.items))
+    verdict, covered = sizing.budget_line(items, history.cost(items), plan.manifest.limits.max_cost_usd)
+    return [subtotals, sizing.wall_time_line(len(items), plan.manifest, spec), verdict], covered
+
+
+def history_lines(plan: Plan, store: Store | None, why: str = "") -> tuple[list[str], list[Item] | None]:
+    """What the store knows of this plan; and the items left to generate (None: not looked)."""
+    if store is None:
+        return [f"seen before: {why}"], None
+    lines, left = [], None
+    seen = history.seen_before(store, plan.manifest.name, plan.items)
+    if seen is None:
+        lines.append(f"seen before: no batch named {plan.manifest.name!r} yet: every item is new")
+    else:
+        left = seen.to_generate
+        lines.append(f"seen before: {len(seen.made):,} items already made, {len(left):,} to generate "
+                     f"(${history.cost(left):,.2f}); paid again: {len(seen.paid_again):,} items "
+                     f"(${history.cost(seen.paid_again):,.2f}) whose paid video had other content")
+    for other, same in history.identical_elsewhere(store, plan.manifest.name, left or plan.items).items():
+        lines.append(f"identical requests in batch {other!r}: {len(same):,} (${history.cost(same):,.2f}); "
+                     f"`reuse: [{other}]` in the manifest takes those videos instead of paying again")
+    return lines, left
+
+
 def show_plan(path: str | Path, as_json: bool = False) -> int:
-    """Print the plan (a table, or JSON lines with ``as_json``); 0 on success."""
-    plan = plan_batch(path, get_settings())
+    """Print the plan (a table, or JSON lines with ``as_json``); 0, or 1 when the budget does not
+    cover it."""
+    settings = get_settings()
+    plan = plan_batch(path, settings)
     if as_json:
         _print_json(plan.items)
         return 0
-    from rich.console import Console
-
-    console = Console()
+    console = output_console()
     console.print(plan_table(plan))
-    console.print(plan_summary(plan), highlight=False, markup=False)
-    return 0
+    with history.known_store(settings) as (store, why):
+        seen, left = history_lines(plan, store, why)
+    sized, covered = sizing_lines(plan, left)
+    for text in [plan_summary(plan), *sized, *seen]:
+        console.print(text, highlight=False, markup=False)
+    return 0 if covered else 1

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import os
 import re
+import socket
+from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
 from reelbatch.jobs.catalog import catalog
-from reelbatch.jobs.errors import ManifestError, PermanentProviderError, ProviderUnreachable
+from reelbatch.jobs.errors import ManifestError, PermanentProviderError, ProviderUnreachable, ServiceUnavailable
 from reelbatch.jobs.manifest import Manifest
 from reelbatch.jobs.settings import Settings
 from reelbatch.jobs.store import Store
@@ -80,3 +82,21 @@ def check_key(settings: Settings, provider: str, model: str) -> str | None:
 def provider_answers(store: Store, provider: str) -> None:
     """The key check got an answer: an earlier "unreachable" mark is out of date."""
     store.clear_provider_down(provider)
+
+
+def check_host(settings: Settings, provider: str) -> None:
+    """A provider base URL whose host does not resolve is a typo or no network, not an outage to
+    wait out: one line and exit 3 at once."""
+    found = entry(provider)
+    if not found.needs_key:    # the simulator: a local process, started by `run`
+        return
+    url = found.base_url(settings)
+    host = urlsplit(url).hostname
+    if not host:
+        return
+    try:
+        socket.getaddrinfo(host, None)
+    except (socket.gaierror, UnicodeError) as exc:
+        why = exc.strerror if isinstance(exc, socket.gaierror) else "not a host name"
+        raise ServiceUnavailable(f"{provider}: the host {host!r} of {found.url_variable} ({url}) "
+                                 f"does not resolve ({why}): check the URL and the network") from None

@@ -79,14 +79,35 @@ class Pace:
         return (total - done) / ((done - done_then) / (now - since))
 
 
-def plain_line(tally: Tally, eta_s: float | None, now: float | None = None) -> str:
-    """One progress line for a log: name, done/total, outcomes, in flight, money, time left."""
+class RateWait:
+    """Whether the batch's ``requests_per_minute`` is what holds its pending items back, and until
+    when: read from the shared request window, without taking from it."""
+
+    def __init__(self, store: Store, batch: str, broker_url: str | None):
+        meta = store.batch(batch)
+        self.rate = store.request_rate(broker_url, meta.provider) if meta and broker_url else None
+        self.per_minute = meta.requests_per_minute if meta else 0
+
+    def text(self, tally: Tally) -> str | None:
+        if self.rate is None or not tally.counts[S.PENDING]:
+            return None
+        until = self.rate.full_until(self.per_minute)
+        if until is None:
+            return None
+        return f"waiting: rate limit {self.per_minute}/min until {time.strftime('%H:%M:%S', time.localtime(until))}"
+
+
+def plain_line(tally: Tally, eta_s: float | None, now: float | None = None, waiting: str | None = None) -> str:
+    """One progress line for a log: name, done/total, outcomes, in flight, money, time left, and
+    what the batch waits for (the request rate)."""
     c = tally.counts
     parts = [f"{tally.done}/{tally.total} done", f"{c[S.SUCCEEDED]} succeeded", f"{c[S.FAILED]} failed"]
     if c[S.CANCELLED]:
         parts.append(f"{c[S.CANCELLED]} cancelled")
     parts += [f"{tally.in_flight} in flight", f"{c[S.PENDING]} waiting", tally.spend.label(),
               f"ETA {hms(eta_s) if tally.done < tally.total else '0:00:00'}"]
+    if waiting:
+        parts.append(waiting)
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
     return f"{stamp} {tally.batch}: {' · '.join(parts)}"
 
@@ -143,8 +164,10 @@ class Silent:
 class PlainProgress:
     """Plain lines for a log: at the start, every ``every_s`` seconds, and at each completed tenth."""
 
-    def __init__(self, store: Store, batch: str, console: Console, every_s: float, verbose: bool = False):
+    def __init__(self, store: Store, batch: str, console: Console, every_s: float, verbose: bool = False,
+                 broker_url: str | None = None):
         self.store, self.batch, self.console, self.every_s = store, batch, console, every_s
+        self.rate_wait = RateWait(store, batch, broker_url)
         self.outcomes = Outcomes(store, batch) if verbose else None
         self.pace = Pace()
         self.last_line: float | None = None
@@ -159,7 +182,7 @@ class PlainProgress:
         tenth = tally.done * 10 // tally.total if tally.total else 10
         due = self.last_line is None or time.monotonic() - self.last_line >= self.every_s
         if due or tenth > self.tenth:
-            self.say(plain_line(tally, eta, now))
+            self.say(plain_line(tally, eta, now, self.rate_wait.text(tally)))
             self.last_line, self.tenth = time.monotonic(), max(tenth, self.tenth)
         return tally
 
@@ -176,8 +199,10 @@ class PlainProgress:
 class BatchProgress:
     """The rich display on a terminal; with ``verbose``, item outcomes are printed above the bar."""
 
-    def __init__(self, store: Store, batch: str, console: Console, verbose: bool = False):
+    def __init__(self, store: Store, batch: str, console: Console, verbose: bool = False,
+                 broker_url: str | None = None):
         self.store, self.batch = store, batch
+        self.rate_wait = RateWait(store, batch, broker_url)
         self.outcomes = Outcomes(store, batch) if verbose else None
         self.progress = Progress(TextColumn("[bold]{task.fields[batch]}"), BarColumn(),
                                  MofNCompleteColumn(), TextColumn("{task.description}"),
@@ -188,8 +213,9 @@ class BatchProgress:
         tally = Tally.read(self.store, self.batch)
         for line in self.outcomes.lines() if self.outcomes else ():
             self.progress.console.print(escape(line), highlight=False)
+        waiting = self.rate_wait.text(tally)
         self.progress.update(self.task, total=tally.total, completed=tally.done,
-                             description=describe(tally.counts, tally.spend))
+                             description=describe(tally.counts, tally.spend) + (f" · {waiting}" if waiting else ""))
 
     def __enter__(self) -> BatchProgress:
         self.progress.start()
@@ -208,8 +234,9 @@ def make_progress(store: Store, batch: str, console: Console, settings: Settings
     if verbosity <= QUIET:
         return Silent()
     if console.is_terminal:
-        return BatchProgress(store, batch, console, verbose=verbosity >= VERBOSE)
-    return PlainProgress(store, batch, console, settings.progress_every_s, verbose=verbosity >= VERBOSE)
+        return BatchProgress(store, batch, console, verbose=verbosity >= VERBOSE, broker_url=settings.broker_url)
+    return PlainProgress(store, batch, console, settings.progress_every_s, verbose=verbosity >= VERBOSE,
+                         broker_url=settings.broker_url)
 
 
 def settled(store: Store, batch: str) -> bool:

@@ -30,7 +30,9 @@ from reelbatch.scheduler.embedded import EmbeddedRedis, WorkerProcess
 from reelbatch.scheduler.notify import PAUSED, notify_batch, notify_run, urls_for
 from reelbatch.scheduler.plan import Plan, plan_batch
 from reelbatch.scheduler.progress import NORMAL, QUIET, Display, make_progress
+from reelbatch.scheduler.reuse import describe_reuse, reuse_videos
 from reelbatch.scheduler.simproc import SimulatorProcess
+from reelbatch.scheduler.status import SIMULATED, ran, rerun_command
 from reelbatch.worker.app import use_broker
 from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.control import (
@@ -99,7 +101,7 @@ def describe_registration(name: str, total: int, reg: Registration) -> str:
 
 
 def run_batch(manifest: Path, settings: Settings, console: Console, adopt: bool = False,
-              verify: bool = False, verbosity: int = NORMAL) -> int:
+              verify: bool = False, verbosity: int = NORMAL, reuse: tuple[str, ...] = ()) -> int:
     plan = plan_batch(manifest, settings)
     _preflight(plan, settings)
     with ExitStack() as stack:
@@ -111,7 +113,7 @@ def run_batch(manifest: Path, settings: Settings, console: Console, adopt: bool 
                           f"{settings.provider_unreachable_s:.0f} s)[/]")
         else:
             preflight.provider_answers(ctx.store, plan.manifest.provider)
-        return _carry_out(stack, ctx, plan, services, console, Options(adopt, verify, verbosity))
+        return _carry_out(stack, ctx, plan, services, console, Options(adopt, verify, verbosity, reuse))
 
 
 def _preflight(plan: Plan, settings: Settings) -> None:
@@ -122,6 +124,7 @@ def _preflight(plan: Plan, settings: Settings) -> None:
         preflight.check_key_present(settings, provider)
     preflight.check_key_format(settings, provider)
     preflight.check_output(plan.manifest)
+    preflight.check_host(settings, provider)
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,7 @@ class Options:
     adopt: bool = False
     verify: bool = False
     verbosity: int = NORMAL
+    reuse: tuple[str, ...] = ()   # --reuse: batches whose identical succeeded requests are taken
 
 
 def _carry_out(stack: ExitStack, ctx: WorkerContext, plan: Plan, services: Stack, console: Console,
@@ -138,6 +142,9 @@ def _carry_out(stack: ExitStack, ctx: WorkerContext, plan: Plan, services: Stack
     ctx.store.clear_output_problem(name)    # the preflight wrote to the folder: there is room now
     if options.verbosity > QUIET:
         console.print(describe_registration(name, len(plan.items), reg))
+    said = describe_reuse(reuse_videos(ctx.store, name, [*plan.manifest.reuse, *options.reuse]))
+    if said and options.verbosity > QUIET:
+        console.print(said, markup=False, highlight=False)
     lost = recheck_batch(ctx, name, options.verify)
     if lost:
         console.print(f"{lost} videos are missing or changed on disk: downloading them again "
@@ -282,12 +289,18 @@ def summary(store: Store, name: str, console: Console) -> int:
     counts = store.counts(name)
     meta = store.batch(name)
     parts = ", ".join(f"{n} {s.value}" for s, n in counts.items() if n)
-    console.print(f"[bold]{escape(name)}[/]: {parts}; {store.spend(name).label()}; "
+    took = ran(*store.pace(name))
+    money = store.spend(name).label() + (SIMULATED if meta.provider == "simulator" else "")
+    console.print(f"[bold]{escape(name)}[/]: {parts}; {escape(money)}{'; ' + took if took else ''}; "
                   f"results in {escape(str(Path(meta.output) / RESULTS))}", soft_wrap=True)
-    for rec in store.items(name, S.FAILED):
+    failed = list(store.items(name, S.FAILED))
+    for rec in failed:
         console.print(Text.assemble("  ", ("failed", "red"),
                                     f" {rec.item_id}: [{rec.error_kind}] {rec.error}"))
     if counts[S.PENDING]:
         console.print(f"  {counts[S.PENDING]} items wait for the budget: raise "
                       "limits.max_cost_usd and run again")
+    if failed:    # the last line: the command that tries them again
+        console.print(f"rerun the failed: {rerun_command(name, meta.manifest, (r.error_kind for r in failed))}",
+                      markup=False, highlight=False, soft_wrap=True)
     return 0 if counts[S.SUCCEEDED] == sum(counts.values()) else 1

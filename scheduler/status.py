@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import time
 from collections import Counter
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
 
 import click
 from rich.console import Console, Group
@@ -15,11 +19,16 @@ from rich.markup import escape
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 
+from reelbatch.jobs.errors import PERMANENT_KINDS
+from reelbatch.jobs.manifest import load_manifest
 from reelbatch.jobs.settings import Settings
 from reelbatch.jobs.state import TERMINAL, ItemState as S
 from reelbatch.jobs.store import Store
 from reelbatch.scheduler.broker import connect, connect_batch
+from reelbatch.scheduler.console import output_console
 from reelbatch.scheduler.progress import PlainProgress, hms, settled
+
+SIMULATED = " by the simulator (not real money)"   # after "$5.04 charged"
 
 
 def summary(store: Store, batch: str, now: float | None = None) -> dict:
@@ -35,7 +44,10 @@ def summary(store: Store, batch: str, now: float | None = None) -> dict:
     spend = store.spend(batch)
     open_estimate = sum(usd for state, usd in store.estimates(batch).items()
                         if state not in TERMINAL and state is not S.DOWNLOADING)
-    rate = _throughput(store.pace(batch), done, done < total, now)
+    pace = store.pace(batch)
+    workers = len(store.workers())
+    rate = _throughput(pace, done, done < total, now)
+    stuck = done < total and (not workers or bool(meta and meta.paused))   # nothing can move
     failed = store.failures(batch)
     return {
         "batch": batch, "total": total, "done": done,
@@ -44,14 +56,62 @@ def summary(store: Store, batch: str, now: float | None = None) -> dict:
         **spend.as_dict(), "spend": spend.label(),
         "projected_usd": round(spend.total_usd + max(0.0, open_estimate), 4),
         "items_per_hour": round(rate * 3600, 1) if rate else None,
-        "eta_s": round((total - done) / rate) if rate and done < total else None,
+        "eta_s": round((total - done) / rate) if rate and done < total and not stuck else None,
         "waiting_for_budget": store.budget_waiting(batch),
         "failure_kinds": dict(Counter(kind or "error" for _, kind, _ in failed).most_common()),
         "failures": _failures(failed),
         "manifest": meta.manifest if meta else None,
         "paused": meta.paused if meta else None,
-        "workers": len(store.workers()),
+        "workers": workers,
+        **batch_times(meta.created_at if meta else None, pace, _ended(counts, store.budget_waiting(batch))),
     }
+
+
+def _ended(counts: dict[S, int], parked: int) -> bool:
+    """Nothing can move: every item terminal, or only pending items parked by the budget."""
+    return not any(counts[s] for s in S if s not in TERMINAL and s is not S.PENDING) and parked >= counts[S.PENDING]
+
+
+def iso(when: float | None) -> str | None:
+    return datetime.fromtimestamp(when).astimezone().isoformat(timespec="seconds") if when else None
+
+
+def batch_times(created: float | None, pace: tuple[float | None, float | None], ended: bool) -> dict:
+    """When the batch was created, started (its first submit) and finished (its last completion,
+    once nothing can move), as ISO 8601 local times."""
+    first, last = pace
+    return {"created_at": iso(created), "started_at": iso(first), "finished_at": iso(last) if ended else None}
+
+
+def ran(started: float | None, finished: float | None) -> str:
+    """``ran 1:35, 06:39-06:41``: how long from the first submit to the last completion."""
+    if not started or not finished:
+        return ""
+    took = int(finished - started)
+    clock = "%H:%M" if took < 86_400 else "%Y-%m-%d %H:%M"
+    span = f"{time.strftime(clock, time.localtime(started))}-{time.strftime(clock, time.localtime(finished))}"
+    length = hms(took) if took >= 3600 else f"{took // 60}:{took % 60:02d}"
+    return f"ran {length}, {span}"
+
+
+def rerun_command(batch: str, manifest: str | None, kinds: Iterable[str | None]) -> str:
+    """The command that sends the failed items back to work and carries them out; a batch whose
+    every failure is permanent (content policy, no credits, ...) needs --include-permanent."""
+    kinds = list(kinds)
+    flag = " --include-permanent" if kinds and all(k in PERMANENT_KINDS for k in kinds) else ""
+    then = f" && reelbatch run {shlex.quote(manifest)}" if manifest else ""
+    return f"reelbatch retry {shlex.quote(batch)}{flag}{then}"
+
+
+def waiting_line(info: dict, fleet: bool) -> str | None:
+    """What to do when items are open and no worker consumes them."""
+    waiting = info["total"] - info["done"] - info["waiting_for_budget"]
+    if waiting <= 0 or info["workers"] or info["paused"]:
+        return None
+    where = info.get("manifest")
+    run = f"run `reelbatch run {where}`" if where else "run its manifest with `reelbatch run`"
+    fleet_hint = " (or start a worker with `reelbatch worker`)" if fleet else ""
+    return f"{waiting} items wait: {run}{fleet_hint}"
 
 
 def _throughput(pace: tuple[float | None, float | None], done: int, running: bool,
@@ -88,18 +148,23 @@ def one_line(info: dict) -> str:
     return f"{info['batch']}: {info['done']}/{info['total']} done · {counts} · {info['spend']}{paused}{manifest}"
 
 
-def render(info: dict) -> Group:
+def render(info: dict, fleet: bool = False) -> Group:
     bar = ProgressBar(total=max(1, info["total"]), completed=info["done"], width=50)
     table = Table.grid(padding=(0, 2))
     table.add_row("progress", bar)
     table.add_row("videos", f"{info['videos']} of {info['total']}")
     table.add_row("states", " · ".join(f"{k} {v}" for k, v in info["counts"].items() if v))
     table.add_row("cost", f"{info['spend']} so far, ${info['projected_usd']:,.2f} projected (estimated)")
-    table.add_row("pace", f"{info['items_per_hour'] or '?'} items/h · {hms(info['eta_s'])} left")
+    eta = f" · {hms(info['eta_s'])} left" if info["eta_s"] is not None else ""
+    table.add_row("pace", f"{info['items_per_hour'] or '?'} items/h{eta}")
+    times = [f"{what} {info[f'{what}_at']}" for what in ("created", "started", "finished") if info.get(f"{what}_at")]
+    if times:
+        table.add_row("times", " · ".join(times))
     if info["paused"]:
         table.add_row("[yellow]paused", escape(info["paused"]))
-    if info["done"] < info["total"] and not info["workers"]:
-        table.add_row("[yellow]workers", "none is consuming the queue: start one with `reelbatch worker`")
+    waiting = waiting_line(info, fleet)
+    if waiting:
+        table.add_row("[yellow]waiting", escape(waiting))
     if info["failure_kinds"]:
         table.add_row("kinds", " · ".join(f"{k} {n}" for k, n in info["failure_kinds"].items()))
     if info["waiting_for_budget"]:
@@ -111,8 +176,18 @@ def render(info: dict) -> Group:
     return Group(f"[bold]{escape(info['batch'])}[/]  {info['done']}/{info['total']} done", table)
 
 
+def batch_of_manifest(settings: Settings, ref: str) -> str:
+    """``status m.yaml``: the batch the manifest names, when ``ref`` is a manifest file."""
+    path = Path(ref)
+    if path.suffix not in (".yaml", ".yml") or not path.is_file():
+        return ref
+    return load_manifest(path, settings.max_manifest_bytes).name
+
+
 def show_status(settings: Settings, batch: str | None, as_json: bool, watch: bool = False) -> int:
+    batch = batch_of_manifest(settings, batch) if batch else None
     store = (connect_batch(settings, batch) if batch else connect(settings)).store
+    fleet = settings.broker_url is not None
     if not batch:
         infos = [summary(store, name) for name in store.batches()]
         click.echo(json.dumps(infos, indent=2) if as_json else "\n".join(map(one_line, infos)) or
@@ -122,9 +197,9 @@ def show_status(settings: Settings, batch: str | None, as_json: bool, watch: boo
         click.echo(json.dumps(summary(store, batch), indent=2))
         return 0
     if not watch:
-        Console().print(render(summary(store, batch)))
+        output_console().print(render(summary(store, batch), fleet))
         return 0
-    return watch_status(store, batch, Console(), settings.progress_every_s)
+    return watch_status(store, batch, output_console(), settings.progress_every_s)
 
 
 def watch_status(store: Store, batch: str, console: Console, every_s: float, tick_s: float = 1.0) -> int:

@@ -20,7 +20,8 @@ def _rate_options(command):
     return command
 
 
-@click.command("simulator")
+@click.command("simulator", epilog="\b\nExamples:\n  reelbatch simulator --port 8765\n"
+               "  reelbatch simulator --time-scale 0.01 --seed 7")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8765, show_default=True, help="0 picks a free port.")
 @click.option("--api-key", envvar="REELBATCH_SIMULATOR_KEY", default="sim-key", show_default=True,

@@ -18,6 +18,7 @@ import pytest
 from reelbatch.jobs.state import ItemState as S
 from reelbatch.jobs.store import Store
 from reelbatch.scheduler.export import CARD, export_dataset, load_batch
+from reelbatch.simulator.media import make_mp4
 from tests.batchfill import fail, make_item, new_batch, succeed
 from tests.integration.helpers import cli_env, reelbatch
 
@@ -143,3 +144,65 @@ def test_csv_metadata_keeps_prompts_exactly(batch, tmp_path):
     assert rows["sea"]["prompt"] == "=A calm sea" and rows["sea"]["file_name"] == "sea.mp4"
     loaded = datasets.load_dataset(str(folder), cache_dir=str(tmp_path / "hf-cache"))["train"]
     assert loaded.num_rows == 4 and isinstance(loaded.features["video"], datasets.Video)
+
+
+@pytest.fixture
+def local_inputs(redis_url, tmp_path) -> tuple[Store, Path]:
+    """Items whose inputs are local files (two share one start image, two files share a name) and
+    one whose start image is a URL."""
+    from tests.media import png_header
+
+    store, out, images = Store.from_url(redis_url), tmp_path / "out", tmp_path / "images"
+    (images / "other").mkdir(parents=True)
+    (images / "ox.png").write_bytes(png_header(pad=1))
+    (images / "other" / "ox.png").write_bytes(png_header(pad=2))
+    (images / "end.png").write_bytes(png_header(pad=3))
+    clip = images / "clip.mp4"
+    make_mp4(1, "16:9", clip)
+    items = [make_item("a", "A", start_image=str(images / "ox.png"), end_image=str(images / "end.png")),
+             make_item("b", "B", start_image=str(images / "ox.png")),
+             make_item("c", "C", start_image=str(images / "other" / "ox.png"), video=str(clip)),
+             make_item("d", "D", start_image="https://e.org/remote.png")]
+    new_batch(store, "ins", out, items)
+    for item in items:
+        succeed(store, "ins", item.item_id, out)
+    return store, tmp_path
+
+
+def test_local_inputs_travel_with_the_dataset(local_inputs):
+    store, tmp_path = local_inputs
+    meta, records = load_batch(store, "ins")
+    export_dataset(meta, records, tmp_path / "dataset")
+    moved = tmp_path / "elsewhere" / "published"
+    moved.parent.mkdir()
+    shutil.move(str(tmp_path / "dataset"), moved)
+    shutil.rmtree(tmp_path / "images")                                  # the generating machine's files are gone
+    rows = {r["item_id"]: r for r in map(json.loads, (moved / "metadata.jsonl").read_text().splitlines())}
+    assert rows["a"]["start_image_file_name"] == rows["b"]["start_image_file_name"] == "inputs/ox.png"
+    other = rows["c"]["start_image_file_name"]                          # same name, other content
+    assert other.startswith("inputs/ox-") and other.endswith(".png") and other != "inputs/ox.png"
+    assert rows["a"]["end_image_file_name"] == "inputs/end.png" and rows["b"]["end_image_file_name"] is None
+    assert rows["c"]["input_video_file_name"] == "inputs/clip.mp4"
+    assert rows["d"]["start_image_file_name"] is None and rows["d"]["start_image_url"] == "https://e.org/remote.png"
+    assert not any(str(tmp_path) in json.dumps(r) for r in rows.values())   # no path of the machine
+    assert sorted(os.listdir(moved / "inputs")) == sorted(["ox.png", "end.png", "clip.mp4",
+                                                           Path(rows["c"]["start_image_file_name"]).name])
+    assert (moved / rows["c"]["start_image_file_name"]).read_bytes().endswith(b"\0\0")
+    loaded = datasets.load_dataset(str(moved), cache_dir=str(tmp_path / "hf-cache"))["train"]
+    assert {"video", "start_image", "end_image", "input_video", "start_image_url"} <= set(loaded.column_names)
+    plain = loaded
+    for column in ("video", "start_image", "end_image", "input_video"):   # `datasets` takes them as files
+        assert isinstance(loaded.features[column], datasets.Video)
+        plain = plain.cast_column(column, datasets.Video(decode=False))
+    by_id = {r["item_id"]: r for r in plain}
+    assert Path(by_id["a"]["start_image"]["path"]).resolve() == (moved / "inputs" / "ox.png").resolve()
+    assert by_id["d"]["start_image"] is None
+    export_dataset(meta, records, moved)                                 # an export with inputs is ours to replace
+
+
+def test_remote_inputs_stay_urls_in_their_column(batch, tmp_path):
+    store, _ = batch
+    meta, records = load_batch(store, "ds")
+    folder = export_dataset(meta, records, tmp_path / "dataset").folder
+    rows = [json.loads(line) for line in (folder / "metadata.jsonl").read_text().splitlines()]
+    assert rows[0]["start_image"] == "https://e.org/a.png" and not (folder / "inputs").exists()

@@ -23,6 +23,7 @@ def test_plan_prints_table_and_totals():
     assert result.returncode == 0, result.stderr
     assert "ox.spring.d10" in result.stdout
     assert "6 items, 45 video seconds, estimated $5.04" in result.stdout
+    assert "charged by the simulator: not real money" in result.stdout   # demo money is not real
 
 
 def test_plan_json_is_one_item_per_line():
