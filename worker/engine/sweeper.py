@@ -23,7 +23,6 @@ from reelbatch.worker.engine.line import feed
 from reelbatch.worker.engine.next import Next
 
 LOCK_S = 30.0
-SWEEP_GRACE_S = 60.0   # how late a sent step may run before the sweeper sends it again
 HORIZON_FACTOR = 1.5   # the horizon is this many sweep periods: every due wait meets a sweep first
 SWEEPER_TTL_S = 60.0   # a sweeper not seen for this long no longer has long waits left to it
 TAKE_ROUNDS = 50       # at most this many thousand items taken per batch and sweep
@@ -37,8 +36,8 @@ def horizon_s(settings: Settings) -> float:
 
 def lost_after_s(settings: Settings) -> float:
     """How long past its countdown a sent step is recorded as due: sent again only when it has
-    not run SWEEP_GRACE_S after it should have, the sweep's look-ahead notwithstanding."""
-    return SWEEP_GRACE_S + horizon_s(settings)
+    not run ``sweep_grace_s`` after it should have, the sweep's look-ahead notwithstanding."""
+    return settings.sweep_grace_s + horizon_s(settings)
 
 
 def sweep(ctx: WorkerContext, batch: str, now: float | None = None) -> list[Next]:
