@@ -51,6 +51,7 @@ def summary(store: Store, batch: str, now: float | None = None) -> dict:
         "manifest": meta.manifest if meta else None,
         "paused": meta.paused if meta else None,
         "workers": len(store.workers()),
+        "orphans": [{"generation_id": g, **o} for g, o in sorted(store.orphans(batch).items())],
     }
 
 
@@ -105,6 +106,10 @@ def render(info: dict) -> Group:
     if info["waiting_for_budget"]:
         table.add_row("budget", f"{info['waiting_for_budget']} items wait: raise limits.max_cost_usd "
                                 "and run again")
+    if info.get("orphans"):
+        ids = ", ".join(o["generation_id"] for o in info["orphans"][:3])
+        table.add_row("[yellow]orphans", escape(f"{len(info['orphans'])} paid generations no item holds "
+                                                f"(an answer that came late; counted in the cost): {ids}"))
     for failure in info["failures"]:
         table.add_row("[red]failed", escape(f"{failure['count']} × {failure['reason']} "
                                             f"(e.g. {', '.join(failure['examples'])})"))

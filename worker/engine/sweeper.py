@@ -40,6 +40,11 @@ def lost_after_s(settings: Settings) -> float:
     return settings.sweep_grace_s + horizon_s(settings)
 
 
+def busy_recheck_s(settings: Settings) -> float:
+    """When a step that found its item held by a running task looks again."""
+    return min(5.0, settings.task_lease_s / 2)
+
+
 def sweep(ctx: WorkerContext, batch: str, now: float | None = None) -> list[Next]:
     now = now or time.time()
     store, meta = ctx.store, ctx.store.batch(batch)
@@ -61,7 +66,10 @@ def sweep(ctx: WorkerContext, batch: str, now: float | None = None) -> list[Next
 def _due(ctx: WorkerContext, meta: BatchMeta, taken: list[tuple[str, float]], now: float) -> list[Next]:
     """The steps of items due (a kept wait ending, or a task lost), each with the rest of its wait."""
     store, batch, nexts = ctx.store, meta.name, []
+    running = ctx.leases.live(batch, [i for i, _ in taken])
     for (item_id, due), state in zip(taken, store.states(batch, [i for i, _ in taken]), strict=True):
+        if item_id in running:
+            continue   # its task still runs (a slow POST, a long download): looked at again later
         if state is None or state in TERMINAL:
             store.clear_due(batch, item_id)
         elif state is S.PENDING:
