@@ -165,3 +165,58 @@ def test_a_wall_clock_jump_does_not_free_every_slot(tmp_path, sim_factory, redis
     stats = sim.stats()
     assert stats["peak_active"] <= 4, f"{stats['peak_active']} generations at once with max_concurrency 4"
     assert_one_generation_each(sim, 10)
+
+
+# --- the rules, on a real Redis: no workers needed ---------------------------------------------
+
+def registered(tmp_path: Path, redis_url: str, sim, n: int):
+    """A WorkerContext on the test Redis and a registered batch of ``n`` items."""
+    from reelbatch.jobs.settings import Settings
+    from reelbatch.scheduler.plan import plan_batch
+    from reelbatch.worker.context import WorkerContext
+    from reelbatch.worker.engine.batch import register
+
+    settings = Settings(broker_url=redis_url, simulator_url=sim.base_url, simulator_key=SIM_KEY,
+                        data_dir=tmp_path / "data")
+    ctx = WorkerContext(settings)
+    register(ctx.store, plan_batch(write_manifest(tmp_path, "rules", n), settings))
+    return ctx
+
+
+def test_an_item_held_by_a_running_task_is_not_resumed(tmp_path, redis_url, sim_factory):
+    """`enqueue` (run, submit, retry) and the sweeper leave an item alone while its task's lease is
+    live, and resume it once the lease is gone."""
+    from reelbatch.jobs.state import ItemState as S
+    from reelbatch.worker.engine.batch import enqueue
+    from reelbatch.worker.engine.sweeper import sweep
+
+    ctx = registered(tmp_path, redis_url, sim_factory(**FAST), 1)
+    ctx.store.transition("rules", "clip000", S.SUBMITTING, [S.PENDING])
+    ctx.store.set_due("rules", "clip000", time.time() - 100)
+    token = ctx.leases.take("rules", "clip000")
+    assert token and ctx.leases.take("rules", "clip000") is None
+    assert [n for n in enqueue(ctx, "rules") if n.item_id == "clip000"] == []
+    assert [n for n in sweep(ctx, "rules") if n.item_id == "clip000"] == []
+    ctx.leases.release("rules", "clip000", token)
+    assert [n.step.value for n in enqueue(ctx, "rules") if n.item_id == "clip000"] == ["reconcile"]
+
+
+def test_an_answer_for_an_item_that_moved_on_is_adopted_or_kept_as_an_orphan(tmp_path, redis_url,
+                                                                              sim_factory):
+    """A submit's answer that comes after its item moved on: an item back in pending adopts the
+    generation (no second one paid); a cancelled one's is an orphan, counted and listed."""
+    from reelbatch.jobs.state import ItemState as S
+    from reelbatch.scheduler.status import summary
+    from reelbatch.worker.engine.orphans import late_answer
+
+    ctx = registered(tmp_path, redis_url, sim_factory(**FAST), 2)
+    meta = ctx.store.batch("rules")
+    back, gone = ctx.store.item("rules", "clip000"), ctx.store.item("rules", "clip001")
+    ctx.store.transition("rules", "clip001", S.CANCELLED, [S.PENDING])
+    assert [n.step.value for n in late_answer(ctx, meta, back, "gen-a")] == ["poll"]
+    adopted = ctx.store.item("rules", "clip000")
+    assert adopted.state is S.QUEUED and adopted.generation_id == "gen-a"
+    assert late_answer(ctx, meta, gone, "gen-b") == []
+    info = summary(ctx.store, "rules")
+    assert [o["generation_id"] for o in info["orphans"]] == ["gen-b"]
+    assert info["estimated_usd"] == pytest.approx(gone.item.estimated_cost_usd)
