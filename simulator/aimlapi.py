@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from starlette.requests import Request
@@ -65,9 +66,14 @@ async def create(request: Request) -> Response:
     problem = catalog.aiml_body_error(body)
     if problem:
         return aiml_error(400, PATH, f"Body validation error! {problem}")
+    delay, late = core.knobs.submit_delay_s, core.knobs.submit_create_late
+    if delay > 0 and late:
+        await asyncio.sleep(delay)
     key = core.count_enqueue(body)
     params = {k: v for k, v in body.items() if k != "model"}
     gen = core.enqueue("aiml", body["model"], params, None, key)
+    if delay > 0 and not late:
+        await asyncio.sleep(delay)
     return JSONResponse({"id": gen.public_id, "status": "queued"})
 
 

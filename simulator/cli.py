@@ -32,7 +32,7 @@ def _rate_options(command):
               help="Generations running at once; the rest wait queued.")
 @_rate_options
 @click.option("--submit-delay-s", type=float, default=0.0, show_default=True,
-              help="Real seconds an Oxen submit POST takes to answer (0: at once).")
+              help="Real seconds a submit POST takes to answer (0: at once).")
 @click.option("--submit-create-late", is_flag=True,
               help="With --submit-delay-s: create the generation at the end of the delay, not at its start.")
 @click.option("--create-late-s", type=float, default=0.0, show_default=True,
