@@ -89,6 +89,19 @@ def test_one_slow_post_with_no_second_command_pays_once(tmp_path, sim_factory):
     assert_one_generation_each(sim, 1)
 
 
+def test_a_slow_post_on_the_aiml_api_is_not_ended_as_submit_unknown(tmp_path, sim_factory):
+    """Issue 22.1 on the AI/ML API, which cannot be asked about a lost submit: the sweeper's resend
+    of a running submit ended a good submit `submit_unknown` (and `retry` then paid again)."""
+    sim = sim_factory(submit_delay_s=6, **FAST)
+    manifest = write_manifest(tmp_path, "aiml-slow", 1, provider="aimlapi")
+    env = cli_env(tmp_path / "data", AIMLAPI_BASE_URL=sim.base_url, AIMLAPI_KEY="sim-test-key",
+                  REELBATCH_EVENT_LISTENER="false", **EAGER)
+    done = reelbatch("run", str(manifest), env=env, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert status_counts(results(tmp_path / "out")) == {"succeeded": 1}
+    assert_one_generation_each(sim, 1)
+
+
 def test_a_generation_created_late_after_a_gateway_timeout_is_adopted(tmp_path, sim_factory):
     """Issue 23.7 (2 generations for 1): the POST ends in a 504 and the row shows 66 s later (here
     5 s, with a read timeout of 3 s): the reconcile looks again over the read timeout plus a margin
