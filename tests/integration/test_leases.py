@@ -44,6 +44,7 @@ def generations_per_item(sim) -> Counter:
 
 def assert_one_generation_each(sim, n: int) -> None:
     made = generations_per_item(sim)
+    print(f"\nLEASES | {sum(made.values())} generations for {n} items")
     assert sum(made.values()) == n and len(made) == n, \
         f"{sum(made.values())} generations for {n} items: {sorted(made.values())}"
 
@@ -124,6 +125,7 @@ def test_a_slow_download_is_fetched_once_and_leaves_no_partial_file(tmp_path, si
     assert done.returncode == 0, done.stdout + done.stderr
     stats = sim.stats()
     downloads = sorted(g["downloads"] for g in stats["generations"].values())
+    print(f"\nLEASES | downloads per generation {downloads}; .part files {no_partial_files(tmp_path / 'out')}")
     assert downloads == [1, 1], f"downloads per generation: {downloads}"
     assert no_partial_files(tmp_path / "out") == []
     assert_files_match_simulator(results(tmp_path / "out"), tmp_path / "out", stats)
@@ -148,8 +150,11 @@ def test_retry_while_slow_submits_are_in_flight_pays_once(tmp_path, sim_factory,
     wait_for(lambda: posts(sim) >= first + 1, 30, "the retried submits")
     hard = reelbatch("retry", "retried", "--include-permanent", env=env)
     assert hard.returncode == 0 and "sent back" in hard.stdout, hard.stdout + hard.stderr
-    wait_for(lambda: counts(env).get("succeeded") == 8, 90, "every item succeeded", every=1)
-    made = sum(generations_per_item(sim).values()) - first
+    try:
+        wait_for(lambda: counts(env).get("succeeded") == 8, 90, "every item succeeded", every=1)
+    finally:
+        made = sum(generations_per_item(sim).values()) - first
+        print(f"\nLEASES | {made} generations for the 8 retried items")
     assert made == 8, f"{made} generations for the 8 retried items"
 
 
@@ -176,6 +181,7 @@ def test_a_wall_clock_jump_does_not_free_every_slot(tmp_path, sim_factory, redis
     finally:
         worker.kill()
     stats = sim.stats()
+    print(f"\nLEASES | {stats['peak_active']} generations at once with max_concurrency 4")
     assert stats["peak_active"] <= 4, f"{stats['peak_active']} generations at once with max_concurrency 4"
     assert_one_generation_each(sim, 10)
 
