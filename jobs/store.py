@@ -541,6 +541,12 @@ class Store:
     def set_due(self, batch: str, item_id: str, when: float) -> None:
         self.r.zadd(keys.due(batch), {item_id: when})
 
+    def look_again_at(self, batch: str, item_ids: list[str], when: float) -> None:
+        """Bring the due time of items whose task still runs forward to ``when`` (never later than
+        it was): the sweeper looks again soon after a dead holder's lease would have lapsed."""
+        if item_ids:
+            self.r.zadd(keys.due(batch), {item_id: when for item_id in item_ids}, lt=True)
+
     def overdue(self, batch: str, before: float, limit: int = 1000) -> list[str]:
         return list(self.r.zrangebyscore(keys.due(batch), "-inf", before, start=0, num=limit))
 

@@ -156,4 +156,5 @@ def _not_running(ctx: WorkerContext, batch: str, item_ids: list[str]) -> list[st
     """The items no running task holds: a task still at work carries its item on by itself (the
     sweeper looks again if it dies)."""
     running = ctx.leases.live(batch, item_ids)
+    ctx.store.look_again_at(batch, sorted(running), time.time() + ctx.settings.task_lease_s)
     return [item_id for item_id in item_ids if item_id not in running]

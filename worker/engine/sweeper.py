@@ -67,9 +67,10 @@ def _due(ctx: WorkerContext, meta: BatchMeta, taken: list[tuple[str, float]], no
     """The steps of items due (a kept wait ending, or a task lost), each with the rest of its wait."""
     store, batch, nexts = ctx.store, meta.name, []
     running = ctx.leases.live(batch, [i for i, _ in taken])
+    store.look_again_at(batch, sorted(running), now + ctx.settings.task_lease_s)
     for (item_id, due), state in zip(taken, store.states(batch, [i for i, _ in taken]), strict=True):
         if item_id in running:
-            continue   # its task still runs (a slow POST, a long download): looked at again later
+            continue   # its task still runs (a slow POST, a long download): looked at again soon
         if state is None or state in TERMINAL:
             store.clear_due(batch, item_id)
         elif state is S.PENDING:
