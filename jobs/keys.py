@@ -10,6 +10,9 @@
     rb:{b}:v:<item_id>                hash: content key -> an archived (superseded or retired) version
     rb:{b}:due                        zset: item id -> when its next step is due: a long wait kept here
                                       (the sweeper sends it), or a sent task's deadline (resent if lost)
+    rb:{b}:run:<item_id>              a running task's lease on the item (a token, with a TTL it renews)
+    rb:{b}:look:<item_id>             set while a reconcile looks again for a lost submit's generation (TTL)
+    rb:{b}:orphans                    hash: generation id -> a paid generation no item holds (late answer)
     rb:{b}:est                        hash: state -> the estimated cost of the batch's items in it
     rb:{b}:budget                     set of pending item ids parked by the batch's budget
     rb:{b}:a:<item_id>                list: one JSON line per failed attempt
@@ -158,3 +161,18 @@ def listing(provider: str) -> str:
 
 def uncharged(provider: str) -> str:
     return f"rb:uncharged:{provider}"
+
+
+def task_lease(batch: str, item_id: str) -> str:
+    """Set (with a TTL the running task renews) while a task works on the item."""
+    return _b(batch, f"run:{item_id}")
+
+
+def look_window(batch: str, item_id: str) -> str:
+    """Set (with a TTL) while a reconcile keeps looking for a lost submit's generation."""
+    return _b(batch, f"look:{item_id}")
+
+
+def orphans(batch: str) -> str:
+    """Hash: generation id -> JSON of a paid generation no item holds (an answer that came late)."""
+    return _b(batch, "orphans")

@@ -3,7 +3,8 @@ limiter, both in Redis, plus the waiting line of items that want a slot.
 
 A slot is held from the moment an item is handed to a submit task until its remote generation ends.
 A holder renews its lease each time it hears from the provider; a lease nobody renews (its worker
-died and nothing picked the item up) expires and the slot returns to the pool.
+died and nothing picked the item up) expires and the slot returns to the pool. Lease ends are kept
+in the Redis server's clock, so a jump of a worker's wall clock expires no lease.
 """
 
 from __future__ import annotations
@@ -20,18 +21,37 @@ from reelbatch.jobs import keys
 
 LEASE_S = 900.0
 
-_ACQUIRE = """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-if redis.call('ZSCORE', KEYS[1], ARGV[3]) then
-  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
+# Lease ends are in the Redis server's clock (TIME), never a client's: a worker whose wall clock
+# jumps (a laptop's suspend, an NTP step) neither expires every other holder's lease nor its own.
+_NOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+"""
+
+_ACQUIRE = _NOW + """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local ends = now + tonumber(ARGV[1])
+if redis.call('ZSCORE', KEYS[1], ARGV[2]) then
+  redis.call('ZADD', KEYS[1], ends, ARGV[2])
   return 1
 end
-local limit = tonumber(redis.call('GET', KEYS[2]) or ARGV[4])
+local limit = tonumber(redis.call('GET', KEYS[2]) or ARGV[3])
 if redis.call('ZCARD', KEYS[1]) < limit then
-  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
+  redis.call('ZADD', KEYS[1], ends, ARGV[2])
   return 1
 end
 return 0
+"""
+
+_RENEW = _NOW + """
+local ends = now + tonumber(ARGV[1])
+for i = 2, #ARGV do redis.call('ZADD', KEYS[1], 'XX', ends, ARGV[i]) end
+return #ARGV - 1
+"""
+
+_HELD = _NOW + """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+return redis.call('ZCARD', KEYS[1])
 """
 
 _WAIT = """
@@ -71,6 +91,8 @@ class Slots:
         self.key, self.limit_key = keys.slots(provider), keys.slots_limit(provider)
         self.wait_key, self.wait_set_key = keys.waiting(provider), keys.waiting_set(provider)
         self._acquire = client.register_script(_ACQUIRE)
+        self._renew = client.register_script(_RENEW)
+        self._held = client.register_script(_HELD)
         self._wait = client.register_script(_WAIT)
         self._pop = client.register_script(_POP)
 
@@ -78,25 +100,21 @@ class Slots:
         self.r.set(self.limit_key, limit)
 
     def acquire(self, who: str, default_limit: int = 5) -> bool:
-        now = time.time()
-        return bool(self._acquire(keys=[self.key, self.limit_key],
-                                  args=[now, now + self.lease_s, who, default_limit]))
+        return bool(self._acquire(keys=[self.key, self.limit_key], args=[self.lease_s, who, default_limit]))
 
     def renew(self, who: str) -> None:
-        self.r.zadd(self.key, {who: time.time() + self.lease_s}, xx=True)
+        self.renew_many([who])
 
     def renew_many(self, whos: list[str]) -> None:
         """Renew the leases of holders heard of at once (a lister's look)."""
-        if whos:
-            until = time.time() + self.lease_s
-            self.r.zadd(self.key, {who: until for who in whos}, xx=True)
+        for start in range(0, len(whos), 1000):
+            self._renew(keys=[self.key], args=[self.lease_s, *whos[start:start + 1000]])
 
     def release(self, who: str) -> bool:
         return bool(self.r.zrem(self.key, who))
 
     def held(self) -> int:
-        self.r.zremrangebyscore(self.key, "-inf", time.time())
-        return int(self.r.zcard(self.key))
+        return int(self._held(keys=[self.key]))
 
     def holders(self) -> list[str]:
         return list(self.r.zrange(self.key, 0, -1))

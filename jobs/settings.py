@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     max_countdown_s: int = 300
     redelivery_cap: int = 5
     sweep_every_s: float = 10.0
+    sweep_grace_s: float = 60.0       # how late a sent step may start before the sweeper sends it again
+    task_lease_s: float = Field(30.0, gt=0)   # a running task's lease on its item, renewed a third of it
+    reconcile_margin_s: float = 15.0  # a lost submit is looked for this long past the HTTP read timeout
+    reconcile_resubmits: int = 2      # resubmits a reconcile that found nothing may make per item
     http_connect_timeout_s: float = 10
     http_read_timeout_s: float = 60
     http_write_timeout_s: float = 60

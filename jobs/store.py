@@ -156,6 +156,8 @@ class ItemRecord(BaseModel):
     internal_errors: int = 0              # unexpected exceptions, across redeliveries
     cancel_requested: bool = False
     url_stale: bool = False               # ask the provider for the result URL before downloading
+    reconcile_looks: int = 0              # looks for a lost submit's generation since that submit
+    reconcile_resubmits: int = 0          # submits sent again because a reconcile found nothing
 
     @classmethod
     def from_hash(cls, data: dict[str, str]) -> ItemRecord:
@@ -561,6 +563,12 @@ class Store:
     def set_due(self, batch: str, item_id: str, when: float) -> None:
         self.r.zadd(keys.due(batch), {item_id: when})
 
+    def look_again_at(self, batch: str, item_ids: list[str], when: float) -> None:
+        """Bring the due time of items whose task still runs forward to ``when`` (never later than
+        it was): the sweeper looks again soon after a dead holder's lease would have lapsed."""
+        if item_ids:
+            self.r.zadd(keys.due(batch), {item_id: when for item_id in item_ids}, lt=True)
+
     def overdue(self, batch: str, before: float, limit: int = 1000) -> list[str]:
         return list(self.r.zrangebyscore(keys.due(batch), "-inf", before, start=0, num=limit))
 
@@ -623,6 +631,19 @@ class Store:
         index = keys.generations(provider)
         return bool(self.r.hsetnx(index, generation_id, owner)) or \
             self.r.hget(index, generation_id) == owner
+
+    def record_orphan(self, batch: str, generation_id: str, item_id: str, usd: float, why: str) -> bool:
+        """A paid generation no item holds (an answer that came after its item moved on): kept
+        for `status` and counted in the spend, once."""
+        entry = json.dumps({"item_id": item_id, "cost_usd": usd, "why": why, "at": round(time.time(), 3)})
+        if not self.r.hsetnx(keys.orphans(batch), generation_id, entry):
+            return False
+        self.add_spend(batch, usd, charged=False)
+        return True
+
+    def orphans(self, batch: str) -> dict[str, dict[str, Any]]:
+        """generation id -> what is known of a paid generation no item holds."""
+        return {g: json.loads(v) for g, v in self.r.hgetall(keys.orphans(batch)).items()}
 
     def generation_owner(self, provider: str, generation_id: str) -> str | None:
         owner: str | None = self.r.hget(keys.generations(provider), generation_id)

@@ -64,6 +64,7 @@ def summary(store: Store, batch: str, now: float | None = None) -> dict:
         "paused": meta.paused if meta else None,
         "workers": workers,
         **batch_times(meta.created_at if meta else None, pace, _ended(counts, store.budget_waiting(batch))),
+        "orphans": [{"generation_id": g, **o} for g, o in sorted(store.orphans(batch).items())],
     }
 
 
@@ -170,6 +171,10 @@ def render(info: dict, fleet: bool = False) -> Group:
     if info["waiting_for_budget"]:
         table.add_row("budget", f"{info['waiting_for_budget']} items wait: raise limits.max_cost_usd "
                                 "and run again")
+    if info.get("orphans"):
+        ids = ", ".join(o["generation_id"] for o in info["orphans"][:3])
+        table.add_row("[yellow]orphans", escape(f"{len(info['orphans'])} paid generations no item holds "
+                                                f"(an answer that came late; counted in the cost): {ids}"))
     for failure in info["failures"]:
         table.add_row("[red]failed", escape(f"{failure['count']} × {failure['reason']} "
                                             f"(e.g. {', '.join(failure['examples'])})"))

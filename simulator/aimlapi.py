@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from starlette.requests import Request
@@ -71,9 +72,14 @@ async def create(request: Request) -> Response:
     params = {k: v for k, v in body.items() if k != "model"}
     if not core.charge(body["model"], params):
         return _refused(core, str(body["model"]), client_id, OUT_OF_CREDITS, status=403)
+    delay, late = core.knobs.submit_delay_s, core.knobs.submit_create_late
+    if delay > 0 and late:
+        await asyncio.sleep(delay)
     key = core.count_enqueue(body)
     gen = core.enqueue("aiml", body["model"], params, catalog.aiml_runtime_error(body), key)
     inference_id = core.aiml_log.record(body["model"], client_id, gen)
+    if delay > 0 and not late:
+        await asyncio.sleep(delay)
     return JSONResponse({"id": gen.public_id, "status": "queued"}, headers=trace_headers(inference_id, client_id))
 
 

@@ -44,6 +44,15 @@ def _rate_options(command):
                    "answers 403; POST /_sim/top-up {\"usd\": x} adds credit.")
 @click.option("--vanished-models", default="", help="Comma-separated Oxen model ids that answer "
               "404 \"Model not found\" (a model folded away).")
+@click.option("--submit-delay-s", type=float, default=0.0, show_default=True,
+              help="Real seconds a submit POST takes to answer (0: at once).")
+@click.option("--submit-create-late", is_flag=True,
+              help="With --submit-delay-s: create the generation at the end of the delay, not at its start.")
+@click.option("--create-late-s", type=float, default=0.0, show_default=True,
+              help="Oxen submits answer 504 at once and the generation appears this many real seconds "
+                   "later (0: off).")
+@click.option("--download-trickle-s", type=float, default=0.0, show_default=True,
+              help="Real seconds each result download's bytes trickle over (0: at once).")
 @click.option("--retry-after", type=int, default=1, show_default=True, help="Retry-After seconds on 429.")
 @click.option("--url-ttl", type=float, default=3600.0, show_default=True, help="Result URL lifetime (s).")
 @click.option("--keepalive-interval", type=float, default=15.0, show_default=True)

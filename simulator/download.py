@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 
 STREAM_ABOVE = 8 << 20     # bodies larger than this are streamed in chunks
@@ -16,6 +18,9 @@ async def serve_result(core, key: str) -> Response:
     size = core.media.size(base, key, pad)
     core.stats.served(key, core.media.sha256(base, key, pad), size)
     chunks = core.media.chunks(base, key, pad)
+    if core.knobs.download_trickle_s > 0:
+        return StreamingResponse(_trickle(b"".join(chunks), core.knobs.download_trickle_s),
+                                 media_type="video/mp4", headers={"Content-Length": str(size)})
     if size <= STREAM_ABOVE:
         return Response(b"".join(chunks), media_type="video/mp4")
     return StreamingResponse(_async(chunks), media_type="video/mp4", headers={"Content-Length": str(size)})
@@ -24,3 +29,11 @@ async def serve_result(core, key: str) -> Response:
 async def _async(chunks):
     for chunk in chunks:
         yield chunk
+
+
+async def _trickle(body: bytes, seconds: float, pieces: int = 20):
+    """The body in ``pieces`` parts spread evenly over ``seconds`` (a slow link)."""
+    step = -(-len(body) // pieces)
+    for start in range(0, len(body), step):
+        await asyncio.sleep(seconds / pieces)
+        yield body[start:start + step]

@@ -49,6 +49,12 @@ class Knobs:
     media_empty_rate: float = 0.0
     media_stall_rate: float = 0.0
     stall_s: float = 30.0                # real seconds a stalled download stays silent
+    submit_delay_s: float = 0.0          # real seconds a submit POST takes to answer (a slow uplink)
+    submit_create_late: bool = False     # with submit_delay_s: the generation is created at the end of
+                                         # the delay (just before the answer), not at its start
+    create_late_s: float = 0.0           # Oxen submits answer 504 at once; the generation is created (and
+                                         # its row shows) this many real seconds later
+    download_trickle_s: float = 0.0      # real seconds each result download's bytes trickle over
     poll_401_rate: float = 0.0
     drop_after_submit_rate: float = 0.0
     stuck_rate: float = 0.0

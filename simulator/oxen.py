@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 
@@ -114,12 +115,36 @@ def _credits(core, model: str, params: dict, error: str | None) -> str | None:
 
 @_guard
 async def enqueue(request: Request, core) -> Response:
+    knobs = core.knobs
+    if knobs.create_late_s > 0:
+        return await _create_late(request, core)
+    if knobs.submit_delay_s > 0 and knobs.submit_create_late:
+        await asyncio.sleep(knobs.submit_delay_s)
     accepted = await _accept(request, core)
     if isinstance(accepted, Response):
         return accepted
+    if knobs.submit_delay_s > 0 and not knobs.submit_create_late:
+        await asyncio.sleep(knobs.submit_delay_s)
     status = "processing" if core.knobs.legacy_enqueue_processing else "queued"
     gens = accepted[1]
     return JSONResponse({"generations": [{"generation_id": g.key, "status": status} for g in gens]})
+
+
+async def _create_late(request: Request, core) -> Response:
+    """A gateway that gives up at once (504) while the backend creates the generation later."""
+    body = await _body(request)
+    checked = _check_enqueue(body)
+    if isinstance(checked, Response):
+        return checked
+
+    def create() -> None:
+        key = core.count_enqueue(body)
+        params = {k: v for k, v in body.items() if k not in _QUEUE_ONLY}
+        for _ in range(checked):
+            core.enqueue("oxen", body["model"], params, catalog.runtime_error(body["model"], params), key)
+
+    asyncio.get_running_loop().call_later(core.knobs.create_late_s, create)
+    return oxen_message(504, "Gateway Timeout")
 
 
 def _lookup(core, generation_id: str) -> Generation | None:

@@ -9,6 +9,7 @@ from functools import cached_property
 
 import httpx
 
+from reelbatch.jobs.leases import TaskLeases
 from reelbatch.jobs.limits import RequestRate, Slots
 from reelbatch.jobs.settings import Settings, get_settings
 from reelbatch.jobs.store import BatchMeta, ItemRecord, Store
@@ -69,6 +70,11 @@ class WorkerContext:
     @cached_property
     def store(self) -> Store:
         return Store.from_url(self.settings.broker_url)
+
+    @cached_property
+    def leases(self) -> TaskLeases:
+        """The leases running tasks hold on their items (worker/lease.py renews them)."""
+        return TaskLeases(self.store.r, self.settings.task_lease_s)
 
     @cached_property
     def download_client(self) -> httpx.Client:

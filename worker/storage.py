@@ -21,6 +21,7 @@ exact origin only, and is dropped for good at the first redirect off it (an obje
 from __future__ import annotations
 
 import errno
+import glob
 import hashlib
 import ipaddress
 import os
@@ -267,6 +268,7 @@ def _download(url: str, dest_dir: Path, file_name: str, client: httpx.Client, se
               credential: HostCredential | None) -> StoredFile:
     dest_dir.mkdir(parents=True, exist_ok=True)
     target = target_path(dest_dir, file_name)
+    remove_partials(target)
     try:
         with atomic_write(target, binary=True, fsync=True) as out:
             sha256, size, content_type = _fetch(url, client, out, settings, credential)
@@ -274,6 +276,13 @@ def _download(url: str, dest_dir: Path, file_name: str, client: httpx.Client, se
     except NotARegularFile as exc:
         raise UnsafeResult(f"refusing to write through the symlink {target}: {exc}") from None
     return StoredFile(path=target, sha256=sha256, bytes=size, content_type=content_type)
+
+
+def remove_partials(target: Path) -> None:
+    """Remove what an abandoned download of ``target`` left (its worker died mid-transfer): the one
+    downloading now holds the item's task lease, so no other download of it is running."""
+    for part in target.parent.glob(f".{glob.escape(target.name)}.*.part"):
+        part.unlink(missing_ok=True)
 
 
 def poster_frame(video: Path, out: Path) -> Path:

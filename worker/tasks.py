@@ -28,7 +28,8 @@ from reelbatch.worker.context import WorkerContext, context
 from reelbatch.worker.engine import cancel, download, poll, submit, sweeper
 from reelbatch.worker.engine.next import Failed, Next
 from reelbatch.worker.engine.outcome import fail, give_up
-from reelbatch.worker.engine.sweeper import horizon_s, lost_after_s
+from reelbatch.worker.engine.sweeper import busy_recheck_s, horizon_s, lost_after_s
+from reelbatch.worker.lease import holding
 
 log = logging.getLogger("reelbatch.worker")
 BROKER_DOWN = (redis.ConnectionError, redis.TimeoutError, OperationalError)
@@ -73,11 +74,22 @@ def _run(task: Task, step: Step, batch: str, item_id: str) -> None:
     if deliveries > ctx.settings.redelivery_cap:
         nexts = _poison(ctx, batch, item_id, meta, ItemRecord.from_hash(stored) if stored else None)
     else:
-        ctx.hand_over(batch, item_id, meta, stored)
-        nexts = _step(ctx, step, batch, item_id)
+        with holding(ctx.leases, batch, item_id) as held:
+            if held:
+                ctx.hand_over(batch, item_id, meta, stored)
+                nexts = _step(ctx, step, batch, item_id)
+            else:
+                nexts = _busy(ctx, step, batch, item_id)
     send(ctx, nexts, task.request.id)   # it ran: only a delivery that dies mid-step counts
     if isinstance(nexts, Failed):
         raise ItemFailed(nexts.reason)
+
+
+def _busy(ctx: WorkerContext, step: Step, batch: str, item_id: str) -> list[Next]:
+    """Another task is working on the item (a duplicate, or a step sent while one ran): look again
+    once that one has likely ended; by then the item has usually moved on and this step is a no-op."""
+    log.debug("%s %s/%s: another task holds the item; trying again later", step.value, batch, item_id)
+    return [Next(step, batch, item_id, busy_recheck_s(ctx.settings))]
 
 
 def _step(ctx: WorkerContext, step: Step, batch: str, item_id: str) -> list[Next]:

@@ -245,7 +245,10 @@ def test_provider_storm(tmp_path, sim_factory, data_dir):
     manifest = write_manifest(tmp_path, "storm", N)
     data = data_dir
     started = time.monotonic()
-    run = start_logged(["run", str(manifest)], cli_env(data, sim), tmp_path / "logs" / "run.log")
+    # a submit that created nothing is resubmitted after the reconcile's look-again window (the read
+    # timeout plus a margin, 75 s by default): 15 s here, so the storm stays within its bound
+    env = cli_env(data, sim, REELBATCH_HTTP_READ_TIMEOUT_S="10", REELBATCH_RECONCILE_MARGIN_S="5")
+    run = start_logged(["run", str(manifest)], env, tmp_path / "logs" / "run.log")
     try:
         wait_for(lambda: run.poll() is not None or time.monotonic() - started > STORM_FOR_S
                  or sim.stats()["by_status"].get("succeeded", 0) >= 0.9 * N, STORM_FOR_S + 10,

@@ -85,6 +85,15 @@ def test_real_download_matches_sha256(server, client, tmp_path, mp4):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ox-zoom.mp4"]
 
 
+def test_a_download_removes_what_an_abandoned_one_left(server, client, tmp_path, mp4):
+    """Issue 22.2: a worker that died mid-download left its partial file; the next download of the
+    same item (which holds the item's lease, so none other runs) removes it, and no one else's."""
+    (tmp_path / ".ox-zoom.mp4.k2j4h1.part").write_bytes(b"half")
+    (tmp_path / ".other.mp4.a1b2c3.part").write_bytes(b"another item's")
+    download(f"{server}/clip.mp4", tmp_path, "ox-zoom.mp4", client, SETTINGS)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.mp4.a1b2c3.part", "ox-zoom.mp4"]
+
+
 def test_real_redirect_on_loopback_is_followed(server, client, tmp_path, mp4):
     assert download(f"{server}/hop", tmp_path, "a.mp4", client, SETTINGS).bytes == len(mp4)
 

@@ -202,5 +202,13 @@ def enqueue(ctx: WorkerContext, batch: str) -> list[Next]:
     store.clear_errors(batch, pending)
     wait_in_line(ctx, meta.provider, batch, pending)
     nexts = [Next(step, batch, item_id) for state, step in RESUME.items()
-             for item_id in store.item_ids(batch, state)]
+             for item_id in _not_running(ctx, batch, store.item_ids(batch, state))]
     return nexts + feed(ctx, meta.provider, meta.max_concurrency)
+
+
+def _not_running(ctx: WorkerContext, batch: str, item_ids: list[str]) -> list[str]:
+    """The items no running task holds: a task still at work carries its item on by itself (the
+    sweeper looks again if it dies)."""
+    running = ctx.leases.live(batch, item_ids)
+    ctx.store.look_again_at(batch, sorted(running), time.time() + ctx.settings.task_lease_s)
+    return [item_id for item_id in item_ids if item_id not in running]

@@ -55,7 +55,8 @@ def _send_back(store: Store, batch: str, rec: ItemRecord) -> str | None:
     target = resume_state(rec)
     fields = dict(FRESH)
     if target is S.PENDING:
-        fields.update(attempts=0, generation_id=None, video_url=None, detected_at=None)
+        fields.update(attempts=0, generation_id=None, video_url=None, detected_at=None,
+                      reconcile_resubmits=0)
     elif target is S.DOWNLOADING:
         fields.update(url_stale=1)
     else:   # polled again: a stuck one gets a new polling.give_up_after_s from now

@@ -9,6 +9,7 @@ from pathlib import Path
 from reelbatch.jobs import errors
 from reelbatch.jobs.catalog import provider_request
 from reelbatch.jobs.inputs import is_url, to_data_uri
+from reelbatch.jobs.leases import look_window_open, open_look_window
 from reelbatch.jobs.limits import holder
 from reelbatch.jobs.state import ItemState as S, Step
 from reelbatch.jobs.store import BatchMeta, ItemRecord, TransitionRefused
@@ -16,11 +17,15 @@ from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine import account, budget
 from reelbatch.worker.engine.line import release
 from reelbatch.worker.engine.next import Next
+from reelbatch.worker.engine.orphans import late_answer
 from reelbatch.worker.engine.outcome import fail, retry_or_fail
 from reelbatch.worker.engine.poll import poll_policy
 from reelbatch.worker.providers.base import FindsLostSubmits
 
 RECONCILE_AFTER_S = 3.0
+CLOCK_SLACK_S = 300.0   # a lost submit's generation is looked for from this long before it was sent
+                        # (a worker clock minutes fast; claims keep one item off another's generation)
+LOOKS = 6               # looks over the window before a reconcile decides nothing was made
 
 
 def submit(ctx: WorkerContext, batch: str, item_id: str) -> list[Next]:
@@ -54,7 +59,7 @@ def _send(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord) -> list[Next]:
     store, batch, item_id = ctx.store, meta.name, rec.item_id
     try:
         store.transition(batch, item_id, S.SUBMITTING, [S.PENDING], incr={"attempts": 1},
-                         submitted_at=time.time(), error_kind=None, error=None)
+                         submitted_at=time.time(), error_kind=None, error=None, reconcile_looks=0)
     except TransitionRefused:
         budget.unreserve(ctx, meta, rec)
         return []  # a duplicate submit task: the other one is sending it
@@ -71,8 +76,11 @@ def _send(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord) -> list[Next]:
             return account.unsent(ctx, meta, rec, exc)
         return fail(ctx, meta, item_id, exc, [S.SUBMITTING])
     ctx.provider_up(meta.provider)
-    store.transition(batch, item_id, S.QUEUED, [S.SUBMITTING], generation_id=generation_id,
-                     transient_retries=0)
+    try:
+        store.transition(batch, item_id, S.QUEUED, [S.SUBMITTING], generation_id=generation_id,
+                         transient_retries=0)
+    except TransitionRefused:   # the item moved on while the POST ran (cancelled, failed)
+        return late_answer(ctx, meta, rec, generation_id)
     claim(ctx, meta.provider, generation_id, batch, item_id)
     return [Next(Step.POLL, batch, item_id, poll_policy(ctx, meta, rec).first_delay())]
 
@@ -110,7 +118,7 @@ def reconcile(ctx: WorkerContext, batch: str, item_id: str) -> list[Next]:
         return _cannot_ask(ctx, meta, rec)
     try:
         found = client.find(provider_request(rec.item, resolver(ctx)),
-                            since=(rec.submitted_at or 0) - 5)
+                            since=(rec.submitted_at or 0) - CLOCK_SLACK_S)
     except errors.TransientProviderError as exc:
         return retry_or_fail(ctx, meta, item_id, Step.RECONCILE, exc, [S.SUBMITTING],
                              give_up=_unknown(meta, f"the provider could not be asked ({exc})"))
@@ -124,6 +132,33 @@ def reconcile(ctx: WorkerContext, batch: str, item_id: str) -> list[Next]:
         store.transition(batch, item_id, S.QUEUED, [S.SUBMITTING], generation_id=generation_id,
                          transient_retries=0)
         return [Next(Step.POLL, batch, item_id, 0)]
+    return _nothing_found(ctx, meta, rec)
+
+
+def look_again_every_s(ctx: WorkerContext) -> float:
+    """How often a reconcile that found nothing looks again: LOOKS times over its window."""
+    return max(RECONCILE_AFTER_S, look_window_s(ctx) / LOOKS)
+
+
+def look_window_s(ctx: WorkerContext) -> float:
+    """How long a lost submit's generation is looked for: the HTTP read timeout plus a margin (a
+    provider may still be working on a POST its gateway or our client gave up on)."""
+    return ctx.settings.http_read_timeout_s + ctx.settings.reconcile_margin_s
+
+
+def _nothing_found(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord) -> list[Next]:
+    """Look again until the window has passed; then submit again, at most ``reconcile_resubmits``
+    times per item, after which the item fails ``submit_unknown`` (the person paying decides)."""
+    store, batch, item_id, window = ctx.store, meta.name, rec.item_id, look_window_s(ctx)
+    if store.count(batch, item_id, "reconcile_looks") == 1:   # the first look since this submit
+        open_look_window(store.r, batch, item_id, window)
+    if look_window_open(store.r, batch, item_id):
+        return [Next(Step.RECONCILE, batch, item_id, look_again_every_s(ctx))]
+    cap = ctx.settings.reconcile_resubmits
+    if store.count(batch, item_id, "reconcile_resubmits") > cap:
+        why = (f"nothing found over {window:.0f} s after each of {cap + 1} submits; "
+               "`reelbatch retry --kind submit_unknown` submits it again (may pay twice)")
+        return fail(ctx, meta, item_id, _unknown(meta, why), [S.SUBMITTING])
     return _submit_again(ctx, meta, rec)
 
 

@@ -24,7 +24,6 @@ from reelbatch.worker.engine.next import Next
 from reelbatch.worker.providers import entry
 
 LOCK_S = 30.0
-SWEEP_GRACE_S = 60.0   # how late a sent step may run before the sweeper sends it again
 HORIZON_FACTOR = 1.5   # the horizon is this many sweep periods: every due wait meets a sweep first
 SWEEPER_TTL_S = 60.0   # a sweeper not seen for this long no longer has long waits left to it
 TAKE_ROUNDS = 50       # at most this many thousand items taken per batch and sweep
@@ -38,8 +37,13 @@ def horizon_s(settings: Settings) -> float:
 
 def lost_after_s(settings: Settings) -> float:
     """How long past its countdown a sent step is recorded as due: sent again only when it has
-    not run SWEEP_GRACE_S after it should have, the sweep's look-ahead notwithstanding."""
-    return SWEEP_GRACE_S + horizon_s(settings)
+    not run ``sweep_grace_s`` after it should have, the sweep's look-ahead notwithstanding."""
+    return settings.sweep_grace_s + horizon_s(settings)
+
+
+def busy_recheck_s(settings: Settings) -> float:
+    """When a step that found its item held by a running task looks again."""
+    return min(5.0, settings.task_lease_s / 2)
 
 
 def sweep(ctx: WorkerContext, batch: str, now: float | None = None) -> list[Next]:
@@ -63,7 +67,11 @@ def sweep(ctx: WorkerContext, batch: str, now: float | None = None) -> list[Next
 def _due(ctx: WorkerContext, meta: BatchMeta, taken: list[tuple[str, float]], now: float) -> list[Next]:
     """The steps of items due (a kept wait ending, or a task lost), each with the rest of its wait."""
     store, batch, nexts = ctx.store, meta.name, []
+    running = ctx.leases.live(batch, [i for i, _ in taken])
+    store.look_again_at(batch, sorted(running), now + ctx.settings.task_lease_s)
     for (item_id, due), state in zip(taken, store.states(batch, [i for i, _ in taken]), strict=True):
+        if item_id in running:
+            continue   # its task still runs (a slow POST, a long download): looked at again soon
         if state is None or state in TERMINAL:
             store.clear_due(batch, item_id)
         elif state is S.PENDING:
