@@ -94,6 +94,7 @@ class Dialect(BaseModel):
     fields: dict[str, str]
     element: dict[str, str]
     model_in_body: bool = False
+    duration_as_string: bool = False   # fal sends duration "5", not 5
 
 
 class ProviderInfo(BaseModel):
@@ -280,6 +281,8 @@ def _wire_value(name: str, value: Any, dialect: Dialect, resolve: Callable[[str]
         return [resolve(r) for r in value]
     if name == "elements":
         return [_wire_element(e, dialect, resolve) for e in value]
+    if name == "duration" and dialect.duration_as_string:
+        return str(value)
     return value
 
 

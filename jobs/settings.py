@@ -43,9 +43,12 @@ class Settings(BaseSettings):
     oxen_api_key: SecretStr | None = Field(None, validation_alias="OXEN_API_KEY")
     aimlapi_key: SecretStr | None = Field(None, validation_alias=AliasChoices("AIMLAPI_KEY", "AIML_API_KEY"))
     simulator_key: SecretStr | None = Field(None, validation_alias="REELBATCH_SIMULATOR_KEY")
+    fal_key: SecretStr | None = Field(None, validation_alias="FAL_KEY")
     oxen_base_url: str = Field("https://hub.oxen.ai", validation_alias="OXEN_BASE_URL")
     aimlapi_base_url: str = Field("https://api.aimlapi.com", validation_alias="AIMLAPI_BASE_URL")
     simulator_url: str = Field("http://127.0.0.1:8765", validation_alias="REELBATCH_SIMULATOR_URL")
+    fal_queue_url: str = Field("https://queue.fal.run", validation_alias="FAL_QUEUE_URL")
+    fal_api_url: str = Field("https://api.fal.ai", validation_alias="FAL_API_URL")   # platform API
     broker_url: str | None = Field(None, validation_alias="REELBATCH_BROKER_URL")
     data_dir: Path = Field(default_factory=default_data_dir, validation_alias="REELBATCH_DATA_DIR")
     # Apprise URLs (space or comma separated); they carry webhook tokens: a secret, never stored
@@ -101,12 +104,12 @@ class Settings(BaseSettings):
     def key_for(self, provider: str) -> str | None:
         """The API key a provider client sends; None when it is not configured."""
         secret = {"oxen": self.oxen_api_key, "aimlapi": self.aimlapi_key,
-                  "simulator": self.simulator_key}.get(provider)
+                  "simulator": self.simulator_key, "fal": self.fal_key}.get(provider)
         return secret.get_secret_value() if secret else None
 
     def base_url_for(self, provider: str) -> str:
         return {"oxen": self.oxen_base_url, "aimlapi": self.aimlapi_base_url,
-                "simulator": self.simulator_url}[provider]
+                "simulator": self.simulator_url, "fal": self.fal_queue_url}[provider]
 
 
 @lru_cache(maxsize=1)

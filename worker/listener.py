@@ -18,7 +18,7 @@ from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine.events import on_event
 from reelbatch.worker.lister import Lister
 from reelbatch.worker.providers import build_provider
-from reelbatch.worker.providers.base import Generation
+from reelbatch.worker.providers.base import FollowsRequests, Generation
 from reelbatch.worker.tasks import BROKER_DOWN, send
 
 log = logging.getLogger("reelbatch.events")
@@ -48,10 +48,15 @@ class EventListener:
     def __init__(self, settings: Settings, provider: str):
         self.ctx, self.provider = WorkerContext(settings), provider
         self.client = build_provider(provider, settings)  # its own client: the stream holds one
+        if isinstance(self.client, FollowsRequests):   # fal: one status stream per request in flight
+            self.client.follow(self._in_flight)
         self.heard = 0
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._listen, daemon=True, name="rb-events"),
                          threading.Thread(target=self._beacon, daemon=True, name="rb-beacon")]
+
+    def _in_flight(self) -> list[str]:
+        return [generation_id for _, _, generation_id, _ in self.ctx.store.in_flight(self.provider)]
 
     def pushes_events(self) -> bool:
         if self.client.has_events:

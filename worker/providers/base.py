@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from enum import Enum
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from reelbatch.jobs.item import ProviderRequest
 from reelbatch.worker.providers.http import HostCredential
@@ -99,3 +99,11 @@ class Provider(Protocol):
 
     def close(self) -> None:
         """Release connections."""
+
+
+@runtime_checkable
+class FollowsRequests(Protocol):
+    """A provider whose completions are pushed per request (fal's status stream), not on one
+    account-wide stream: its ``events()`` needs the ids in flight, read from ``source`` as it goes."""
+
+    def follow(self, source: Callable[[], Iterable[str]]) -> None: ...
