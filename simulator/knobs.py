@@ -61,6 +61,7 @@ class Knobs:
     aiml_error_shape: str = "random"     # "name" ({name,message}), "detail" ({detail:[...]}) or "random"
     media_pad_bytes: int = 0             # extra bytes in each MP4's `free` box
     cost_per_second: float = 0.112       # USD per output second: model pricing, history cost, AI/ML usage
+    fal_result_ttl: float = 3600.0       # nominal seconds fal keeps a result after completion (scaled)
     result_url_needs_key: bool = False   # REST rows' result_url is a hub-style /api/repos/... path that
                                          # needs the Bearer key (Oxen: undocumented); events stay presigned
     seed: int | None = None

@@ -56,7 +56,10 @@ class EventListener:
                          threading.Thread(target=self._beacon, daemon=True, name="rb-beacon")]
 
     def _in_flight(self) -> list[str]:
-        return [generation_id for _, _, generation_id, _ in self.ctx.store.in_flight(self.provider)]
+        try:
+            return [generation_id for _, _, generation_id, _ in self.ctx.store.in_flight(self.provider)]
+        except BROKER_DOWN:   # Redis restarting: the next turn reads them again
+            return []
 
     def pushes_events(self) -> bool:
         if self.client.has_events:

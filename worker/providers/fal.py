@@ -92,7 +92,8 @@ class FalProvider:
         self._http, self._api, self._backoff = queue_http, api_http, backoff
         self._closed = threading.Event()
         self._source: Callable[[], Iterable[str]] | None = None
-        self._followed: set[str] = set()
+        self._followed: set[str] = set()   # a stream is open (or opening) for these
+        self._told: set[str] = set()       # their outcome was handed on: never followed again
         self._lock = threading.Lock()
         self._heard: queue.Queue[Generation] = queue.Queue()
         self.stream_open = False
@@ -197,13 +198,11 @@ class FalProvider:
         self.stream_open = False
 
     def _start_followers(self) -> None:
-        try:
-            ids = list(self._source() if self._source else ())
-        except Exception as exc:   # the store is restarting: try again on the next turn
-            log.info("could not read the generations in flight (%s)", exc)
-            return
+        ids = list(self._source() if self._source else ())
         with self._lock:
-            new = [g for g in ids if g not in self._followed][:MAX_STREAMS - len(self._followed)]
+            self._told &= set(ids)   # forget what is no longer in flight
+            new = [g for g in ids if g not in self._followed and g not in self._told]
+            new = new[:MAX_STREAMS - len(self._followed)]
             self._followed.update(new)
         for generation_id in new:
             threading.Thread(target=self._follow_one, args=(generation_id,), daemon=True,
@@ -228,6 +227,8 @@ class FalProvider:
                         return True
                     if _status_of(sse.data) == "COMPLETED":
                         self._heard.put(self.result(generation_id))
+                        with self._lock:
+                            self._told.add(generation_id)
                         return True
         except PermanentProviderError as exc:
             log.info("status stream of %s refused (%s); polling carries on", generation_id, exc)
