@@ -24,7 +24,7 @@ from reelbatch.jobs.settings import Settings
 
 log = logging.getLogger(__name__)
 
-PRICED_PROVIDERS = ("oxen", "simulator")   # the simulator serves Oxen's models endpoint
+PRICED_PROVIDERS = ("oxen", "simulator", "fal")   # the simulator serves Oxen's models endpoint; fal: its pricing API
 PRICE_TTL_S = 24 * 3600
 RETRY_AFTER_FAILURE_S = 600                # an unreachable provider is not asked again before this
 CACHE_FILE = "provider-prices.json"

@@ -49,7 +49,6 @@ STATUS = {"IN_QUEUE": RemoteStatus.QUEUED, "IN_PROGRESS": RemoteStatus.RUNNING,
           "COMPLETED": RemoteStatus.SUCCEEDED}   # COMPLETED: the result fetch says which
 SSE_HEADERS = {"Accept": "text/event-stream", "Cache-Control": "no-store"}
 CANCELLED_TYPES = ("request_cancelled", "cancelled")   # assumed: fal documents no cancelled result
-KEY_CHECK_ID = "reelbatch-key-check"
 FOLLOW_EVERY_S = 1.0      # how often the ids in flight are read again
 MAX_STREAMS = 256         # status streams open at once; the rest are left to polling
 STREAM_TRIES = 5          # a stream that keeps failing is left to polling
@@ -150,9 +149,9 @@ class FalProvider:
         return None   # fal's queue and history carry no charged amount
 
     def check_key(self, model_id: str) -> None:
-        """The status of a request that does not exist: 401 for a refused key, 404 otherwise."""
-        app = "/".join(model_id.split("/")[:2])
-        check_answer(lambda: self._http.json("GET", f"{app}/requests/{KEY_CHECK_ID}/status"))
+        """The platform API's price of the endpoint: one small authenticated answer (401 for a
+        refused key), and no request on the queue a status count would mistake for a poll."""
+        check_answer(lambda: fal_platform.pricing(self._api, model_id))
 
     def cancel(self, generation_id: str) -> None:
         """``PUT cancel_url``: OK (queued, removed), CANCELLATION_REQUESTED (running: it may still
