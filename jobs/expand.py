@@ -19,7 +19,15 @@ from typing import Any
 from pydantic import ValidationError
 
 from reelbatch.jobs import inputs
-from reelbatch.jobs.catalog import MediaLimits, ModelSpec, catalog, check_params, price_per_second
+from reelbatch.jobs.catalog import (
+    MediaLimits,
+    ModelSpec,
+    catalog,
+    check_params,
+    price_per_second,
+    tier_model_id,
+    tier_price,
+)
 from reelbatch.jobs.errors import ManifestError
 from reelbatch.jobs.item import Element, Item, Params
 from reelbatch.jobs.manifest import (
@@ -233,6 +241,8 @@ def _matrix_label(name: str, value: Any, index: int) -> str:
         return "ar" + id_part(str(value).replace(":", "x"))
     if name == "keep_audio":
         return "audio" if value else "mute"
+    if name == "tier":
+        return str(value)
     return f"{MATRIX_TAGS[name]}{index + 1}"
 
 
@@ -381,7 +391,7 @@ def item_id(parts: tuple[str, ...]) -> str:
 
 # Parameters added to Params after batches were first saved: they join the content key only when
 # set, so an item that does not use one keeps the key it had (and is not regenerated on resume).
-LATER_PARAMS = frozenset({"backend"})
+LATER_PARAMS = frozenset({"backend", "tier"})
 
 
 def params_json(params: Params) -> str:
@@ -403,6 +413,7 @@ class Expander:
     spec: ModelSpec
     price: float
     media: MediaChecker
+    overrides: dict[str, float]
 
     def checked(self, source: Source, variant: Variant, env: dict[str, Any]) -> dict[str, Any]:
         values = {**_filled(source, env), **variant.values}
@@ -428,15 +439,17 @@ class Expander:
         params = Params.model_construct(**values)
         key_json = params_json(params)
         seconds = values.get("duration") or self.spec.default_duration
+        tier = values.get("tier")
+        price = tier_price(self.spec, tier, self.price, self.overrides)
         for sample in range(1, m.repeat + 1):
             tag = (f"s{sample}",) if m.repeat > 1 else ()
             new_id = item_id((source.id, *label, *tag))
             yield Item.model_construct(
                 item_id=new_id, source_id=source.id,
                 content_key=content_key(m.provider, self.spec.name, key_json, sample),
-                provider=m.provider, model=self.spec.name, provider_model=self.spec.ids[m.provider],
+                provider=m.provider, model=self.spec.name, provider_model=tier_model_id(self.spec, tier),
                 params=params, sample=sample, video_seconds=seconds,
-                estimated_cost_usd=round(seconds * self.price, 6))
+                estimated_cost_usd=round(seconds * price, 6))
 
 
 def check_raw(provider: str, raw: dict[str, Any]) -> None:
@@ -474,7 +487,7 @@ def expand(manifest: Manifest, settings: Settings) -> list[Item]:
     expander = Expander(manifest, spec, price_per_second(manifest.provider, spec,
                                                          settings.price_overrides),
                         MediaChecker(manifest.folder, spec.image_formats, settings.max_data_uri_bytes,
-                                     spec.media))
+                                     spec.media), dict(settings.price_overrides))
     all_variants = variants(manifest)
     seen: dict[str, tuple[str, Where]] = {}
     out: list[Item] = []
