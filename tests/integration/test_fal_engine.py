@@ -7,7 +7,14 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import SIM_KEY
-from tests.integration.helpers import assert_files_match_simulator, cli_env, reelbatch, results, write_manifest
+from tests.integration.helpers import (
+    assert_files_match_simulator,
+    assert_no_duplicate_generation,
+    cli_env,
+    reelbatch,
+    results,
+    write_manifest,
+)
 
 pytestmark = pytest.mark.integration
 FAST = dict(time_scale=1 / 600, queue_delay=0.0, seed=11)
@@ -47,3 +54,15 @@ def test_without_the_stream_a_fal_batch_completes_by_polling_status_url(tmp_path
     _, requests = fal_batch(tmp_path, sim, "falpoll", REELBATCH_EVENT_LISTENER="false")
     assert requests.get(STREAM, 0) == 0, requests
     assert requests.get(STATUS, 0) >= N, requests
+
+
+def test_fal_faults_lost_submits_are_found_in_the_request_history_never_sent_twice(tmp_path, sim_factory):
+    """Submits whose answer is lost after fal queued them (and 5xx, 429) on fal's protocol: the
+    request history (finished requests only, so asked again until it lists them) finds each one."""
+    sim = sim_factory(concurrency=20, drop_after_submit_rate=0.3, server_error_rate=0.05,
+                      rate_limit_rate=0.05, **FAST)
+    rows, requests = fal_batch(tmp_path, sim, "falfaults")
+    stats = sim.stats()
+    assert stats["faults"].get("drop_after", 0) >= 1, stats["faults"]
+    assert requests.get("GET /v1/models/requests/by-endpoint", 0) >= 1, requests
+    assert_no_duplicate_generation(stats)
