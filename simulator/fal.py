@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from datetime import UTC, datetime
 
 from starlette.requests import Request
@@ -209,6 +210,34 @@ def _history_row(core, gen: Generation, payloads: bool) -> dict:
     return row
 
 
+async def upload_initiate(request: Request, core) -> Response:
+    """fal storage (fal-js storage.ts ``initiateUpload``): a presigned upload URL and the file's URL."""
+    try:
+        body = json.loads(await request.body())
+    except ValueError:
+        body = None
+    if not isinstance(body, dict) or not body.get("file_name"):
+        return JSONResponse({"detail": [{"loc": ["body", "file_name"], "msg": "Field required",
+                                         "type": "missing"}]}, status_code=422)
+    token = uuid.uuid4().hex
+    root = f"{base_url(request)}/fal-storage"
+    return JSONResponse({"upload_url": f"{root}/upload/{token}",
+                         "file_url": f"{root}/files/{token}/{body['file_name']}"})
+
+
+async def upload_put(request: Request) -> Response:
+    files = request.app.state.__dict__.setdefault("fal_files", {})
+    files[request.path_params["token"]] = (request.headers.get("content-type"), await request.body())
+    return Response(status_code=200)
+
+
+async def stored_file(request: Request) -> Response:
+    found = request.app.state.__dict__.get("fal_files", {}).get(request.path_params["token"])
+    if found is None:
+        return JSONResponse({"detail": "Not found"}, status_code=404)
+    return Response(found[1], media_type=found[0] or "application/octet-stream")
+
+
 _q = "/fal-ai/{alias}/requests/{rid}"
 ROUTES = [
     Route(f"{_q}/status/stream", _guard(status_stream), methods=["GET"]),
@@ -218,4 +247,7 @@ ROUTES = [
     Route("/fal-ai/kling-video/{sub:path}", _guard(submit), methods=["POST"]),
     Route("/v1/models/pricing", _guard(pricing), methods=["GET"]),
     Route("/v1/models/requests/by-endpoint", _guard(history), methods=["GET"]),
+    Route("/storage/upload/initiate", _guard(upload_initiate), methods=["POST"]),
+    Route("/fal-storage/upload/{token}", upload_put, methods=["PUT"]),
+    Route("/fal-storage/files/{token}/{name}", stored_file, methods=["GET"]),
 ]

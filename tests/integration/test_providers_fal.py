@@ -3,6 +3,7 @@ result errors, cancel answers, the per-request status stream, result expiry, the
 
 from __future__ import annotations
 
+import base64
 import threading
 import time
 from itertools import count
@@ -132,4 +133,24 @@ def test_a_refused_key_is_found_by_the_key_check(sim):
                                             fal_api_url=sim.base_url))
     with pytest.raises(PermanentProviderError):
         client.check_key(I2V)
+    client.close()
+
+
+def test_a_local_input_is_uploaded_to_fal_storage_once_and_sent_as_its_url(sim):
+    client = build_provider("fal", Settings(fal_key=KEY, fal_queue_url=sim.base_url,
+                                            fal_api_url=sim.base_url, fal_rest_url=sim.base_url))
+    sim.set_knobs(**QUICK)
+    png = "data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\n-ox-").decode()
+    before = sim.stats(detail=False)["requests"].get("POST /storage/upload/initiate", 0)
+    requests = [ProviderRequest(model=I2V, body={"prompt": f"an ox {n}", "start_image_url": png})
+                for n in range(2)]
+    ids = [client.submit(r) for r in requests]
+    stats = sim.stats()
+    assert stats["requests"]["POST /storage/upload/initiate"] - before == 1
+    sent = {g["public_id"]: g for g in stats["generations"].values()}
+    url = sim.core.clock.gens[ids[0].rsplit("/", 1)[1]].params["start_image_url"]
+    assert url.startswith(f"{sim.base_url}/fal-storage/files/") and ids[0] in sent
+    assert httpx.get(url).content == b"\x89PNG\r\n\x1a\n-ox-"
+    wait_terminal(client, ids[0])
+    assert [g.generation_id for g in client.find(requests[0], time.time() - 30)] == [ids[0]]
     client.close()

@@ -9,7 +9,8 @@ from reelbatch.jobs.settings import Settings
 from reelbatch.worker.providers.aimlapi import AimlapiProvider
 from reelbatch.worker.providers.base import Provider
 from reelbatch.worker.providers.fal import FalProvider
-from reelbatch.worker.providers.http import HttpSeam, build_client, host_credential
+from reelbatch.worker.providers.fal_storage import Uploads
+from reelbatch.worker.providers.http import HttpSeam, build_client, build_download_client, host_credential
 from reelbatch.worker.providers.oxen import OxenProvider
 
 PROVIDERS = ("oxen", "aimlapi", "fal", "simulator")
@@ -37,7 +38,9 @@ def build_provider(name: str, settings: Settings,
 
 
 def _fal(settings: Settings, key: str, transport: httpx.BaseTransport | None) -> FalProvider:
-    """fal: the queue and the platform API, both with ``Authorization: Key <key>``."""
+    """fal: the queue, the platform API and storage, with ``Authorization: Key <key>``; uploads go
+    to their presigned URL without it."""
     def seam(url: str) -> HttpSeam:
         return HttpSeam("fal", build_client(settings, url, key, transport, scheme="Key"), secrets=(key,))
-    return FalProvider(seam(settings.fal_queue_url), seam(settings.fal_api_url))
+    uploads = Uploads(seam(settings.fal_rest_url), build_download_client(settings, transport))
+    return FalProvider(seam(settings.fal_queue_url), seam(settings.fal_api_url), uploads)

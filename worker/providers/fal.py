@@ -21,7 +21,7 @@ result that expired before it was fetched (the item fails as missing; it is neve
 Completion is pushed per request on ``GET .../requests/{id}/status/stream`` (SSE, one JSON status
 per ``data:``): ``events()`` follows one stream for each generation in flight (``follow`` gives it
 the ids); polling ``get`` stays the backstop. Reconciling a lost submit, the prices and storage
-uploads are in ``fal_platform.py``.
+uploads are in ``fal_platform.py`` and ``fal_storage.py``.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from reelbatch.jobs.item import ProviderRequest
 from reelbatch.jobs.policy import RECONNECT
 from reelbatch.worker.providers import fal_platform
 from reelbatch.worker.providers.base import Generation, RemoteStatus, normalised_status
+from reelbatch.worker.providers.fal_storage import Uploads
 from reelbatch.worker.providers.http import HttpSeam, check_answer, error_message, scrub
 
 log = logging.getLogger(__name__)
@@ -86,9 +87,9 @@ class FalProvider:
     charges_in_history = False   # no charged cost anywhere: spend stays the catalogue's estimate
     download_credential = None   # results live on fal's CDN: the key is never sent there
 
-    def __init__(self, queue_http: HttpSeam, api_http: HttpSeam,
+    def __init__(self, queue_http: HttpSeam, api_http: HttpSeam, uploads: Uploads | None = None,
                  backoff: Callable[[int], float] = RECONNECT.delay):
-        self._http, self._api, self._backoff = queue_http, api_http, backoff
+        self._http, self._api, self._uploads, self._backoff = queue_http, api_http, uploads, backoff
         self._closed = threading.Event()
         self._source: Callable[[], Iterable[str]] | None = None
         self._followed: set[str] = set()   # a stream is open (or opening) for these
@@ -107,7 +108,8 @@ class FalProvider:
     # --- the queue ---
 
     def submit(self, request: ProviderRequest) -> str:
-        answer = self._http.json("POST", request.model, submit=True, json=request.body)
+        body = self._uploads.body(request.body) if self._uploads else request.body   # local files
+        answer = self._http.json("POST", request.model, submit=True, json=body)
         response_url = answer.get("response_url") if isinstance(answer, dict) else None
         if not isinstance(response_url, str) or not answer.get("request_id"):
             raise SubmitOutcomeUnknown(self.name, None, None, "submit answer carries no request id")
@@ -240,6 +242,8 @@ class FalProvider:
         self._closed.set()
         self._http.close()
         self._api.close()
+        if self._uploads:
+            self._uploads.close()
 
 
 def _typed(body: Any, response: httpx.Response) -> bool:

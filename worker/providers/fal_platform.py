@@ -18,6 +18,7 @@ from typing import Any
 
 from reelbatch.jobs.errors import TransientProviderError
 from reelbatch.jobs.item import ProviderRequest
+from reelbatch.worker.providers.fal_storage import is_data_uri
 from reelbatch.worker.providers.http import HttpSeam
 
 PER_SECOND_UNITS = ("second", "seconds", "s", "sec")
@@ -60,11 +61,25 @@ def _history(api: HttpSeam, endpoint_id: str, since: float | None) -> list[dict[
     return [r for r in rows if since is None or (_unix(r.get("sent_at")) or 0) >= since]
 
 
+def same_payload(sent: Any, logged: Any) -> bool:
+    """The logged payload is the body sent; a local file (a data URI here) went as its storage URL,
+    so any string stands for it."""
+    if is_data_uri(sent):
+        return isinstance(logged, str)
+    if isinstance(sent, dict):
+        return isinstance(logged, dict) and sent.keys() == logged.keys() and all(
+            same_payload(v, logged[k]) for k, v in sent.items())
+    if isinstance(sent, list):
+        return isinstance(logged, list) and len(sent) == len(logged) and all(
+            same_payload(a, b) for a, b in zip(sent, logged, strict=True))
+    return bool(sent == logged)
+
+
 def matching_requests(api: HttpSeam, request: ProviderRequest, since: float | None) -> list[str]:
     """Queue paths (``{owner}/{app}/requests/{id}``) of finished requests of this endpoint whose
     payload is this body, newest first. Raises TransientProviderError while none is there and the
     submit is recent: the history lists a request only once it has finished."""
-    rows = [r for r in _history(api, request.model, since) if r.get("json_input") == request.body]
+    rows = [r for r in _history(api, request.model, since) if same_payload(request.body, r.get("json_input"))]
     rows.sort(key=lambda r: _unix(r.get("sent_at")) or 0, reverse=True)
     app = "/".join(request.model.split("/")[:2])
     if not rows and since is not None and time.time() - since < NOT_YET_S:
