@@ -33,7 +33,7 @@ APP = "fal-ai/kling-video"
 OPERATIONS = ("image-to-video", "reference-to-video", "video-to-video/edit", "video-to-video/reference")
 ENDPOINTS = tuple(f"{APP}/o1/{tier}{op}" for tier in ("", "standard/") for op in OPERATIONS)
 FOLDERS = ("fal",)
-STREAM_TICK_S = 0.05
+STREAM_CHANGE_S = 0.5   # real seconds between looks for IN_QUEUE -> IN_PROGRESS
 # A failure message -> (HTTP status, error_type) of the result fetch; validation errors are 422 detail[]
 INFRA = (("timed out", 504, "request_timeout"), ("500", 503, "runner_server_error"))
 
@@ -119,7 +119,8 @@ async def status_stream(request: Request, core) -> Response:
 
 
 async def _frames(core, gen: Generation, request: Request):
-    """One ``data:`` frame per status change; the stream ends after COMPLETED."""
+    """The status now, then a frame on each change: IN_PROGRESS within a keep-alive interval,
+    COMPLETED the moment the clock finishes the request (no busy loop); the stream then ends."""
     last = None
     while not core.closing.is_set():
         core.clock.advance()
@@ -127,9 +128,16 @@ async def _frames(core, gen: Generation, request: Request):
         if body["status"] != last:
             last = body["status"]
             yield f"data: {json.dumps(body, separators=(',', ':'))}\n\n".encode()
-            if last == "COMPLETED":
-                return
-        await asyncio.sleep(STREAM_TICK_S)
+        elif last != "COMPLETED":
+            yield b": keep-alive\n\n"
+        if last == "COMPLETED":
+            return
+        if gen.completed is None:
+            done = core.waiters.setdefault(gen.key, asyncio.get_running_loop().create_future())
+            try:
+                await asyncio.wait_for(asyncio.shield(done), STREAM_CHANGE_S)
+            except TimeoutError:
+                pass
 
 
 def _expired(core, gen: Generation) -> bool:

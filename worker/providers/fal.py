@@ -50,7 +50,7 @@ STATUS = {"IN_QUEUE": RemoteStatus.QUEUED, "IN_PROGRESS": RemoteStatus.RUNNING,
           "COMPLETED": RemoteStatus.SUCCEEDED}   # COMPLETED: the result fetch says which
 SSE_HEADERS = {"Accept": "text/event-stream", "Cache-Control": "no-store"}
 CANCELLED_TYPES = ("request_cancelled", "cancelled")   # assumed: fal documents no cancelled result
-FOLLOW_EVERY_S = 1.0      # how often the ids in flight are read again
+FOLLOW_EVERY_S = 0.5      # how often the ids in flight are read again
 MAX_STREAMS = 256         # status streams open at once; the rest are left to polling
 STREAM_TRIES = 5          # a stream that keeps failing is left to polling
 
