@@ -30,6 +30,7 @@ import json
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -190,8 +191,11 @@ class FalProvider:
     def events(self) -> Iterator[Generation]:
         """Terminal generations, one status stream per id in flight, until close()."""
         self.stream_open = self._source is not None
+        looked = 0.0
         while not self._closed.is_set() and self._source is not None:
-            self._start_followers()
+            if time.monotonic() - looked >= FOLLOW_EVERY_S:   # not once per event: a burst waits
+                looked = time.monotonic()
+                self._start_followers()
             try:
                 yield self._heard.get(timeout=FOLLOW_EVERY_S)
             except queue.Empty:
