@@ -43,7 +43,7 @@ from reelbatch.jobs.policy import RECONNECT
 from reelbatch.worker.providers import fal_platform
 from reelbatch.worker.providers.base import Generation, RemoteStatus, normalised_status
 from reelbatch.worker.providers.fal_storage import Uploads
-from reelbatch.worker.providers.http import HttpSeam, check_answer, error_message, scrub
+from reelbatch.worker.providers.http import HostCredential, HttpSeam, check_answer, error_message
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ class FalProvider:
     has_events = True            # the status stream of each request (``follow`` + ``events``)
     lists_generations = False    # the request history holds finished requests only
     charges_in_history = False   # no charged cost anywhere: spend stays the catalogue's estimate
-    download_credential = None   # results live on fal's CDN: the key is never sent there
+    download_credential: HostCredential | None = None   # results on fal's CDN: never the key
 
     def __init__(self, queue_http: HttpSeam, api_http: HttpSeam, uploads: Uploads | None = None,
                  backoff: Callable[[int], float] = RECONNECT.delay):
@@ -146,7 +146,7 @@ class FalProvider:
             self._http.check(response)   # the seam's mapping: refused key, rate limit, transient
         text, kind = failure_text(body, response)
         status = RemoteStatus.CANCELLED if kind in CANCELLED_TYPES else RemoteStatus.FAILED
-        return Generation(generation_id, status, error=scrub(text, self._http._secrets))
+        return Generation(generation_id, status, error=self._http.scrubbed(text))
 
     def charged_cost(self, generation_id: str) -> float | None:
         return None   # fal's queue and history carry no charged amount

@@ -372,6 +372,10 @@ class HttpSeam:
             raise cls(self.provider, response.status_code, request_id(response, None),
                       f"{describe(response.request)}: answer is not JSON") from None
 
+    def scrubbed(self, text: str) -> str:
+        """``text`` with the key redacted (a server may echo it), cut to the message length."""
+        return scrub(text, self._secrets)
+
     def refused(self, response: httpx.Response, body: Any) -> ProviderError:
         """A 2xx answer that is an error envelope, mapped like an error response."""
         error = error_for_body(self.provider, response, body, self._secrets)
