@@ -39,6 +39,8 @@ def fal_batch(tmp_path, sim, name: str, **env) -> tuple[list[dict], dict]:
     assert [r["status"] for r in rows] == ["succeeded"] * N
     assert {r["generation_id"].rsplit("/", 1)[0] for r in rows} == {"fal-ai/kling-video/requests"}
     assert_files_match_simulator(rows, tmp_path / "out", stats)
+    leaked = [p for p in tmp_path.rglob("*") if p.is_file() and SIM_KEY.encode() in p.read_bytes()]
+    assert not leaked, f"FAL_KEY written to {leaked}"   # logs, results, the Redis append-only file
     return rows, stats["requests"]
 
 
