@@ -136,9 +136,10 @@ def test_a_refused_key_is_found_by_the_key_check(sim):
     client.close()
 
 
-def test_a_local_input_is_uploaded_to_fal_storage_once_and_sent_as_its_url(sim):
-    client = build_provider("fal", Settings(fal_key=KEY, fal_queue_url=sim.base_url,
-                                            fal_api_url=sim.base_url, fal_rest_url=sim.base_url))
+def test_a_local_input_is_uploaded_to_fal_storage_once_and_sent_as_its_url(sim, tmp_path):
+    settings = Settings(fal_key=KEY, fal_queue_url=sim.base_url, fal_api_url=sim.base_url,
+                        fal_rest_url=sim.base_url, data_dir=tmp_path)
+    client = build_provider("fal", settings)
     sim.set_knobs(**QUICK)
     png = "data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\n-ox-").decode()
     before = sim.stats(detail=False)["requests"].get("POST /storage/upload/initiate", 0)
@@ -154,3 +155,8 @@ def test_a_local_input_is_uploaded_to_fal_storage_once_and_sent_as_its_url(sim):
     wait_terminal(client, ids[0])
     assert [g.generation_id for g in client.find(requests[0], time.time() - 30)] == [ids[0]]
     client.close()
+    rerun = build_provider("fal", settings)   # another process on this machine: no second upload
+    rerun.submit(ProviderRequest(model=I2V, body={"prompt": "an ox again", "start_image_url": png}))
+    assert sim.stats(detail=False)["requests"]["POST /storage/upload/initiate"] - before == 1
+    assert KEY not in (tmp_path / "fal-uploads.json").read_text()
+    rerun.close()

@@ -9,7 +9,7 @@ from reelbatch.jobs.settings import Settings
 from reelbatch.worker.providers.aimlapi import AimlapiProvider
 from reelbatch.worker.providers.base import Provider
 from reelbatch.worker.providers.fal import FalProvider
-from reelbatch.worker.providers.fal_storage import Uploads
+from reelbatch.worker.providers.fal_storage import UPLOADS_FILE, Uploads
 from reelbatch.worker.providers.http import HttpSeam, build_client, build_download_client, host_credential
 from reelbatch.worker.providers.oxen import OxenProvider
 
@@ -42,5 +42,6 @@ def _fal(settings: Settings, key: str, transport: httpx.BaseTransport | None) ->
     to their presigned URL without it."""
     def seam(url: str) -> HttpSeam:
         return HttpSeam("fal", build_client(settings, url, key, transport, scheme="Key"), secrets=(key,))
-    uploads = Uploads(seam(settings.fal_rest_url), build_download_client(settings, transport))
+    uploads = Uploads(seam(settings.fal_rest_url), build_download_client(settings, transport),
+                      cache_file=settings.data_dir / UPLOADS_FILE)
     return FalProvider(seam(settings.fal_queue_url), seam(settings.fal_api_url), uploads)
