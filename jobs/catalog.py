@@ -49,6 +49,15 @@ class MediaLimits(BaseModel):
     source: str = ""
 
 
+class Tier(BaseModel):
+    """A provider's second tier of a model (fal's Kling O1 ``standard``): its own id and price."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    id: str
+    price_per_second: float
+    price_source: str
+
+
 class ModelSpec(BaseModel):
     """One neutral model: what it takes, what it allows, what it costs, and its id per provider.
     As returned by ``Catalog.model_for`` it is one provider's view (``provider`` set)."""
@@ -81,6 +90,7 @@ class ModelSpec(BaseModel):
     typical_source: str = ""
     backends: dict[str, dict[str, Any]] = {}   # overrides by `backend` (the AI/ML API's upstream)
     backend: str | None = None                 # set on a view with a backend's overrides applied
+    standard: Tier | None = None      # the provider's standard tier, where it has one (fal)
 
     @property
     def label(self) -> str:
@@ -109,6 +119,7 @@ class Dialect(BaseModel):
     fields: dict[str, str]
     element: dict[str, str]
     model_in_body: bool = False
+    duration_as_string: bool = False   # fal sends duration "5", not 5
 
 
 class ProviderInfo(BaseModel):
@@ -221,7 +232,7 @@ def _why(spec: ModelSpec, name: str) -> str:
 
 def _check_inputs(spec: ModelSpec, values: Mapping[str, Any]) -> None:
     for name in values:
-        if name not in spec.takes and name not in ("prompt", "raw") and _present(values, name):
+        if name not in spec.takes and name not in ("prompt", "raw", "tier") and _present(values, name):
             _fail(name, f"{spec.label} does not take {name}{_why(spec, name)}; it takes "
                         f"{', '.join(spec.takes)}")
     for name in spec.required:
@@ -273,10 +284,29 @@ def _check_counts(spec: ModelSpec, values: Mapping[str, Any]) -> None:
                               f"{low}-{high} per element{_why(spec, 'elements')}")
 
 
+def _check_tier(spec: ModelSpec, values: Mapping[str, Any]) -> None:
+    if values.get("tier") == "standard" and spec.provider is not None and spec.standard is None:
+        _fail("tier", f"{spec.label} has no standard tier; it runs pro only (the standard tier of "
+                      f"Kling O1 is served by fal)")
+
+
+def tier_model_id(spec: ModelSpec, tier: str | None) -> str:
+    """The provider's model id for the tier (unset or pro: the model's own id)."""
+    return spec.standard.id if tier == "standard" and spec.standard else spec.ids[spec.served_by]
+
+
+def tier_price(spec: ModelSpec, tier: str | None, pro_price: float, overrides: Mapping[str, float]) -> float:
+    """USD per second for the tier; ``<provider>:<model>:standard`` in price_overrides wins."""
+    if tier != "standard" or spec.standard is None:
+        return pro_price
+    return overrides.get(f"{spec.served_by}:{spec.name}:standard", spec.standard.price_per_second)
+
+
 def check_params(spec: ModelSpec, values: Mapping[str, Any]) -> None:
     """Raise ManifestError (with ``field`` set) when ``values`` break the model's constraints,
     or, for a provider's view, when the request they make breaks that provider's schema."""
     spec = for_backend(spec, values.get("backend"))
+    _check_tier(spec, values)
     _check_inputs(spec, values)
     _check_prompt(spec, values)
     _check_choices(spec, values)
@@ -307,6 +337,8 @@ def _wire_value(name: str, value: Any, dialect: Dialect, resolve: Callable[[str]
         return [resolve(r) for r in value]
     if name == "elements":
         return [_wire_element(e, dialect, resolve) for e in value]
+    if name == "duration" and dialect.duration_as_string:
+        return str(value)
     return value
 
 
@@ -347,7 +379,7 @@ def check_wire(spec: ModelSpec, values: Mapping[str, Any]) -> None:
     with the prompt blanked: _check_prompt holds prompts to at least the schemas' limits (a test
     keeps prompt_max_chars within every schema's maxLength)."""
     body = wire_body(spec, values)
-    model_id = spec.ids[spec.served_by]
+    model_id = tier_model_id(spec, values.get("tier"))
     payload = {"model": model_id, **body} if catalog().dialect_for(spec.served_by).model_in_body else body
     folders = catalog().schema_folders(spec.served_by)
     if isinstance(payload.get("prompt"), str):

@@ -20,7 +20,7 @@ LOCAL_TAG = "sha256:"
 
 # Parameters added to Params after batches were first saved: they join the content key only when
 # set, so an item that does not use one keeps the key it had (and is not regenerated on resume).
-LATER_PARAMS = frozenset({"backend"})
+LATER_PARAMS = frozenset({"backend", "tier"})
 
 
 def params_json(params: Params) -> str:

@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from reelbatch.jobs import file_rows, inputs
-from reelbatch.jobs.catalog import MediaLimits, ModelSpec, catalog, check_params, price_per_second
+from reelbatch.jobs.catalog import (
+    MediaLimits,
+    ModelSpec,
+    catalog,
+    check_params,
+    price_per_second,
+    tier_model_id,
+    tier_price,
+)
 from reelbatch.jobs.content import content_key, file_sha256, keyed_json
 from reelbatch.jobs.errors import ErrorCollector, ManifestError
 from reelbatch.jobs.item import Element, Item, Params
@@ -247,6 +255,7 @@ class Expander:
     spec: ModelSpec
     price: float
     media: MediaChecker
+    overrides: dict[str, float]
 
     def checked(self, source: Source, variant: Variant, env: dict[str, Any]) -> dict[str, Any]:
         origins = {**source.origins, **variant.origins}
@@ -273,15 +282,17 @@ class Expander:
         params = Params.model_construct(**values)
         key_json = keyed_json(params, self.media.digests)
         seconds = values.get("duration") or self.spec.default_duration
+        tier = values.get("tier")
+        price = tier_price(self.spec, tier, self.price, self.overrides)
         for sample in range(1, m.repeat + 1):
             tag = (f"s{sample}",) if m.repeat > 1 else ()
             new_id = item_id((source.id, *label, *tag))
             yield Item.model_construct(
                 item_id=new_id, source_id=source.id,
                 content_key=content_key(m.provider, self.spec.name, key_json, sample),
-                provider=m.provider, model=self.spec.name, provider_model=self.spec.ids[m.provider],
+                provider=m.provider, model=self.spec.name, provider_model=tier_model_id(self.spec, tier),
                 params=params, sample=sample, video_seconds=seconds,
-                estimated_cost_usd=round(seconds * self.price, 6))
+                estimated_cost_usd=round(seconds * price, 6))
 
 
 def check_raw(provider: str, raw: dict[str, Any]) -> None:
@@ -319,7 +330,7 @@ def expand(manifest: Manifest, settings: Settings) -> list[Item]:
     expander = Expander(manifest, spec, price_per_second(manifest.provider, spec,
                                                          settings.price_overrides),
                         MediaChecker(manifest.folder, spec.image_formats, settings.max_data_uri_bytes,
-                                     spec.media))
+                                     spec.media), dict(settings.price_overrides))
     all_variants = variants(manifest)
     seen: dict[str, tuple[str, Where]] = {}
     out: list[Item] = []

@@ -29,6 +29,7 @@ class Params(BaseModel):
     duration: int | None = None
     keep_audio: bool | None = None
     backend: str | None = None  # which upstream the AI/ML API runs it on: kling | fal | auto
+    tier: str | None = None     # standard | pro (unset: pro); only fal serves standard
     raw: dict[str, Any] = Field(default_factory=dict)  # provider-specific fields, passed through
 
 

@@ -31,7 +31,7 @@ YamlPath = tuple[str | int, ...]
 ALIAS_BUDGET = 20
 MAX_REQUESTS_PER_MINUTE = 60_000   # 1,000 a second: beyond any provider, within the rate limiter
 MATRIX_PARAMS = ("prompt", "start_image", "end_image", "video", "aspect_ratio", "duration",
-                 "keep_audio")
+                 "keep_audio", "tier")
 SAFE_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
 Scalar = str | int | float | bool
 
@@ -77,6 +77,7 @@ class ParamSpec(BaseModel):
     duration: int | None = None
     keep_audio: bool | None = None
     backend: Literal["kling", "fal", "auto"] | None = None   # AI/ML API routing (catalog)
+    tier: Literal["standard", "pro"] | None = None   # Kling O1 tier; unset: pro (catalog)
     raw: Annotated[dict[str, Any], AfterValidator(_json_values)] | None = None
 
     def given(self) -> dict[str, Any]:

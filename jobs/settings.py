@@ -43,9 +43,13 @@ class Settings(BaseSettings):
     oxen_api_key: SecretStr | None = Field(None, validation_alias="OXEN_API_KEY")
     aimlapi_key: SecretStr | None = Field(None, validation_alias=AliasChoices("AIMLAPI_KEY", "AIML_API_KEY"))
     simulator_key: SecretStr | None = Field(None, validation_alias="REELBATCH_SIMULATOR_KEY")
+    fal_key: SecretStr | None = Field(None, validation_alias="FAL_KEY")
     oxen_base_url: str = Field("https://hub.oxen.ai", validation_alias="OXEN_BASE_URL")
     aimlapi_base_url: str = Field("https://api.aimlapi.com", validation_alias="AIMLAPI_BASE_URL")
     simulator_url: str = Field("http://127.0.0.1:8765", validation_alias="REELBATCH_SIMULATOR_URL")
+    fal_queue_url: str = Field("https://queue.fal.run", validation_alias="FAL_QUEUE_URL")
+    fal_api_url: str = Field("https://api.fal.ai", validation_alias="FAL_API_URL")   # platform API
+    fal_rest_url: str = Field("https://rest.fal.ai", validation_alias="FAL_REST_URL")  # storage uploads
     broker_url: str | None = Field(None, validation_alias="REELBATCH_BROKER_URL")
     data_dir: Path = Field(default_factory=default_data_dir, validation_alias="REELBATCH_DATA_DIR")
     # Apprise URLs (space or comma separated); they carry webhook tokens: a secret, never stored

@@ -66,6 +66,8 @@ def value_tag(name: str, value: Any) -> str:
         return "ar" + id_part(str(value).replace(":", "x"))
     if name == "keep_audio":
         return "audio" if value else "mute"
+    if name == "tier":
+        return str(value)
     if name in MEDIA_AXES and (stem := _stem(str(value))):
         return stem
     return f"{MATRIX_TAGS[name]}{short_hash(value)}"

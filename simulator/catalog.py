@@ -13,6 +13,7 @@ from reelbatch.jobs import schemas
 
 CREDITS_PER_USD = 2_000_000
 DURATIONS = (5, 10)
+FAL_DURATIONS = tuple(range(3, 11))   # fal's O1 endpoints: "3" to "10"
 ASPECT_RATIOS = ("9:16", "1:1", "16:9")
 
 # Oxen's three O1 models, plus a video-to-video-reference that only the simulator serves (Oxen has
@@ -57,10 +58,12 @@ def media_shape(model_id: str, params: dict) -> tuple[int, str]:
         duration = int(params.get("duration") or 5)
     except (TypeError, ValueError):
         duration = 5
-    schema = oxen_schema(model_id) or schemas.schema(AIML_FOLDERS, model_id) or {}
+    schema = oxen_schema(model_id) or schemas.schema(AIML_FOLDERS, model_id) or \
+        schemas.schema(("fal",), model_id) or {}
     takes_aspect = "aspect_ratio" in schema.get("properties", {})
     aspect = (params.get("aspect_ratio") if takes_aspect else None) or "16:9"
-    return (duration if duration in DURATIONS else 5), (aspect if aspect in ASPECT_RATIOS else "16:9")
+    allowed = FAL_DURATIONS if model_id.startswith("fal-ai/") else DURATIONS
+    return (duration if duration in allowed else 5), (aspect if aspect in ASPECT_RATIOS else "16:9")
 
 
 def too_many_views(params: dict) -> bool:

@@ -54,5 +54,7 @@ def api_error(path: str, status: int, headers: dict | None = None) -> JSONRespon
     """A 429/5xx in the shape of whichever API the path belongs to."""
     if path.startswith("/v2/"):
         return aiml_error(status, path, headers=headers)
+    if path.startswith(("/fal-ai/", "/v1/models/")):   # fal: {detail}; a gateway error has no error_type
+        return JSONResponse({"detail": AIML_MESSAGES.get(status, "Error")}, status_code=status, headers=headers)
     kind = "too_many_requests" if status == 429 else "unknown_error"
     return oxen_error(status, kind, headers=headers)

@@ -67,9 +67,9 @@ class FaultMiddleware:
             table = _MEDIA_FAULTS
         elif method == "GET" and _is_poll(path):
             table = _POLL_FAULTS + _API_FAULTS
-        elif method == "POST" and path in SUBMITS:
+        elif method == "POST" and (path in SUBMITS or _is_fal_submit(path)):
             table = _SUBMIT_FAULTS + _API_FAULTS
-        elif path == "/api/events":
+        elif path == "/api/events" or path.endswith("/status/stream"):
             table = _STREAM_FAULTS
         else:
             table = _API_FAULTS
@@ -106,8 +106,13 @@ class FaultMiddleware:
 
 
 def _is_poll(path: str) -> bool:
-    """GET one generation: Oxen's queue row, or the AI/ML API's poll."""
-    return path.startswith("/api/ai/queue/") or path == "/v2/video/generations"
+    """GET one generation: Oxen's queue row, the AI/ML API's poll, or a fal request's status."""
+    return path.startswith("/api/ai/queue/") or path == "/v2/video/generations" or (
+        path.startswith("/fal-ai/") and path.endswith("/status"))
+
+
+def _is_fal_submit(path: str) -> bool:
+    return path.startswith("/fal-ai/") and "/requests/" not in path
 
 
 async def _answer(send, status: int, body: bytes, content_type: bytes = b"video/mp4") -> None:

@@ -80,6 +80,7 @@ class Knobs:
                                          # `error`), which Oxen does not rule out
     cancel_billed: bool = False          # a generation cancelled while processing is billed in full
                                          # (its history row's cost); Oxen does not say it is not
+    fal_result_ttl: float = 3600.0       # nominal seconds fal keeps a result after completion (scaled)
     result_url_needs_key: bool = False   # REST rows' result_url is a hub-style /api/repos/... path that
                                          # needs the Bearer key (Oxen: undocumented); events stay presigned
     seed: int | None = None

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from reelbatch.simulator import aimlapi, aimllog, oxen, state
+from reelbatch.simulator import aimlapi, aimllog, fal, oxen, state
 from reelbatch.simulator.core import Core
 from reelbatch.simulator.download import serve_result
 from reelbatch.simulator.faults import FaultMiddleware
@@ -92,7 +92,7 @@ def build_app(core: Core) -> FaultMiddleware:
         core.wake.set()
         await ticker
 
-    routes = oxen.ROUTES + aimlapi.ROUTES + aimllog.ROUTES + [
+    routes = oxen.ROUTES + aimlapi.ROUTES + aimllog.ROUTES + fal.ROUTES + [
         Route("/media/{name}", media, methods=["GET"]),
         Route("/_sim/stats", sim_stats, methods=["GET"]),
         Route("/_sim/reset", sim_reset, methods=["POST"]),

@@ -14,6 +14,10 @@ _ID_ROUTES = (
     (re.compile(r"^/api/ai/generations/[^/]+$"), "/api/ai/generations/{id}"),
     (re.compile(r"^/api/ai/models/.+$"), "/api/ai/models/{id}"),
     (re.compile(r"^/media/[^/]+$"), "/media/{id}"),
+    (re.compile(r"^/fal-ai/[^/]+/requests/[^/]+/status$"), "/fal-ai/{app}/requests/{id}/status"),
+    (re.compile(r"^/fal-ai/[^/]+/requests/[^/]+/status/stream$"), "/fal-ai/{app}/requests/{id}/status/stream"),
+    (re.compile(r"^/fal-ai/[^/]+/requests/[^/]+/cancel$"), "/fal-ai/{app}/requests/{id}/cancel"),
+    (re.compile(r"^/fal-ai/[^/]+/requests/[^/]+$"), "/fal-ai/{app}/requests/{id}"),
     (re.compile(r"^/api/repos/.+$"), "/api/repos/{file}"),
 )
 

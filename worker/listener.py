@@ -18,7 +18,7 @@ from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine.events import on_event
 from reelbatch.worker.lister import Lister
 from reelbatch.worker.providers import build_provider, entry
-from reelbatch.worker.providers.base import Generation, StreamsEvents
+from reelbatch.worker.providers.base import FollowsRequests, Generation, StreamsEvents
 from reelbatch.worker.tasks import BROKER_DOWN, send
 
 log = logging.getLogger("reelbatch.events")
@@ -49,10 +49,18 @@ class EventListener:
         self.ctx, self.provider = WorkerContext(settings), provider
         self.client = build_provider(provider, settings)  # its own client: the stream holds one
         self.stream = self.client if isinstance(self.client, StreamsEvents) else None
+        if isinstance(self.client, FollowsRequests):   # fal: one status stream per request in flight
+            self.client.follow(self._in_flight)
         self.heard = 0
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._listen, daemon=True, name="rb-events"),
                          threading.Thread(target=self._beacon, daemon=True, name="rb-beacon")]
+
+    def _in_flight(self) -> list[str]:
+        try:
+            return [generation_id for _, _, generation_id, _ in self.ctx.store.in_flight(self.provider)]
+        except BROKER_DOWN:   # Redis restarting: the next turn reads them again
+            return []
 
     def pushes_events(self) -> bool:
         if self.stream is not None:

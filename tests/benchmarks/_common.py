@@ -137,7 +137,8 @@ def detection_delays(stats: dict) -> list[tuple[float, float]]:
             for key, g in stats["generations"].items() if g["status"] == "succeeded" and key in got]
 
 
-ONE_GENERATION = ("GET /api/ai/queue/{id}", "GET /api/ai/generations/{id}", "GET /v2/video/generations")
+ONE_GENERATION = ("GET /api/ai/queue/{id}", "GET /api/ai/generations/{id}", "GET /v2/video/generations",
+                  "GET /fal-ai/{app}/requests/{id}/status")   # fal's status polls (not its streams)
 MANY_GENERATIONS = ("GET /api/ai/queue", "GET /api/ai/generations")
 
 

@@ -17,7 +17,9 @@ uniform 5..15 nominal minutes at time scale 1/300 (1..3 s). Not a test: run it d
 (d) `reelbatch run` with the Oxen event stream (the default);
 (f) `reelbatch run` on the AI/ML API's protocol (no event stream, no list: per-item polls on the
     learned-quantile schedule), max_interval_s 300 nominal seconds;
-(f3) (f) with max_concurrency 24.
+(f3) (f) with max_concurrency 24;
+(g) `reelbatch run` on fal's queue protocol with each request's status stream (the default);
+(g0) (g) without the stream (REELBATCH_EVENT_LISTENER=false): polling status_url alone.
 
 Every variant gets a fresh simulator with the same seed, so generation i has the same run time in
 each. Figures: makespan (first enqueue to the last result's download start, simulator clock) over the
@@ -120,11 +122,12 @@ def run_loop(workdir: Path, all_bodies: list[dict], threads: int) -> dict:
 def run_reelbatch(workdir: Path, n: int, name: str, events: bool, max_interval: float = 60,
                   concurrency: int = CONCURRENCY, protocol: str = "oxen") -> dict:
     polling = {**POLLING, "max_interval_s": max_interval * SCALE}
-    provider = "aimlapi" if protocol == "aimlapi" else "simulator"
+    provider = protocol if protocol in ("aimlapi", "fal") else "simulator"
     manifest = write_manifest(workdir, name, n, polling=polling, provider=provider,
                               limits={"max_concurrency": concurrency, "requests_per_minute": UNLIMITED_RPM})
     with SimProcess(workdir, **KNOBS) as sim:
-        extra = {"AIMLAPI_BASE_URL": sim.url, "AIMLAPI_KEY": SIM_KEY} if provider == "aimlapi" else {}
+        extra = {"AIMLAPI_BASE_URL": sim.url, "AIMLAPI_KEY": SIM_KEY} if provider == "aimlapi" else \
+            {"FAL_QUEUE_URL": sim.url, "FAL_API_URL": sim.url, "FAL_KEY": SIM_KEY} if provider == "fal" else {}
         env = sim_env(sim, workdir / f"data-{name}", REELBATCH_EVENT_LISTENER=str(events).lower(), **extra)
         started = time.monotonic()
         proc = subprocess.Popen([sys.executable, "-m", "reelbatch", "run", str(manifest)], cwd=REPO,
@@ -158,7 +161,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--items", type=int, default=500)
     parser.add_argument("--subset", type=int, default=25, help="items for the sequential loop (a)")
-    parser.add_argument("--only", default="b,c,c3,d,f,f3,a", help="variants, comma-separated")
+    parser.add_argument("--only", default="b,c,c3,d,f,f3,g,g0,a", help="variants, comma-separated")
     args = parser.parse_args()
     only = args.only.split(",")
     rows, notes = [], []
@@ -174,6 +177,9 @@ def main() -> None:
                                            protocol="aimlapi"),
                 "f3": lambda: run_reelbatch(workdir, args.items, "f3", events=False, max_interval=300,
                                             concurrency=CONCURRENCY + 4, protocol="aimlapi"),
+                "g": lambda: run_reelbatch(workdir, args.items, "g", events=True, protocol="fal"),
+                "g0": lambda: run_reelbatch(workdir, args.items, "g0", events=False, max_interval=300,
+                                            protocol="fal"),
                 "a": lambda: run_loop(workdir, all_bodies[:args.subset], 1)}
         results = {key: runs[key]() for key in only}
         full = next((r for k, r in results.items() if k != "a"), None)
@@ -183,17 +189,19 @@ def main() -> None:
                   "c3": "(c3) = c with max_concurrency 24",
                   "d": "(d) Oxen, event stream",
                   "f": "(f) AI/ML API, per-item polls, max interval 300 s",
-                  "f3": "(f3) = f with max_concurrency 24"}
+                  "f3": "(f3) = f with max_concurrency 24",
+                  "g": "(g) fal, status stream per request",
+                  "g0": "(g0) fal, no stream: status_url polls, max interval 300 s"}
         if "a" in results:
             a = results["a"]
             n = args.subset
             a_bound = bound or lower_bound(a["stats"], CONCURRENCY) * args.items / n
             rows.append(row(f"(a) docs loop, sequential: {n} items, x{args.items // n} extrapolated",
                             a, n, a_bound, scale_to=args.items))
-        for key in ("b", "c", "c3", "d", "f", "f3"):
+        for key in ("b", "c", "c3", "d", "f", "f3", "g", "g0"):
             if key in results:
                 rows.append(row(labels[key], results[key], args.items, bound))
-        for key in ("c", "c3", "d", "f", "f3"):
+        for key in ("c", "c3", "d", "f", "f3", "g", "g0"):
             if key in results:
                 w, r = results[key]["cpu_split"]
                 notes.append(f"{labels[key]}: `reelbatch run` wall {results[key]['wall']:.1f} s "

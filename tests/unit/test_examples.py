@@ -12,7 +12,9 @@ from reelbatch.scheduler.plan import plan_batch
 EXAMPLES = sorted((Path(__file__).parents[2] / "jobs" / "examples").glob("*.yaml"))
 EXPECTED = {"image-to-video": ("oxen", 8), "reference-to-video": ("aimlapi", 2),
             "video-edit": ("oxen", 3), "video-reference": ("aimlapi", 2),
-            "dataset-variants": ("oxen", 18), "demo": ("simulator", 6)}
+            "dataset-variants": ("oxen", 18), "demo": ("simulator", 6),
+            "fal-image-to-video": ("fal", 4), "fal-reference-to-video": ("fal", 1),
+            "fal-video-edit": ("fal", 2), "fal-video-reference": ("fal", 1)}
 
 
 def test_there_is_one_example_per_kind():

@@ -16,6 +16,7 @@ ENGINE = Path(__file__).resolve().parents[2] / "worker" / "engine"
 EXPECTED = {
     "oxen": ["Cancels", "StreamsEvents", "ListsGenerations", "FindsLostSubmits", "PublishesPrices"],
     "aimlapi": ["FindsLostSubmits"],
+    "fal": ["Cancels", "StreamsEvents", "FollowsRequests", "FindsLostSubmits", "PublishesPrices"],
     "simulator": ["Cancels", "StreamsEvents", "ListsGenerations", "FindsLostSubmits", "PublishesPrices"],
 }
 
@@ -42,6 +43,7 @@ def test_abilities_are_the_capability_protocols_each_client_implements():
 def test_each_entry_names_its_key_and_url_variables():
     assert REGISTRY["oxen"].key_variable == "OXEN_API_KEY"
     assert REGISTRY["aimlapi"].key_variable == "AIMLAPI_KEY"
+    assert REGISTRY["fal"].key_variable == "FAL_KEY" and REGISTRY["fal"].url_variable == "FAL_QUEUE_URL"
     assert REGISTRY["simulator"].url_variable == "REELBATCH_SIMULATOR_URL"
     assert not REGISTRY["simulator"].needs_key and REGISTRY["oxen"].needs_key
 

@@ -227,6 +227,8 @@ def test_clients_have_explicit_timeouts():
 
 def test_build_provider_refuses_unknown_names_and_missing_keys():
     with pytest.raises(PermanentProviderError, match="unknown provider"):
-        build_provider("fal", settings())
+        build_provider("kling", settings())   # was "fal", a provider now (issue 26)
+    with pytest.raises(PermanentProviderError, match="FAL_KEY"):
+        build_provider("fal", Settings(fal_key=None))
     with pytest.raises(PermanentProviderError, match="OXEN_API_KEY"):
         build_provider("oxen", Settings(oxen_api_key=None, oxen_base_url="https://o.test"))

@@ -41,14 +41,17 @@ def test_every_served_model_has_a_valid_schema_citing_its_source(provider, model
     found = schemas.schema(catalog().schema_folders(provider), model_id)
     Draft202012Validator.check_schema(found)
     comment = found["$comment"]
-    assert ("edc2a516" in comment and "2026-08-08" in comment) or ("f14fa72f" in comment and "2026-08-21" in comment)
+    assert ("edc2a516" in comment and "2026-08-08" in comment) or ("f14fa72f" in comment and "2026-08-21" in comment) \
+        or ("381105e1" in comment and "2026-08-02" in comment)   # fal-ai/fal-js
 
 
 def test_there_is_no_schema_for_a_model_nobody_serves():
     root = resources.files("reelbatch.configs").joinpath("schemas")
     files = {str(p) for p in Path(str(root)).rglob("*.json")}
-    expected = {str(Path(str(root)) / folder / f"{catalog().model_for(p, m).ids[p]}.json")
-                for p, m in SERVED for folder in catalog().schema_folders(p)}
+    ids = {(p, i) for p, m in SERVED for spec in [catalog().model_for(p, m)]
+           for i in (spec.ids[p], *([spec.standard.id] if spec.standard else []))}
+    expected = {str(Path(str(root)) / folder / f"{model_id}.json")
+                for p, model_id in ids for folder in catalog().schema_folders(p)}
     assert files <= expected
 
 

@@ -22,6 +22,8 @@ def build_provider(name: str, settings: Settings,
     key = found.key(settings)
     if not key and found.needs_key:
         raise PermanentProviderError(name, None, None, f"no API key: set {found.key_variable}")
+    if found.build is not None:
+        return found.build(settings, key or "", transport)
     base_url = found.base_url(settings)
     http = HttpSeam(name, build_client(settings, base_url, key, transport), secrets=(key,) if key else ())
     client: Provider = found.client(http, name=name, download_credential=host_credential(base_url, key))

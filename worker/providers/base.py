@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from enum import Enum
-from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from reelbatch.jobs.item import ProviderRequest
@@ -139,14 +138,6 @@ class PublishesPrices(Protocol):
 
 
 @runtime_checkable
-class UploadsInputs(Protocol):
-    """A provider with storage for inputs: a local file is uploaded once and sent as its URL."""
-
-    def upload(self, path: Path) -> str:
-        """Upload the file and return the URL the provider reads it from."""
-
-
-@runtime_checkable
 class FindsLostSubmits(Protocol):
     """A provider that can find the generation a submit whose answer was lost may have created:
     Oxen by its queue and history (same model and prompt), the AI/ML API by its request log (the
@@ -154,3 +145,11 @@ class FindsLostSubmits(Protocol):
 
     def find(self, request: ProviderRequest, since: float | None = None) -> list[Generation]:
         """Candidates created at or after ``since`` (unix seconds)."""
+
+
+@runtime_checkable
+class FollowsRequests(Protocol):
+    """A provider whose completions are pushed per request (fal's status stream), not on one
+    account-wide stream: its ``events()`` needs the ids in flight, read from ``source`` as it goes."""
+
+    def follow(self, source: Callable[[], Iterable[str]]) -> None: ...

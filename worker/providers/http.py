@@ -104,17 +104,18 @@ MAX_MESSAGE = 500
 
 
 class BearerAuth(httpx.Auth):
-    """``Authorization: Bearer <key>`` on every request; the key never shows in a repr."""
+    """``Authorization: Bearer <key>`` (fal: ``Key <key>``) on every request; the key never shows
+    in a repr."""
 
-    def __init__(self, key: str):
-        self._key = key
+    def __init__(self, key: str, scheme: str = "Bearer"):
+        self._key, self._scheme = key, scheme
 
     def auth_flow(self, request: httpx.Request) -> Iterator[httpx.Request]:
-        request.headers["Authorization"] = f"Bearer {self._key}"
+        request.headers["Authorization"] = f"{self._scheme} {self._key}"
         yield request
 
     def __repr__(self) -> str:
-        return "BearerAuth(key=<redacted>)"
+        return f"BearerAuth(scheme={self._scheme!r}, key=<redacted>)"
 
 
 def timeout_from(settings: Settings) -> httpx.Timeout:
@@ -124,9 +125,9 @@ def timeout_from(settings: Settings) -> httpx.Timeout:
 
 
 def build_client(settings: Settings, base_url: str, key: str | None,
-                 transport: httpx.BaseTransport | None = None) -> httpx.Client:
+                 transport: httpx.BaseTransport | None = None, scheme: str = "Bearer") -> httpx.Client:
     """One pooled client per provider per worker process. Redirects are never followed."""
-    return httpx.Client(base_url=base_url, auth=BearerAuth(key) if key else None,
+    return httpx.Client(base_url=base_url, auth=BearerAuth(key, scheme) if key else None,
                         timeout=timeout_from(settings), follow_redirects=False,
                         headers={"User-Agent": USER_AGENT}, transport=transport)
 
@@ -392,6 +393,10 @@ class HttpSeam:
             cls = SubmitOutcomeUnknown if submit else TransientProviderError
             raise cls(self.provider, response.status_code, request_id(response, None),
                       f"{describe(response.request)}: answer is not JSON") from None
+
+    def scrubbed(self, text: str) -> str:
+        """``text`` with the key redacted (a server may echo it), cut to the message length."""
+        return scrub(text, self._secrets)
 
     def refused(self, response: httpx.Response, body: Any) -> ProviderError:
         """A 2xx answer that is an error envelope, mapped like an error response."""

@@ -8,18 +8,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import httpx
 from pydantic import SecretStr
 
 from reelbatch.jobs.errors import PermanentProviderError
 from reelbatch.jobs.settings import Settings, variable_of
 from reelbatch.worker.providers import base
 from reelbatch.worker.providers.aimlapi import AimlapiProvider
-from reelbatch.worker.providers.http import HostCredential, HttpSeam
+from reelbatch.worker.providers.fal import FalProvider, build_fal
 from reelbatch.worker.providers.oxen import OxenProvider
 
-ClientFactory = Callable[[HttpSeam, str, HostCredential | None], base.Provider]
-CAPABILITIES: tuple[type, ...] = (base.Cancels, base.StreamsEvents, base.ListsGenerations,
-                                  base.FindsLostSubmits, base.PublishesPrices, base.UploadsInputs)
+Builder = Callable[[Settings, str, httpx.BaseTransport | None], base.Provider]
+CAPABILITIES: tuple[type, ...] = (base.Cancels, base.StreamsEvents, base.FollowsRequests,
+                                  base.ListsGenerations, base.FindsLostSubmits, base.PublishesPrices)
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class ProviderEntry:
     key_field: str               # the Settings field of its API key (its variable is the field's alias)
     url_field: str               # the Settings field of its base URL
     needs_key: bool = True       # the simulator runs without one
+    build: Builder | None = None  # a client that needs more than one base URL builds itself (fal)
 
     @property
     def key_variable(self) -> str:
@@ -63,6 +65,7 @@ class ProviderEntry:
 REGISTRY: dict[str, ProviderEntry] = {entry.name: entry for entry in (
     ProviderEntry("oxen", OxenProvider, "oxen_api_key", "oxen_base_url"),
     ProviderEntry("aimlapi", AimlapiProvider, "aimlapi_key", "aimlapi_base_url"),
+    ProviderEntry("fal", FalProvider, "fal_key", "fal_queue_url", build=build_fal),
     # the simulator speaks Oxen's protocol (and the AI/ML API's under its own routes)
     ProviderEntry("simulator", OxenProvider, "simulator_key", "simulator_url", needs_key=False),
 )}
