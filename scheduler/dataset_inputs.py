@@ -6,24 +6,16 @@ as a file. Remote inputs stay URLs: in ``<column>`` when every value of the colu
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from reelbatch.jobs.content import file_sha256
 from reelbatch.jobs.inputs import is_url
 
 INPUTS = "inputs"
 INPUT_COLUMNS = ("start_image", "end_image", "input_video")   # `video` is renamed input_video
 Row = dict[str, Any]
-
-
-def _digest(path: Path) -> str:
-    sha = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            sha.update(block)
-    return sha.hexdigest()
 
 
 class InputFiles:
@@ -43,7 +35,7 @@ class InputFiles:
 
     def _add(self, path: Path) -> str | None:
         try:
-            digest = _digest(path)
+            digest = file_sha256(path)
         except OSError:
             self.missing.append(str(path))
             return None

@@ -7,12 +7,12 @@ new name generates anew: a new sample may be what the user wants."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from reelbatch.jobs.content import file_sha256
 from reelbatch.jobs.errors import ManifestError
 from reelbatch.jobs.state import ItemState as S
 from reelbatch.jobs.store import BatchMeta, ItemRecord, Store
@@ -26,14 +26,6 @@ class Reused:
     taken: int = 0
     linked: int = 0
     changed: int = 0    # the source video no longer matches its sha256: generated instead
-
-
-def sha256_of(path: Path) -> str:
-    sha = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            sha.update(block)
-    return sha.hexdigest()
 
 
 def _sources(store: Store, batch: str, others: list[str]) -> dict[str, tuple[BatchMeta, ItemRecord]]:
@@ -66,7 +58,7 @@ def _take(store: Store, meta: BatchMeta, rec: ItemRecord, source: tuple[BatchMet
           reused: Reused) -> None:
     other, done = source
     src = Path(other.output) / Path(done.file or "").name
-    if not done.file or not src.is_file() or sha256_of(src) != done.sha256:
+    if not done.file or not src.is_file() or file_sha256(src) != done.sha256:
         reused.changed += 1
         return
     dst = Path(meta.output) / main_name(rec)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +16,7 @@ import httpx
 
 from reelbatch.jobs.files import write_text
 from reelbatch.jobs.settings import Settings
-from reelbatch.scheduler.embedded import free_port, wait_until
+from reelbatch.scheduler.embedded import free_port, port_free, wait_until
 from reelbatch.scheduler.lease import Lease
 
 
@@ -98,15 +97,6 @@ class SimulatorProcess:
                 self.proc.kill()
         else:
             wait_until(lambda: not self._up(), 10, "the simulator to stop")
-
-
-def port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def _pid_of(info: Path) -> int | None:
