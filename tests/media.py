@@ -35,3 +35,10 @@ def padded_png(header: bytes, total: int) -> bytes:
     """``header`` (signature + IHDR) made a complete PNG of exactly ``total`` bytes (a private
     padding chunk, then IEND)."""
     return header + _chunk(b"zpAd", b"\0" * (total - len(header) - 24)) + IEND
+
+
+def png_header(width: int = 1024, height: int = 576, pad: int = 16) -> bytes:
+    """A complete PNG of ``width`` x ``height`` that an image size reader accepts: signature, IHDR,
+    ``pad`` bytes of a private chunk, IEND (no pixels: enough for plan-time checks)."""
+    header = b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+    return padded_png(header, len(header) + 24 + pad)

@@ -20,7 +20,7 @@ model: kling-o1/image-to-video
 output: out
 matrix:
   duration: [5, 10]
-  prompt: ["the {{subject}} turns its head", "the {{subject}} looks up"]
+  prompt: {{head: "the {{subject}} turns its head", up: "the {{subject}} looks up"}}   # named: an edit keeps the id
 items_from: images.csv
 limits: {{max_concurrency: 2, max_cost_usd: {budget}}}
 """
