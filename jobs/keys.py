@@ -99,6 +99,16 @@ def times(provider: str, model: str, seconds: int) -> str:
     return f"rb:times:{provider}:{model}:{seconds}"
 
 
+TIMES_MATCH = "rb:times:*"
+
+
+def times_parts(key: str) -> tuple[str, str, int]:
+    """(provider, model, seconds) of a ``times`` key (a model name may hold colons)."""
+    provider, rest = key.removeprefix("rb:times:").split(":", 1)
+    model, _, seconds = rest.rpartition(":")
+    return provider, model, int(seconds)
+
+
 def delivery(task_id: str) -> str:
     return f"rb:deliv:{task_id}"
 

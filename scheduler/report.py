@@ -22,7 +22,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from urllib.parse import quote
 
 import click
 from jinja2 import Environment, FileSystemLoader
@@ -35,7 +34,10 @@ from reelbatch.jobs.settings import Settings
 from reelbatch.jobs.state import ItemState as S
 from reelbatch.jobs.store import BatchMeta, ItemRecord
 from reelbatch.scheduler.broker import connect_batch
+from reelbatch.scheduler.charts import generation_s, summarise
 from reelbatch.scheduler.export import destination, load_batch
+from reelbatch.scheduler.inputs import INPUTS, input_thumbs, relative_url
+from reelbatch.scheduler.svg import summary_svg
 from reelbatch.worker.storage import poster_frame
 
 REPORT = "report.html"
@@ -65,12 +67,18 @@ class Card:
     video: str | None = None
     poster: str | None = None
     file: str | None = None
+    kind: str | None = None            # a failure's kind (the `#failed&kind=` filter)
+    cost_usd: float = 0.0              # for sorting by cost
+    generation_s: float | None = None  # for sorting by generation time
+    thumb: str | None = None           # the input image (or input video's first frame)
 
     def as_json(self) -> dict:
         """Short keys: they are repeated 10,000 times in a large page."""
         return {"id": self.item_id, "src": self.source_id, "st": self.status, "p": self.prompt,
                 "pa": self.params, "e": self.error, "c": self.cost, "a": self.attempts, "ar": self.aspect,
-                "var": self.variant, "v": self.video, "po": self.poster, "f": self.file}
+                "var": self.variant, "v": self.video, "po": self.poster, "f": self.file, "k": self.kind,
+                "cu": round(self.cost_usd, 4), "gt": None if self.generation_s is None
+                else round(self.generation_s, 1), "in": self.thumb}
 
 
 def poster_for(video: Path, posters: Path) -> Path | None:
@@ -98,10 +106,6 @@ def make_posters(videos: dict[str, Path], posters: Path) -> dict[str, Path | Non
     with ThreadPoolExecutor(POSTER_WORKERS) as pool:
         frames = pool.map(lambda video: poster_for(video, posters), videos.values())
         return dict(zip(videos, frames, strict=True))
-
-
-def relative_url(path: Path | None, page_dir: Path) -> str | None:
-    return None if path is None else quote(Path(os.path.relpath(path, page_dir)).as_posix())
 
 
 def shown_params(rec: ItemRecord) -> list[tuple[str, str]]:
@@ -134,7 +138,8 @@ def card(rec: ItemRecord, video: Path | None, poster: Path | None, page_dir: Pat
                 prompt=rec.item.params.prompt, params=shown_params(rec), error=error, cost=shown_cost(rec),
                 attempts=rec.attempts, aspect=rec.item.params.aspect_ratio,
                 video=relative_url(video, page_dir), poster=relative_url(poster, page_dir),
-                file=video.name if video else None)
+                file=video.name if video else None, kind=rec.error_kind if rec.state is S.FAILED else None,
+                cost_usd=rec.cost_usd or 0.0, generation_s=generation_s(rec))
 
 
 def variant_labels(records: list[ItemRecord]) -> dict[str, str]:
@@ -145,13 +150,17 @@ def variant_labels(records: list[ItemRecord]) -> dict[str, str]:
         groups.setdefault(rec.item.source_id, []).append(rec)
     labels = {}
     for group in groups.values():
-        params = [dict(shown_params(rec)) for rec in group]
+        params = [{"prompt": short(rec.item.params.prompt), **dict(shown_params(rec))} for rec in group]
         differ = sorted({k for p in params for k in p if len({q.get(k) for q in params}) > 1})
         samples = len({rec.item.sample for rec in group}) > 1
         for rec, p in zip(group, params, strict=True):
             parts = [f"{k} {p.get(k, '-')}" for k in differ] + ([f"sample {rec.item.sample}"] if samples else [])
             labels[rec.item_id] = " · ".join(parts)
     return labels
+
+
+def short(text: str, width: int = 40) -> str:
+    return text if len(text) <= width else text[:width - 1] + "…"
 
 
 def frame_of(cards: list[Card]) -> str:
@@ -170,7 +179,7 @@ def cards_json(cards: list[Card]) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def render(meta: BatchMeta, cards: list[Card], spend: Spend) -> str:
+def render(meta: BatchMeta, cards: list[Card], spend: Spend, summary: str = "") -> str:
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True,
                       trim_blocks=True, lstrip_blocks=True)
     counts = Counter(c.status for c in cards)
@@ -179,7 +188,7 @@ def render(meta: BatchMeta, cards: list[Card], spend: Spend) -> str:
     return env.get_template("report.html.j2").render(
         meta=meta, total=len(cards), counts=counts, states=states, spend=spend.label(),
         cards_json=Markup(cards_json(cards)), frame=frame_of(cards), variants=variants,
-        page_items=PAGE_ITEMS, page_groups=PAGE_GROUPS,
+        page_items=PAGE_ITEMS, page_groups=PAGE_GROUPS, summary=Markup(summary),
         generated=datetime.now().astimezone().isoformat(timespec="seconds"))
 
 
@@ -191,9 +200,11 @@ def write_report(meta: BatchMeta, records: list[ItemRecord], out: Path | None = 
     videos = videos_on_disk(meta, records)
     posters = make_posters(videos, Path(meta.output) / POSTERS)
     labels = variant_labels(records)
+    thumbs = input_thumbs(meta, records, Path(meta.output) / POSTERS / INPUTS, page.parent)
     cards = [replace(card(rec, videos.get(rec.item_id), posters.get(rec.item_id), page.parent),
-                     variant=labels[rec.item_id]) for rec in records]
-    return write_text(page, render(meta, cards, spend or spend_of(records)))
+                     variant=labels[rec.item_id], thumb=thumbs.get(rec.item_id)) for rec in records]
+    spend = spend or spend_of(records)
+    return write_text(page, render(meta, cards, spend, summary_svg(summarise(meta, records, spend))))
 
 
 def report_batch(settings: Settings, batch: str, out: Path | None) -> int:
