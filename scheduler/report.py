@@ -31,11 +31,12 @@ from reelbatch.jobs.errors import StorageError
 from reelbatch.jobs.files import write_text
 from reelbatch.jobs.money import Spend
 from reelbatch.jobs.settings import Settings
-from reelbatch.jobs.state import ItemState as S
-from reelbatch.jobs.store import BatchMeta, ItemRecord
+from reelbatch.jobs.state import TERMINAL, ItemState as S
+from reelbatch.jobs.store import BatchMeta, ItemRecord, Store
 from reelbatch.scheduler.broker import connect_batch
 from reelbatch.scheduler.charts import generation_s, summarise
 from reelbatch.scheduler.export import destination, load_batch
+from reelbatch.scheduler.follow import follow
 from reelbatch.scheduler.inputs import INPUTS, input_thumbs, relative_url
 from reelbatch.scheduler.svg import summary_svg
 from reelbatch.worker.storage import poster_frame
@@ -73,12 +74,13 @@ class Card:
     thumb: str | None = None           # the input image (or input video's first frame)
 
     def as_json(self) -> dict:
-        """Short keys: they are repeated 10,000 times in a large page."""
-        return {"id": self.item_id, "src": self.source_id, "st": self.status, "p": self.prompt,
+        """Short keys, and no empty ones: they are repeated 10,000 times in a large page."""
+        found = {"id": self.item_id, "src": self.source_id, "st": self.status, "p": self.prompt,
                 "pa": self.params, "e": self.error, "c": self.cost, "a": self.attempts, "ar": self.aspect,
                 "var": self.variant, "v": self.video, "po": self.poster, "f": self.file, "k": self.kind,
                 "cu": round(self.cost_usd, 4), "gt": None if self.generation_s is None
                 else round(self.generation_s, 1), "in": self.thumb}
+        return {key: value for key, value in found.items() if value is not None}
 
 
 def poster_for(video: Path, posters: Path) -> Path | None:
@@ -143,15 +145,16 @@ def card(rec: ItemRecord, video: Path | None, poster: Path | None, page_dir: Pat
 
 
 def variant_labels(records: list[ItemRecord]) -> dict[str, str]:
-    """item id -> what sets it apart from the other variants of its source item: the parameters
-    whose values differ among them, and the sample number of repeats."""
+    """item id -> what sets it apart from the other variants of its source item: every field whose
+    value differs among them (the prompt too, shortened), and the sample number of repeats."""
     groups: dict[str, list[ItemRecord]] = {}
     for rec in records:
         groups.setdefault(rec.item.source_id, []).append(rec)
     labels = {}
     for group in groups.values():
         params = [{"prompt": short(rec.item.params.prompt), **dict(shown_params(rec))} for rec in group]
-        differ = sorted({k for p in params for k in p if len({q.get(k) for q in params}) > 1})
+        differ = sorted({k for p in params for k in p if len({q.get(k) for q in params}) > 1},
+                        key=lambda k: (k != "prompt", k))   # the prompt first, when it differs
         samples = len({rec.item.sample for rec in group}) > 1
         for rec, p in zip(group, params, strict=True):
             parts = [f"{k} {p.get(k, '-')}" for k in differ] + ([f"sample {rec.item.sample}"] if samples else [])
@@ -179,7 +182,8 @@ def cards_json(cards: list[Card]) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def render(meta: BatchMeta, cards: list[Card], spend: Spend, summary: str = "") -> str:
+def render(meta: BatchMeta, cards: list[Card], spend: Spend, summary: str = "",
+           refresh_s: float | None = None) -> str:
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True,
                       trim_blocks=True, lstrip_blocks=True)
     counts = Counter(c.status for c in cards)
@@ -189,13 +193,14 @@ def render(meta: BatchMeta, cards: list[Card], spend: Spend, summary: str = "") 
         meta=meta, total=len(cards), counts=counts, states=states, spend=spend.label(),
         cards_json=Markup(cards_json(cards)), frame=frame_of(cards), variants=variants,
         page_items=PAGE_ITEMS, page_groups=PAGE_GROUPS, summary=Markup(summary),
+        refresh_s=None if refresh_s is None else max(1, round(refresh_s)),
         generated=datetime.now().astimezone().isoformat(timespec="seconds"))
 
 
 def write_report(meta: BatchMeta, records: list[ItemRecord], out: Path | None = None,
-                 spend: Spend | None = None) -> Path:
+                 spend: Spend | None = None, refresh_s: float | None = None) -> Path:
     """The page; ``spend`` is the batch's (as `status` shows it: set-aside versions included),
-    else what these records cost."""
+    else what these records cost; ``refresh_s``: an open tab reloads it (`--watch`)."""
     page = (out or Path(meta.output) / REPORT).absolute()   # never through a symlink
     videos = videos_on_disk(meta, records)
     posters = make_posters(videos, Path(meta.output) / POSTERS)
@@ -204,13 +209,27 @@ def write_report(meta: BatchMeta, records: list[ItemRecord], out: Path | None = 
     cards = [replace(card(rec, videos.get(rec.item_id), posters.get(rec.item_id), page.parent),
                      variant=labels[rec.item_id], thumb=thumbs.get(rec.item_id)) for rec in records]
     spend = spend or spend_of(records)
-    return write_text(page, render(meta, cards, spend, summary_svg(summarise(meta, records, spend))))
+    return write_text(page, render(meta, cards, spend, summary_svg(summarise(meta, records, spend)), refresh_s))
 
 
-def report_batch(settings: Settings, batch: str, out: Path | None) -> int:
+def report_batch(settings: Settings, batch: str, out: Path | None, watch_s: float | None = None) -> int:
+    """Write the page once, or (``watch_s``) every so often until the batch can move no more."""
     store = connect_batch(settings, batch).store
+    if watch_s is not None:
+        return _watch(store, batch, out, watch_s)
     meta, records = load_batch(store, batch)
     with destination(out or Path(meta.output) / REPORT, explicit=out is not None):
         page = write_report(meta, records, out, store.spend(batch))
     click.echo(f"{batch}: {len(records)} items -> {page}")
+    return 0
+
+
+def _watch(store: Store, batch: str, out: Path | None, every_s: float) -> int:
+    def write(meta: BatchMeta, records: list[ItemRecord], refresh_s: float | None) -> Path:
+        with destination(out or Path(meta.output) / REPORT, explicit=out is not None):
+            page = write_report(meta, records, out, store.spend(batch), refresh_s)
+        click.echo(f"{batch}: {sum(r.state in TERMINAL for r in records)}/{len(records)} done -> {page}")
+        return page
+
+    follow(store, batch, write, every_s)
     return 0
