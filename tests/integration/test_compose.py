@@ -33,6 +33,7 @@ VAR = re.compile(r"\$\{(\w+)(?:(:?[-?+])([^}]*))?\}")
 SECRET_NAME = re.compile(r"KEY|PASSWORD|AUTH|SECRET|TOKEN", re.I)
 URL_PASSWORD = re.compile(r"://[^/@\s]*:([^/@\s]+)@")
 APP_SERVICES = ("worker", "scheduler", "flower", "simulator")
+METRICS_SERVICES = ("prometheus", "grafana")   # the `metrics` profile
 FLOWER_AUTH = ("ops", "compose-test-pass")
 
 
@@ -81,7 +82,7 @@ def test_compose_file_matches_the_compose_specification():
     validator = jsonschema.Draft7Validator(json.loads(SCHEMA.read_text()))
     errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(compose())]
     assert not errors, "\n".join(errors)
-    assert set(services()) == {"redis", *APP_SERVICES}
+    assert set(services()) == {"redis", *APP_SERVICES, *METRICS_SERVICES}
 
 
 def test_schema_rejects_a_broken_compose_file():
@@ -180,6 +181,21 @@ def test_simulator_is_in_the_demo_profile_and_workers_find_it():
     assert svc["simulator"]["profiles"] == ["demo"]
     assert svc["simulator"]["command"][:3] == ["simulator", "--host", "0.0.0.0"]
     assert all("profiles" not in svc[name] for name in ("redis", "worker", "scheduler", "flower"))
+
+
+def test_prometheus_and_grafana_are_a_pinned_local_only_profile_on_the_scheduler_metrics():
+    svc = services()
+    for name in METRICS_SERVICES:
+        assert svc[name]["profiles"] == ["metrics"], name       # a plain `up` is unchanged
+        image = interpolate(svc[name]["image"], {})
+        assert re.match(r"^[\w./-]+:v?\d+\.\d+\.\d+$", image), image
+        assert all(port.startswith("127.0.0.1:") for port in svc[name]["ports"]), name
+    env = svc["scheduler"]["environment"]
+    assert env["REELBATCH_METRICS_PORT"] == "9464" and "ports" not in svc["scheduler"]
+    scrape = yaml.safe_load((REPO / "configs" / "prometheus.yml").read_text())
+    assert scrape["scrape_configs"][0]["static_configs"][0]["targets"] == ["scheduler:9464"]
+    mounts = " ".join(svc["grafana"]["volumes"])
+    assert "./configs/grafana/dashboards:" in mounts and "./configs/grafana/provisioning:" in mounts
     url = interpolate(svc["worker"]["environment"]["REELBATCH_SIMULATOR_URL"], {})
     assert url == "http://simulator:8765"
 
