@@ -16,7 +16,7 @@ from reelbatch.jobs.money import Spend
 from reelbatch.jobs.state import TERMINAL, ItemState as S
 from reelbatch.jobs.store import BatchMeta, ItemRecord
 
-BUCKETS_S = (60, 300, 600, 1800, 3600, 3 * 3600)   # throughput bars: the first giving <= MAX_BARS
+BUCKETS_S = (10, 60, 300, 600, 1800, 3600, 3 * 3600)   # throughput bars: the first giving <= MAX_BARS
 MAX_BARS = 36
 
 

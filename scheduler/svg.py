@@ -14,8 +14,9 @@ from urllib.parse import quote
 
 from reelbatch.scheduler.charts import Summary
 
-W, H = 360, 150                   # every chart's box
+W, H = 270, 140                   # every chart's box: four side by side on a 1280 px screen
 LEFT, RIGHT, TOP, BOTTOM = 48, 10, 12, 24
+LABEL, ROWS = 8, 5                # bar charts of labelled rows: the labels' x, at most ROWS rows
 PLOT_W, PLOT_H = W - LEFT - RIGHT, H - TOP - BOTTOM
 
 
@@ -36,11 +37,17 @@ def _frame(name: str, title: str, body: str, attrs: str = "") -> str:
 
 
 def _hours(seconds: float) -> str:
-    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
+def _amount(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else _n(value)
 
 
 def _y_labels(top: float, unit: str) -> str:
-    return (_text(LEFT - 4, TOP + 4, f"{unit}{_n(top)}", "tick", "end")
+    return (_text(LEFT - 4, TOP + 4, f"{unit}{_amount(top)}", "tick", "end")
             + _text(LEFT - 4, TOP + PLOT_H, f"{unit}0", "tick", "end"))
 
 
@@ -84,37 +91,36 @@ def throughput_chart(s: Summary) -> str:
 
 def timing_chart(s: Summary) -> str:
     """Generation time per model and duration: a p10-p90 bar, the median marked, the worst a dot."""
-    rows = s.timings[:6]
+    rows = s.timings[:ROWS]
     top = max([1.0] + [t.worst for t in rows])
     step = PLOT_H / max(1, len(rows))
-    x = lambda v: 150 + (W - RIGHT - 150) * v / top   # noqa: E731
+    x = lambda v: LABEL + (W - RIGHT - LABEL) * v / top   # noqa: E731
     body = ""
     for i, t in enumerate(rows):
-        mid = TOP + step * (i + .5)
-        body += (_text(4, mid + 4, f"{t.label} ({t.count})", "tick")
+        mid = TOP + step * (i + .5) + 5
+        body += (_text(LABEL, mid - 10, f"{t.label} ({t.count}): median {t.p50:.0f} s", "tick")
                  + f'<rect x="{_n(x(t.p10))}" y="{_n(mid - 6)}" width="{_n(max(1.0, x(t.p90) - x(t.p10)))}"'
                  f' height="12" class="bar"/>'
                  + f'<line x1="{_n(x(t.p50))}" x2="{_n(x(t.p50))}" y1="{_n(mid - 8)}" y2="{_n(mid + 8)}"'
                  f' class="median"/><circle cx="{_n(x(t.worst))}" cy="{_n(mid)}" r="2.5" class="worst"/>')
     if not rows:
         body += _text(W / 2, H / 2, "no generation finished yet", "tick", "middle")
-    body += _text(W - RIGHT, H - 6, f"{top:.0f} s", "tick", "end") + _text(150, H - 6, "0 s", "tick")
-    return _frame("timing", "generation time: p10-p90, median, worst", body)
+    body += _text(W - RIGHT, H - 6, f"{top:.0f} s", "tick", "end") + _text(LABEL, H - 6, "0 s", "tick")
+    return _frame("timing", "generation time (p10-p90, median)", body)
 
 
 def failures_chart(s: Summary) -> str:
     """Failures by kind, each bar a link to the cards of that kind."""
-    rows = list(s.failure_kinds.items())[:6]
+    rows = list(s.failure_kinds.items())
     top = max([1] + [n for _, n in rows])
-    step = PLOT_H / max(1, len(rows))
+    step = PLOT_H / max(1, min(ROWS, len(rows)))
     body = ""
-    for i, (kind, count) in enumerate(rows):
-        mid = TOP + step * (i + .5)
+    for i, (kind, count) in enumerate(rows):   # every kind links; past ROWS they are only listed
+        mid = TOP + step * (i + .5) + 5
         body += (f'<a href="#failed&amp;kind={escape(quote(kind))}" data-kind="{escape(kind)}" data-count="{count}">'
-                 + _text(4, mid + 4, kind, "tick")
-                 + f'<rect x="150" y="{_n(mid - 7)}" width="{_n(max(2.0, (W - RIGHT - 190) * count / top))}"'
-                 f' height="14" class="bar failed"/>' + _text(W - RIGHT, mid + 4, str(count), "tick", "end")
-                 + "</a>")
+                 + (_text(LABEL, mid - 9, f"{kind} · {count}", "tick")
+                    + f'<rect x="{LABEL}" y="{_n(mid - 5)}" width="{_n(max(2.0, (W - RIGHT - LABEL) * count / top))}"'
+                    f' height="9" class="bar failed"/>' if i < ROWS else "") + "</a>")
     if not rows:
         body += _text(W / 2, H / 2, "no failures", "tick", "middle")
     return _frame("failures", f"failures by kind · {sum(s.failure_kinds.values())}", body)
