@@ -18,6 +18,7 @@ from reelbatch.jobs.store import BatchMeta, ItemRecord
 
 BUCKETS_S = (10, 60, 300, 600, 1800, 3600, 3 * 3600)   # throughput bars: the first giving <= MAX_BARS
 MAX_BARS = 36
+MAX_POINTS = 200   # the spend line: enough steps to draw it, at any batch size
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,15 @@ def spend_steps(records: list[ItemRecord], start: float) -> list[tuple[float, fl
         else:
             estimated += rec.cost_usd or 0.0
         steps.append(((rec.detected_at or start) - start, charged, estimated))
-    return steps
+    return thin(steps)
+
+
+def thin(steps: list, most: int = MAX_POINTS) -> list:
+    """At most ``most`` evenly spaced steps, the last one always kept (the total)."""
+    if len(steps) <= most:
+        return steps
+    every = len(steps) / (most - 1)
+    return [steps[int(i * every)] for i in range(most - 1)] + [steps[-1]]
 
 
 def throughput(records: list[ItemRecord], start: float | None) -> tuple[int, list[int]]:
