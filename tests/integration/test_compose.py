@@ -266,7 +266,7 @@ def local(tmp_path, redis_url, sim_factory):
     """Run a compose service's command on this machine, pointed at the test Redis and simulator."""
     started: list[subprocess.Popen] = []
     sim = sim_factory()
-    ports = {"5555": str(free_port()), "8765": str(free_port())}
+    ports = {"5555": str(free_port()), "8765": str(free_port()), "9464": str(free_port())}
     values = {"REDIS_PASSWORD": "unused", "FLOWER_BASIC_AUTH": ":".join(FLOWER_AUTH),
               "REELBATCH_SIMULATOR_KEY": SIM_KEY}
 
@@ -275,6 +275,9 @@ def local(tmp_path, redis_url, sim_factory):
         env = cli_env(tmp_path / name, **{k: interpolate(str(v), values)
                                           for k, v in svc.get("environment", {}).items()})
         env.update(REELBATCH_BROKER_URL=redis_url, REELBATCH_SIMULATOR_URL=sim.base_url, **extra)
+        if "REELBATCH_METRICS_PORT" in env:     # the scheduler's metrics: a free port on loopback here
+            env.update(REELBATCH_METRICS_PORT=ports[env["REELBATCH_METRICS_PORT"]],
+                       REELBATCH_METRICS_ADDRESS="127.0.0.1")
         args = [ports.get(a, "127.0.0.1" if a == "0.0.0.0" else a)
                 for a in (interpolate(a, values) for a in svc["command"])]
         log = open(tmp_path / f"{name}.log", "w")
@@ -335,7 +338,16 @@ def simulator_answers(env: dict[str, str]) -> bool:
         return False
 
 
-READY = {"worker": worker_answers_ping, "scheduler": sweep_was_sent, "flower": flower_answers,
+def scheduler_ready(env: dict[str, str]) -> bool:
+    """Beat sends sweeps, and the batch metrics answer (what Prometheus scrapes in compose)."""
+    try:
+        metrics = httpx.get(f"http://127.0.0.1:{env['9464']}/metrics", timeout=5)
+    except httpx.TransportError:
+        return False
+    return bool(sweep_was_sent(env)) and 'reelbatch_items{batch="due"' in metrics.text
+
+
+READY = {"worker": worker_answers_ping, "scheduler": scheduler_ready, "flower": flower_answers,
          "simulator": simulator_answers}
 
 
