@@ -27,6 +27,7 @@
     rb:sweeper                        set while a sweeper runs (with a TTL): long waits may be left to it
     rb:list:<provider>:lock           one lister per provider across the fleet (redis-py Lock)
     rb:list:<provider>:on             set while a lister lists the provider's generations (with a TTL)
+    rb:requests:<provider>            hash: provider requests by outcome (ok, transient, permanent)
     rb:uncharged:<provider>           zset: "<batch>\\x1f<item id>" -> submit time, costs still estimated
     rb:workers                        zset: live workers -> when their heartbeat lapses
     rb:down:<provider>                set while the provider cannot be reached: since when, and why
@@ -155,6 +156,10 @@ def lister_lock(provider: str) -> str:
 
 def listing(provider: str) -> str:
     return f"rb:list:{provider}:on"
+
+
+def requests(provider: str) -> str:
+    return f"rb:requests:{provider}"
 
 
 def uncharged(provider: str) -> str:

@@ -618,6 +618,13 @@ class Store:
         return [float(x) for x in self.r.lrange(keys.times(item.provider, item.model,
                                                            item.video_seconds), 0, -1)]
 
+    def count_request(self, provider: str, outcome: str) -> None:
+        """One more provider request with this outcome (ok | transient | permanent)."""
+        self.r.hincrby(keys.requests(provider), outcome, 1)
+
+    def requests(self, provider: str) -> dict[str, int]:
+        return {k: int(v) for k, v in self.r.hgetall(keys.requests(provider)).items()}
+
     def learned_times(self) -> dict[tuple[str, str, int], list[float]]:
         """Every kept generation time, per (provider, model, seconds): for metrics."""
         found = {}

@@ -17,7 +17,7 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from prometheus_client import CollectorRegistry, start_http_server
-from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from reelbatch.jobs.settings import Settings
@@ -72,14 +72,18 @@ class BatchCollector(Collector):
         flight = _gauge("in_flight", "Generations holding a concurrency slot at the provider.", ["provider"])
         waiting = _gauge("slot_waiting", "Items waiting in line for a provider slot.", ["provider"])
         down = _gauge("provider_unreachable", "1 while the provider cannot be reached.", ["provider"])
+        asked = CounterMetricFamily("reelbatch_provider_requests", "Requests to the provider by outcome "
+                                    "(ok, transient: retried, permanent: not).", labels=["provider", "outcome"])
         for provider in PROVIDERS:
+            for outcome, count in sorted(self.store.requests(provider).items()):
+                asked.add_metric([provider, outcome], count)
             slots = self.store.slots(provider)
             flight.add_metric([provider], slots.held())
             waiting.add_metric([provider], slots.waiting())
             down.add_metric([provider], 1 if self.store.provider_down(provider) else 0)
         workers = _gauge("workers", "Workers whose heartbeat is live.", [])
         workers.add_metric([], len(self.store.workers()))
-        yield from (flight, waiting, down, workers)
+        yield from (flight, waiting, down, asked, workers)
 
     def _generation_times(self) -> Metric:
         """The generation times the workers learned (the last ones kept per model and duration)."""

@@ -72,5 +72,7 @@ def test_run_serves_batch_metrics_that_match_status(tmp_path, sim_factory):
     assert after[("reelbatch_max_cost_usd", (("batch", "watched"),))] == 50
     assert after[("reelbatch_generation_seconds_count", (("duration", "5"),
                   ("model", "kling-o1/image-to-video"), ("provider", "simulator")))] >= 1
+    asked = after[("reelbatch_provider_requests_total", (("outcome", "ok"), ("provider", "simulator")))]
+    assert asked >= N                                         # at least a submit per item, counted by the workers
     labels = {value for (_, pairs) in after for _, value in pairs}
     assert not any(value.startswith("clip") for value in labels)    # never an item id

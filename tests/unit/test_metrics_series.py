@@ -48,6 +48,7 @@ def test_the_dashboard_uses_only_served_series(redis_url, tmp_path):
     store = Store.from_url(redis_url)
     new_batch(store, "night", tmp_path / "out", [make_item("a", "shot")])
     store.record_time(make_item("a", "shot"), 60.0, keep=50)
+    store.count_request("simulator", "ok")
     served = {s.name for s in samples(store)} | {"reelbatch_max_cost_usd"}   # served when a batch sets one
     exprs = [t["expr"] for p in json.loads(DASHBOARD.read_text())["panels"] for t in p["targets"]]
     asked = {name for e in exprs for name in re.findall(r"reelbatch_\w+", e)}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import httpx
 
 from reelbatch.jobs.errors import PermanentProviderError
@@ -15,8 +17,8 @@ PROVIDERS = ("oxen", "aimlapi", "simulator")
 KEY_VARIABLE = {"oxen": "OXEN_API_KEY", "aimlapi": "AIMLAPI_KEY", "simulator": "REELBATCH_SIMULATOR_KEY"}
 
 
-def build_provider(name: str, settings: Settings,
-                   transport: httpx.BaseTransport | None = None) -> Provider:
+def build_provider(name: str, settings: Settings, transport: httpx.BaseTransport | None = None,
+                   tally: Callable[[str], None] | None = None) -> Provider:
     """The client for ``name`` (oxen | aimlapi | simulator). The simulator speaks Oxen's protocol
     and may run without a key; the real providers refuse to start without one."""
     if name not in PROVIDERS:
@@ -25,7 +27,8 @@ def build_provider(name: str, settings: Settings,
     if not key and name != "simulator":
         raise PermanentProviderError(name, None, None, f"no API key: set {KEY_VARIABLE[name]}")
     base_url = settings.base_url_for(name)
-    http = HttpSeam(name, build_client(settings, base_url, key, transport), secrets=(key,) if key else ())
+    http = HttpSeam(name, build_client(settings, base_url, key, transport), secrets=(key,) if key else (),
+                    tally=tally)
     credential = host_credential(base_url, key)
     if name == "aimlapi":
         return AimlapiProvider(http, download_credential=credential)
