@@ -71,7 +71,7 @@ class Card:
     kind: str | None = None            # a failure's kind (the `#failed&kind=` filter)
     cost_usd: float = 0.0              # for sorting by cost
     generation_s: float | None = None  # for sorting by generation time
-    thumb: str | None = None           # the input image (or input video's first frame)
+    thumb: int | None = None           # the input's thumbnail: its place in the page's list of inputs
 
     def as_json(self) -> dict:
         """Short keys, and no empty ones: they are repeated 10,000 times in a large page."""
@@ -176,14 +176,15 @@ def frame_of(cards: list[Card]) -> str:
     return MIXED_FRAME
 
 
-def cards_json(cards: list[Card]) -> str:
-    """The cards as JSON that cannot end the <script> element holding it."""
-    text = json.dumps([c.as_json() for c in cards], ensure_ascii=False, separators=(",", ":"))
+def cards_json(cards: list[Card] | list[str]) -> str:
+    """The cards (or the inputs' URLs) as JSON that cannot end the <script> element holding it."""
+    rows = [c if isinstance(c, str) else c.as_json() for c in cards]
+    text = json.dumps(rows, ensure_ascii=False, separators=(",", ":"))
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def render(meta: BatchMeta, cards: list[Card], spend: Spend, summary: str = "",
-           refresh_s: float | None = None) -> str:
+           refresh_s: float | None = None, inputs: list[str] | None = None) -> str:
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True,
                       trim_blocks=True, lstrip_blocks=True)
     counts = Counter(c.status for c in cards)
@@ -191,7 +192,8 @@ def render(meta: BatchMeta, cards: list[Card], spend: Spend, summary: str = "",
     variants = len({c.source_id for c in cards}) < len(cards)
     return env.get_template("report.html.j2").render(
         meta=meta, total=len(cards), counts=counts, states=states, spend=spend.label(),
-        cards_json=Markup(cards_json(cards)), frame=frame_of(cards), variants=variants,
+        cards_json=Markup(cards_json(cards)), inputs_json=Markup(cards_json(inputs or [])),
+        frame=frame_of(cards), variants=variants,
         page_items=PAGE_ITEMS, page_groups=PAGE_GROUPS, summary=Markup(summary),
         refresh_s=None if refresh_s is None else max(1, round(refresh_s)),
         generated=datetime.now().astimezone().isoformat(timespec="seconds"))
@@ -206,10 +208,13 @@ def write_report(meta: BatchMeta, records: list[ItemRecord], out: Path | None = 
     posters = make_posters(videos, Path(meta.output) / POSTERS)
     labels = variant_labels(records)
     thumbs = input_thumbs(meta, records, Path(meta.output) / POSTERS / INPUTS, page.parent)
+    inputs = sorted(set(thumbs.values()))   # each URL once in the page: items often share an input
+    place = {url: n for n, url in enumerate(inputs)}
     cards = [replace(card(rec, videos.get(rec.item_id), posters.get(rec.item_id), page.parent),
-                     variant=labels[rec.item_id], thumb=thumbs.get(rec.item_id)) for rec in records]
+                     variant=labels[rec.item_id], thumb=place.get(thumbs.get(rec.item_id, ""))) for rec in records]
     spend = spend or spend_of(records)
-    return write_text(page, render(meta, cards, spend, summary_svg(summarise(meta, records, spend)), refresh_s))
+    summary = summary_svg(summarise(meta, records, spend))
+    return write_text(page, render(meta, cards, spend, summary, refresh_s, inputs))
 
 
 def report_batch(settings: Settings, batch: str, out: Path | None, watch_s: float | None = None) -> int:

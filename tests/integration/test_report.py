@@ -3,6 +3,7 @@ its state, poster frames on disk, and the state filter hiding the other cards.""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import shutil
@@ -25,6 +26,7 @@ CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--virtual-time-budget=5000")
 GOOD, BAD = 5, 3
+PNG_1X1 = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 
 
 def chromium() -> str:
@@ -282,14 +284,18 @@ def test_the_summary_shows_the_batch_as_status_counts_it(tmp_path, sim_factory):
 def test_variants_are_labelled_by_every_field_that_differs(redis_url, tmp_path):
     chromium()
     store, out = Store.from_url(redis_url), tmp_path / "out"
-    items = [make_item("ox-a", "An ox in spring", source_id="ox", duration=5),
+    image = tmp_path / "ox.png"                                      # a local input: linked from the page
+    image.write_bytes(base64.b64decode(PNG_1X1))
+    items = [make_item("ox-a", "An ox in spring", source_id="ox", duration=5, start_image=str(image)),
              make_item("ox-b", "An ox in summer", source_id="ox", duration=10)]
     new_batch(store, "mixed", out, items)
     meta, records = load_batch(store, "mixed")
     page = write_report(meta, records)
     cards = json.loads(re.search(r'id="card-data">(.*?)</script>', page.read_text()).group(1))
-    assert [c["var"] for c in cards] == ["prompt An ox in spring · duration 5",
-                                         "prompt An ox in summer · duration 10"]
-    assert all(c["in"] == "https://e.org/a.png" for c in cards)      # the input image, as a thumbnail
+    assert [c["var"] for c in cards] == ["prompt An ox in spring · duration 5 · start_image " + str(image),
+                                         "prompt An ox in summer · duration 10 · start_image https://e.org/a.png"]
+    inputs = json.loads(re.search(r'id="input-data">(.*?)</script>', page.read_text()).group(1))
+    assert [inputs[c["in"]] for c in cards] == ["../ox.png", "https://e.org/a.png"]   # each input once
     dom = browse(page.as_uri() + "#view=variants", tmp_path / "profile", "--dump-dom").stdout
     assert "2 prompts (each variant is labelled)" in dom
+    assert re.search(r'<img class="thumb"[^>]*src="\.\./ox\.png"', dom), dom[-3000:]
