@@ -7,7 +7,8 @@ the URL fragment is kept); the last write, once nothing can move, has none.
 
 Each turn reads only what changed: the ids in the open states' sets (compared with the state last
 seen) and the items that became terminal since the last turn (the store's bounded outcome
-stream); only those items are read again. Every item is read once, at the start.
+stream); only those items are read again. Every item is read at the start, and once more for the last
+write (a cost the provider reports after an item ended changes no state).
 """
 
 from __future__ import annotations
@@ -62,9 +63,7 @@ def follow(store: Store, batch: str, write: Callable[[BatchMeta, list[ItemRecord
     """Write the page every ``every_s`` until nothing in the batch can move; the last write has no
     refresh tag. Returns the page."""
     follower = Follower(store, batch)
-    while True:
-        done = settled(store, batch)
-        page = write(follower.meta, follower.refresh(), None if done else every_s)
-        if done:
-            return page
+    while not settled(store, batch):
+        write(follower.meta, follower.refresh(), every_s)
         sleep(every_s)
+    return write(*load_batch(store, batch), None)   # read whole once more: costs charged after the end
