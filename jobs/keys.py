@@ -30,6 +30,7 @@
     rb:sweeper                        set while a sweeper runs (with a TTL): long waits may be left to it
     rb:list:<provider>:lock           one lister per provider across the fleet (redis-py Lock)
     rb:list:<provider>:on             set while a lister lists the provider's generations (with a TTL)
+    rb:requests:<provider>            hash: provider requests by outcome (ok, transient, permanent)
     rb:uncharged:<provider>           zset: "<batch>\\x1f<item id>" -> submit time, costs still estimated
     rb:workers                        zset: live workers -> when their heartbeat lapses
     rb:store:id                       this store's identity (a random id, set once): an output folder
@@ -107,6 +108,16 @@ def times(provider: str, model: str, seconds: int) -> str:
     return f"rb:times:{provider}:{model}:{seconds}"
 
 
+TIMES_MATCH = "rb:times:*"
+
+
+def times_parts(key: str) -> tuple[str, str, int]:
+    """(provider, model, seconds) of a ``times`` key (a model name may hold colons)."""
+    provider, rest = key.removeprefix("rb:times:").split(":", 1)
+    model, _, seconds = rest.rpartition(":")
+    return provider, model, int(seconds)
+
+
 def delivery(task_id: str) -> str:
     return f"rb:deliv:{task_id}"
 
@@ -157,6 +168,10 @@ def lister_lock(provider: str) -> str:
 
 def listing(provider: str) -> str:
     return f"rb:list:{provider}:on"
+
+
+def requests(provider: str) -> str:
+    return f"rb:requests:{provider}"
 
 
 def uncharged(provider: str) -> str:

@@ -82,6 +82,8 @@ class Settings(BaseSettings):
     no_worker_grace_s: float = 30.0   # `run` with a broker says when no worker consumed this long
     price_overrides: dict[str, float] = Field(default_factory=dict)
     progress_every_s: float = 60.0
+    metrics_port: int | None = Field(None, ge=1, le=65535)   # Prometheus metrics of `run`/`scheduler`
+    metrics_address: str = "127.0.0.1"   # compose's scheduler listens on 0.0.0.0 for Prometheus
 
     @field_validator("data_dir", mode="before")
     @classmethod

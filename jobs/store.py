@@ -661,6 +661,20 @@ class Store:
         return [float(x) for x in self.r.lrange(keys.times(item.provider, item.model,
                                                            item.video_seconds), 0, -1)]
 
+    def count_request(self, provider: str, outcome: str) -> None:
+        """One more provider request with this outcome (ok | transient | permanent)."""
+        self.r.hincrby(keys.requests(provider), outcome, 1)
+
+    def requests(self, provider: str) -> dict[str, int]:
+        return {k: int(v) for k, v in self.r.hgetall(keys.requests(provider)).items()}
+
+    def learned_times(self) -> dict[tuple[str, str, int], list[float]]:
+        """Every kept generation time, per (provider, model, seconds): for metrics."""
+        found = {}
+        for key in self.r.scan_iter(match=keys.TIMES_MATCH, count=500):
+            found[keys.times_parts(key)] = [float(x) for x in self.r.lrange(key, 0, -1)]
+        return found
+
     # --- the event stream's health beacon ----------------------------------------------------
     def mark_events_healthy(self, provider: str, ttl_s: int) -> None:
         self.r.set(keys.events_healthy(provider), 1, ex=ttl_s)

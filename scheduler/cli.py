@@ -171,12 +171,17 @@ def export(batch: str, fmt: str, layout: str, out: Path | None) -> None:
 @click.argument("batch")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Where to write the page (default: report.html in the output folder).")
-def report(batch: str, out: Path | None) -> None:
-    """Write a static HTML page of BATCH: poster frames, videos, prompts, parameters, status."""
+@click.option("--watch", is_flag=True, help="Rewrite the page while the batch runs (an open tab "
+              "reloads itself) until nothing in it can move.")
+@click.option("--every", "every_s", type=click.FloatRange(min=1), default=10.0, show_default=True,
+              help="Seconds between rewrites with --watch.")
+def report(batch: str, out: Path | None, watch: bool, every_s: float) -> None:
+    """Write a static HTML page of BATCH: the batch at a glance (spend, pace, generation times,
+    failures), then poster frames, videos, prompts, parameters, status."""
     from reelbatch.jobs.settings import get_settings
     from reelbatch.scheduler.report import report_batch
 
-    sys.exit(report_batch(get_settings(), batch, out))
+    sys.exit(report_batch(get_settings(), batch, out, every_s if watch else None))
 
 
 @main.command(

@@ -22,7 +22,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from urllib.parse import quote
 
 import click
 from jinja2 import Environment, FileSystemLoader
@@ -32,10 +31,14 @@ from reelbatch.jobs.errors import StorageError
 from reelbatch.jobs.files import write_text
 from reelbatch.jobs.money import Spend
 from reelbatch.jobs.settings import Settings
-from reelbatch.jobs.state import ItemState as S
-from reelbatch.jobs.store import BatchMeta, ItemRecord
+from reelbatch.jobs.state import TERMINAL, ItemState as S
+from reelbatch.jobs.store import BatchMeta, ItemRecord, Store
 from reelbatch.scheduler.broker import connect_batch
+from reelbatch.scheduler.charts import generation_s, summarise
 from reelbatch.scheduler.export import destination, load_batch
+from reelbatch.scheduler.follow import follow
+from reelbatch.scheduler.inputs import INPUTS, input_thumbs, relative_url
+from reelbatch.scheduler.svg import summary_svg
 from reelbatch.worker.storage import poster_frame
 
 REPORT = "report.html"
@@ -65,12 +68,19 @@ class Card:
     video: str | None = None
     poster: str | None = None
     file: str | None = None
+    kind: str | None = None            # a failure's kind (the `#failed&kind=` filter)
+    cost_usd: float = 0.0              # for sorting by cost
+    generation_s: float | None = None  # for sorting by generation time
+    thumb: int | None = None           # the input's thumbnail: its place in the page's list of inputs
 
     def as_json(self) -> dict:
-        """Short keys: they are repeated 10,000 times in a large page."""
-        return {"id": self.item_id, "src": self.source_id, "st": self.status, "p": self.prompt,
+        """Short keys, and no empty ones: they are repeated 10,000 times in a large page."""
+        found = {"id": self.item_id, "src": self.source_id, "st": self.status, "p": self.prompt,
                 "pa": self.params, "e": self.error, "c": self.cost, "a": self.attempts, "ar": self.aspect,
-                "var": self.variant, "v": self.video, "po": self.poster, "f": self.file}
+                "var": self.variant, "v": self.video, "po": self.poster, "f": self.file, "k": self.kind,
+                "cu": round(self.cost_usd, 4), "gt": None if self.generation_s is None
+                else round(self.generation_s, 1), "in": self.thumb}
+        return {key: value for key, value in found.items() if value is not None}
 
 
 def poster_for(video: Path, posters: Path) -> Path | None:
@@ -98,10 +108,6 @@ def make_posters(videos: dict[str, Path], posters: Path) -> dict[str, Path | Non
     with ThreadPoolExecutor(POSTER_WORKERS) as pool:
         frames = pool.map(lambda video: poster_for(video, posters), videos.values())
         return dict(zip(videos, frames, strict=True))
-
-
-def relative_url(path: Path | None, page_dir: Path) -> str | None:
-    return None if path is None else quote(Path(os.path.relpath(path, page_dir)).as_posix())
 
 
 def shown_params(rec: ItemRecord) -> list[tuple[str, str]]:
@@ -134,24 +140,30 @@ def card(rec: ItemRecord, video: Path | None, poster: Path | None, page_dir: Pat
                 prompt=rec.item.params.prompt, params=shown_params(rec), error=error, cost=shown_cost(rec),
                 attempts=rec.attempts, aspect=rec.item.params.aspect_ratio,
                 video=relative_url(video, page_dir), poster=relative_url(poster, page_dir),
-                file=video.name if video else None)
+                file=video.name if video else None, kind=rec.error_kind if rec.state is S.FAILED else None,
+                cost_usd=rec.cost_usd or 0.0, generation_s=generation_s(rec))
 
 
 def variant_labels(records: list[ItemRecord]) -> dict[str, str]:
-    """item id -> what sets it apart from the other variants of its source item: the parameters
-    whose values differ among them, and the sample number of repeats."""
+    """item id -> what sets it apart from the other variants of its source item: every field whose
+    value differs among them (the prompt too, shortened), and the sample number of repeats."""
     groups: dict[str, list[ItemRecord]] = {}
     for rec in records:
         groups.setdefault(rec.item.source_id, []).append(rec)
     labels = {}
     for group in groups.values():
-        params = [dict(shown_params(rec)) for rec in group]
-        differ = sorted({k for p in params for k in p if len({q.get(k) for q in params}) > 1})
+        params = [{"prompt": short(rec.item.params.prompt), **dict(shown_params(rec))} for rec in group]
+        differ = sorted({k for p in params for k in p if len({q.get(k) for q in params}) > 1},
+                        key=lambda k: (k != "prompt", k))   # the prompt first, when it differs
         samples = len({rec.item.sample for rec in group}) > 1
         for rec, p in zip(group, params, strict=True):
             parts = [f"{k} {p.get(k, '-')}" for k in differ] + ([f"sample {rec.item.sample}"] if samples else [])
             labels[rec.item_id] = " · ".join(parts)
     return labels
+
+
+def short(text: str, width: int = 40) -> str:
+    return text if len(text) <= width else text[:width - 1] + "…"
 
 
 def frame_of(cards: list[Card]) -> str:
@@ -164,13 +176,15 @@ def frame_of(cards: list[Card]) -> str:
     return MIXED_FRAME
 
 
-def cards_json(cards: list[Card]) -> str:
-    """The cards as JSON that cannot end the <script> element holding it."""
-    text = json.dumps([c.as_json() for c in cards], ensure_ascii=False, separators=(",", ":"))
+def cards_json(cards: list[Card] | list[str]) -> str:
+    """The cards (or the inputs' URLs) as JSON that cannot end the <script> element holding it."""
+    rows = [c if isinstance(c, str) else c.as_json() for c in cards]
+    text = json.dumps(rows, ensure_ascii=False, separators=(",", ":"))
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def render(meta: BatchMeta, cards: list[Card], spend: Spend) -> str:
+def render(meta: BatchMeta, cards: list[Card], spend: Spend, summary: str = "",
+           refresh_s: float | None = None, inputs: list[str] | None = None) -> str:
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True,
                       trim_blocks=True, lstrip_blocks=True)
     counts = Counter(c.status for c in cards)
@@ -178,28 +192,49 @@ def render(meta: BatchMeta, cards: list[Card], spend: Spend) -> str:
     variants = len({c.source_id for c in cards}) < len(cards)
     return env.get_template("report.html.j2").render(
         meta=meta, total=len(cards), counts=counts, states=states, spend=spend.label(),
-        cards_json=Markup(cards_json(cards)), frame=frame_of(cards), variants=variants,
-        page_items=PAGE_ITEMS, page_groups=PAGE_GROUPS,
+        cards_json=Markup(cards_json(cards)), inputs_json=Markup(cards_json(inputs or [])),
+        frame=frame_of(cards), variants=variants,
+        page_items=PAGE_ITEMS, page_groups=PAGE_GROUPS, summary=Markup(summary),
+        refresh_s=None if refresh_s is None else max(1, round(refresh_s)),
         generated=datetime.now().astimezone().isoformat(timespec="seconds"))
 
 
 def write_report(meta: BatchMeta, records: list[ItemRecord], out: Path | None = None,
-                 spend: Spend | None = None) -> Path:
+                 spend: Spend | None = None, refresh_s: float | None = None) -> Path:
     """The page; ``spend`` is the batch's (as `status` shows it: set-aside versions included),
-    else what these records cost."""
+    else what these records cost; ``refresh_s``: an open tab reloads it (`--watch`)."""
     page = (out or Path(meta.output) / REPORT).absolute()   # never through a symlink
     videos = videos_on_disk(meta, records)
     posters = make_posters(videos, Path(meta.output) / POSTERS)
     labels = variant_labels(records)
+    thumbs = input_thumbs(meta, records, Path(meta.output) / POSTERS / INPUTS, page.parent)
+    inputs = sorted(set(thumbs.values()))   # each URL once in the page: items often share an input
+    place = {url: n for n, url in enumerate(inputs)}
     cards = [replace(card(rec, videos.get(rec.item_id), posters.get(rec.item_id), page.parent),
-                     variant=labels[rec.item_id]) for rec in records]
-    return write_text(page, render(meta, cards, spend or spend_of(records)))
+                     variant=labels[rec.item_id], thumb=place.get(thumbs.get(rec.item_id, ""))) for rec in records]
+    spend = spend or spend_of(records)
+    summary = summary_svg(summarise(meta, records, spend))
+    return write_text(page, render(meta, cards, spend, summary, refresh_s, inputs))
 
 
-def report_batch(settings: Settings, batch: str, out: Path | None) -> int:
+def report_batch(settings: Settings, batch: str, out: Path | None, watch_s: float | None = None) -> int:
+    """Write the page once, or (``watch_s``) every so often until the batch can move no more."""
     store = connect_batch(settings, batch).store
+    if watch_s is not None:
+        return _watch(store, batch, out, watch_s)
     meta, records = load_batch(store, batch)
     with destination(out or Path(meta.output) / REPORT, explicit=out is not None):
         page = write_report(meta, records, out, store.spend(batch))
     click.echo(f"{batch}: {len(records)} items -> {page}")
+    return 0
+
+
+def _watch(store: Store, batch: str, out: Path | None, every_s: float) -> int:
+    def write(meta: BatchMeta, records: list[ItemRecord], refresh_s: float | None) -> Path:
+        with destination(out or Path(meta.output) / REPORT, explicit=out is not None):
+            page = write_report(meta, records, out, store.spend(batch), refresh_s)
+        click.echo(f"{batch}: {sum(r.state in TERMINAL for r in records)}/{len(records)} done -> {page}")
+        return page
+
+    follow(store, batch, write, every_s)
     return 0

@@ -27,6 +27,7 @@ from reelbatch.jobs.store import Store
 from reelbatch.scheduler import preflight
 from reelbatch.scheduler.broker import check_broker
 from reelbatch.scheduler.embedded import EmbeddedRedis, WorkerProcess
+from reelbatch.scheduler.metrics import serve_metrics
 from reelbatch.scheduler.notify import PAUSED, notify_batch, notify_run, urls_for
 from reelbatch.scheduler.plan import Plan, plan_batch
 from reelbatch.scheduler.progress import NORMAL, QUIET, Display, make_progress
@@ -108,6 +109,7 @@ def run_batch(manifest: Path, settings: Settings, console: Console, adopt: bool 
         services = start_services(stack, settings, plan.manifest.provider)
         warning = preflight.check_key(services.settings, plan.manifest.provider, plan.manifest.model)
         ctx = WorkerContext(services.settings)
+        stack.enter_context(serve_metrics(ctx.store, services.settings))   # REELBATCH_METRICS_PORT
         if warning:
             console.print(f"[yellow]{warning}; retrying (the batch pauses after "
                           f"{settings.provider_unreachable_s:.0f} s)[/]")

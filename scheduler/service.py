@@ -7,6 +7,7 @@ import logging
 
 from reelbatch.jobs.settings import Settings
 from reelbatch.scheduler.broker import connect
+from reelbatch.scheduler.metrics import serve_metrics
 from reelbatch.scheduler.notify import BatchWatcher
 from reelbatch.worker.app import app
 from reelbatch.worker.listener import start_listeners
@@ -24,7 +25,8 @@ def run_scheduler(settings: Settings) -> int:
     schedule = settings.data_dir / "beat-schedule"
     schedule.parent.mkdir(parents=True, exist_ok=True)
     try:
-        app.Beat(loglevel="INFO", schedule=str(schedule)).run()
+        with serve_metrics(ctx.store, settings):   # REELBATCH_METRICS_PORT: Prometheus scrapes here
+            app.Beat(loglevel="INFO", schedule=str(schedule)).run()
     finally:
         watcher.stop()
         for listener in started:

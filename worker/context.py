@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from functools import cached_property
+from functools import cached_property, partial
 
 import httpx
 
@@ -84,7 +84,8 @@ class WorkerContext:
     def provider(self, name: str) -> Provider:
         with self._lock:
             if name not in self._providers:
-                self._providers[name] = build_provider(name, self.settings)
+                self._providers[name] = build_provider(name, self.settings,   # requests counted for metrics
+                                                       tally=partial(self.store.count_request, name))
             return self._providers[name]
 
     def slots(self, provider: str) -> Slots:

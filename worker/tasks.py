@@ -60,7 +60,8 @@ def send(ctx: WorkerContext, nexts: Iterable[Next], task_id: str | None = None) 
         out.append((nxt, countdown))
     ctx.store.end_task(task_id, dues)
     for nxt, countdown in out:
-        TASKS[nxt.step].apply_async(args=[nxt.batch, nxt.item_id], countdown=countdown or None)
+        TASKS[nxt.step].apply_async(args=[nxt.batch, nxt.item_id], countdown=countdown or None,
+                                    shadow=f"{TASKS[nxt.step].name} {nxt.batch}/{nxt.item_id}")  # Flower's name
     return len(dues)
 
 

@@ -5,10 +5,10 @@
 The batch (``sources`` x 2 aspect ratios x 2 samples, 1 in 25 failed, 1 in 97 pending) is built
 through the Store API on an embedded redis-server, with real MP4s (hard links to one encoded per
 ratio) and their poster frames already in place, as a rerun of `report` finds them. Figures:
-writing report.html (reading the store, rendering), its size, headless Chromium's time to open it
-(wall time of `chromium --dump-dom`, and the page's own time to its first drawn page), the
-posters the first screen loaded; poster extraction for ``extract`` videos (what a first report
-pays per video); `export --layout dataset` of the batch.
+writing report.html (reading the store, rendering), of which the batch summary (figures and SVG),
+its size, headless Chromium's time to open it (wall time of `chromium --dump-dom`, and the page's
+own time to its first drawn page), the posters the first screen loaded; poster extraction for
+``extract`` videos (what a first report pays per video); `export --layout dataset` of the batch.
 """
 
 from __future__ import annotations
@@ -25,9 +25,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from reelbatch.jobs.store import Store  # noqa: E402
+from reelbatch.scheduler.charts import summarise  # noqa: E402
 from reelbatch.scheduler.embedded import EmbeddedRedis  # noqa: E402
 from reelbatch.scheduler.export import export_dataset, load_batch  # noqa: E402
-from reelbatch.scheduler.report import make_posters, write_report  # noqa: E402
+from reelbatch.scheduler.report import make_posters, spend_of, write_report  # noqa: E402
+from reelbatch.scheduler.svg import summary_svg  # noqa: E402
 from tests.batchfill import big_batch  # noqa: E402
 from tests.integration.test_report import CHROMIUM_FLAGS, MEASURE, Cards, chromium  # noqa: E402
 
@@ -64,6 +66,7 @@ def main() -> None:
         items, built = timed(big_batch, store, "big", root / "out", opts.sources)
         (meta, records), loaded = timed(load_batch, store, "big")
         page, wrote = timed(write_report, meta, records)
+        svg, drew = timed(lambda: summary_svg(summarise(meta, records, spend_of(records))))
         wall, seen = open_in_chromium(page, root / "profile")
         videos = {rec.item_id: root / "out" / rec.file for rec in records if rec.file}
         sample = dict(list(videos.items())[:opts.extract])
@@ -74,6 +77,7 @@ def main() -> None:
             ("build the store state (not reelbatch's cost)", f"{built:.1f} s"),
             ("read every item from the store", f"{loaded:.2f} s"),
             ("write report.html (posters in place)", f"{wrote:.2f} s"),
+            ("of which the summary: figures and SVG", f"{drew * 1000:.0f} ms ({len(svg) / 1000:.1f} kB)"),
             ("report.html size", f"{page.stat().st_size / 1e6:.2f} MB"),
             ("chromium --dump-dom, wall (start, load, 1.5 s wait, exit)", f"{wall:.1f} s"),
             ("page script: first page drawn at", f"{seen['rendered_ms']} ms"),

@@ -33,6 +33,7 @@ VAR = re.compile(r"\$\{(\w+)(?:(:?[-?+])([^}]*))?\}")
 SECRET_NAME = re.compile(r"KEY|PASSWORD|AUTH|SECRET|TOKEN", re.I)
 URL_PASSWORD = re.compile(r"://[^/@\s]*:([^/@\s]+)@")
 APP_SERVICES = ("worker", "scheduler", "flower", "simulator")
+METRICS_SERVICES = ("prometheus", "grafana")   # the `metrics` profile
 FLOWER_AUTH = ("ops", "compose-test-pass")
 
 
@@ -81,7 +82,7 @@ def test_compose_file_matches_the_compose_specification():
     validator = jsonschema.Draft7Validator(json.loads(SCHEMA.read_text()))
     errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(compose())]
     assert not errors, "\n".join(errors)
-    assert set(services()) == {"redis", *APP_SERVICES}
+    assert set(services()) == {"redis", *APP_SERVICES, *METRICS_SERVICES}
 
 
 def test_schema_rejects_a_broken_compose_file():
@@ -180,6 +181,21 @@ def test_simulator_is_in_the_demo_profile_and_workers_find_it():
     assert svc["simulator"]["profiles"] == ["demo"]
     assert svc["simulator"]["command"][:3] == ["simulator", "--host", "0.0.0.0"]
     assert all("profiles" not in svc[name] for name in ("redis", "worker", "scheduler", "flower"))
+
+
+def test_prometheus_and_grafana_are_a_pinned_local_only_profile_on_the_scheduler_metrics():
+    svc = services()
+    for name in METRICS_SERVICES:
+        assert svc[name]["profiles"] == ["metrics"], name       # a plain `up` is unchanged
+        image = interpolate(svc[name]["image"], {})
+        assert re.match(r"^[\w./-]+:v?\d+\.\d+\.\d+$", image), image
+        assert all(port.startswith("127.0.0.1:") for port in svc[name]["ports"]), name
+    env = svc["scheduler"]["environment"]
+    assert env["REELBATCH_METRICS_PORT"] == "9464" and "ports" not in svc["scheduler"]
+    scrape = yaml.safe_load((REPO / "configs" / "prometheus.yml").read_text())
+    assert scrape["scrape_configs"][0]["static_configs"][0]["targets"] == ["scheduler:9464"]
+    mounts = " ".join(svc["grafana"]["volumes"])
+    assert "./configs/grafana/dashboards:" in mounts and "./configs/grafana/provisioning:" in mounts
     url = interpolate(svc["worker"]["environment"]["REELBATCH_SIMULATOR_URL"], {})
     assert url == "http://simulator:8765"
 
@@ -250,7 +266,7 @@ def local(tmp_path, redis_url, sim_factory):
     """Run a compose service's command on this machine, pointed at the test Redis and simulator."""
     started: list[subprocess.Popen] = []
     sim = sim_factory()
-    ports = {"5555": str(free_port()), "8765": str(free_port())}
+    ports = {"5555": str(free_port()), "8765": str(free_port()), "9464": str(free_port())}
     values = {"REDIS_PASSWORD": "unused", "FLOWER_BASIC_AUTH": ":".join(FLOWER_AUTH),
               "REELBATCH_SIMULATOR_KEY": SIM_KEY}
 
@@ -259,6 +275,9 @@ def local(tmp_path, redis_url, sim_factory):
         env = cli_env(tmp_path / name, **{k: interpolate(str(v), values)
                                           for k, v in svc.get("environment", {}).items()})
         env.update(REELBATCH_BROKER_URL=redis_url, REELBATCH_SIMULATOR_URL=sim.base_url, **extra)
+        if "REELBATCH_METRICS_PORT" in env:     # the scheduler's metrics: a free port on loopback here
+            env.update(REELBATCH_METRICS_PORT=ports[env["REELBATCH_METRICS_PORT"]],
+                       REELBATCH_METRICS_ADDRESS="127.0.0.1")
         args = [ports.get(a, "127.0.0.1" if a == "0.0.0.0" else a)
                 for a in (interpolate(a, values) for a in svc["command"])]
         log = open(tmp_path / f"{name}.log", "w")
@@ -319,7 +338,16 @@ def simulator_answers(env: dict[str, str]) -> bool:
         return False
 
 
-READY = {"worker": worker_answers_ping, "scheduler": sweep_was_sent, "flower": flower_answers,
+def scheduler_ready(env: dict[str, str]) -> bool:
+    """Beat sends sweeps, and the batch metrics answer (what Prometheus scrapes in compose)."""
+    try:
+        metrics = httpx.get(f"http://127.0.0.1:{env['9464']}/metrics", timeout=5)
+    except httpx.TransportError:
+        return False
+    return bool(sweep_was_sent(env)) and 'reelbatch_items{batch="due"' in metrics.text
+
+
+READY = {"worker": worker_answers_ping, "scheduler": scheduler_ready, "flower": flower_answers,
          "simulator": simulator_answers}
 
 

@@ -73,6 +73,9 @@ def test_flower_shows_item_tasks_and_no_secret(tmp_path, redis_url, sim_factory,
     tasks = _tasks(flower)
     assert _finished(tasks, "reelbatch.submit") == item_ids
     assert all(t["name"].startswith("reelbatch.") for t in tasks.values())
+    # the name Flower lists (Celery's shadow name) says the batch and the item: its search finds them
+    downloads = {t["name"] for t in tasks.values() if t["name"].startswith("reelbatch.download ")}
+    assert downloads == {f"reelbatch.download watched/{item}" for item in item_ids}
     answers = json.dumps(tasks) + httpx.get(f"{flower}/api/workers?refresh=1", auth=AUTH,
                                             timeout=10).text
     for secret in (SIM_KEY, urlsplit(redis_url).password, AUTH[1]):
@@ -80,9 +83,10 @@ def test_flower_shows_item_tasks_and_no_secret(tmp_path, redis_url, sim_factory,
 
 
 def _finished(tasks: dict[str, dict], name: str) -> set[str]:
-    """Item ids in the args of the SUCCESS tasks called ``name`` (args are "['batch', 'item']")."""
+    """Item ids in the args of the SUCCESS tasks called ``name`` (args are "['batch', 'item']"; the
+    name Flower shows is ``name batch/item``)."""
     return {t["args"].split("'")[3] for t in tasks.values()
-            if t["name"] == name and t["state"] == "SUCCESS"}
+            if t["name"].split(" ")[0] == name and t["state"] == "SUCCESS"}
 
 
 def test_flower_api_refuses_without_auth(flower):

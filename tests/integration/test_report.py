@@ -3,6 +3,7 @@ its state, poster frames on disk, and the state filter hiding the other cards.""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import shutil
@@ -25,6 +26,7 @@ CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--virtual-time-budget=5000")
 GOOD, BAD = 5, 3
+PNG_1X1 = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 
 
 def chromium() -> str:
@@ -226,3 +228,74 @@ def test_prompts_and_errors_are_shown_as_text(redis_url, tmp_path):
     assert '<b id="injected">' not in dom and '<img src="x"' not in dom
     assert "<title>evil · reelbatch report</title>" in dom                # no onerror ran
     assert dom.count("&lt;b id=\"injected\"&gt;bold&lt;/b&gt;") == 2      # the prompt and the error, as text
+
+
+# --- the batch's summary: charts drawn from the store, their figures those of `status --json` --
+
+class Summary(HTMLParser):
+    """The summary's figures in a dumped DOM: each chart's data attributes, the failure links."""
+
+    def __init__(self):
+        super().__init__()
+        self.charts: dict[str, dict] = {}
+        self.kinds: dict[str, tuple[int, str]] = {}
+
+    def handle_starttag(self, tag, attrs):
+        found = dict(attrs)
+        if tag == "figure" and "data-chart" in found:
+            self.charts[found["data-chart"]] = found
+        if tag == "a" and "data-kind" in found:
+            self.kinds[found["data-kind"]] = (int(found["data-count"]), found["href"])
+
+
+def test_the_summary_shows_the_batch_as_status_counts_it(tmp_path, sim_factory):
+    chromium()
+    env = run_mixed_batch(tmp_path, sim_factory)
+    status = json.loads(reelbatch("status", "looks", "--json", env=env).stdout)
+    done = reelbatch("report", "looks", env=env)
+    _stop_embedded_redis(tmp_path / "data")
+    assert done.returncode == 0, done.stderr
+    page = tmp_path / "out" / "report.html"
+    dom = browse(page.as_uri(), tmp_path / "profile", "--dump-dom").stdout
+    summary = Summary()
+    summary.feed(dom)
+    assert set(summary.charts) == {"spend", "throughput", "timing", "failures"}
+    spend = summary.charts["spend"]
+    assert float(spend["data-charged"]) == pytest.approx(status["charged_usd"], abs=1e-4)
+    assert float(spend["data-estimated"]) == pytest.approx(status["estimated_usd"], abs=1e-4)
+    assert int(summary.charts["throughput"]["data-done"]) == status["done"] == GOOD + BAD
+    assert {k: n for k, (n, _) in summary.kinds.items()} == status["failure_kinds"]
+
+    for kind, (count, href) in summary.kinds.items():
+        assert href == f"#failed&kind={kind}"
+        by_kind = rendered_cards(page, href, tmp_path / "profile")
+        assert len(by_kind) == count and set(by_kind.values()) == {"failed"}
+    assert sum(n for n, _ in summary.kinds.values()) == BAD
+    assert rendered_cards(page, "#failed&kind=no_such_kind", tmp_path / "profile") == {}
+    assert list(rendered_cards(page, "#all&q=CLIP004", tmp_path / "profile")) == ["clip004"]
+    assert list(rendered_cards(page, "#all&q=take%206", tmp_path / "profile")) == ["clip006"]
+    by_cost = rendered(page, "#all&sort=cost", tmp_path / "profile").cards
+    assert list(by_cost.values())[:GOOD] == ["succeeded"] * GOOD    # paid generations first
+    shot = tmp_path / "summary.png"
+    browse(page.as_uri(), tmp_path / "profile", f"--screenshot={shot}", "--window-size=1280,900")
+    assert shot.stat().st_size > 10_000
+
+
+def test_variants_are_labelled_by_every_field_that_differs(redis_url, tmp_path):
+    chromium()
+    store, out = Store.from_url(redis_url), tmp_path / "out"
+    image = tmp_path / "ox.png"                                      # a local input: linked from the page
+    image.write_bytes(base64.b64decode(PNG_1X1))
+    items = [make_item("ox-a", "An ox in spring", source_id="ox", duration=5, start_image=str(image)),
+             make_item("ox-b", "An ox in summer", source_id="ox", duration=10)]
+    new_batch(store, "mixed", out, items)
+    meta, records = load_batch(store, "mixed")
+    page = write_report(meta, records)
+    cards = json.loads(re.search(r'id="card-data">(.*?)</script>', page.read_text()).group(1))
+    assert [c["var"] for c in cards] == ["prompt An ox in spring · duration 5 · start_image " + str(image),
+                                         "prompt An ox in summer · duration 10 · start_image https://e.org/a.png"]
+    inputs = json.loads(re.search(r'id="input-data">(.*?)</script>', page.read_text()).group(1))
+    assert [inputs[c["in"]] for c in cards] == ["../ox.png", "https://e.org/a.png"]   # each input once
+    dom = browse(page.as_uri() + "#view=variants", tmp_path / "profile", "--dump-dom").stdout
+    assert "2 prompts (each variant is labelled)" in dom
+    assert re.search(r'<img class="thumb"[^>]*src="\.\./ox\.png"', dom), dom[-3000:]

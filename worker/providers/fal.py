@@ -272,11 +272,13 @@ def _status_of(data: str) -> str | None:
     return status.get("status") if isinstance(status, dict) else None
 
 
-def build_fal(settings: Settings, key: str, transport: httpx.BaseTransport | None = None) -> FalProvider:
+def build_fal(settings: Settings, key: str, transport: httpx.BaseTransport | None = None,
+              tally: Callable[[str], None] | None = None) -> FalProvider:
     """fal: the queue, the platform API and storage, with ``Authorization: Key <key>``; uploads go
     to their presigned URL without it."""
     def seam(url: str) -> HttpSeam:
-        return HttpSeam("fal", build_client(settings, url, key, transport, scheme="Key"), secrets=(key,))
+        return HttpSeam("fal", build_client(settings, url, key, transport, scheme="Key"), secrets=(key,),
+                        tally=tally)
     uploads = Uploads(seam(settings.fal_rest_url), build_download_client(settings, transport),
                       cache_file=settings.data_dir / UPLOADS_FILE)
     return FalProvider(seam(settings.fal_queue_url), seam(settings.fal_api_url), uploads)

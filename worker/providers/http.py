@@ -352,8 +352,15 @@ def _request_of(exc: httpx.HTTPError) -> httpx.Request | None:
 class HttpSeam:
     """A provider's client plus the mapping of every failure into the error tree."""
 
-    def __init__(self, provider: str, client: httpx.Client, secrets: Sequence[str] = ()):
+    def __init__(self, provider: str, client: httpx.Client, secrets: Sequence[str] = (),
+                 tally: Callable[[str], None] | None = None):
         self.provider, self.client, self._secrets = provider, client, tuple(s for s in secrets if s)
+        self._tally = tally   # told each answer's outcome: ok | transient | permanent (metrics)
+
+    def _count(self, error: ProviderError | None) -> None:
+        if self._tally is not None:
+            self._tally("ok" if error is None else
+                        "transient" if isinstance(error, TransientProviderError) else "permanent")
 
     def __repr__(self) -> str:
         return f"HttpSeam(provider={self.provider!r}, base_url={str(self.client.base_url)!r})"
@@ -364,11 +371,13 @@ class HttpSeam:
         try:
             yield
         except httpx.HTTPError as exc:
-            raise error_for_exception(self.provider, exc, _request_of(exc), submit,
-                                      self._secrets) from None
+            error = error_for_exception(self.provider, exc, _request_of(exc), submit, self._secrets)
+            self._count(error)
+            raise error from None
 
     def check(self, response: httpx.Response, submit: bool = False) -> None:
         error = error_for_response(self.provider, response, submit, self._secrets)
+        self._count(error)
         if error is not None:
             log.info("%s -> %s", describe(response.request), error)
             raise error

@@ -18,7 +18,7 @@ from reelbatch.worker.providers.aimlapi import AimlapiProvider
 from reelbatch.worker.providers.fal import FalProvider, build_fal
 from reelbatch.worker.providers.oxen import OxenProvider
 
-Builder = Callable[[Settings, str, httpx.BaseTransport | None], base.Provider]
+Builder = Callable[[Settings, str, httpx.BaseTransport | None, Callable[[str], None] | None], base.Provider]
 CAPABILITIES: tuple[type, ...] = (base.Cancels, base.StreamsEvents, base.FollowsRequests,
                                   base.ListsGenerations, base.FindsLostSubmits, base.PublishesPrices)
 
