@@ -27,7 +27,11 @@ class Plan:
 
 def plan_batch(path: str | Path, settings: Settings) -> Plan:
     """Load, validate and expand the manifest at ``path``; raises ManifestError on bad input."""
-    manifest = load_manifest(path, settings.max_manifest_bytes)
+    return plan_manifest(load_manifest(path, settings.max_manifest_bytes), settings)
+
+
+def plan_manifest(manifest: Manifest, settings: Settings) -> Plan:
+    """Expand a loaded manifest into items with their estimated cost (ManifestError on bad input)."""
     check_urls(manifest)
     items = expand(manifest, with_provider_prices(settings, manifest.provider, manifest.model))
     return Plan(manifest, items, sum(i.video_seconds for i in items),

@@ -1,6 +1,6 @@
 """Progress of a running batch, for a person at a terminal or for a log file.
 
-- On a terminal: a rich bar with counts per state, cost and time left, redrawn in place.
+- On a terminal or in a Jupyter notebook: a rich bar with counts per state, cost and time left, redrawn in place.
 - Elsewhere (``nohup reelbatch run ... > run.log``): one plain line every ``progress_every_s``
   seconds and at each completed tenth, never wrapped::
 
@@ -207,7 +207,7 @@ def make_progress(store: Store, batch: str, console: Console, settings: Settings
         console.soft_wrap = True
     if verbosity <= QUIET:
         return Silent()
-    if console.is_terminal:
+    if console.is_terminal or console.is_jupyter:   # in a notebook: one bar updated in place
         return BatchProgress(store, batch, console, verbose=verbosity >= VERBOSE)
     return PlainProgress(store, batch, console, settings.progress_every_s, verbose=verbosity >= VERBOSE)
 
