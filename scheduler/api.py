@@ -22,6 +22,7 @@ Errors are exceptions, as the command line's exit codes:
 
 from __future__ import annotations
 
+import atexit
 import os
 import time
 from collections.abc import Iterator, Mapping
@@ -40,10 +41,13 @@ from reelbatch.jobs.manifest import MAPPING_SOURCE, manifest_from_mapping
 from reelbatch.jobs.settings import Settings, get_settings, settings_error
 from reelbatch.jobs.store import BatchMeta
 from reelbatch.scheduler import plan as planning
+from reelbatch.scheduler.broker import check_broker
+from reelbatch.scheduler.embedded import EmbeddedRedis
 from reelbatch.scheduler.records import BatchStatus, CancelReport, Plan, PlannedItem, Result, RetryReport
+from reelbatch.worker.app import use_broker
 from reelbatch.worker.context import WorkerContext
 
-__all__ = ["plan", "run", "submit", "batch", "batches", "Batch", "Manifest"]
+__all__ = ["plan", "run", "submit", "batch", "batches", "Batch", "Manifest", "close"]
 
 Manifest = str | os.PathLike[str] | Mapping[str, Any] | Plan
 EXPORT_FORMATS = ("jsonl", "csv", "dataset")
@@ -149,19 +153,40 @@ def submit(manifest: Manifest, at: str | None = None, *, adopt: bool = False,
 
 
 _contexts: dict[tuple[str | None, str], WorkerContext] = {}
+_joined: list[EmbeddedRedis] = []   # embedded servers this process joined for the API
 
 
 def _context(settings: Settings | None = None) -> WorkerContext:
-    """A connection to the configured broker, or the embedded Redis (joined once per process and
-    left when the process exits), kept for the process."""
-    from reelbatch.scheduler.broker import connect
-
+    """A connection to the configured broker, or to the embedded Redis (joined once per process
+    through the data folder's lease, so a `run` ending elsewhere in the process leaves it up, and
+    left by ``close()`` or when the process exits), kept for the process."""
     settings = settings or _settings()
     key = (settings.broker_url, str(settings.data_dir))
     if key not in _contexts:
         with translated():
-            _contexts[key] = connect(settings)
+            _contexts[key] = _connect(settings)
     return _contexts[key]
+
+
+def _connect(settings: Settings) -> WorkerContext:
+    url = settings.broker_url
+    if url is None:
+        if not _joined:
+            atexit.register(close)
+        embedded = EmbeddedRedis(settings.data_dir)
+        url = embedded.start()
+        _joined.append(embedded)
+    check_broker(url)
+    use_broker(url)
+    return WorkerContext(settings.model_copy(update={"broker_url": url}))
+
+
+def close() -> None:
+    """Leave the embedded Redis the API joined (the last user of a data folder stops it) and forget
+    the connections; the next call connects again. Called when the process exits."""
+    _contexts.clear()
+    while _joined:
+        _joined.pop().stop()
 
 
 def batches() -> list[Batch]:
