@@ -130,3 +130,15 @@ def _in_flight(n: int) -> bool:
     except reelbatch.BadInput:
         return False
     return counts["queued"] + counts["running"] >= n
+
+
+def test_submit_returns_at_once_and_wait_follows_the_fleet(here, sim_factory, monkeypatch, redis_url, workers):
+    sim = sim_factory(time_scale=1 / 600, queue_delay=0.0, seed=27)
+    use_simulator(monkeypatch, sim)
+    monkeypatch.setenv("REELBATCH_BROKER_URL", redis_url)
+    batch = reelbatch.submit(manifest("api-fleet", 2))
+    assert batch.status().done == 0          # returned before anything could finish: no worker yet
+    workers(sim)
+    status = batch.wait(timeout=240)
+    assert status.finished and status.succeeded == 2 and status.workers == 1
+    assert [r.file.name for r in batch.results()] == ["clip0.mp4", "clip1.mp4"]
