@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import threading
 import time
 
@@ -142,3 +143,49 @@ def test_submit_returns_at_once_and_wait_follows_the_fleet(here, sim_factory, mo
     status = batch.wait(timeout=240)
     assert status.finished and status.succeeded == 2 and status.workers == 1
     assert [r.file.name for r in batch.results()] == ["clip0.mp4", "clip1.mp4"]
+
+
+@pytest.fixture
+def sigint_raises():
+    """SIGINT raises KeyboardInterrupt, as in a notebook kernel (a suite started in the background
+    of a non-interactive shell inherits it ignored)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_an_interrupted_run_stops_its_worker_and_the_next_run_finishes(here, sim_factory, monkeypatch,
+                                                                       sigint_raises):
+    """Interrupting a notebook cell raises KeyboardInterrupt in the main thread, as here."""
+    import _thread
+
+    import psutil
+
+    sim = sim_factory(time_scale=1 / 600, gen_time_min=4800, gen_time_max=6000, queue_delay=0.0, seed=28)
+    use_simulator(monkeypatch, sim)
+    doc = manifest("api-interrupt", 3)
+
+    def interrupt_when_submitted() -> None:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not _submitted("api-interrupt", 3):
+            time.sleep(0.5)
+        _thread.interrupt_main()
+
+    threading.Thread(target=interrupt_when_submitted, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt):
+        reelbatch.run(doc, progress=False)
+    workers = [p for p in psutil.Process().children(recursive=True) if "celery" in " ".join(p.cmdline())]
+    assert workers == []
+    kept = {r.id: r.generation_id for r in reelbatch.batch("api-interrupt").results()}
+    assert all(kept.values()), kept            # every submitted generation is recorded
+
+    batch = reelbatch.run(doc, progress=False)
+    assert batch.status().succeeded == 3
+    assert {r.id: r.generation_id for r in batch.results()} == kept   # none generated again
+
+
+def _submitted(name: str, n: int) -> bool:
+    try:
+        return sum(1 for r in reelbatch.batch(name).results() if r.generation_id) >= n
+    except reelbatch.BadInput:
+        return False
