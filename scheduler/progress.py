@@ -199,6 +199,20 @@ class BatchProgress:
         self.progress.stop()
 
 
+def redrawn_in_place(console: Console) -> bool:
+    """A terminal, or a Jupyter notebook where rich can draw into one output widget (ipywidgets);
+    a notebook without it gets the plain lines, which never flood a cell."""
+    if console.is_terminal:
+        return True
+    if not console.is_jupyter:
+        return False
+    try:
+        import ipywidgets  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def make_progress(store: Store, batch: str, console: Console, settings: Settings,
                   verbosity: int = NORMAL) -> Display:
     """The display for ``console``: rich on a terminal, plain lines otherwise, nothing when quiet.
@@ -207,7 +221,7 @@ def make_progress(store: Store, batch: str, console: Console, settings: Settings
         console.soft_wrap = True
     if verbosity <= QUIET:
         return Silent()
-    if console.is_terminal or console.is_jupyter:   # in a notebook: one bar updated in place
+    if redrawn_in_place(console):
         return BatchProgress(store, batch, console, verbose=verbosity >= VERBOSE)
     return PlainProgress(store, batch, console, settings.progress_every_s, verbose=verbosity >= VERBOSE)
 

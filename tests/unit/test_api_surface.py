@@ -114,3 +114,19 @@ def test_to_dataset_without_datasets_is_one_clear_import_error(monkeypatch):
 def test_export_refuses_an_unknown_format():
     with pytest.raises(reelbatch.BadInput, match="expected one of jsonl, csv, dataset"):
         reelbatch.Batch("any").export(format="parquet")
+
+
+@pytest.mark.parametrize(("widgets", "display"), [(True, "BatchProgress"), (False, "PlainProgress")])
+def test_a_notebook_gets_a_bar_redrawn_in_place_or_plain_lines(monkeypatch, widgets, display):
+    """rich draws its live bar into one ipywidgets output in a notebook; without ipywidgets it would
+    draw nothing, so the plain lines come instead (never one line per refresh)."""
+    import types
+
+    from rich.console import Console
+
+    from reelbatch.jobs.settings import get_settings
+    from reelbatch.scheduler.progress import make_progress
+
+    monkeypatch.setitem(sys.modules, "ipywidgets", types.ModuleType("ipywidgets") if widgets else None)
+    shown = make_progress(None, "b", Console(force_jupyter=True), get_settings())
+    assert type(shown).__name__ == display
