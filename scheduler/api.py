@@ -38,7 +38,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from reelbatch.jobs.errors import BadInput, ServiceUnavailable
 from reelbatch.jobs.files import NotARegularFile
 from reelbatch.jobs.manifest import MAPPING_SOURCE, manifest_from_mapping
-from reelbatch.jobs.settings import Settings, get_settings, settings_error
+from reelbatch.jobs.settings import Settings, settings_error
 from reelbatch.jobs.store import BatchMeta
 from reelbatch.scheduler import plan as planning
 from reelbatch.scheduler.broker import check_broker
@@ -69,8 +69,10 @@ def translated() -> Iterator[None]:
 
 
 def _settings() -> Settings:
+    """Read afresh on every call (the command line's ``get_settings`` is read once per process): a
+    notebook that sets a key or REELBATCH_DATA_DIR after its first call is heard."""
     with translated():
-        return get_settings()
+        return Settings()
 
 
 def _mapping_plan(data: Mapping[str, Any], base_dir: str | Path | None, settings: Settings) -> planning.Plan:
@@ -277,9 +279,9 @@ class Batch:
         waiting on the batch returns. ``retry(kind="cancelled")`` brings the items back."""
         from reelbatch.worker.control import cancel_batch
 
-        self._meta()
+        meta = self._meta()
         with translated():
-            return CancelReport.of(cancel_batch(self._ctx(), self.name, abandon))
+            return CancelReport.of(cancel_batch(self._ctx(), self.name, abandon), meta.provider)
 
     def export(self, path: str | Path | None = None, format: str = "jsonl") -> Path:
         """Write the results: ``jsonl`` or ``csv`` (one row per item; default ``results.<format>``

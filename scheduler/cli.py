@@ -195,9 +195,7 @@ def cancel(batch: str, abandon: bool) -> None:
     import reelbatch
     from reelbatch.scheduler.operations import describe_cancel
 
-    handle = reelbatch.batch(batch)
-    done = handle.cancel(abandon)
-    click.echo(describe_cancel(batch, done, handle.status().provider))
+    click.echo(describe_cancel(batch, reelbatch.batch(batch).cancel(abandon)))
 
 
 @main.command(context_settings={"ignore_unknown_options": True})

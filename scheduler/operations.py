@@ -20,7 +20,7 @@ def describe_retry(batch: str, done: RetryReport) -> str:
     return text
 
 
-def describe_cancel(batch: str, done: CancelReport, provider: str) -> str:
+def describe_cancel(batch: str, done: CancelReport) -> str:
     parts = [f"{done.cancelled} items cancelled"]
     if done.sent:
         parts.append(f"{done.sent} generations being cancelled by the workers")
@@ -28,6 +28,6 @@ def describe_cancel(batch: str, done: CancelReport, provider: str) -> str:
         parts.append(f"{done.later} generations could not be cancelled from here (no provider "
                      "key or connection): the next run cancels them")
     if done.finishing:
-        parts.append(f"{done.finishing} generations {provider} cannot cancel: they finish and are "
+        parts.append(f"{done.finishing} generations {done.provider} cannot cancel: they finish and are "
                      "downloaded on the next run (--abandon stops waiting for them)")
     return f"{batch}: " + "; ".join(parts) + "; `reelbatch retry --kind cancelled` brings them back"

@@ -200,14 +200,16 @@ class RetryReport:
 class CancelReport:
     """What ``Batch.cancel`` did: items ``cancelled``; generations the workers are cancelling
     (``sent``); ones to cancel on the next run (``later``); ones the provider cannot cancel that
-    finish and are downloaded (``finishing``; ``abandon=True`` stops waiting for them)."""
+    finish and are downloaded (``finishing``; ``abandon=True`` stops waiting for them); the batch's
+    ``provider``."""
 
     cancelled: int
     sent: int
     later: int
     finishing: int
+    provider: str
 
     @classmethod
-    def of(cls, out: Stopped) -> CancelReport:
+    def of(cls, out: Stopped, provider: str) -> CancelReport:
         d = out.done
-        return cls(d["cancelled"], d["sent"], d["later"], d["finishing"])
+        return cls(d["cancelled"], d["sent"], d["later"], d["finishing"], provider)
