@@ -1,8 +1,9 @@
 """The error tree. Every failure reelbatch reports is one of these.
 
     ReelbatchError
-    ├─ ManifestError            bad input; raised before anything is enqueued; carries file, line, field
-    │  └─ ManifestErrors        several at once (every bad value of a plan), one line each
+    ├─ BadInput                 bad input or usage (exit 2): carries file, line, field; nothing was submitted
+    │  └─ ManifestError         the manifest (or a file it names) is wrong
+    │     └─ ManifestErrors     several at once (every bad value of a plan), one line each
     ├─ ProviderError(provider, status_code, request_id, message)
     │  ├─ TransientProviderError    timeouts, connection errors, 429, 5xx: retried with backoff
     │  │  ├─ RateLimited(retry_after)
@@ -45,10 +46,12 @@ class ReelbatchError(Exception):
     kind = "error"
 
 
-class ManifestError(ReelbatchError):
-    """Bad input: the manifest (or a file it names) is wrong. Nothing was submitted."""
+class BadInput(ReelbatchError):
+    """Bad input or usage: a manifest, a setting, an argument. Nothing was submitted. ``str()`` is the
+    one line the command line prints (``file:line: field: what was expected``); the command line
+    exits 2 on it. ``file``, ``line`` and ``field`` are empty/None where they do not apply."""
 
-    kind = "manifest"
+    kind = "bad_input"
 
     def __init__(self, message: str, file: str = "", line: int | None = None, field: str = ""):
         super().__init__(message, file, line, field)
@@ -58,6 +61,12 @@ class ManifestError(ReelbatchError):
         where = self.file + (f":{self.line}" if self.line is not None else "")
         parts = [p for p in (where, self.field) if p]
         return ": ".join(parts + [self.message])
+
+
+class ManifestError(BadInput):
+    """Bad input: the manifest (or a file it names) is wrong. Nothing was submitted."""
+
+    kind = "manifest"
 
 
 class ManifestErrors(ManifestError):

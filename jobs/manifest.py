@@ -365,3 +365,17 @@ def load_manifest(path: str | Path, max_bytes: int = 5_000_000) -> Manifest:
     manifest = build_manifest(data, lines, path)
     manifest._digest = hashlib.sha256(text.encode()).hexdigest()
     return manifest
+
+
+MAPPING_SOURCE = "<dict>"   # what errors name as the file of a manifest given as a mapping
+
+
+def manifest_from_mapping(data: Any, base_dir: str | Path) -> Manifest:
+    """A manifest given as a mapping (the Python API) instead of a file: relative paths (``output``,
+    ``items_from``, local images) are taken from ``base_dir``; errors name no line. The same mapping
+    from another folder is the same manifest (its digest is the canonical JSON's)."""
+    path = Path(base_dir).absolute() / MAPPING_SOURCE
+    manifest = build_manifest(data, {}, path)
+    text = json.dumps(data, sort_keys=True, default=str)
+    manifest._digest = hashlib.sha256(text.encode()).hexdigest()
+    return manifest

@@ -17,7 +17,7 @@ from kombu.exceptions import OperationalError
 from pydantic import ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from reelbatch.jobs.errors import ManifestError, ManifestErrors, ServiceUnavailable
+from reelbatch.jobs.errors import BadInput, ManifestErrors, ServiceUnavailable
 from reelbatch.jobs.files import NotARegularFile
 from reelbatch.jobs.settings import settings_error
 
@@ -63,7 +63,7 @@ class _Group(click.Group):
             for line in exc.lines()[:-1]:
                 click.echo(f"reelbatch: error: {line}", err=True)
             _fail(f"error: {exc.lines()[-1]}", EXIT_BAD_INPUT)
-        except ManifestError as exc:
+        except BadInput as exc:        # a manifest, a setting, an argument
             _fail(f"error: {exc}", EXIT_BAD_INPUT)
         except ValidationError as exc:    # a setting from the environment
             _fail(f"error: {settings_error(exc)}", EXIT_BAD_INPUT)
@@ -196,17 +196,14 @@ def report(batch: str, out: Path | None, watch: bool, every_s: float) -> None:
 def retry(batch: str, kind: str | None, include_permanent: bool) -> None:
     """Send the failed items of BATCH back to work, each from where it can go on: a generation that
     exists is polled or downloaded again, never paid for twice. Succeeded items are untouched."""
-    from reelbatch.jobs.settings import get_settings
-    from reelbatch.scheduler.broker import connect_batch
+    import reelbatch
     from reelbatch.scheduler.operations import describe_retry
-    from reelbatch.worker.control import failure_kinds, retry_batch
 
-    ctx = connect_batch(get_settings(), batch)
-    kinds = failure_kinds(ctx.store, batch)
-    if kind and kind not in kinds:
-        raise ManifestError(f"no items of kind {kind!r}; kinds: {', '.join(kinds) or 'none'}",
-                            field="--kind")
-    click.echo(describe_retry(batch, retry_batch(ctx, batch, kind, include_permanent)))
+    try:
+        done = reelbatch.batch(batch).retry(kind, include_permanent)
+    except BadInput as exc:
+        raise BadInput(exc.message, exc.file, exc.line, "--kind" if exc.field == "kind" else exc.field) from None
+    click.echo(describe_retry(batch, done))
 
 
 @main.command(epilog=examples("reelbatch cancel night", "reelbatch cancel night --abandon"))
@@ -215,13 +212,10 @@ def retry(batch: str, kind: str | None, include_permanent: bool) -> None:
               "for generations already paid for instead of downloading them.")
 def cancel(batch: str, abandon: bool) -> None:
     """Stop BATCH: nothing new is submitted; remote generations are cancelled where possible."""
-    from reelbatch.jobs.settings import get_settings
-    from reelbatch.scheduler.broker import connect_batch
+    import reelbatch
     from reelbatch.scheduler.operations import describe_cancel
-    from reelbatch.worker.control import cancel_batch
 
-    ctx = connect_batch(get_settings(), batch)
-    click.echo(describe_cancel(batch, cancel_batch(ctx, batch, abandon), ctx.store.batch(batch).provider))
+    click.echo(describe_cancel(batch, reelbatch.batch(batch).cancel(abandon)))
 
 
 @main.command(context_settings={"ignore_unknown_options": True},

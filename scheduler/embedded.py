@@ -134,7 +134,7 @@ class EmbeddedRedis:
         self.dir = usable_dir(Path(data_dir), "REELBATCH_DATA_DIR")
         self.port = port
         self.proc: subprocess.Popen | None = None
-        self.lease = Lease(self.dir)
+        self.lease = Lease(self.dir, "redis")
 
     @property
     def url(self) -> str:

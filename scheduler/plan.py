@@ -42,7 +42,11 @@ class Plan:
 
 def plan_batch(path: str | Path, settings: Settings) -> Plan:
     """Load, validate and expand the manifest at ``path``; raises ManifestError on bad input."""
-    manifest = load_manifest(path, settings.max_manifest_bytes)
+    return plan_manifest(load_manifest(path, settings.max_manifest_bytes), settings)
+
+
+def plan_manifest(manifest: Manifest, settings: Settings) -> Plan:
+    """Expand a loaded manifest into items with their estimated cost (ManifestError on bad input)."""
     check_urls(manifest)
     try:
         folder.check_owner(manifest.output, manifest.name)

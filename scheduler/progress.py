@@ -1,6 +1,6 @@
 """Progress of a running batch, for a person at a terminal or for a log file.
 
-- On a terminal: a rich bar with counts per state, cost and time left, redrawn in place.
+- On a terminal or in a Jupyter notebook: a rich bar with counts per state, cost and time left, redrawn in place.
 - Elsewhere (``nohup reelbatch run ... > run.log``): one plain line every ``progress_every_s``
   seconds and at each completed tenth, never wrapped::
 
@@ -225,6 +225,20 @@ class BatchProgress:
         self.progress.stop()
 
 
+def redrawn_in_place(console: Console) -> bool:
+    """A terminal, or a Jupyter notebook where rich can draw into one output widget (ipywidgets);
+    a notebook without it gets the plain lines, which never flood a cell."""
+    if console.is_terminal:
+        return True
+    if not console.is_jupyter:
+        return False
+    try:
+        import ipywidgets  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def make_progress(store: Store, batch: str, console: Console, settings: Settings,
                   verbosity: int = NORMAL) -> Display:
     """The display for ``console``: rich on a terminal, plain lines otherwise, nothing when quiet.
@@ -233,7 +247,7 @@ def make_progress(store: Store, batch: str, console: Console, settings: Settings
         console.soft_wrap = True
     if verbosity <= QUIET:
         return Silent()
-    if console.is_terminal:
+    if redrawn_in_place(console):
         return BatchProgress(store, batch, console, verbose=verbosity >= VERBOSE, broker_url=settings.broker_url)
     return PlainProgress(store, batch, console, settings.progress_every_s, verbose=verbosity >= VERBOSE,
                          broker_url=settings.broker_url)

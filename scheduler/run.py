@@ -101,9 +101,9 @@ def describe_registration(name: str, total: int, reg: Registration) -> str:
     return f"batch [bold]{escape(name)}[/]: {total} items ({', '.join(parts)})"
 
 
-def run_batch(manifest: Path, settings: Settings, console: Console, adopt: bool = False,
+def run_batch(manifest: Path | Plan, settings: Settings, console: Console, adopt: bool = False,
               verify: bool = False, verbosity: int = NORMAL, reuse: tuple[str, ...] = ()) -> int:
-    plan = plan_batch(manifest, settings)
+    plan = manifest if isinstance(manifest, Plan) else plan_batch(manifest, settings)
     _preflight(plan, settings)
     with ExitStack() as stack:
         services = start_services(stack, settings, plan.manifest.provider)

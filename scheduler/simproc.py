@@ -24,7 +24,7 @@ class SimulatorProcess:
     def __init__(self, settings: Settings):
         self.settings, self.dir = settings, Path(settings.data_dir)
         self.info = self.dir / "simulator.json"
-        self.lease = Lease(self.dir)
+        self.lease = Lease(self.dir, "simulator")
         self.port, self.key = 0, ""
         self.proc: subprocess.Popen | None = None
 

@@ -4,6 +4,7 @@ at once (optionally starting at a given time)."""
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from datetime import datetime, time as dtime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -13,8 +14,8 @@ import click
 from reelbatch.jobs.errors import ManifestError
 from reelbatch.jobs.settings import Settings
 from reelbatch.scheduler.broker import connect
-from reelbatch.scheduler.plan import plan_batch
-from reelbatch.worker.control import register_batch, start_batch
+from reelbatch.scheduler.plan import Plan, plan_batch
+from reelbatch.worker.control import Registration, register_batch, start_batch
 
 
 def parse_at(value: str, now: datetime | None = None) -> float:
@@ -44,18 +45,33 @@ def _next_wall_time(at: dtime, now: datetime) -> datetime:
     raise ValueError(at)
 
 
-def submit_batch(manifest: Path, settings: Settings, at: str | None, adopt: bool = False) -> int:
-    plan = plan_batch(manifest, settings)
+@dataclass(frozen=True)
+class Submitted:
+    """What `submit` did: the batch registered, tasks sent, and when it starts (None: now)."""
+
+    plan: Plan
+    registration: Registration
+    sent: int
+    start_at: float | None
+
+
+def submit_plan(plan: Plan, settings: Settings, at: str | None = None, adopt: bool = False) -> Submitted:
+    """Register the planned batch on the configured broker and start it (or leave it for ``at``)."""
     start_at = parse_at(at) if at else None
     ctx = connect(settings)
     reg = register_batch(ctx.store, plan, start_at, adopt)
-    sent = start_batch(ctx, plan.manifest.name)
+    return Submitted(plan, reg, start_batch(ctx, plan.manifest.name), start_at)
+
+
+def submit_batch(manifest: Path, settings: Settings, at: str | None, adopt: bool = False) -> int:
+    done = submit_plan(plan_batch(manifest, settings), settings, at, adopt)
+    plan, reg, start_at = done.plan, done.registration, done.start_at
     when = ""
     if start_at and start_at <= time.time():
         when = f"; {at} is past: starting now"
     elif start_at:
         when = f", starting at {datetime.fromtimestamp(start_at).isoformat(timespec='minutes')}"
-    click.echo(f"{plan.manifest.name}: {reg.new} new items, {reg.kept} known, {sent} tasks sent{when}")
+    click.echo(f"{plan.manifest.name}: {reg.new} new items, {reg.kept} known, {done.sent} tasks sent{when}")
     if plan.manifest.notify:
         click.echo("note: the manifest's notify: is used by `reelbatch run` only; a fleet's scheduler "
                    "tells the URLs in its own REELBATCH_NOTIFY", err=True)

@@ -53,6 +53,12 @@ app.on_configure.connect(lambda sender, **_: configure(sender), weak=False)
 
 
 def use_broker(url: str) -> None:
-    """Point this process's app at ``url`` (the embedded Redis, decided at run time)."""
+    """Point this process's app at ``url`` (the embedded Redis, decided at run time). A process
+    that moves to another URL (the Python API, after an embedded Redis was restarted on another
+    port) drops the connections it pooled for the old one."""
     _ = app.conf.broker_url   # configure from settings first, so this override sticks
+    if app.conf.broker_url != url and app._pool is not None:
+        app._pool.force_close_all()
+        app._pool = None
+        app.amqp._producer_pool = None
     app.conf.broker_url = url
