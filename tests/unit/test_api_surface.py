@@ -117,7 +117,7 @@ def test_export_refuses_an_unknown_format():
 
 
 @pytest.mark.parametrize(("widgets", "display"), [(True, "BatchProgress"), (False, "PlainProgress")])
-def test_a_notebook_gets_a_bar_redrawn_in_place_or_plain_lines(monkeypatch, widgets, display):
+def test_a_notebook_gets_a_bar_redrawn_in_place_or_plain_lines(monkeypatch, widgets, display, redis_url):
     """rich draws its live bar into one ipywidgets output in a notebook; without ipywidgets it would
     draw nothing, so the plain lines come instead (never one line per refresh)."""
     import types
@@ -125,8 +125,9 @@ def test_a_notebook_gets_a_bar_redrawn_in_place_or_plain_lines(monkeypatch, widg
     from rich.console import Console
 
     from reelbatch.jobs.settings import get_settings
+    from reelbatch.jobs.store import Store
     from reelbatch.scheduler.progress import make_progress
 
     monkeypatch.setitem(sys.modules, "ipywidgets", types.ModuleType("ipywidgets") if widgets else None)
-    shown = make_progress(None, "b", Console(force_jupyter=True), get_settings())
+    shown = make_progress(Store.from_url(redis_url), "b", Console(force_jupyter=True), get_settings())
     assert type(shown).__name__ == display
