@@ -202,7 +202,9 @@ def cancel(batch: str, abandon: bool) -> None:
     from reelbatch.worker.control import cancel_batch
 
     ctx = connect_batch(get_settings(), batch)
-    click.echo(describe_cancel(batch, cancel_batch(ctx, batch, abandon), ctx.store.batch(batch).provider))
+    meta = ctx.store.batch(batch)
+    assert meta is not None, batch   # connect_batch refused an unknown batch
+    click.echo(describe_cancel(batch, cancel_batch(ctx, batch, abandon), meta.provider))
 
 
 @main.command(context_settings={"ignore_unknown_options": True})
