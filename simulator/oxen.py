@@ -98,6 +98,7 @@ async def _accept(request: Request, core) -> Response | tuple[dict, list[Generat
     checked = _check_enqueue(core, body)
     if isinstance(checked, Response):
         return checked
+    assert body is not None   # _check_enqueue answered a missing one
     key = core.count_enqueue(body)
     params = {k: v for k, v in body.items() if k not in _QUEUE_ONLY}
     error = catalog.runtime_error(body["model"], params)
