@@ -17,3 +17,9 @@ line uses (register, start, retry, cancel, sweep).
     events.py    act on a completion the provider pushed
     timing.py    generation times learned from finished items
 """
+
+# what worker/ (tasks, control, the listener and lister, beat) calls; the rest is the engine's own
+__all__ = [
+    "batch", "cancel", "download", "events", "listing", "next", "outcome", "poll", "recheck", "retry", "stop",
+    "submit", "sweeper",
+]
