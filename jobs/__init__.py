@@ -1,0 +1,7 @@
+"""The domain: manifests, items, states, errors, policies and the Redis state store. Imports neither
+Celery nor httpx; every other package builds on it."""
+
+__all__ = [
+    "catalog", "content", "errors", "expand", "files", "inputs", "item", "limits", "manifest", "money",
+    "leases", "names", "policy", "schemas", "settings", "state", "store",
+]

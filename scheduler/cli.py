@@ -196,11 +196,11 @@ def report(batch: str, out: Path | None, watch: bool, every_s: float) -> None:
 def retry(batch: str, kind: str | None, include_permanent: bool) -> None:
     """Send the failed items of BATCH back to work, each from where it can go on: a generation that
     exists is polled or downloaded again, never paid for twice. Succeeded items are untouched."""
-    import reelbatch
+    from reelbatch.scheduler import api
     from reelbatch.scheduler.operations import describe_retry
 
     try:
-        done = reelbatch.batch(batch).retry(kind, include_permanent)
+        done = api.batch(batch).retry(kind, include_permanent)
     except BadInput as exc:
         raise BadInput(exc.message, exc.file, exc.line, "--kind" if exc.field == "kind" else exc.field) from None
     click.echo(describe_retry(batch, done))
@@ -212,10 +212,10 @@ def retry(batch: str, kind: str | None, include_permanent: bool) -> None:
               "for generations already paid for instead of downloading them.")
 def cancel(batch: str, abandon: bool) -> None:
     """Stop BATCH: nothing new is submitted; remote generations are cancelled where possible."""
-    import reelbatch
+    from reelbatch.scheduler import api
     from reelbatch.scheduler.operations import describe_cancel
 
-    click.echo(describe_cancel(batch, reelbatch.batch(batch).cancel(abandon)))
+    click.echo(describe_cancel(batch, api.batch(batch).cancel(abandon)))
 
 
 @main.command(context_settings={"ignore_unknown_options": True},

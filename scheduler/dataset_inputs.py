@@ -71,7 +71,7 @@ def _renamed(row: Row, column: str, local: bool, remote: bool, files: InputFiles
 def with_inputs(rows: list[Row], files: InputFiles) -> list[Row]:
     """The rows with each local input column turned into ``<column>_file_name``."""
     for column in INPUT_COLUMNS:
-        values = [row.get(column) for row in rows if isinstance(row.get(column), str)]
+        values = [str(row[column]) for row in rows if isinstance(row.get(column), str)]
         local = any(not is_url(v) for v in values)
         if local:
             rows = [_renamed(row, column, True, any(is_url(v) for v in values), files) for row in rows]

@@ -345,6 +345,7 @@ class WorkerProcess:
         (a second Ctrl-C) or past ``timeout``, it is killed."""
         if not self.alive():
             return
+        assert self.proc is not None   # alive
         self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(timeout=timeout)
@@ -356,5 +357,6 @@ class WorkerProcess:
 
     def kill(self) -> None:
         if self.alive():
+            assert self.proc is not None   # alive
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()

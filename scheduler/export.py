@@ -55,12 +55,14 @@ CARD = "README.md"
 CARD_MARK = "<!-- written by reelbatch export --layout dataset -->"
 RENAMED = {"video": "input_video"}   # `video` is the dataset's own column of the videos
 Row = dict[str, Any]
-Writer = Callable[[IO[str]], None]
+Writer = Callable[[IO[str]], object]
 
 
 def load_batch(store: Store, batch: str) -> tuple[BatchMeta, list[ItemRecord]]:
     """The batch's settings and every item, sorted by id (the batch is known)."""
-    return store.batch(batch), sorted(store.items(batch), key=lambda rec: rec.item_id)
+    meta = store.batch(batch)
+    assert meta is not None, batch   # connect_batch refused an unknown batch
+    return meta, sorted(store.items(batch), key=lambda rec: rec.item_id)
 
 
 def index_rows(meta: BatchMeta, records: Iterable[ItemRecord]) -> list[Row]:
@@ -91,7 +93,7 @@ class PipeClosed(Exception):
 def write_out(target: Path | str, write: Writer) -> Path | str:
     """``write`` into ``target`` atomically, or to standard output for ``-`` (as UTF-8)."""
     if str(target) == STDOUT:
-        stream = io.TextIOWrapper(click.get_binary_stream("stdout"), encoding="utf-8", newline="")
+        stream = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="")
         try:
             write(stream)
             stream.flush()

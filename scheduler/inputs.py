@@ -67,13 +67,14 @@ def thumb_url(where: str, video: bool, meta: BatchMeta, folder: Path, page_dir: 
 def input_thumbs(meta: BatchMeta, records: list[ItemRecord], folder: Path, page_dir: Path) -> dict[str, str]:
     """item id -> its thumbnail's URL, each distinct input looked at once."""
     seen: dict[tuple[str, bool], str | None] = {}
-    found = {}
+    found: dict[str, str] = {}
     for rec in records:
         source = input_of(rec)
         if source is None:
             continue
         if source not in seen:
             seen[source] = thumb_url(*source, meta, folder, page_dir)
-        if seen[source]:
-            found[rec.item_id] = seen[source]
+        thumb = seen[source]
+        if thumb:
+            found[rec.item_id] = thumb
     return found

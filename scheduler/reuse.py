@@ -11,6 +11,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from reelbatch.jobs.content import file_sha256
 from reelbatch.jobs.errors import ManifestError
@@ -66,7 +67,7 @@ def _take(store: Store, meta: BatchMeta, rec: ItemRecord, source: tuple[BatchMet
     reused.linked += _place(src, dst)
     for state in THROUGH:
         store.transition(meta.name, rec.item_id, state)
-    known = {"generation_id": done.generation_id, "video_url": done.video_url}
+    known: dict[str, Any] = {"generation_id": done.generation_id, "video_url": done.video_url}
     store.transition(meta.name, rec.item_id, S.SUCCEEDED, file=dst.name, sha256=done.sha256,
                      bytes=dst.stat().st_size, cost_usd=0.0, cost_source="reused",
                      **{k: v for k, v in known.items() if v is not None})

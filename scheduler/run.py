@@ -14,6 +14,7 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pydantic import SecretStr
 from rich.console import Console
@@ -79,7 +80,7 @@ def start_services(stack: ExitStack, settings: Settings, provider: str) -> Stack
     else:
         check_broker(broker)
     env["REELBATCH_BROKER_URL"] = broker
-    update = {"broker_url": broker}
+    update: dict[str, Any] = {"broker_url": broker}
     if provider == "simulator" and "REELBATCH_SIMULATOR_URL" not in os.environ:
         sim = stack.enter_context(SimulatorProcess(settings))
         env.update(sim.env())
@@ -187,8 +188,10 @@ def _fetch_lost(ctx: WorkerContext, name: str, worker: WorkerProcess | None, con
 
 
 def _write_index(ctx: WorkerContext, name: str, console: Console) -> None:
+    meta = ctx.store.batch(name)
+    assert meta is not None, name   # registered by this run
     try:
-        refresh_index(ctx.store, ctx.store.batch(name))
+        refresh_index(ctx.store, meta)
     except OSError as exc:
         console.print(f"[yellow]results.jsonl could not be written ({exc.strerror}); "
                       "`reelbatch export` writes it once there is room[/]")
@@ -290,6 +293,7 @@ def summary(store: Store, name: str, console: Console) -> int:
     markup (a provider error may hold ``[/b]``)."""
     counts = store.counts(name)
     meta = store.batch(name)
+    assert meta is not None, name   # registered by this run
     parts = ", ".join(f"{n} {s.value}" for s, n in counts.items() if n)
     took = ran(*store.pace(name))
     money = store.spend(name).label() + (SIMULATED if meta.provider == "simulator" else "")

@@ -25,10 +25,10 @@ class Subtotal:
 
 def per_duration(items: list[Item]) -> list[Subtotal]:
     counts: Counter[int] = Counter()
-    costs: Counter[int] = Counter()
+    costs: dict[int, float] = {}
     for item in items:
         counts[item.video_seconds] += 1
-        costs[item.video_seconds] += item.estimated_cost_usd
+        costs[item.video_seconds] = costs.get(item.video_seconds, 0.0) + item.estimated_cost_usd
     return [Subtotal(s, counts[s], round(costs[s], 2)) for s in sorted(counts)]
 
 

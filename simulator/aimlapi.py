@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -29,6 +30,7 @@ def status_of(gen: Generation, now: float) -> str:
     if gen.status == "queued":
         return "queued" if now < (gen.enqueued + gen.ready_at) / 2 else "waiting"
     if gen.status == "processing":
+        assert gen.started is not None   # processing
         return "active" if now < gen.started + ACTIVE_SHARE * gen.run_time else "generating"
     return {"succeeded": "completed"}.get(gen.status, "error")
 
@@ -45,7 +47,7 @@ def error_shape(gen: Generation, shape: str) -> dict:
 
 def task(core, gen: Generation, request: Request) -> dict:
     status = status_of(gen, core.clock.now())
-    body = {"id": gen.public_id, "status": status, "video": None, "error": None, "meta": None}
+    body: dict[str, Any] = {"id": gen.public_id, "status": status, "video": None, "error": None, "meta": None}
     if status == "completed":
         usd = catalog.cost_usd(gen.duration, core.knobs.cost_per_second)
         body["video"] = {"url": core.result_url(gen, base_url(request))}

@@ -31,7 +31,7 @@ MAX_VIEWS = 3
 QUEUE_FIELDS = ("model", "num_generations", "target_namespace", "response_format")
 
 
-def oxen_schema(model_id: str) -> dict:
+def oxen_schema(model_id: str) -> dict | None:
     return schemas.schema(OXEN_FOLDERS, model_id)
 
 

@@ -150,6 +150,7 @@ class Clock:
 
     def _run(self, gen: Generation) -> None:
         self._seq += 1
+        assert gen.started is not None   # processing
         heapq.heappush(self.running, (gen.started + gen.run_time, self._seq, gen))
         self.running_count += 1
         self.peak_running = max(self.peak_running, self.running_count)
@@ -198,4 +199,4 @@ class Clock:
 
     def reset(self) -> None:
         """Forget every generation and counter (POST /_sim/reset)."""
-        self.__init__(self.knobs, self.on_terminal)
+        self.__init__(self.knobs, self.on_terminal)  # type: ignore[misc]

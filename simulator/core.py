@@ -117,7 +117,7 @@ class Core:
     def reset(self) -> None:
         self.clock.reset()
         self.aiml_log.clear()
-        self.stats.__init__()
+        self.stats.__init__()  # type: ignore[misc]
         self.fault_rng.seed(f"{self.knobs.seed}-fault")
 
     def snapshot(self, detail: bool = True) -> dict:

@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from reelbatch.simulator.clock import Generation, failure_message
 from reelbatch.simulator.knobs import Knobs
@@ -19,7 +20,7 @@ def sse(event: str, data: dict) -> bytes:
 
 def completion(gen: Generation, url: str | None) -> bytes:
     """`media_generation_completed` with the SSE field names (`url`, `error`), not the REST ones."""
-    data = {"generation_id": gen.key, "status": gen.status, "media_type": "video"}
+    data: dict[str, Any] = {"generation_id": gen.key, "status": gen.status, "media_type": "video"}
     if gen.status == "succeeded":
         data.update(model=gen.model, url=url)
     else:
@@ -35,7 +36,7 @@ def deployment_status(n: int) -> bytes:
 class EventBus:
     """Subscribers connected now get each event; nothing is buffered for later ones."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.subscribers: set[asyncio.Queue] = set()
 
     def publish(self, gen: Generation) -> None:

@@ -63,6 +63,7 @@ class FaultMiddleware:
             pass
 
     def draw(self, method: str, path: str) -> str | None:
+        table: tuple[tuple[str, str], ...]
         if path.startswith("/media/"):
             table = _MEDIA_FAULTS
         elif method == "GET" and _is_poll(path):

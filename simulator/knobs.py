@@ -7,6 +7,7 @@ interval knobs for SSE, URL lifetime and Retry-After are real seconds.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import Any
 
 RATE_KNOBS = (
     "fail_rate",            # the generation runs, then goes failed with a realistic message
@@ -88,7 +89,7 @@ class Knobs:
 
     def update(self, **values) -> None:
         """Set knobs by name, coercing to each field's type; unknown names raise KeyError."""
-        types = {f.name: f.type for f in fields(self)}
+        types: dict[str, Any] = {f.name: f.type for f in fields(self)}   # names: annotations are strings
         for name, value in values.items():
             if name not in types:
                 raise KeyError(name)

@@ -54,7 +54,7 @@ class MediaStore:
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
         self.secret = secret or os.urandom(16)
         self._bases: dict[tuple[int, str], bytes] = {}
-        self._prefix_hash: dict[tuple, object] = {}
+        self._prefix_hash: dict[tuple, hashlib._Hash] = {}
         self._lock = asyncio.Lock()
 
     async def base(self, duration: int, aspect: str) -> bytes:

@@ -99,6 +99,7 @@ async def _accept(request: Request, core) -> Response | tuple[dict, list[Generat
     checked = _check_enqueue(core, body)
     if isinstance(checked, Response):
         return checked
+    assert body is not None   # _check_enqueue answered a missing one
     key = core.count_enqueue(body)
     params = {k: v for k, v in body.items() if k not in _QUEUE_ONLY}
     error = catalog.runtime_error(body["model"], params)
@@ -133,9 +134,10 @@ async def enqueue(request: Request, core) -> Response:
 async def _create_late(request: Request, core) -> Response:
     """A gateway that gives up at once (504) while the backend creates the generation later."""
     body = await _body(request)
-    checked = _check_enqueue(body)
+    checked = _check_enqueue(core, body)
     if isinstance(checked, Response):
         return checked
+    assert body is not None   # _check_enqueue answered a missing body
 
     def create() -> None:
         key = core.count_enqueue(body)

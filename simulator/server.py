@@ -140,6 +140,7 @@ class Simulator:
 
     def _wait_started(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
+        assert self._server is not None and self._thread is not None   # start made them
         while not self._server.started and self._thread.is_alive() and time.monotonic() < deadline:
             time.sleep(0.01)
         if not self._server.started:
@@ -150,6 +151,7 @@ class Simulator:
         if self._server is None:
             return
         self._server.should_exit = True
+        assert self._thread is not None   # started with the server
         if self._thread.is_alive():
             self._call(self._closing)
         self._thread.join(10)

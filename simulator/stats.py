@@ -39,7 +39,7 @@ def request_key(body: dict) -> str:
 class Stats:
     """Counters; `snapshot` is the JSON of GET /_sim/stats."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.requests: Counter[str] = Counter()
         self.faults: Counter[str] = Counter()
         self.enqueues: Counter[str] = Counter()

@@ -9,6 +9,7 @@ from functools import cached_property, partial
 
 import httpx
 
+from reelbatch.jobs.errors import ServiceUnavailable
 from reelbatch.jobs.leases import TaskLeases
 from reelbatch.jobs.limits import RequestRate, Slots
 from reelbatch.jobs.settings import Settings, get_settings
@@ -69,7 +70,7 @@ class WorkerContext:
 
     @cached_property
     def store(self) -> Store:
-        return Store.from_url(self.settings.broker_url)
+        return Store.from_url(_broker_url(self.settings))
 
     @cached_property
     def leases(self) -> TaskLeases:
@@ -97,7 +98,7 @@ class WorkerContext:
     def rate(self, provider: str) -> RequestRate:
         with self._lock:
             if provider not in self._rates:
-                self._rates[provider] = self.store.request_rate(self.settings.broker_url, provider)
+                self._rates[provider] = self.store.request_rate(_broker_url(self.settings), provider)
             return self._rates[provider]
 
     def provider_down(self, provider: str, why: str, ttl_s: float) -> None:
@@ -126,3 +127,10 @@ def context() -> WorkerContext:
         if _context is None:
             _context = WorkerContext(get_settings())
         return _context
+
+
+def _broker_url(settings: Settings) -> str:
+    """The Redis URL a worker's state lives at (`run` passes it; a fleet sets it in the environment)."""
+    if not settings.broker_url:
+        raise ServiceUnavailable("REELBATCH_BROKER_URL is not set: a worker needs the Redis URL")
+    return settings.broker_url

@@ -85,15 +85,15 @@ def provider_pricing(settings: Settings, provider: str, model_id: str,
     """The model's ``pricing`` object: from the cache while fresh, else from the provider (and
     cached); a stale entry when the provider cannot be reached; None without a key."""
     from reelbatch.worker.providers.base import PublishesPrices  # see _fetch
-    from reelbatch.worker.providers.registry import entry
+    from reelbatch.worker.providers.registry import entry as registry_entry
 
-    found = entry(provider)
+    found = registry_entry(provider)
     if not issubclass(found.client, PublishesPrices) or not found.key(settings):
         return None
     now = time.time() if now is None else now
     path, key = _cache_path(settings), f"{found.base_url(settings)} {model_id}"
     cache = _read_cache(path)
-    entry = cache.get(key) if isinstance(cache.get(key), dict) else {}
+    entry: dict[str, Any] = cache[key] if isinstance(cache.get(key), dict) else {}
     if entry.get("pricing") and now - entry.get("fetched_at", 0) < PRICE_TTL_S:
         return entry["pricing"]
     if now - entry.get("failed_at", 0) < RETRY_AFTER_FAILURE_S:

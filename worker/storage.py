@@ -30,7 +30,7 @@ import subprocess
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 import httpx
 from imageio_ffmpeg import get_ffmpeg_exe
@@ -271,7 +271,7 @@ def _download(url: str, dest_dir: Path, file_name: str, client: httpx.Client, se
     remove_partials(target)
     try:
         with atomic_write(target, binary=True, fsync=True) as out:
-            sha256, size, content_type = _fetch(url, client, out, settings, credential)
+            sha256, size, content_type = _fetch(url, client, cast(BinaryIO, out), settings, credential)
             target_path(dest_dir, file_name)  # re-check just before the rename
     except NotARegularFile as exc:
         raise UnsafeResult(f"refusing to write through the symlink {target}: {exc}") from None

@@ -25,3 +25,9 @@ No module here names a provider: abilities are the capability protocols of
     sweeper.py   due waits sent, lost tasks resent (never one whose lease is live), --at, pauses
     timing.py    generation times learned from finished items
 """
+
+# what worker/ (tasks, control, the listener and lister, beat) calls; the rest is the engine's own
+__all__ = [
+    "batch", "cancel", "download", "events", "listing", "next", "outcome", "poll", "recheck", "retry", "stop",
+    "submit", "sweeper",
+]

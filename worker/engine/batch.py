@@ -10,10 +10,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from reelbatch.jobs.content import moved_same_work, rekeyed
 from reelbatch.jobs.errors import ManifestError
 from reelbatch.jobs.item import Item
+from reelbatch.jobs.manifest import Manifest
 from reelbatch.jobs.state import IN_FLIGHT, RESUME, ItemState as S
 from reelbatch.jobs.store import BatchMeta, ItemRecord, Store
 from reelbatch.worker import folder, outputs
@@ -38,8 +40,16 @@ class Registration:
 
 
 
+class PlannedBatch(Protocol):
+    """What registering reads of a plan (scheduler/plan.py's Plan)."""
 
-def batch_meta(plan, start_at: float | None = None) -> BatchMeta:
+    @property
+    def manifest(self) -> Manifest: ...
+    @property
+    def items(self) -> list[Item]: ...
+
+
+def batch_meta(plan: PlannedBatch, start_at: float | None = None) -> BatchMeta:
     m = plan.manifest
     return BatchMeta(
         name=m.name, provider=m.provider, model=m.model, output=str(m.output),
@@ -53,7 +63,7 @@ def batch_meta(plan, start_at: float | None = None) -> BatchMeta:
         created_at=time.time())
 
 
-def register(store: Store, plan, start_at: float | None = None, adopt: bool = False) -> Registration:
+def register(store: Store, plan: PlannedBatch, start_at: float | None = None, adopt: bool = False) -> Registration:
     """Save the batch and make its items what the manifest says: new items pending, unchanged ones
     kept, edited ones a new version, and items that left it dropped (or, once paid, kept aside)."""
     meta = batch_meta(plan, start_at)
@@ -195,6 +205,7 @@ def _set_aside(store: Store, meta: BatchMeta, rec: ItemRecord) -> None:
 def enqueue(ctx: WorkerContext, batch: str) -> list[Next]:
     """Put pending items in line for their provider's slots; resume everything in flight."""
     store, meta = ctx.store, ctx.store.batch(batch)
+    assert meta is not None, batch   # registered before it is enqueued; batches are never deleted
     ctx.slots(meta.provider).set_limit(meta.max_concurrency)
     if meta.start_at and meta.start_at > time.time():
         return []  # the sweeper starts it when due

@@ -38,6 +38,7 @@ def cancel_remote(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord) -> list[
         return []    # the claimer polls next
     client = ctx.provider(meta.provider)
     if isinstance(client, Cancels):
+        assert rec.generation_id is not None   # queued and running items have their generation
         try:
             client.cancel(rec.generation_id)
         except errors.TransientProviderError as exc:

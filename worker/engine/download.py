@@ -34,6 +34,7 @@ def fetch(ctx: WorkerContext, batch: str, item_id: str) -> list[Next]:
         if isinstance(refreshed, list):
             return refreshed
         rec = refreshed
+    assert rec.video_url is not None   # the one it had, or the provider's fresh one
     try:
         stored = download(rec.video_url, Path(meta.output), outputs.main_name(rec),
                           ctx.download_client, ctx.settings,
@@ -81,6 +82,7 @@ def _again(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord, exc: errors.Ree
 def _fresh_url(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord) -> ItemRecord | list[Next]:
     """The result URL as the provider gives it now (the record with it), or the steps to take when
     the provider cannot be asked or no longer has the generation."""
+    assert rec.generation_id is not None   # a downloading item has its generation
     try:
         g = ctx.provider(meta.provider).get(rec.generation_id)
     except errors.TransientProviderError as exc:

@@ -4,6 +4,8 @@ or a pushed event go through the same ``observe``)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Any
 
 from reelbatch.jobs import errors
 from reelbatch.jobs.catalog import catalog
@@ -29,10 +31,11 @@ def poll(ctx: WorkerContext, batch: str, item_id: str) -> list[Next]:
     meta, rec = ctx.load(batch, item_id)
     if meta is None or rec is None or rec.state not in IN_PROGRESS:
         return []
-    renew = lambda: ctx.slots(meta.provider).renew(holder(batch, item_id))   # noqa: E731
+    renew: Callable[[], None] = lambda: ctx.slots(meta.provider).renew(holder(batch, item_id))   # noqa: E731
     if meta.cancelled and not rec.cancel_requested:
         renew()
         return cancel_remote(ctx, meta, rec)
+    assert rec.generation_id is not None   # queued and running items have their generation
     try:
         generation = ctx.provider(meta.provider).get(rec.generation_id)
     except errors.TransientProviderError as exc:
@@ -116,7 +119,7 @@ def _cancelled(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord, g: Generati
     charged = g.cost_usd is not None
     billable = ran and (charged or ctx.provider(meta.provider).charges_in_history)
     cost = g.cost_usd if charged else rec.item.estimated_cost_usd
-    extra = dict(spend=(cost, charged), cost_usd=cost,
+    extra: dict[str, Any] = dict(spend=(cost, charged), cost_usd=cost,
                  cost_source="charged" if charged else "estimated") if billable else {}
     try:
         ctx.store.transition(meta.name, rec.item_id, S.CANCELLED, IN_PROGRESS,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 from reelbatch.jobs.errors import PERMANENT_KINDS, REMOTE_FAILURE_KINDS
 from reelbatch.jobs.state import ItemState as S
@@ -53,7 +54,7 @@ def _wanted(rec: ItemRecord, kind: str | None, include_permanent: bool) -> bool:
 def _send_back(store: Store, batch: str, rec: ItemRecord) -> str | None:
     """Move one item; the step it will take, or None when another command moved it first."""
     target = resume_state(rec)
-    fields = dict(FRESH)
+    fields: dict[str, Any] = dict(FRESH)
     if target is S.PENDING:
         fields.update(attempts=0, generation_id=None, video_url=None, detected_at=None,
                       reconcile_resubmits=0)

@@ -4,6 +4,7 @@ lost. A submit POST is never retried blindly: only a refusal (nothing was create
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from reelbatch.jobs import errors
@@ -85,7 +86,7 @@ def _send(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord) -> list[Next]:
     return [Next(Step.POLL, batch, item_id, poll_policy(ctx, meta, rec).first_delay())]
 
 
-def resolver(ctx: WorkerContext):
+def resolver(ctx: WorkerContext) -> Callable[[str], str]:
     """Media references as the provider takes them: URLs as they are, local files inlined."""
     limit = ctx.settings.max_data_uri_bytes
     return lambda ref: ref if is_url(ref) else to_data_uri(Path(ref), limit)

@@ -13,7 +13,8 @@ from reelbatch.worker.providers.base import Provider
 from reelbatch.worker.providers.http import HttpSeam, build_client, host_credential
 from reelbatch.worker.providers.registry import PROVIDERS, REGISTRY, ProviderEntry, entry
 
-__all__ = ["PROVIDERS", "REGISTRY", "Provider", "ProviderEntry", "build_provider", "entry"]
+__all__ = ["PROVIDERS", "REGISTRY", "Provider", "ProviderEntry", "build_provider", "entry",
+           "base", "http", "registry"]   # the modules the engine and worker/ use
 
 
 def build_provider(name: str, settings: Settings, transport: httpx.BaseTransport | None = None,

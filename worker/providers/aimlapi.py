@@ -57,8 +57,8 @@ def _number(value: Any) -> float | None:
 def cost_usd(answer: Mapping[str, Any]) -> float | None:
     """``meta.usage.usd_spent`` when given (newer schemas), else ``credits_used`` (the O1 schemas)
     at 2,000,000 credits per dollar; None when neither is there."""
-    meta = answer.get("meta") if isinstance(answer.get("meta"), Mapping) else {}
-    usage = meta.get("usage") if isinstance(meta.get("usage"), Mapping) else {}
+    meta: Mapping[str, Any] = answer["meta"] if isinstance(answer.get("meta"), Mapping) else {}
+    usage: Mapping[str, Any] = meta["usage"] if isinstance(meta.get("usage"), Mapping) else {}
     usd = _number(usage.get("usd_spent"))
     if usd is not None:
         return usd
@@ -111,7 +111,7 @@ class AimlapiProvider:
             answer = None
         if isinstance(answer, dict) and answer.get("id"):
             return str(answer["id"])
-        inference_id = response.headers.get(INFERENCE_HEADER)
+        inference_id: str | None = response.headers.get(INFERENCE_HEADER)
         if inference_id:   # the body is unreadable; the header names the generation all the same
             return inference_id
         raise SubmitOutcomeUnknown(self.name, response.status_code, None,

@@ -50,7 +50,7 @@ import email.utils
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -110,7 +110,7 @@ class BearerAuth(httpx.Auth):
     def __init__(self, key: str, scheme: str = "Bearer"):
         self._key, self._scheme = key, scheme
 
-    def auth_flow(self, request: httpx.Request) -> Iterator[httpx.Request]:
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         request.headers["Authorization"] = f"{self._scheme} {self._key}"
         yield request
 
@@ -244,7 +244,7 @@ def error_message(body: Any) -> str:
 
 
 def request_id(response: httpx.Response, body: Any) -> str | None:
-    header = response.headers.get("x-request-id") or response.headers.get("request-id")
+    header: str | None = response.headers.get("x-request-id") or response.headers.get("request-id")
     if header:
         return header
     if isinstance(body, dict):
