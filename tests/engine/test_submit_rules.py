@@ -70,12 +70,6 @@ def test_connect_refused_marks_the_provider_down(engine):
 
 # --- one item from pending to its end --------------------------------------------------------
 
-# Found by this tier (left for the engine's owners): _submit_refused moves the item back to pending
-# before retry_or_fail decides; past the retries fail() expects pending, pending -> failed is not an
-# allowed transition, so the item stays pending with its slot held and no step (a sweeper puts it
-# back in line after its grace, to be refused again: it never ends).
-REFUSED_PAST_RETRIES = "a submit refused past 12 retries leaves the item pending, holding its slot"
-
 OUTCOMES = [
     # id, submit answers, final state, kind, POSTs, generations made, attempts, charged, estimated
     ("happy-path", [], S.SUCCEEDED, None, 1, 1, 1, 0.56, 0.0),
@@ -91,7 +85,7 @@ OUTCOMES = [
 
 
 @pytest.mark.parametrize("answers, state, kind, posts, made, attempts, charged, estimated",
-                         rows(OUTCOMES, {"refused-past-12-retries": REFUSED_PAST_RETRIES}))
+                         rows(OUTCOMES))
 def test_submit_outcome(engine, answers, state, kind, posts, made, attempts, charged, estimated):
     engine.oxen.submits.extend(answers)
     rec = engine.run()
