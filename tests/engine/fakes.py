@@ -62,6 +62,7 @@ class FakeOxen:
     rows: dict[str, dict[str, Any]] = field(default_factory=dict)
     remaining: dict[str, Life] = field(default_factory=dict)
     requests: list[tuple[str, str]] = field(default_factory=list)
+    refuse_key: bool = False   # every request answers 401 (a revoked key; the key check says so too)
 
     @property
     def transport(self) -> httpx.MockTransport:
@@ -73,6 +74,8 @@ class FakeOxen:
     def handle(self, request: httpx.Request) -> httpx.Response:
         path = unquote(request.url.path)
         self.requests.append((request.method, path))
+        if self.refuse_key:
+            return error(401, "unauthenticated")
         if path == "/api/ai/queue":
             return self._submit(request) if request.method == "POST" else self._active()
         if path.startswith("/api/ai/queue/"):
@@ -150,11 +153,15 @@ class FakeOxen:
 @dataclass
 class FakeAimlapi:
     """The AI/ML API v2 video endpoints (docs/providers.md section 2): create, poll with
-    ``generation_id``; no cancel, no list. ``submits``: scripted answers (or ``"lost"``)."""
+    ``generation_id``; no cancel, no list; the request log (GET /v2/logs) names each request made
+    by its ``X-Client-Request-Id``. ``submits``: scripted answers (or ``"lost"``); ``logs``:
+    scripted log answers."""
 
     usd: float = 0.3
     submits: deque[Answer] = field(default_factory=deque)
+    logs: deque[Answer] = field(default_factory=deque)
     made: list[str] = field(default_factory=list)
+    log: list[dict[str, Any]] = field(default_factory=list)
     requests: list[tuple[str, str]] = field(default_factory=list)
 
     @property
@@ -166,11 +173,17 @@ class FakeAimlapi:
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         self.requests.append((request.method, request.url.path))
+        if request.url.path == "/v2/logs":
+            return _scripted(self.logs, request) or httpx.Response(
+                200, json={"data": self.log[::-1], "pagination": {"has_more": False}})
         if request.method == "POST":
             answer = self.submits.popleft() if self.submits else "accept"
             if answer not in ("accept", "lost"):
                 return _raise_or_return(answer, request)
             self.made.append(f"aiml-{len(self.made) + 1}")
+            self.log.append({"inference_id": self.made[-1], "status": "success",
+                             "client_request_id": request.headers.get("X-Client-Request-Id"),
+                             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
             if answer == "lost":
                 raise httpx.ReadTimeout("the answer never came", request=request)
             return httpx.Response(200, json={"id": self.made[-1], "status": "queued"})

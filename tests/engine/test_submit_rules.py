@@ -31,10 +31,12 @@ SUBMIT_ANSWERS = [
      S.SUBMITTING, 1, Step.RECONCILE, (3, 3), True, None),
     ("400-content-policy", error(400, "Prompt violates the content policy"),
      S.FAILED, 1, None, None, False, "permanent"),
-    ("402-no-credits", error(402, "Insufficient credits"), S.FAILED, 1, None, None, False, "permanent"),
+    ("402-no-credits", error(402, "Insufficient credits"), S.PENDING, 0, None, None, False, "no_credits"),
     ("422-invalid-input", error(422, "Model response error: 422 field required"),
      S.FAILED, 1, None, None, False, "permanent"),
-    ("401-refused-key", error(401, "unauthenticated"), S.FAILED, 1, None, None, False, "permanent"),
+    # one 401 the key check does not confirm (the fake's key is fine): the item's failure, not the account's
+    ("401-key-check-passes-fails-the-item", error(401, "unauthenticated"), S.FAILED, 1, None, None, False,
+     "key_refused"),
 ]
 
 
@@ -148,15 +150,24 @@ def test_identical_lost_submits_each_adopt_their_own_generation(engine):
     assert {r.state for r in recs} == {S.SUCCEEDED} and engine.oxen.posts() == 2
 
 
-@pytest.mark.parametrize("lost_submit, state, kind, made", rows([
-    ("lost-submit-fail", "fail", S.FAILED, "submit_unknown", 1),
-    ("lost-submit-resubmit", "resubmit", S.SUCCEEDED, None, 2)]))
-def test_a_provider_that_cannot_be_asked_follows_lost_submit(engine, lost_submit, state, kind, made):
-    """The AI/ML API lists nothing: a lost submit fails (the default) or, when the manifest says so,
-    is sent again (paying twice if the first was made)."""
+AIML_LOST = [
+    # id, request-log answers, final state, kind, POSTs, generations made
+    ("aiml-lost-submit-found-in-the-log", [], S.SUCCEEDED, None, 1, 1),
+    ("aiml-log-503-retried-then-found", [error(503)] * 2, S.SUCCEEDED, None, 1, 1),
+    ("aiml-log-refuses-fails-submit-unknown", [error(400, "bad request")], S.FAILED, "submit_unknown", 1, 1),
+]
+
+
+@pytest.mark.parametrize("logs, state, kind, posts, made", rows(AIML_LOST))
+def test_a_lost_aimlapi_submit_is_looked_for_in_the_request_log(engine, logs, state, kind, posts, made):
+    """The AI/ML API's request log names each request by its client id: a lost submit is found
+    there (its generation adopted, never paid twice), whatever ``retry.lost_submit`` says."""
     engine.aiml.submits.append("lost")
-    rec = engine.run(provider="aimlapi", retry={"max_attempts": 3, "lost_submit": lost_submit})
-    assert (rec.state, rec.error_kind, len(engine.aiml.made)) == (state, kind, made)
+    engine.aiml.logs.extend(logs)
+    rec = engine.run(provider="aimlapi", retry={"max_attempts": 3, "lost_submit": "resubmit"})
+    assert (rec.state, rec.error_kind) == (state, kind)
+    assert (engine.aiml.posts(), len(engine.aiml.made)) == (posts, made)
+    assert rec.generation_id == ("aiml-1" if state is S.SUCCEEDED else None)
     assert not engine.holds_slot(provider="aimlapi")
 
 
