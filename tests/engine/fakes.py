@@ -3,7 +3,8 @@ answers, for the engine's in-process tier. The real provider clients (worker/pro
 them; nothing of ours is mocked.
 
 Each fake keeps generations as rows and serves scripted answers first (a deque per endpoint:
-an ``httpx.Response``, an httpx exception to raise, or a named outcome), then its default.
+an ``httpx.Response``, an httpx exception to raise, or a named outcome), then its default. An
+Oxen submit may also be a function, run while the POST is under way (then the POST is accepted).
 A generation walks through its ``life``: one row update per status request, the last one kept."""
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import httpx
 from tests.media import mini_mp4
 
 CDN = "https://cdn.test"
-Answer = httpx.Response | Exception | str
+Answer = httpx.Response | Exception | str | Callable[[], None]
 Life = list[dict[str, Any]]
 
 
@@ -97,6 +98,9 @@ class FakeOxen:
 
     def _submit(self, request: httpx.Request) -> httpx.Response:
         answer = self.submits.popleft() if self.submits else "accept"
+        if callable(answer):   # something that happens while the POST runs; then it is accepted
+            answer()
+            answer = "accept"
         if answer == "lost":
             self.make(json.loads(request.content))
             raise httpx.ReadTimeout("the answer never came", request=request)
