@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from reelbatch.jobs.state import ItemState as S, Step
+from reelbatch.worker.engine import submit
 from reelbatch.worker.engine.next import Next
 from tests.engine.fakes import connect_refused, error
 from tests.engine.table import rows
@@ -127,6 +128,42 @@ def test_reconcile(engine, history, state, kind, posts, made):
     assert not engine.holds_slot()
 
 
+def test_a_reconcile_that_finds_nothing_looks_again_over_its_window_then_submits_again(engine):
+    """Nothing found is not yet nothing made: the reconcile looks again every window / LOOKS over
+    the HTTP read timeout plus reconcile_margin_s (a Redis TTL), and only then submits again."""
+    engine.oxen.submits.append(error(500, "Internal error"))   # nothing was made
+    engine.batch()
+    engine.start()
+    engine.driver.run_while(lambda: engine.oxen.posts() < 2)
+    window, every = submit.look_window_s(engine.ctx), submit.look_again_every_s(engine.ctx)
+    assert window == engine.ctx.settings.http_read_timeout_s + engine.ctx.settings.reconcile_margin_s
+    looks = [r for r in engine.driver.ran if r.step.step is Step.RECONCILE]
+    assert len(looks) == submit.LOOKS + 1 and every == pytest.approx(window / submit.LOOKS)
+    assert all(b.at - a.at == pytest.approx(every) for a, b in zip(looks, looks[1:], strict=False))
+    resubmit = engine.driver.ran[-1]
+    assert resubmit.step.step is Step.SUBMIT and resubmit.at - looks[0].at >= window
+    engine.driver.run()
+    assert engine.item().state is S.SUCCEEDED and len(engine.oxen.rows) == 1
+
+
+RESUBMIT_CAP = [
+    # id, submit answers (500: nothing made), settings.reconcile_resubmits, final state, kind, POSTs, made
+    ("resubmitted-within-the-cap", [error(500, "Internal error")] * 2, 2, S.SUCCEEDED, None, 3, 1),
+    ("past-the-cap-submit-unknown", [error(500, "Internal error")] * 3, 2, S.FAILED, "submit_unknown", 3, 0),
+    ("cap-0-submit-unknown-after-one-window", [error(500, "Internal error")], 0, S.FAILED, "submit_unknown", 1, 0),
+]
+
+
+@pytest.mark.parametrize("answers, cap, state, kind, posts, made", rows(RESUBMIT_CAP))
+def test_resubmits_after_nothing_found_are_capped(engine, answers, cap, state, kind, posts, made):
+    engine.ctx.settings = engine.ctx.settings.model_copy(update={"reconcile_resubmits": cap})
+    engine.oxen.submits.extend(answers)
+    rec = engine.run()
+    assert (rec.state, rec.error_kind) == (state, kind)
+    assert (engine.oxen.posts(), len(engine.oxen.rows)) == (posts, made)
+    assert not engine.holds_slot() and engine.ctx.store.commit_cost("b", 0) == 0
+
+
 def test_reconcile_finds_the_generation_and_polls_it_at_once(engine):
     engine.batch()
     engine.start()
@@ -154,6 +191,8 @@ AIML_LOST = [
     # id, request-log answers, final state, kind, POSTs, generations made
     ("aiml-lost-submit-found-in-the-log", [], S.SUCCEEDED, None, 1, 1),
     ("aiml-log-503-retried-then-found", [error(503)] * 2, S.SUCCEEDED, None, 1, 1),
+    ("aiml-log-lags-found-on-a-later-look", [httpx.Response(200, json={"data": []})] * 2,
+     S.SUCCEEDED, None, 1, 1),
     ("aiml-log-refuses-fails-submit-unknown", [error(400, "bad request")], S.FAILED, "submit_unknown", 1, 1),
 ]
 
