@@ -196,6 +196,51 @@ class FakeAimlapi:
                                          "meta": {"usage": {"usd_spent": self.usd}}})
 
 
+FAL_QUEUE = "https://queue.fal.test"
+FAL_APP = "fal-ai/kling-video"
+
+
+@dataclass
+class FakeFal:
+    """fal's queue API (docs/providers.md): ``POST {queue}/{endpoint}`` answers a request id and its
+    ``response_url`` under the app (``fal-ai/kling-video/requests/{id}``, without the endpoint's
+    sub-path); ``GET .../status`` walks ``statuses`` (the last one kept; 202 until COMPLETED);
+    ``GET response_url`` gives the result's ``video.url``."""
+
+    statuses: list[str] = field(default_factory=lambda: ["IN_QUEUE", "IN_PROGRESS", "COMPLETED"])
+    made: list[str] = field(default_factory=list)
+    remaining: dict[str, list[str]] = field(default_factory=dict)
+    requests: list[tuple[str, str]] = field(default_factory=list)
+    keys: list[str | None] = field(default_factory=list)   # the Authorization header of each request
+
+    @property
+    def transport(self) -> httpx.MockTransport:
+        return httpx.MockTransport(self.handle)
+
+    def posts(self) -> int:
+        return sum(1 for method, _ in self.requests if method == "POST")
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path.lstrip("/")
+        self.requests.append((request.method, path))
+        self.keys.append(request.headers.get("Authorization"))
+        if request.url.host != "queue.fal.test":
+            return httpx.Response(404, json={"detail": "not found"})
+        if request.method == "POST":
+            rid = f"r{len(self.made) + 1}"
+            self.made.append(rid)
+            self.remaining[rid] = list(self.statuses)
+            url = f"{FAL_QUEUE}/{FAL_APP}/requests/{rid}"
+            return httpx.Response(200, json={"request_id": rid, "response_url": url, "status_url": f"{url}/status",
+                                             "cancel_url": f"{url}/cancel", "queue_position": 0})
+        rid = path.removeprefix(f"{FAL_APP}/requests/").removesuffix("/status")
+        if path.endswith("/status"):
+            life = self.remaining[rid]
+            status = life.pop(0) if len(life) > 1 else life[0]
+            return httpx.Response(200 if status == "COMPLETED" else 202, json={"status": status, "request_id": rid})
+        return httpx.Response(200, json={"video": {"url": f"{CDN}/{rid}.mp4", "content_type": "video/mp4"}})
+
+
 @dataclass
 class FakeCdn:
     """Where result URLs point: a real small MP4 (video/mp4), after any scripted answers."""

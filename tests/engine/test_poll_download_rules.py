@@ -202,3 +202,19 @@ def test_an_output_folder_that_cannot_be_written_holds_the_download_without_usin
     engine.ctx.store.update_batch("b", output=str(engine.folder / "b"))
     engine.driver.run()
     assert engine.item().state is S.SUCCEEDED and engine.ctx.store.output_problem("b") is None
+
+
+# --- fal: the queue's request path --------------------------------------------------------------
+
+def test_fal_submits_follows_the_status_fetches_the_result_and_downloads(engine):
+    """fal's basic path through the real client: POST the endpoint, GET .../status until COMPLETED,
+    GET the result (response_url) for video.url, download it (without the key)."""
+    rec = engine.run(provider="fal")
+    rid = "fal-ai/kling-video/requests/r1"
+    assert (rec.state, rec.generation_id, rec.cost_source) == (S.SUCCEEDED, rid, "estimated")
+    assert engine.fal.requests == [("POST", "fal-ai/kling-video/o1/image-to-video"),
+                                   ("GET", f"{rid}/status"), ("GET", f"{rid}/status"), ("GET", f"{rid}/status"),
+                                   ("GET", rid)]
+    assert set(engine.fal.keys) == {"Key fal-test-key"} and engine.cdn.requests == [f"{CDN}/r1.mp4"]
+    assert (engine.folder / "b" / "i0.mp4").read_bytes()[4:8] == b"ftyp"
+    assert not engine.holds_slot(provider="fal") and engine.spend().estimated_usd > 0
