@@ -21,7 +21,7 @@ from reelbatch.worker.engine import batch as batches, timing
 from reelbatch.worker.providers import build_provider
 from reelbatch.worker.providers.http import build_download_client
 from tests.engine.driver import Driver
-from tests.engine.fakes import FakeAimlapi, FakeCdn, FakeOxen
+from tests.engine.fakes import FAL_QUEUE, FakeAimlapi, FakeCdn, FakeFal, FakeOxen
 
 IMAGE = "https://example.org/ox.png"
 MODEL = "kling-o1/image-to-video"
@@ -34,6 +34,7 @@ class Engine:
     ctx: WorkerContext
     oxen: FakeOxen     # the "simulator" provider: Oxen's protocol
     aiml: FakeAimlapi  # the "aimlapi" provider
+    fal: FakeFal       # the "fal" provider
     cdn: FakeCdn
     driver: Driver
     folder: Path
@@ -82,10 +83,11 @@ class Engine:
 
 def engine_settings(redis_url: str, data_dir: Path, **overrides) -> Settings:
     """Settings from nothing but these arguments (no environment file): the simulator without a
-    key (so planning asks no price), the AI/ML API with one."""
+    key (so planning asks no price), the AI/ML API and fal with one."""
     values = dict(broker_url=redis_url, data_dir=data_dir, simulator_url="http://sim.test",
                   simulator_key=None, aimlapi_key="aiml-test-key", aimlapi_base_url="https://aiml.test",
-                  event_listener=False)
+                  fal_key="fal-test-key", fal_queue_url=FAL_QUEUE, fal_api_url="https://api.fal.test",
+                  fal_rest_url="https://rest.fal.test", event_listener=False)
     return Settings(_env_file=None, **{**values, **overrides})
 
 
@@ -93,11 +95,12 @@ def engine_settings(redis_url: str, data_dir: Path, **overrides) -> Settings:
 def engine(redis_url, tmp_path) -> Engine:
     settings = engine_settings(redis_url, tmp_path / "data")
     ctx = WorkerContext(settings)
-    oxen, aiml, cdn = FakeOxen(), FakeAimlapi(), FakeCdn()
+    oxen, aiml, fal, cdn = FakeOxen(), FakeAimlapi(), FakeFal(), FakeCdn()
     ctx._providers.update(simulator=build_provider("simulator", settings, oxen.transport),
-                          aimlapi=build_provider("aimlapi", settings, aiml.transport))
+                          aimlapi=build_provider("aimlapi", settings, aiml.transport),
+                          fal=build_provider("fal", settings, fal.transport))
     ctx.download_client = build_download_client(settings, cdn.transport)
     timing.forget()   # learned generation times are cached per process
-    yield Engine(ctx, oxen, aiml, cdn, Driver(ctx), tmp_path)
+    yield Engine(ctx, oxen, aiml, fal, cdn, Driver(ctx), tmp_path)
     ctx.close()
     ctx.download_client.close()

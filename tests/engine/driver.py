@@ -1,7 +1,8 @@
 """Runs engine steps in process, the way a Celery worker would, without Celery: each ``Next`` goes
-through the task boundary of worker/tasks.py (the delivery count, ``_step`` over the ``STEPS``
-table, the due times ``send`` records), in due order on a virtual clock. A countdown moves the
-clock; nothing sleeps. Not Celery's eager mode: no task object, no broker."""
+through the task boundary of worker/tasks.py (the delivery count, the item's task lease, ``_step``
+over the ``STEPS`` table, the due times ``send`` records), in due order on a virtual clock. A
+countdown moves the clock; nothing sleeps; a reconcile's look-again window (a Redis TTL) lapses on
+the virtual clock too. Not Celery's eager mode: no task object, no broker."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from reelbatch.jobs import keys
 from reelbatch.jobs.store import ItemRecord
 from reelbatch.worker import tasks
 from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine.next import Failed, Next
 from reelbatch.worker.engine.sweeper import lost_after_s
+from reelbatch.worker.lease import holding
 
 
 @dataclass
@@ -36,6 +39,7 @@ class Driver:
     ran: list[Ran] = field(default_factory=list)
     _queue: list[tuple[float, int, Next]] = field(default_factory=list)
     _seq: itertools.count = field(default_factory=itertools.count)
+    _windows: dict[str, float] = field(default_factory=dict)   # look-window key -> virtual end
 
     def send(self, nexts: Iterable[Next], task_id: str | None = None) -> int:
         """Queue steps as ``tasks.send`` sends them: countdowns capped at max_countdown_s, each
@@ -67,7 +71,9 @@ class Driver:
         """Run the step due first, as one task delivery."""
         due, seq, nxt = heapq.heappop(self._queue)
         self.now = max(self.now, due)
+        self._lapse_windows()
         nexts = self.deliver(nxt, f"task-{seq}")
+        self._watch_window(nxt.batch, nxt.item_id)
         ran = Ran(self.now, nxt, list(nexts), nexts.reason if isinstance(nexts, Failed) else None)
         self.ran.append(ran)
         self.send(nexts, f"task-{seq}")
@@ -82,9 +88,27 @@ class Driver:
             rec = ItemRecord.from_hash(stored) if stored else None
             nexts = tasks._poison(ctx, nxt.batch, nxt.item_id, meta, rec)
         else:
-            ctx.hand_over(nxt.batch, nxt.item_id, meta, stored)
-            nexts = tasks._step(ctx, nxt.step, nxt.batch, nxt.item_id)
+            with holding(ctx.leases, nxt.batch, nxt.item_id) as held:
+                if held:
+                    ctx.hand_over(nxt.batch, nxt.item_id, meta, stored)
+                    nexts = tasks._step(ctx, nxt.step, nxt.batch, nxt.item_id)
+                else:
+                    nexts = tasks._busy(ctx, nxt.step, nxt.batch, nxt.item_id)
         return nexts
+
+    def _watch_window(self, batch: str, item_id: str) -> None:
+        """Note when a look-again window the step opened ends, on the virtual clock."""
+        key = keys.look_window(batch, item_id)
+        left_ms = self.ctx.store.r.pttl(key)
+        if left_ms > 0 and key not in self._windows:
+            self._windows[key] = self.now + left_ms / 1000
+
+    def _lapse_windows(self) -> None:
+        """End the look-again windows whose virtual time has come (Redis would, in real time)."""
+        for key, end in list(self._windows.items()):
+            if end <= self.now or not self.ctx.store.r.exists(key):
+                self.ctx.store.r.delete(key)
+                del self._windows[key]
 
     def run(self, until: float | None = None) -> int:
         """Run steps until none is left (or the next is due after virtual time ``until``); how

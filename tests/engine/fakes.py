@@ -3,7 +3,8 @@ answers, for the engine's in-process tier. The real provider clients (worker/pro
 them; nothing of ours is mocked.
 
 Each fake keeps generations as rows and serves scripted answers first (a deque per endpoint:
-an ``httpx.Response``, an httpx exception to raise, or a named outcome), then its default.
+an ``httpx.Response``, an httpx exception to raise, or a named outcome), then its default. An
+Oxen submit may also be a function, run while the POST is under way (then the POST is accepted).
 A generation walks through its ``life``: one row update per status request, the last one kept."""
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import httpx
 from tests.media import mini_mp4
 
 CDN = "https://cdn.test"
-Answer = httpx.Response | Exception | str
+Answer = httpx.Response | Exception | str | Callable[[], None]
 Life = list[dict[str, Any]]
 
 
@@ -62,6 +63,7 @@ class FakeOxen:
     rows: dict[str, dict[str, Any]] = field(default_factory=dict)
     remaining: dict[str, Life] = field(default_factory=dict)
     requests: list[tuple[str, str]] = field(default_factory=list)
+    refuse_key: bool = False   # every request answers 401 (a revoked key; the key check says so too)
 
     @property
     def transport(self) -> httpx.MockTransport:
@@ -73,6 +75,8 @@ class FakeOxen:
     def handle(self, request: httpx.Request) -> httpx.Response:
         path = unquote(request.url.path)
         self.requests.append((request.method, path))
+        if self.refuse_key:
+            return error(401, "unauthenticated")
         if path == "/api/ai/queue":
             return self._submit(request) if request.method == "POST" else self._active()
         if path.startswith("/api/ai/queue/"):
@@ -94,6 +98,9 @@ class FakeOxen:
 
     def _submit(self, request: httpx.Request) -> httpx.Response:
         answer = self.submits.popleft() if self.submits else "accept"
+        if callable(answer):   # something that happens while the POST runs; then it is accepted
+            answer()
+            answer = "accept"
         if answer == "lost":
             self.make(json.loads(request.content))
             raise httpx.ReadTimeout("the answer never came", request=request)
@@ -150,11 +157,15 @@ class FakeOxen:
 @dataclass
 class FakeAimlapi:
     """The AI/ML API v2 video endpoints (docs/providers.md section 2): create, poll with
-    ``generation_id``; no cancel, no list. ``submits``: scripted answers (or ``"lost"``)."""
+    ``generation_id``; no cancel, no list; the request log (GET /v2/logs) names each request made
+    by its ``X-Client-Request-Id``. ``submits``: scripted answers (or ``"lost"``); ``logs``:
+    scripted log answers."""
 
     usd: float = 0.3
     submits: deque[Answer] = field(default_factory=deque)
+    logs: deque[Answer] = field(default_factory=deque)
     made: list[str] = field(default_factory=list)
+    log: list[dict[str, Any]] = field(default_factory=list)
     requests: list[tuple[str, str]] = field(default_factory=list)
 
     @property
@@ -166,17 +177,68 @@ class FakeAimlapi:
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         self.requests.append((request.method, request.url.path))
+        if request.url.path == "/v2/logs":
+            return _scripted(self.logs, request) or httpx.Response(
+                200, json={"data": self.log[::-1], "pagination": {"has_more": False}})
         if request.method == "POST":
             answer = self.submits.popleft() if self.submits else "accept"
             if answer not in ("accept", "lost"):
                 return _raise_or_return(answer, request)
             self.made.append(f"aiml-{len(self.made) + 1}")
+            self.log.append({"inference_id": self.made[-1], "status": "success",
+                             "client_request_id": request.headers.get("X-Client-Request-Id"),
+                             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
             if answer == "lost":
                 raise httpx.ReadTimeout("the answer never came", request=request)
             return httpx.Response(200, json={"id": self.made[-1], "status": "queued"})
         gid = request.url.params["generation_id"]
         return httpx.Response(200, json={"id": gid, "status": "completed", "video": {"url": f"{CDN}/{gid}.mp4"},
                                          "meta": {"usage": {"usd_spent": self.usd}}})
+
+
+FAL_QUEUE = "https://queue.fal.test"
+FAL_APP = "fal-ai/kling-video"
+
+
+@dataclass
+class FakeFal:
+    """fal's queue API (docs/providers.md): ``POST {queue}/{endpoint}`` answers a request id and its
+    ``response_url`` under the app (``fal-ai/kling-video/requests/{id}``, without the endpoint's
+    sub-path); ``GET .../status`` walks ``statuses`` (the last one kept; 202 until COMPLETED);
+    ``GET response_url`` gives the result's ``video.url``."""
+
+    statuses: list[str] = field(default_factory=lambda: ["IN_QUEUE", "IN_PROGRESS", "COMPLETED"])
+    made: list[str] = field(default_factory=list)
+    remaining: dict[str, list[str]] = field(default_factory=dict)
+    requests: list[tuple[str, str]] = field(default_factory=list)
+    keys: list[str | None] = field(default_factory=list)   # the Authorization header of each request
+
+    @property
+    def transport(self) -> httpx.MockTransport:
+        return httpx.MockTransport(self.handle)
+
+    def posts(self) -> int:
+        return sum(1 for method, _ in self.requests if method == "POST")
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path.lstrip("/")
+        self.requests.append((request.method, path))
+        self.keys.append(request.headers.get("Authorization"))
+        if request.url.host != "queue.fal.test":
+            return httpx.Response(404, json={"detail": "not found"})
+        if request.method == "POST":
+            rid = f"r{len(self.made) + 1}"
+            self.made.append(rid)
+            self.remaining[rid] = list(self.statuses)
+            url = f"{FAL_QUEUE}/{FAL_APP}/requests/{rid}"
+            return httpx.Response(200, json={"request_id": rid, "response_url": url, "status_url": f"{url}/status",
+                                             "cancel_url": f"{url}/cancel", "queue_position": 0})
+        rid = path.removeprefix(f"{FAL_APP}/requests/").removesuffix("/status")
+        if path.endswith("/status"):
+            life = self.remaining[rid]
+            status = life.pop(0) if len(life) > 1 else life[0]
+            return httpx.Response(200 if status == "COMPLETED" else 202, json={"status": status, "request_id": rid})
+        return httpx.Response(200, json={"video": {"url": f"{CDN}/{rid}.mp4", "content_type": "video/mp4"}})
 
 
 @dataclass

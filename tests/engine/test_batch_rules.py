@@ -23,8 +23,9 @@ RETRIES = [
     # moved, skipped, final state, POSTs in all, charged in all
     ("remote-failure-submitted-again", ([failed()], [], []), "generation_failed", {},
      {"submit": 1}, {}, S.SUCCEEDED, 4, 0.56),
+    # a 401 the key check does not confirm (the key is fine) fails the item, not the account
     ("poll-error-polls-the-same-generation", ([processing(), succeeded()], [error(401, "unauthenticated")], []),
-     "permanent", {},
+     "key_refused", {},
      {"poll": 1}, {}, S.SUCCEEDED, 1, 0.56),
     ("download-failure-downloads-again", ([succeeded()], [], [error(404)] * 13), "download", {},
      {"download": 1}, {}, S.SUCCEEDED, 1, 0.56),

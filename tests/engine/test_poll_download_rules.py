@@ -26,8 +26,9 @@ POLL_OUTCOMES = [
     ("remote-failure-past-max-attempts", [[failed()]], [], S.FAILED, "generation_failed", 3, 3, 0.0, 0.0),
     ("content-policy-not-resubmitted", [[failed("Blocked by the content moderation filter")]], [],
      S.FAILED, "content_policy", 1, 1, 0.0, 0.0),
-    ("no-credits-not-resubmitted", [[failed("Insufficient credits")]], [],
-     S.FAILED, "no_credits", 1, 1, 0.0, 0.0),
+    # failed unbilled for the account: back to pending without its generation (the provider pauses)
+    ("no-credits-back-to-pending", [[failed("Insufficient credits")]], [],
+     S.PENDING, "no_credits", 1, 0, 0.0, 0.0),
     ("invalid-input-not-resubmitted", [[failed("Model response error: 422 field required")]], [],
      S.FAILED, "invalid_input", 1, 1, 0.0, 0.0),
     ("cancelled-at-provider", [[{"status": "cancelled"}]], [], S.CANCELLED, None, 1, 1, 0.0, 0.0),
@@ -35,7 +36,8 @@ POLL_OUTCOMES = [
      S.SUCCEEDED, None, 1, 1, 0.56, 0.0),
     ("poll-503-retried", [[processing(), succeeded()]], [error(503)] * 3, S.SUCCEEDED, None, 1, 1, 0.56, 0.0),
     ("poll-503-past-30-retries", [[processing()]], [error(503)] * 31, S.FAILED, "transient", 1, 1, 0.0, 0.0),
-    ("poll-401-fails", [[processing()]], [error(401, "unauthenticated")], S.FAILED, "permanent", 1, 1, 0.0, 0.0),
+    ("poll-401-key-check-passes-fails-the-item", [[processing()]], [error(401, "unauthenticated")],
+     S.FAILED, "key_refused", 1, 1, 0.0, 0.0),
     ("poll-404-reads-the-history", [[processing(), succeeded()]], [error(404, "not found")],
      S.SUCCEEDED, None, 1, 1, 0.56, 0.0),
     ("poll-unreachable-waited-out", [[processing(), succeeded()]], [connect_refused()] * 40,
@@ -200,3 +202,19 @@ def test_an_output_folder_that_cannot_be_written_holds_the_download_without_usin
     engine.ctx.store.update_batch("b", output=str(engine.folder / "b"))
     engine.driver.run()
     assert engine.item().state is S.SUCCEEDED and engine.ctx.store.output_problem("b") is None
+
+
+# --- fal: the queue's request path --------------------------------------------------------------
+
+def test_fal_submits_follows_the_status_fetches_the_result_and_downloads(engine):
+    """fal's basic path through the real client: POST the endpoint, GET .../status until COMPLETED,
+    GET the result (response_url) for video.url, download it (without the key)."""
+    rec = engine.run(provider="fal")
+    rid = "fal-ai/kling-video/requests/r1"
+    assert (rec.state, rec.generation_id, rec.cost_source) == (S.SUCCEEDED, rid, "estimated")
+    assert engine.fal.requests == [("POST", "fal-ai/kling-video/o1/image-to-video"),
+                                   ("GET", f"{rid}/status"), ("GET", f"{rid}/status"), ("GET", f"{rid}/status"),
+                                   ("GET", rid)]
+    assert set(engine.fal.keys) == {"Key fal-test-key"} and engine.cdn.requests == [f"{CDN}/r1.mp4"]
+    assert (engine.folder / "b" / "i0.mp4").read_bytes()[4:8] == b"ftyp"
+    assert not engine.holds_slot(provider="fal") and engine.spend().estimated_usd > 0

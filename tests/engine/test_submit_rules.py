@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from reelbatch.jobs.state import ItemState as S, Step
+from reelbatch.worker.engine import submit
 from reelbatch.worker.engine.next import Next
 from tests.engine.fakes import connect_refused, error
 from tests.engine.table import rows
@@ -31,10 +32,12 @@ SUBMIT_ANSWERS = [
      S.SUBMITTING, 1, Step.RECONCILE, (3, 3), True, None),
     ("400-content-policy", error(400, "Prompt violates the content policy"),
      S.FAILED, 1, None, None, False, "permanent"),
-    ("402-no-credits", error(402, "Insufficient credits"), S.FAILED, 1, None, None, False, "permanent"),
+    ("402-no-credits", error(402, "Insufficient credits"), S.PENDING, 0, None, None, False, "no_credits"),
     ("422-invalid-input", error(422, "Model response error: 422 field required"),
      S.FAILED, 1, None, None, False, "permanent"),
-    ("401-refused-key", error(401, "unauthenticated"), S.FAILED, 1, None, None, False, "permanent"),
+    # one 401 the key check does not confirm (the fake's key is fine): the item's failure, not the account's
+    ("401-key-check-passes-fails-the-item", error(401, "unauthenticated"), S.FAILED, 1, None, None, False,
+     "key_refused"),
 ]
 
 
@@ -70,12 +73,6 @@ def test_connect_refused_marks_the_provider_down(engine):
 
 # --- one item from pending to its end --------------------------------------------------------
 
-# Found by this tier (left for the engine's owners): _submit_refused moves the item back to pending
-# before retry_or_fail decides; past the retries fail() expects pending, pending -> failed is not an
-# allowed transition, so the item stays pending with its slot held and no step (a sweeper puts it
-# back in line after its grace, to be refused again: it never ends).
-REFUSED_PAST_RETRIES = "a submit refused past 12 retries leaves the item pending, holding its slot"
-
 OUTCOMES = [
     # id, submit answers, final state, kind, POSTs, generations made, attempts, charged, estimated
     ("happy-path", [], S.SUCCEEDED, None, 1, 1, 1, 0.56, 0.0),
@@ -91,7 +88,7 @@ OUTCOMES = [
 
 
 @pytest.mark.parametrize("answers, state, kind, posts, made, attempts, charged, estimated",
-                         rows(OUTCOMES, {"refused-past-12-retries": REFUSED_PAST_RETRIES}))
+                         rows(OUTCOMES))
 def test_submit_outcome(engine, answers, state, kind, posts, made, attempts, charged, estimated):
     engine.oxen.submits.extend(answers)
     rec = engine.run()
@@ -131,6 +128,42 @@ def test_reconcile(engine, history, state, kind, posts, made):
     assert not engine.holds_slot()
 
 
+def test_a_reconcile_that_finds_nothing_looks_again_over_its_window_then_submits_again(engine):
+    """Nothing found is not yet nothing made: the reconcile looks again every window / LOOKS over
+    the HTTP read timeout plus reconcile_margin_s (a Redis TTL), and only then submits again."""
+    engine.oxen.submits.append(error(500, "Internal error"))   # nothing was made
+    engine.batch()
+    engine.start()
+    engine.driver.run_while(lambda: engine.oxen.posts() < 2)
+    window, every = submit.look_window_s(engine.ctx), submit.look_again_every_s(engine.ctx)
+    assert window == engine.ctx.settings.http_read_timeout_s + engine.ctx.settings.reconcile_margin_s
+    looks = [r for r in engine.driver.ran if r.step.step is Step.RECONCILE]
+    assert len(looks) == submit.LOOKS + 1 and every == pytest.approx(window / submit.LOOKS)
+    assert all(b.at - a.at == pytest.approx(every) for a, b in zip(looks, looks[1:], strict=False))
+    resubmit = engine.driver.ran[-1]
+    assert resubmit.step.step is Step.SUBMIT and resubmit.at - looks[0].at >= window
+    engine.driver.run()
+    assert engine.item().state is S.SUCCEEDED and len(engine.oxen.rows) == 1
+
+
+RESUBMIT_CAP = [
+    # id, submit answers (500: nothing made), settings.reconcile_resubmits, final state, kind, POSTs, made
+    ("resubmitted-within-the-cap", [error(500, "Internal error")] * 2, 2, S.SUCCEEDED, None, 3, 1),
+    ("past-the-cap-submit-unknown", [error(500, "Internal error")] * 3, 2, S.FAILED, "submit_unknown", 3, 0),
+    ("cap-0-submit-unknown-after-one-window", [error(500, "Internal error")], 0, S.FAILED, "submit_unknown", 1, 0),
+]
+
+
+@pytest.mark.parametrize("answers, cap, state, kind, posts, made", rows(RESUBMIT_CAP))
+def test_resubmits_after_nothing_found_are_capped(engine, answers, cap, state, kind, posts, made):
+    engine.ctx.settings = engine.ctx.settings.model_copy(update={"reconcile_resubmits": cap})
+    engine.oxen.submits.extend(answers)
+    rec = engine.run()
+    assert (rec.state, rec.error_kind) == (state, kind)
+    assert (engine.oxen.posts(), len(engine.oxen.rows)) == (posts, made)
+    assert not engine.holds_slot() and engine.ctx.store.commit_cost("b", 0) == 0
+
+
 def test_reconcile_finds_the_generation_and_polls_it_at_once(engine):
     engine.batch()
     engine.start()
@@ -154,15 +187,26 @@ def test_identical_lost_submits_each_adopt_their_own_generation(engine):
     assert {r.state for r in recs} == {S.SUCCEEDED} and engine.oxen.posts() == 2
 
 
-@pytest.mark.parametrize("lost_submit, state, kind, made", rows([
-    ("lost-submit-fail", "fail", S.FAILED, "submit_unknown", 1),
-    ("lost-submit-resubmit", "resubmit", S.SUCCEEDED, None, 2)]))
-def test_a_provider_that_cannot_be_asked_follows_lost_submit(engine, lost_submit, state, kind, made):
-    """The AI/ML API lists nothing: a lost submit fails (the default) or, when the manifest says so,
-    is sent again (paying twice if the first was made)."""
+AIML_LOST = [
+    # id, request-log answers, final state, kind, POSTs, generations made
+    ("aiml-lost-submit-found-in-the-log", [], S.SUCCEEDED, None, 1, 1),
+    ("aiml-log-503-retried-then-found", [error(503)] * 2, S.SUCCEEDED, None, 1, 1),
+    ("aiml-log-lags-found-on-a-later-look", [httpx.Response(200, json={"data": []})] * 2,
+     S.SUCCEEDED, None, 1, 1),
+    ("aiml-log-refuses-fails-submit-unknown", [error(400, "bad request")], S.FAILED, "submit_unknown", 1, 1),
+]
+
+
+@pytest.mark.parametrize("logs, state, kind, posts, made", rows(AIML_LOST))
+def test_a_lost_aimlapi_submit_is_looked_for_in_the_request_log(engine, logs, state, kind, posts, made):
+    """The AI/ML API's request log names each request by its client id: a lost submit is found
+    there (its generation adopted, never paid twice), whatever ``retry.lost_submit`` says."""
     engine.aiml.submits.append("lost")
-    rec = engine.run(provider="aimlapi", retry={"max_attempts": 3, "lost_submit": lost_submit})
-    assert (rec.state, rec.error_kind, len(engine.aiml.made)) == (state, kind, made)
+    engine.aiml.logs.extend(logs)
+    rec = engine.run(provider="aimlapi", retry={"max_attempts": 3, "lost_submit": "resubmit"})
+    assert (rec.state, rec.error_kind) == (state, kind)
+    assert (engine.aiml.posts(), len(engine.aiml.made)) == (posts, made)
+    assert rec.generation_id == ("aiml-1" if state is S.SUCCEEDED else None)
     assert not engine.holds_slot(provider="aimlapi")
 
 

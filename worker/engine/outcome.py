@@ -22,12 +22,13 @@ UNREACHABLE_BACKOFF_STEP = 5    # the backoff step an unreachable provider is wa
 
 
 def fail(ctx: WorkerContext, meta: BatchMeta, item_id: str, exc: Exception,
-         expected: Iterable[ItemState]) -> list[Next]:
-    """End the item as failed with the error's kind and message, free its slot, record it."""
+         expected: Iterable[ItemState], incr: dict[str, int] | None = None) -> list[Next]:
+    """End the item as failed with the error's kind and message, free its slot, record it
+    (``incr``: counters moved in the same step, e.g. the attempt a refused submit did not make)."""
     kind = getattr(exc, "kind", "error")
     ctx.store.record_attempt(meta.name, item_id, kind, str(exc))
     try:
-        ctx.store.transition(meta.name, item_id, ItemState.FAILED, expected, error_kind=kind,
+        ctx.store.transition(meta.name, item_id, ItemState.FAILED, expected, incr=incr, error_kind=kind,
                              error=str(exc), completed_at=time.time())
     except TransitionRefused:
         return []

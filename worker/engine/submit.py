@@ -19,7 +19,7 @@ from reelbatch.worker.engine import account, budget
 from reelbatch.worker.engine.line import release
 from reelbatch.worker.engine.next import Next
 from reelbatch.worker.engine.orphans import late_answer
-from reelbatch.worker.engine.outcome import fail, retry_or_fail
+from reelbatch.worker.engine.outcome import fail, retry_delay, retry_or_fail
 from reelbatch.worker.engine.poll import poll_policy
 from reelbatch.worker.providers.base import FindsLostSubmits
 
@@ -94,11 +94,15 @@ def resolver(ctx: WorkerContext) -> Callable[[str], str]:
 
 def _submit_refused(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord,
                     exc: errors.TransientProviderError) -> list[Next]:
-    """Nothing was created (429, 503, no connection): back to pending, try again after a backoff."""
+    """Nothing was created (429, 503, no connection): back to pending, try again after a backoff;
+    past the retries the item fails from submitting (pending -> failed is no transition)."""
     budget.unreserve(ctx, meta, rec)
+    delay = retry_delay(ctx, meta, rec.item_id, Step.SUBMIT, exc)
+    if delay is None:
+        return fail(ctx, meta, rec.item_id, exc, [S.SUBMITTING], incr={"attempts": -1})
     ctx.store.transition(meta.name, rec.item_id, S.PENDING, [S.SUBMITTING],
                          incr={"attempts": -1}, error_kind=exc.kind, error=str(exc))
-    return retry_or_fail(ctx, meta, rec.item_id, Step.SUBMIT, exc, [S.PENDING])
+    return [Next(Step.SUBMIT, meta.name, rec.item_id, delay)]
 
 
 # --- reconcile: a submit whose answer was lost ----------------------------------------------
