@@ -257,6 +257,12 @@ class Store:
     def ping(self) -> bool:
         return bool(self.r.ping())
 
+    def server_time(self) -> float:
+        """The Redis server's clock (unix seconds): what a worker whose own clock jumped (a suspend,
+        an NTP step) checks a long interval against before acting on it."""
+        seconds, micros = self.r.time()
+        return float(seconds) + float(micros) / 1e6
+
     # --- batches ----------------------------------------------------------------------------
     def save_batch(self, meta: BatchMeta) -> None:
         """Save (or re-save) a batch's settings; a new start time must be started again."""

@@ -21,6 +21,7 @@ from reelbatch.scheduler.export import CARD, export_dataset, load_batch
 from reelbatch.simulator.media import make_mp4
 from tests.batchfill import fail, make_item, new_batch, succeed
 from tests.integration.helpers import cli_env, reelbatch
+from tests.media import png_header
 
 datasets = pytest.importorskip("datasets", reason="the `datasets` test extra: pip install -e '.[test]'")
 pytestmark = pytest.mark.integration
@@ -150,7 +151,6 @@ def test_csv_metadata_keeps_prompts_exactly(batch, tmp_path):
 def local_inputs(redis_url, tmp_path) -> tuple[Store, Path]:
     """Items whose inputs are local files (two share one start image, two files share a name) and
     one whose start image is a URL."""
-    from tests.media import png_header
 
     store, out, images = Store.from_url(redis_url), tmp_path / "out", tmp_path / "images"
     (images / "other").mkdir(parents=True)
@@ -187,7 +187,7 @@ def test_local_inputs_travel_with_the_dataset(local_inputs):
     assert not any(str(tmp_path) in json.dumps(r) for r in rows.values())   # no path of the machine
     assert sorted(os.listdir(moved / "inputs")) == sorted(["ox.png", "end.png", "clip.mp4",
                                                            Path(rows["c"]["start_image_file_name"]).name])
-    assert (moved / rows["c"]["start_image_file_name"]).read_bytes().endswith(b"\0\0")
+    assert (moved / rows["c"]["start_image_file_name"]).read_bytes() == png_header(pad=2)
     loaded = datasets.load_dataset(str(moved), cache_dir=str(tmp_path / "hf-cache"))["train"]
     assert {"video", "start_image", "end_image", "input_video", "start_image_url"} <= set(loaded.column_names)
     plain = loaded

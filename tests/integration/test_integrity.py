@@ -207,8 +207,10 @@ def test_cancel_takes_effect_at_once_and_retry_brings_it_back(tmp_path, sim_fact
 
 
 @pytest.mark.parametrize("policy", ["fail", "resubmit"])
-def test_lost_submits_at_a_provider_that_cannot_be_asked_follow_the_manifest(tmp_path, sim_factory, policy):
-    """Issue 13.11: the AI/ML API cannot be asked about a lost submit; `retry.lost_submit` decides."""
+def test_lost_aimlapi_submits_are_found_whatever_lost_submit_says(tmp_path, sim_factory, policy):
+    """Issue 13.11, revised by 23.8: the AI/ML API can be asked after all (its request log by the
+    client request id), so `retry.lost_submit` no longer decides: each lost submit is found, none
+    is paid twice."""
     sim = sim_factory(drop_after_submit_rate=0.5, **FAST)
     manifest = write_manifest(tmp_path, f"aiml-{policy}", 6, provider="aimlapi",
                               retry={"max_attempts": 3, "lost_submit": policy})
@@ -216,13 +218,6 @@ def test_lost_submits_at_a_provider_that_cannot_be_asked_follow_the_manifest(tmp
                   REELBATCH_EVENT_LISTENER="false")
     done = reelbatch("run", str(manifest), env=env)
     rows = results(tmp_path / "out")
-    lost = sim.stats()["faults"].get("drop_after", 0)
-    assert lost >= 1
-    if policy == "fail":
-        assert done.returncode == 1
-        assert status_counts(rows)["failed"] == lost and {r["error_kind"] for r in rows
-                                                          if r["status"] == "failed"} == {"submit_unknown"}
-        assert enqueues(sim) == 6
-    else:
-        assert done.returncode == 0, done.stdout + done.stderr
-        assert status_counts(rows) == {"succeeded": 6} and enqueues(sim) == 6 + lost   # paid twice
+    assert sim.stats()["faults"].get("drop_after", 0) >= 1
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert status_counts(rows) == {"succeeded": 6} and enqueues(sim) == 6

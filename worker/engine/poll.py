@@ -69,12 +69,20 @@ def observe(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord, g: Generation,
         ctx.store.transition(batch, item_id, S.RUNNING, [S.QUEUED],
                              remote_started_at=g.started_at or time.time())
     now = time.time()
-    if now - (rec.in_flight_since or rec.submitted_at or now) > give_up_after_s(meta):
+    if _stuck_for_long(ctx, meta, rec, now):
         return fail(ctx, meta, item_id, _stuck(meta, rec, g), IN_PROGRESS)
     if polled:  # a good answer: earlier transient errors no longer count against the item
         ctx.store.update(batch, item_id, polled_at=now, transient_retries=0)
     elapsed = now - (rec.submitted_at or now)
     return [Next(Step.POLL, batch, item_id, poll_policy(ctx, meta, rec).next_delay(elapsed))]
+
+
+def _stuck_for_long(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord, now: float) -> bool:
+    """In flight past ``give_up_after_s``: by this worker's clock, confirmed by the Redis server's
+    (a worker clock that jumped forward must not end every item in flight)."""
+    since = rec.in_flight_since or rec.submitted_at or now
+    bound = give_up_after_s(meta)
+    return now - since > bound and ctx.store.server_time() - since > bound
 
 
 def give_up_after_s(meta: BatchMeta) -> float:
