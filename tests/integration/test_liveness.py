@@ -11,16 +11,13 @@ import time
 from pathlib import Path
 
 import pytest
-import redis
 
-from reelbatch.jobs.state import ItemState as S
 from reelbatch.jobs.store import Store
 from reelbatch.scheduler.embedded import EmbeddedRedis, free_port
 from reelbatch.simulator.server import Knobs, Simulator
 from tests.conftest import SIM_KEY
 from tests.integration.helpers import (
     cli_env,
-    live_leases,
     reap,
     reelbatch,
     results,
@@ -81,25 +78,9 @@ def test_lost_submits_that_cannot_be_reconciled_end_as_submit_unknown(tmp_path, 
     assert sum(sim.stats()["enqueues"].values()) == 4          # never resubmitted blindly
 
 
-def test_an_item_whose_step_keeps_raising_fails_as_internal(tmp_path, sim_factory, redis_url, workers):
-    """A corrupt record makes every step of one item raise: after its budget of unexpected errors
-    it fails (kind internal), its slot is freed, and the rest of the batch finishes."""
-    sim = sim_factory(**{**FAST, "time_scale": 1 / 60})
-    workers(sim, concurrency=4)
-    env = cli_env(tmp_path / "data", sim, REELBATCH_BROKER_URL=redis_url)
-    manifest = write_manifest(tmp_path, "corrupt", 4, limits={"max_concurrency": 4})
-    assert reelbatch("submit", str(manifest), env=env).returncode == 0
-    store = Store.from_url(redis_url)
-    wait_for(lambda: store.counts("corrupt")[S.QUEUED] + store.counts("corrupt")[S.RUNNING] >= 1,
-             60, "an item in flight")
-    victim = (store.item_ids("corrupt", S.QUEUED) + store.item_ids("corrupt", S.RUNNING))[0]
-    redis.Redis.from_url(redis_url).hset(f"rb:{{corrupt}}:i:{victim}", "spec", "{not json")
-    wait_for(lambda: store.open_items("corrupt") == 0, 120, "every item terminal")
-    counts = store.counts("corrupt")
-    assert counts[S.FAILED] == 1 and counts[S.SUCCEEDED] == 3
-    raw = redis.Redis.from_url(redis_url, decode_responses=True).hgetall(f"rb:{{corrupt}}:i:{victim}")
-    assert raw["error_kind"] == "internal" and "ValidationError" in raw["error"]
-    assert live_leases(store.r) == []
+# An item whose step keeps raising fails as internal after its budget of unexpected errors: the rule
+# is a row of the engine tier (tests/engine/test_boundary_rules.py), which runs its five backoffs
+# (62-124 s here with real workers) on a virtual clock.
 
 
 # --- a provider that cannot be reached, a refused key, a full disk ----------------------------
