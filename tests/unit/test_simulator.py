@@ -276,7 +276,8 @@ def aiml_poll(client, gen_id: str) -> dict:
 
 
 def test_aiml_walk_with_waiting_and_active(make):
-    sim, client = make(queue_delay=150)
+    # a run of 1 s, so its "active" tenth (0.1 s) spans several 20 ms polls even on a busy machine
+    sim, client = make(queue_delay=150, time_scale=1 / 60)
     created = aiml_create(client).json()
     assert created["status"] == "queued" and created["id"].endswith(f":{AIML_I2V}")
     seen = []
