@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from celery import Celery
 from celery.signals import setup_logging, worker_init
+from kombu import pools as kombu_pools
 
 from reelbatch.jobs.settings import get_settings
 from reelbatch.worker import beat, logs, tether
@@ -61,4 +62,5 @@ def use_broker(url: str) -> None:
         app._pool.force_close_all()
         app._pool = None
         app.amqp._producer_pool = None
+        kombu_pools.reset()   # kombu's own registry keeps the closed pools, keyed by URL
     app.conf.broker_url = url
