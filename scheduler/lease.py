@@ -32,6 +32,7 @@ class Lease:
         self.users = self.dir / "users"
         self.me = identity(os.getpid()) or str(os.getpid())
         self.key = (str(self.dir.absolute()), service)
+        self.holding = False    # one holder per Lease: a server started again after a crash is held once
 
     @contextmanager
     def locked(self) -> Iterator[None]:
@@ -47,11 +48,15 @@ class Lease:
         """Call with the lock held."""
         self.users.mkdir(parents=True, exist_ok=True)
         (self.users / self.me).touch()
-        _HELD[self.key] += 1
+        if not self.holding:
+            _HELD[self.key] += 1
+            self.holding = True
 
     def leave(self) -> bool:
         """Call with the lock held; True when nobody else uses the service now."""
-        _HELD[self.key] = max(0, _HELD[self.key] - 1)
+        if self.holding:
+            _HELD[self.key] = max(0, _HELD[self.key] - 1)
+            self.holding = False
         if _HELD[self.key]:
             return False                  # another holder in this process still uses it
         if not any(n for (folder, _), n in _HELD.items() if folder == self.key[0]):

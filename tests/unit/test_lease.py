@@ -29,3 +29,14 @@ def test_the_simulator_stops_while_redis_is_still_held(tmp_path):
         assert os.listdir(tmp_path / "users") == [redis.me]   # this process still uses Redis
         assert redis.leave() is True
         assert os.listdir(tmp_path / "users") == []
+
+
+def test_a_holder_that_starts_its_service_again_still_holds_it_once(tmp_path):
+    """A fault test kills its Redis and starts it again on the same object: one stop must stop it
+    (before, the second start counted a second holder and the server outlived the test)."""
+    redis = Lease(tmp_path, "redis")
+    with redis.locked():
+        redis.join()
+        redis.join()
+        assert redis.leave() is True
+        assert os.listdir(tmp_path / "users") == []
