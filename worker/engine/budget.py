@@ -1,11 +1,7 @@
-"""The batch budget: when and how much a batch may spend. Nothing before its start time (``submit
---at``: a submit task an earlier ``submit`` sent leaves its item pending for the sweeper to start
-when due); each submit reserves its item's estimated cost; past ``max_cost_usd`` the item waits
-(kind budget) until the limit is raised and the batch is run again."""
+"""The batch budget: each submit reserves its item's estimated cost; past ``max_cost_usd`` the item
+waits (kind budget) until the limit is raised and the batch is run again."""
 
 from __future__ import annotations
-
-import time
 
 from reelbatch.jobs import errors
 from reelbatch.jobs.store import BatchMeta, ItemRecord
@@ -13,11 +9,7 @@ from reelbatch.worker.context import WorkerContext
 
 
 def reserve(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord) -> bool:
-    """Reserve the item's estimated cost; False (and the item parked) when it would pass the limit,
-    or (the item left pending) when the batch's start time has not come."""
-    if meta.start_at and meta.start_at > time.time():
-        ctx.store.clear_due(meta.name, rec.item_id)
-        return False
+    """Reserve the item's estimated cost; False (and the item parked) when it would pass the limit."""
     if meta.max_cost_usd is None:
         return True
     if ctx.store.commit_cost(meta.name, rec.item.estimated_cost_usd) <= meta.max_cost_usd + 1e-9:

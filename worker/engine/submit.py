@@ -37,6 +37,9 @@ def submit(ctx: WorkerContext, batch: str, item_id: str) -> list[Next]:
     if meta.cancelled:
         store.transition(batch, item_id, S.CANCELLED, [S.PENDING], error="batch cancelled")
         return release(ctx, meta.provider, batch, item_id)
+    if meta.start_at and meta.start_at > time.time():   # `submit --at` again: a task an earlier
+        store.clear_due(batch, item_id)                  # submit sent waits for the sweeper's start
+        return release(ctx, meta.provider, batch, item_id)
     if account.stopped(ctx, meta):   # a key refused, no credits, a model gone: nothing more is sent
         return account.park(ctx, meta, item_id)
     if not budget.reserve(ctx, meta, rec):
