@@ -75,7 +75,7 @@ class WorkerContext:
     @cached_property
     def leases(self) -> TaskLeases:
         """The leases running tasks hold on their items (worker/lease.py renews them)."""
-        return TaskLeases(self.store.r, self.settings.task_lease_s)
+        return self.store.task_leases(self.settings.task_lease_s)
 
     @cached_property
     def download_client(self) -> httpx.Client:

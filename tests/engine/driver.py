@@ -11,6 +11,9 @@ import itertools
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
+
+import redis
 
 from reelbatch.jobs import keys
 from reelbatch.jobs.store import ItemRecord
@@ -40,6 +43,11 @@ class Driver:
     _queue: list[tuple[float, int, Next]] = field(default_factory=list)
     _seq: itertools.count = field(default_factory=itertools.count)
     _windows: dict[str, float] = field(default_factory=dict)   # look-window key -> virtual end
+
+    @cached_property
+    def _redis(self) -> redis.Redis:
+        """The store's Redis as a test reads it: the windows' TTLs are kept there, not in the store."""
+        return redis.Redis.from_url(str(self.ctx.settings.broker_url), decode_responses=True)
 
     def send(self, nexts: Iterable[Next], task_id: str | None = None) -> int:
         """Queue steps as ``tasks.send`` sends them: countdowns capped at max_countdown_s, each
@@ -99,15 +107,15 @@ class Driver:
     def _watch_window(self, batch: str, item_id: str) -> None:
         """Note when a look-again window the step opened ends, on the virtual clock."""
         key = keys.look_window(batch, item_id)
-        left_ms = self.ctx.store.r.pttl(key)
+        left_ms = self._redis.pttl(key)
         if left_ms > 0 and key not in self._windows:
             self._windows[key] = self.now + left_ms / 1000
 
     def _lapse_windows(self) -> None:
         """End the look-again windows whose virtual time has come (Redis would, in real time)."""
         for key, end in list(self._windows.items()):
-            if end <= self.now or not self.ctx.store.r.exists(key):
-                self.ctx.store.r.delete(key)
+            if end <= self.now or not self._redis.exists(key):
+                self._redis.delete(key)
                 del self._windows[key]
 
     def run(self, until: float | None = None) -> int:

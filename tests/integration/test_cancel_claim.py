@@ -87,4 +87,4 @@ def test_the_claim_is_given_once(redis_url):
     store = Store.from_url(redis_url)
     queued_item_of_a_cancelled_batch(store)
     assert store.claim_cancel("b", "it1") and not store.claim_cancel("b", "it1")
-    assert not store.claim_cancel("b", "missing") and not store.r.exists("rb:{b}:i:missing")
+    assert not store.claim_cancel("b", "missing") and not store.item_exists("b", "missing")

@@ -131,7 +131,8 @@ def test_workers_sigkilled_every_few_seconds(tmp_path, sim_factory, redis_url, w
         end(scheduler)
     exported = reelbatch("export", "killed-workers", env=env)
     assert exported.returncode == 0, exported.stderr
-    finish("worker SIGKILL", tmp_path, sim.stats(), store.r, {"worker SIGKILLs": kills}, started)
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    finish("worker SIGKILL", tmp_path, sim.stats(), client, {"worker SIGKILLs": kills}, started)
 
 
 # --- 2. Redis killed halfway, started again from its append-only file ------------------------
@@ -188,7 +189,7 @@ def redis_restart(tmp_path: Path, sim, batch: str, lose_last_s: float = 0.0) -> 
         faults["worker restarts"] = supervise(worker, run, started + SCENARIO_TIMEOUT_S)
         assert run.returncode in (0, 1), (tmp_path / "logs" / "run.log").read_text()[-3000:]
         stats = sim.stats()
-        figures = batch_figures(tmp_path / "out", N, stats, store.r)
+        figures = batch_figures(tmp_path / "out", N, stats, redis.Redis.from_url(server.url, decode_responses=True))
         scenario = f"host crash: AOF less its last {lose_last_s:g} s" if lose_last_s else "Redis SIGKILL"
         print("\n" + summary_line(scenario, faults, figures, time.monotonic() - started))
         return figures, store, stats

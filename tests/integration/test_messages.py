@@ -61,8 +61,7 @@ def test_status_after_retry_on_one_machine_says_run_the_manifest_and_no_eta(stor
 
 def test_the_run_summary_gives_its_times_and_ends_with_the_rerun_command(store, tmp_path, redis_url):
     batch_of(store, tmp_path, pending=())
-    store.r.hset(_meta_key("night"),
-                 mapping={"first_submitted_at": 1_700_000_000.0, "last_completed_at": 1_700_000_095.0})
+    store.update_batch("night", first_submitted_at=1_700_000_000.0, last_completed_at=1_700_000_095.0)
     console = Console(file=io.StringIO(), width=80)
     code = run_summary(WorkerContext(Settings(REELBATCH_BROKER_URL=redis_url)).store, "night", console)
     lines = console.file.getvalue().splitlines()
@@ -71,12 +70,6 @@ def test_the_run_summary_gives_its_times_and_ends_with_the_rerun_command(store, 
     info = json.loads(reelbatch("status", "night", "--json", env=cli_env(tmp_path / "data",
                                                                           REELBATCH_BROKER_URL=redis_url)).stdout)
     assert info["started_at"] and info["finished_at"] and info["created_at"]
-
-
-def _meta_key(batch: str) -> str:
-    from reelbatch.jobs import keys
-
-    return keys.meta(batch)
 
 
 def test_only_permanent_failures_rerun_with_include_permanent(store, tmp_path, redis_url):

@@ -11,6 +11,7 @@ import threading
 import time
 
 import pytest
+import redis
 
 from reelbatch.jobs.settings import Settings
 from reelbatch.jobs.store import Store
@@ -96,11 +97,11 @@ def test_two_sweepers_never_hold_the_lock_at_once(redis_url):
     """A sweep that outlives its lock must not delete the next sweeper's lock (redis-py Lock)."""
     settings = Settings(broker_url=redis_url)
     first, second, third = (WorkerContext(settings) for _ in range(3))
-    store = Store.from_url(redis_url)
-    store.r.sadd("rb:batches", "b")
-    store.r.hset("rb:{b}:meta", mapping={"name": "b", "provider": "simulator", "model": "m", "output": "/x"})
-    store.r.hset("rb:{b}:i:x", mapping={"spec": "{}", "state": "pending"})
-    store.r.sadd("rb:{b}:s:pending", "x")
+    raw = redis.Redis.from_url(redis_url, decode_responses=True)   # the keys as a test writes them
+    raw.sadd("rb:batches", "b")
+    raw.hset("rb:{b}:meta", mapping={"name": "b", "provider": "simulator", "model": "m", "output": "/x"})
+    raw.hset("rb:{b}:i:x", mapping={"spec": "{}", "state": "pending"})
+    raw.sadd("rb:{b}:s:pending", "x")
     inside = {name: threading.Event() for name in "ab"}
     go_on = {name: threading.Event() for name in "ab"}
 
@@ -126,10 +127,10 @@ def test_two_sweepers_never_hold_the_lock_at_once(redis_url):
         go_on["a"].set()
         a.join(10)                          # A ends: its release must not free B's lock...
         sweeper.sweep_open_batches(third, lambda nexts: swept_by_third.append(True) or 0)
-        assert swept_by_third == [] and store.r.exists("rb:sweep:lock")   # ...so C did not sweep
+        assert swept_by_third == [] and raw.exists("rb:sweep:lock")   # ...so C did not sweep
         go_on["b"].set()
         b.join(10)
-        assert not store.r.exists("rb:sweep:lock")     # B released its own lock
+        assert not raw.exists("rb:sweep:lock")     # B released its own lock
     finally:
         sweeper.LOCK_S = original
         for event in go_on.values():
@@ -177,12 +178,13 @@ def test_no_error_lines_for_harmless_races(tmp_path, sim_factory, redis_url, wor
     env = cli_env(tmp_path / "data", sim, REELBATCH_BROKER_URL=redis_url)
     assert reelbatch("submit", str(write_manifest(tmp_path, "races", 10)), env=env).returncode == 0
     store = Store.from_url(redis_url)
+    raw = redis.Redis.from_url(redis_url, decode_responses=True)   # the keys as a test writes them
     wait_for(lambda: store.open_items("races") == 0, 60, "every item terminal")
     use_broker(redis_url)
     for item_id in store.item_ids("races"):     # every step of every finished item, once more
         for step in Step:
             TASKS[step].apply_async(args=["races", item_id])
-    wait_for(lambda: store.r.llen("reelbatch") == 0, 60, "the duplicates consumed")
+    wait_for(lambda: raw.llen("reelbatch") == 0, 60, "the duplicates consumed")
     time.sleep(2)
     log = worker.logfile.read_text()
     assert " ERROR" not in log and "Traceback" not in log, log[-3000:]

@@ -10,7 +10,6 @@ from pathlib import Path
 from reelbatch.jobs import errors
 from reelbatch.jobs.catalog import provider_request
 from reelbatch.jobs.inputs import is_url, to_data_uri
-from reelbatch.jobs.leases import look_window_open, open_look_window
 from reelbatch.jobs.limits import holder
 from reelbatch.jobs.state import ItemState as S, Step
 from reelbatch.jobs.store import BatchMeta, ItemRecord, TransitionRefused
@@ -159,8 +158,8 @@ def _nothing_found(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord) -> list
     times per item, after which the item fails ``submit_unknown`` (the person paying decides)."""
     store, batch, item_id, window = ctx.store, meta.name, rec.item_id, look_window_s(ctx)
     if store.count(batch, item_id, "reconcile_looks") == 1:   # the first look since this submit
-        open_look_window(store.r, batch, item_id, window)
-    if look_window_open(store.r, batch, item_id):
+        store.open_look_window(batch, item_id, window)
+    if store.look_window_open(batch, item_id):
         return [Next(Step.RECONCILE, batch, item_id, look_again_every_s(ctx))]
     cap = ctx.settings.reconcile_resubmits
     if store.count(batch, item_id, "reconcile_resubmits") > cap:
