@@ -168,7 +168,7 @@ SUBMIT_BUCKETS = {
 
 def test_every_httpx_exception_is_classified():
     leaves = {c for c in _leaves(httpx.RequestError) if c.__module__.startswith(("httpx", "httpx_sse"))}
-    assert leaves == set(SUBMIT_BUCKETS), "a new httpx exception needs a decision in http.py"
+    assert leaves == set(SUBMIT_BUCKETS), "a new httpx exception needs a decision in error_map.py"
     request = httpx.Request("POST", "https://x.test/api/ai/queue")
     for cls, expected in SUBMIT_BUCKETS.items():
         assert type(error_for_exception("p", cls("x", request=request), request, submit=True)) is expected
