@@ -1,21 +1,19 @@
 """Expansion: every item x vars combination x matrix combination x repeat sample becomes one Item,
-with a readable, stable id and a content key (the hash of what is generated)."""
+with a readable, stable id and a content key (the hash of what is generated).
+
+Its parts: rows from files (``rows.py``, ``file_rows.py``), placeholders (``placeholders.py``), the
+matrix's variants (``variants.py``), ids (``item_ids.py``), media checks (``media_check.py``); an
+error is placed at its file, line and field by ``rows.at``."""
 
 from __future__ import annotations
 
-import hashlib
-import itertools
 import math
-import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
-from functools import partial
-from pathlib import Path
 from typing import Any
 
-from reelbatch.jobs import file_rows, inputs
+from reelbatch.jobs import file_rows
 from reelbatch.jobs.catalog import (
-    MediaLimits,
     ModelSpec,
     catalog,
     check_params,
@@ -23,30 +21,19 @@ from reelbatch.jobs.catalog import (
     tier_model_id,
     tier_price,
 )
-from reelbatch.jobs.content import content_key, file_sha256, keyed_json
+from reelbatch.jobs.content import content_key, keyed_json
 from reelbatch.jobs.errors import ErrorCollector, ManifestError
-from reelbatch.jobs.item import Element, Item, Params
+from reelbatch.jobs.item import Item, Params
+from reelbatch.jobs.item_ids import add_unique, item_id, var_combos
 from reelbatch.jobs.manifest import Manifest, YamlPath, dotted
-from reelbatch.jobs.names import file_key, file_stem, id_part
-from reelbatch.jobs.rows import Source, Where, file_sources, row_sources
+from reelbatch.jobs.media_check import MediaChecker
+from reelbatch.jobs.placeholders import filled, placeholders
+from reelbatch.jobs.rows import Source, Where, at, file_sources, row_sources
 from reelbatch.jobs.settings import Settings
 from reelbatch.jobs.variants import Variant, variants
 
-TEMPLATED = ("prompt", "start_image", "end_image", "video")
-# `{name}` is a placeholder; `{{` and `}}` are literal braces (as in str.format); any other brace
-# is kept as it is.
-PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
-BRACE_HINT = "write {{ and }} for literal braces"
-MAX_ID_CHARS = 200
+__all__ = ["check_raw", "content_key", "count_items", "expand", "item_id", "sources"]
 
-
-def at(exc: ManifestError, where: Where) -> ManifestError:
-    """``exc`` placed at ``where``; a field named by ``exc`` is appended to the location's."""
-    file, line, field = where
-    return ManifestError(exc.message, file, line, ".".join(p for p in (field, exc.field) if p))
-
-
-# --- sources: explicit items ---
 
 def _origins(manifest: Manifest, prefix: YamlPath, names: Iterable[str]) -> dict[str, Where]:
     file = str(manifest.source)
@@ -101,8 +88,6 @@ def sources(manifest: Manifest, settings: Settings, spec: ModelSpec | None = Non
     return found
 
 
-# --- counting (before expanding) ---
-
 def count_items(manifest: Manifest, found: list[Source]) -> int:
     per_matrix = sum(math.prod(len(v) for v in s.vars.values()) for s in found)
     return per_matrix * math.prod(len(v) for v in manifest.matrix.values()) * manifest.repeat
@@ -115,140 +100,6 @@ def _check_cap(manifest: Manifest, count: int, cap: int) -> None:
                              "shrink the matrix, repeat or vars, or raise max_items", (where,))
 
 
-# --- variables ---
-
-def _var_combos(source: Source) -> Iterator[tuple[tuple[str, ...], dict[str, Any]]]:
-    names = list(source.vars)
-    for combo in itertools.product(*(enumerate(source.vars[n]) for n in names)):
-        label = tuple(_var_label(n, v, i) for n, (i, v) in zip(names, combo, strict=True)
-                      if len(source.vars[n]) > 1)
-        yield label, {n: v for n, (_, v) in zip(names, combo, strict=True)}
-
-
-def _var_label(name: str, value: Any, index: int) -> str:
-    text = id_part(str(value))
-    return text if text and len(text) <= 24 else f"{id_part(name)}{index + 1}"
-
-
-# --- placeholders and media ---
-
-def fill(text: str, env: dict[str, Any], missing: Callable[[str], ManifestError]) -> str:
-    """``text`` with every ``{name}`` replaced from ``env`` and ``{{``/``}}`` made single braces."""
-    if "{" not in text and "}" not in text:
-        return text
-
-    def value(match: re.Match[str]) -> str:
-        if match[1] is None:
-            return match[0][0]
-        if match[1] not in env:
-            raise missing(match[1])
-        return str(env[match[1]])
-
-    return PLACEHOLDER.sub(value, text)
-
-
-def placeholders(values: dict[str, Any]) -> set[str]:
-    """The names every templated field of ``values`` refers to."""
-    texts = [values[n] for n in TEMPLATED if isinstance(values.get(n), str)]
-    texts += list(values.get("images") or ())
-    return {m[1] for text in texts for m in PLACEHOLDER.finditer(text) if m[1]}
-
-
-def _filled(source: Source, env: dict[str, Any]) -> dict[str, Any]:
-    values = dict(source.values)
-    for name in TEMPLATED:
-        if isinstance(values.get(name), str):
-            values[name] = fill(values[name], env, partial(_undefined, source, name))
-    if values.get("images"):
-        values["images"] = tuple(fill(r, env, lambda p: _undefined(source, "images", p))
-                                 for r in values["images"])
-    return values
-
-
-def _undefined(source: Source, field: str, name: str) -> ManifestError:
-    if source.from_row:
-        file, line, _ = source.where
-        return ManifestError(f"the row has no column {name!r}, which {{{name}}} in {field} needs",
-                             file, line, name)
-    return at(ManifestError(f"undefined placeholder {{{name}}}; expected a var named {name} "
-                            f"({BRACE_HINT})"),
-              source.origins.get(field, source.where))
-
-
-class MediaChecker:
-    """Checks each distinct image or video reference once and turns local paths absolute. Local
-    files are held to the model's media limits for its provider (format, size, dimensions, length);
-    for URLs only the format named by the extension can be checked without fetching them."""
-
-    def __init__(self, base_dir: Path, formats: tuple[str, ...], max_bytes: int | None = None,
-                 limits: MediaLimits | None = None):
-        self.base_dir, self.formats, self.max_bytes, self.limits = base_dir, formats, max_bytes, limits
-        self.seen: dict[tuple[str, bool], str] = {}
-        self.digests: dict[str, str] = {}   # local path -> sha256 of its bytes (the content key's)
-
-    def resolve(self, ref: str, is_image: bool, field: str) -> str:
-        key = (ref, is_image)
-        if key not in self.seen:
-            try:
-                self.seen[key] = self._check(ref, is_image)
-            except ManifestError as exc:
-                raise ManifestError(exc.message, field=field) from None
-        return self.seen[key]
-
-    def _check(self, ref: str, is_image: bool) -> str:
-        url = inputs.checked_url(ref)
-        if url is not None:
-            if is_image:
-                inputs.check_image_url(url, self.formats)
-            return url
-        path = inputs.local_path(ref, self.base_dir)
-        if is_image:
-            inputs.check_local_image(path, self.formats, self.limits)
-        else:
-            inputs.check_local_video(path, self.limits)
-        if self.max_bytes is not None:
-            inputs.check_inline_size(path, self.max_bytes)
-        self.digests[str(path)] = _digest(path)
-        return str(path)
-
-    def resolved(self, values: dict[str, Any]) -> dict[str, Any]:
-        values = dict(values)
-        for name in ("start_image", "end_image"):
-            if values.get(name):
-                values[name] = self.resolve(values[name], True, name)
-        if values.get("video"):
-            values["video"] = self.resolve(values["video"], False, "video")
-        if values.get("images"):
-            values["images"] = tuple(self.resolve(r, True, "images") for r in values["images"])
-        if values.get("elements"):
-            values["elements"] = tuple(self._element(e) for e in values["elements"])
-        return values
-
-    def _element(self, element: Element) -> Element:
-        return Element(frontal_image=self.resolve(element.frontal_image, True, "elements"),
-                       reference_images=tuple(self.resolve(r, True, "elements")
-                                              for r in element.reference_images))
-
-
-def _digest(path: Path) -> str:
-    try:
-        return file_sha256(path)
-    except OSError as exc:
-        raise ManifestError(f"cannot read {path}: {exc.strerror}") from None
-
-
-# --- ids and keys ---
-
-def item_id(parts: tuple[str, ...]) -> str:
-    text = ".".join(p for p in parts if p)
-    if len(text) <= MAX_ID_CHARS:
-        return text
-    digest = hashlib.sha256(text.encode()).hexdigest()[:12]
-    return f"{text[:MAX_ID_CHARS - 13]}.{digest}"
-
-
-# --- expansion ---
-
 @dataclass
 class Expander:
     manifest: Manifest
@@ -259,7 +110,7 @@ class Expander:
 
     def checked(self, source: Source, variant: Variant, env: dict[str, Any]) -> dict[str, Any]:
         origins = {**source.origins, **variant.origins}
-        values = _filled(replace(source, values={**source.values, **variant.values}, origins=origins),
+        values = filled(replace(source, values={**source.values, **variant.values}, origins=origins),
                          env)
         try:
             values = self.media.resolved(values)
@@ -308,20 +159,6 @@ def check_raw(provider: str, raw: dict[str, Any]) -> None:
                                 f"{names}; set that instead", field="raw")
 
 
-def _add_unique(item: Item, where: Where, seen: dict[str, tuple[str, Where]], out: list[Item]) -> None:
-    """Refuse a second item with the same id, or with an id that names the same file (``x`` and
-    ``_x``, ``x.`` and ``x``, ``Y`` and ``y`` on a case-insensitive file system)."""
-    key = file_key(item.item_id)
-    if key in seen:
-        other, first = seen[key]
-        what = (f"duplicate item id {item.item_id!r}" if other == item.item_id else
-                f"item ids {other!r} and {item.item_id!r} would share the file {file_stem(other)}.mp4")
-        raise ManifestError(f"{what}; {first[2] or 'a row'} (line {first[1]}) makes {other!r}",
-                            where[0], where[1], where[2] or "id")
-    seen[key] = (item.item_id, where)
-    out.append(item)
-
-
 def expand(manifest: Manifest, settings: Settings) -> list[Item]:
     """Every item the manifest describes, validated against the model catalogue."""
     spec = catalog().model_for(manifest.provider, manifest.model)
@@ -336,12 +173,12 @@ def expand(manifest: Manifest, settings: Settings) -> list[Item]:
     out: list[Item] = []
     errors = ErrorCollector()   # every bad value at once, each with its file and line
     for source in found:
-        for var_label, env in _var_combos(source):
+        for var_label, env in var_combos(source):
             for variant in all_variants:
                 try:
                     values = expander.checked(source, variant, env)
                     for item in expander.items(source, (*var_label, *variant.label), values):
-                        _add_unique(item, source.where, seen, out)
+                        add_unique(item, source.where, seen, out)
                 except ManifestError as exc:
                     errors.add(exc)
     errors.raise_any()

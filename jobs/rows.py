@@ -39,6 +39,12 @@ class Source:
     from_row: bool = False
 
 
+def at(exc: ManifestError, where: Where) -> ManifestError:
+    """``exc`` placed at ``where``; a field named by ``exc`` is appended to the location's."""
+    file, line, field = where
+    return ManifestError(exc.message, file, line, ".".join(p for p in (field, exc.field) if p))
+
+
 def _csv_rows(text: str, path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
     try:
