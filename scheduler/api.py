@@ -294,12 +294,13 @@ class Batch:
             raise BadInput(f"{format!r}; expected one of {', '.join(EXPORT_FORMATS)}", field="format")
         self._meta()
         with translated():
-            meta, records = load_batch(self._ctx().store, self.name)
+            store = self._ctx().store
+            meta, records = load_batch(store, self.name)
             if format != "dataset":
                 return Path(export_index(meta, records, format, path))
             folder = Path(path) if path is not None else Path(f"{Path(meta.output).absolute()}-dataset")
             with destination(folder, explicit=path is not None):
-                return export_dataset(meta, records, folder).folder
+                return export_dataset(meta, records, store.spend(self.name), folder).folder
 
     def to_dataset(self) -> Any:
         """The results as a Hugging Face ``datasets.Dataset``: one row per item with ``id``,

@@ -82,7 +82,8 @@ def timings(records: list[ItemRecord]) -> list[Timing]:
 
 
 def spend_steps(records: list[ItemRecord], start: float) -> list[tuple[float, float, float]]:
-    """Cumulative charged and estimated cost at each generation's finish (as `spend_of` counts)."""
+    """Cumulative charged and estimated cost at each generation's finish (a running sum over
+    time; the batch's total is the store's spend)."""
     made = sorted((rec for rec in records if rec.detected_at and rec.cost_usd is not None),
                   key=lambda rec: rec.detected_at or 0.0)
     charged = estimated = 0.0

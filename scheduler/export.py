@@ -204,11 +204,9 @@ def _size_category(n: int) -> str:
     return "100K<n<1M"
 
 
-def dataset_card(meta: BatchMeta, rows: list[Row], fmt: str) -> str:
+def dataset_card(meta: BatchMeta, rows: list[Row], fmt: str, spend: Spend) -> str:
     """README.md: YAML front matter the Hub reads, then what the folder holds and how to load it."""
     task = meta.model.rsplit("/", 1)[-1]
-    spend = Spend(sum(r["cost_usd"] or 0 for r in rows if r["cost_source"] == "charged"),
-                  sum(r["cost_usd"] or 0 for r in rows if r["cost_source"] != "charged"))
     front = ["---", f"pretty_name: {json.dumps(meta.name)}", "tags:", "- video", "- synthetic", "- reelbatch"]
     if task in ("image-to-video", "text-to-video", "video-to-video"):
         front += ["task_categories:", f"- {task}"]
@@ -225,7 +223,7 @@ def dataset_card(meta: BatchMeta, rows: list[Row], fmt: str) -> str:
                       "`source_id` groups the variants of one manifest item (matrix values, `sample` for "
                       "repeats). `cost_usd` is what the generation cost as the provider charged it, or as "
                       "estimated from the catalogue's price when it reported none (`cost_source`).", "",
-                      f"Total: {spend.label()}.", "",
+                      f"The batch's spend: {spend.label()}.", "",
                       "## Loading", "", "```python", "from datasets import load_dataset", "",
                       'ds = load_dataset("path/to/this/folder")   # a `video` column and the columns above',
                       "```", ""])
@@ -275,8 +273,10 @@ class DatasetExport:
     missing_inputs: tuple[str, ...] = ()
 
 
-def export_dataset(meta: BatchMeta, records: list[ItemRecord], folder: Path, fmt: str = "jsonl") -> DatasetExport:
-    """Build the folder aside, then swap it in whole (an earlier export is replaced)."""
+def export_dataset(meta: BatchMeta, records: list[ItemRecord], spend: Spend, folder: Path,
+                   fmt: str = "jsonl") -> DatasetExport:
+    """Build the folder aside, then swap it in whole (an earlier export is replaced); the card states
+    ``spend``, the batch's (the store's counters)."""
     folder = folder.absolute()
     check_dataset_folder(folder)
     videos, missing = videos_present(meta, records)
@@ -289,7 +289,7 @@ def export_dataset(meta: BatchMeta, records: list[ItemRecord], folder: Path, fmt
         columns = list(rows[0]) if rows else ["file_name", "item_id", "prompt"]
         # training data keeps its text exactly: no spreadsheet defusing in the dataset's metadata
         write_out(building / f"metadata.{fmt}", rows_writer(rows, fmt, columns, defuse=False))
-        write_out(building / CARD, lambda fh: fh.write(dataset_card(meta, rows, fmt)))
+        write_out(building / CARD, lambda fh: fh.write(dataset_card(meta, rows, fmt, spend)))
         os.chmod(building, _dir_mode())
         _swap(building, folder)
     except BaseException:
@@ -317,13 +317,14 @@ def _swap(new: Path, folder: Path) -> None:
 # --- the command -------------------------------------------------------------------------------
 
 def export_batch(settings: Settings, batch: str, fmt: str, layout: str, out: Path | None) -> int:
-    meta, records = load_batch(connect_batch(settings, batch).store, batch)
+    store = connect_batch(settings, batch).store
+    meta, records = load_batch(store, batch)
     if layout == "dataset":
         if out is not None and str(out) == STDOUT:
             raise click.UsageError("--layout dataset writes a folder: --out DIR, not -")
         folder = out or Path(f"{Path(meta.output).absolute()}-dataset")
         with destination(folder, explicit=out is not None):
-            done = export_dataset(meta, records, folder, fmt)
+            done = export_dataset(meta, records, store.spend(batch), folder, fmt)
         click.echo(f"{batch}: {done.videos} videos of {len(records)} items -> {done.folder} "
                    f"({done.linked} hard links, {done.videos - done.linked} copies)"
                    + (f", {done.inputs} inputs in {INPUTS}/" if done.inputs else ""))

@@ -117,13 +117,6 @@ def shown_params(rec: ItemRecord) -> list[tuple[str, str]]:
             for key, value in params.items()]
 
 
-def spend_of(records: list[ItemRecord]) -> Spend:
-    """What the items' generations cost, charged and estimated (the same as `status`)."""
-    made = [rec for rec in records if rec.detected_at and rec.cost_usd is not None]
-    return Spend(sum(r.cost_usd or 0.0 for r in made if r.cost_source == "charged"),
-                 sum(r.cost_usd or 0.0 for r in made if r.cost_source != "charged"))
-
-
 def shown_cost(rec: ItemRecord) -> str:
     if rec.cost_usd is not None:
         return f"${rec.cost_usd:.2f} {'charged' if rec.cost_source == 'charged' else 'estimated'}"
@@ -199,10 +192,10 @@ def render(meta: BatchMeta, cards: list[Card], spend: Spend, summary: str = "",
         generated=datetime.now().astimezone().isoformat(timespec="seconds"))
 
 
-def write_report(meta: BatchMeta, records: list[ItemRecord], out: Path | None = None,
-                 spend: Spend | None = None, refresh_s: float | None = None) -> Path:
-    """The page; ``spend`` is the batch's (as `status` shows it: set-aside versions included),
-    else what these records cost; ``refresh_s``: an open tab reloads it (`--watch`)."""
+def write_report(meta: BatchMeta, records: list[ItemRecord], spend: Spend, out: Path | None = None,
+                 refresh_s: float | None = None) -> Path:
+    """The page; ``spend`` is the batch's, from the store (as `status` shows it: set-aside versions
+    included); ``refresh_s``: an open tab reloads it (`--watch`)."""
     page = (out or Path(meta.output) / REPORT).absolute()   # never through a symlink
     videos = videos_on_disk(meta, records)
     posters = make_posters(videos, Path(meta.output) / POSTERS)
@@ -212,7 +205,6 @@ def write_report(meta: BatchMeta, records: list[ItemRecord], out: Path | None = 
     place = {url: n for n, url in enumerate(inputs)}
     cards = [replace(card(rec, videos.get(rec.item_id), posters.get(rec.item_id), page.parent),
                      variant=labels[rec.item_id], thumb=place.get(thumbs.get(rec.item_id, ""))) for rec in records]
-    spend = spend or spend_of(records)
     summary = summary_svg(summarise(meta, records, spend))
     return write_text(page, render(meta, cards, spend, summary, refresh_s, inputs))
 
@@ -224,7 +216,7 @@ def report_batch(settings: Settings, batch: str, out: Path | None, watch_s: floa
         return _watch(store, batch, out, watch_s)
     meta, records = load_batch(store, batch)
     with destination(out or Path(meta.output) / REPORT, explicit=out is not None):
-        page = write_report(meta, records, out, store.spend(batch))
+        page = write_report(meta, records, store.spend(batch), out)
     click.echo(f"{batch}: {len(records)} items -> {page}")
     return 0
 
@@ -232,7 +224,7 @@ def report_batch(settings: Settings, batch: str, out: Path | None, watch_s: floa
 def _watch(store: Store, batch: str, out: Path | None, every_s: float) -> int:
     def write(meta: BatchMeta, records: list[ItemRecord], refresh_s: float | None) -> Path:
         with destination(out or Path(meta.output) / REPORT, explicit=out is not None):
-            page = write_report(meta, records, out, store.spend(batch), refresh_s)
+            page = write_report(meta, records, store.spend(batch), out, refresh_s)
         click.echo(f"{batch}: {sum(r.state in TERMINAL for r in records)}/{len(records)} done -> {page}")
         return page
 

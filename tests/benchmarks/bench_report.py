@@ -28,7 +28,7 @@ from reelbatch.jobs.store import Store  # noqa: E402
 from reelbatch.scheduler.charts import summarise  # noqa: E402
 from reelbatch.scheduler.embedded import EmbeddedRedis  # noqa: E402
 from reelbatch.scheduler.export import export_dataset, load_batch  # noqa: E402
-from reelbatch.scheduler.report import make_posters, spend_of, write_report  # noqa: E402
+from reelbatch.scheduler.report import make_posters, write_report  # noqa: E402
 from reelbatch.scheduler.svg import summary_svg  # noqa: E402
 from tests.batchfill import big_batch  # noqa: E402
 from tests.integration.test_report import CHROMIUM_FLAGS, MEASURE, Cards, chromium  # noqa: E402
@@ -65,8 +65,8 @@ def main() -> None:
         store = Store.from_url(server.url)
         items, built = timed(big_batch, store, "big", root / "out", opts.sources)
         (meta, records), loaded = timed(load_batch, store, "big")
-        page, wrote = timed(write_report, meta, records)
-        svg, drew = timed(lambda: summary_svg(summarise(meta, records, spend_of(records))))
+        page, wrote = timed(write_report, meta, records, store.spend("big"))
+        svg, drew = timed(lambda: summary_svg(summarise(meta, records, store.spend("big"))))
         wall, seen = open_in_chromium(page, root / "profile")
         videos = {rec.item_id: root / "out" / rec.file for rec in records if rec.file}
         sample = dict(list(videos.items())[:opts.extract])

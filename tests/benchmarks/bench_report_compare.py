@@ -45,7 +45,7 @@ assert report.__file__.startswith(sys.argv[1]), report.__file__
 store = Store.from_url(sys.argv[2])
 meta, records = load_batch(store, "big")
 start = time.perf_counter()
-write_report(meta, records, Path(sys.argv[3]), store.spend("big"))
+write_report(meta, records, store.spend("big"), Path(sys.argv[3]))
 print(time.perf_counter() - start)
 """
 
@@ -76,7 +76,7 @@ def main() -> None:
         big_batch(store, "big", root / "out", opts.sources)
         meta, records = load_batch(store, "big")
         start = time.perf_counter()
-        pages = {"this tree": (write_report(meta, records, root / "out" / "new.html", store.spend("big")),
+        pages = {"this tree": (write_report(meta, records, store.spend("big"), root / "out" / "new.html"),
                                time.perf_counter() - start)}
         old = root / "out" / "old.html"
         took = subprocess.run([sys.executable, "-c", CHILD, str(old_tree(opts.ref, root / "old")), server.url,

@@ -56,7 +56,7 @@ EXPECTED = ["ox-16x9-s1", "ox-9x16-s1", "ox-9x16-s2", "sea"]
 def test_the_folder_holds_only_videos_metadata_and_a_card(batch, tmp_path):
     store, out = batch
     meta, records = load_batch(store, "ds")
-    done = export_dataset(meta, records, tmp_path / "dataset")
+    done = export_dataset(meta, records, store.spend(meta.name), tmp_path / "dataset")
     folder = tmp_path / "dataset"
     assert sorted(os.listdir(folder)) == sorted([CARD, "metadata.jsonl", *(f"{i}.mp4" for i in EXPECTED)])
     assert done.videos == 4 and done.missing == ["gone"] and done.linked == 4
@@ -73,13 +73,14 @@ def test_the_folder_holds_only_videos_metadata_and_a_card(batch, tmp_path):
         ("ox", 1, "16:9"), ("ox", 1, "9:16"), ("ox", 2, "9:16")]
     card = (folder / CARD).read_text(encoding="utf-8")
     assert card.startswith("---\npretty_name: \"ds\"\n") and "task_categories:\n- image-to-video" in card
-    assert "$0.56 charged + $1.68 estimated" in card
+    # the batch's spend, from the store's counters (the video gone from disk was paid for too)
+    assert f"The batch's spend: {store.spend('ds').label()}." in card and "$0.56 charged" in card
 
 
 def test_datasets_loads_it_with_a_video_column(batch, tmp_path):
     store, _ = batch
     meta, records = load_batch(store, "ds")
-    folder = export_dataset(meta, records, tmp_path / "dataset").folder
+    folder = export_dataset(meta, records, store.spend(meta.name), tmp_path / "dataset").folder
     loaded = datasets.load_dataset(str(folder), cache_dir=str(tmp_path / "hf-cache"))
     train = loaded["train"]
     assert list(loaded) == ["train"] and train.num_rows == 4
@@ -96,7 +97,7 @@ def test_a_new_export_replaces_the_earlier_one_and_a_foreign_folder_is_refused(b
     store, out = batch
     meta, records = load_batch(store, "ds")
     folder = tmp_path / "dataset"
-    export_dataset(meta, records, folder)
+    export_dataset(meta, records, store.spend(meta.name), folder)
     store.transition("ds", "sea", S.DOWNLOADING)
     store.transition("ds", "sea", S.FAILED, error_kind="download", error="gone")
     env = cli_env(tmp_path / "data", REELBATCH_BROKER_URL=redis_url)
@@ -125,7 +126,7 @@ def test_copies_where_links_cannot_be_made(batch, tmp_path):
     meta, records = load_batch(store, "ds")
     elsewhere.mkdir()
     try:
-        done = export_dataset(meta, records, elsewhere / "dataset")
+        done = export_dataset(meta, records, store.spend(meta.name), elsewhere / "dataset")
         same_device = elsewhere.stat().st_dev == out.stat().st_dev
         assert done.linked == (4 if same_device else 0) and done.videos == 4
         assert (elsewhere / "dataset" / "sea.mp4").read_bytes() == (out / "sea.mp4").read_bytes()
@@ -138,7 +139,7 @@ def test_csv_metadata_keeps_prompts_exactly(batch, tmp_path):
 
     store, _ = batch
     meta, records = load_batch(store, "ds")
-    folder = export_dataset(meta, records, tmp_path / "dataset", "csv").folder
+    folder = export_dataset(meta, records, store.spend(meta.name), tmp_path / "dataset", "csv").folder
     assert not (folder / "metadata.jsonl").exists()
     with open(folder / "metadata.csv", newline="", encoding="utf-8") as fh:
         rows = {r["item_id"]: r for r in csv.DictReader(fh)}
@@ -172,7 +173,7 @@ def local_inputs(redis_url, tmp_path) -> tuple[Store, Path]:
 def test_local_inputs_travel_with_the_dataset(local_inputs):
     store, tmp_path = local_inputs
     meta, records = load_batch(store, "ins")
-    export_dataset(meta, records, tmp_path / "dataset")
+    export_dataset(meta, records, store.spend(meta.name), tmp_path / "dataset")
     moved = tmp_path / "elsewhere" / "published"
     moved.parent.mkdir()
     shutil.move(str(tmp_path / "dataset"), moved)
@@ -197,12 +198,12 @@ def test_local_inputs_travel_with_the_dataset(local_inputs):
     by_id = {r["item_id"]: r for r in plain}
     assert Path(by_id["a"]["start_image"]["path"]).resolve() == (moved / "inputs" / "ox.png").resolve()
     assert by_id["d"]["start_image"] is None
-    export_dataset(meta, records, moved)                                 # an export with inputs is ours to replace
+    export_dataset(meta, records, store.spend(meta.name), moved)   # an export with inputs is ours to replace
 
 
 def test_remote_inputs_stay_urls_in_their_column(batch, tmp_path):
     store, _ = batch
     meta, records = load_batch(store, "ds")
-    folder = export_dataset(meta, records, tmp_path / "dataset").folder
+    folder = export_dataset(meta, records, store.spend(meta.name), tmp_path / "dataset").folder
     rows = [json.loads(line) for line in (folder / "metadata.jsonl").read_text().splitlines()]
     assert rows[0]["start_image"] == "https://e.org/a.png" and not (folder / "inputs").exists()

@@ -166,7 +166,7 @@ def big_report(redis_url, tmp_path) -> tuple[Path, list]:
     store = Store.from_url(redis_url)
     items = big_batch(store, "wide", tmp_path / "out", 500)          # 500 sources x 2 ratios x 2 samples
     meta, records = load_batch(store, "wide")
-    return write_report(meta, records), items
+    return write_report(meta, records, store.spend(meta.name)), items
 
 
 def test_a_2000_item_report_pages_keeps_a_tidy_grid_and_loads_posters_lazily(big_report, tmp_path):
@@ -210,7 +210,7 @@ def test_a_single_ratio_batch_keeps_its_own_frame(redis_url, tmp_path):
     store = Store.from_url(redis_url)
     big_batch(store, "tall", tmp_path / "out", 6, aspects=("9:16",), samples=1)
     meta, records = load_batch(store, "tall")
-    found = measured(write_report(meta, records), "", tmp_path / "profile")
+    found = measured(write_report(meta, records, store.spend(meta.name)), "", tmp_path / "profile")
     (_, width, height), = {tuple(m) for m in found["media"][:1]}
     assert abs(height * 9 - width * 16) <= 16 and len({(w, h) for _, w, h in found["media"]}) == 1
     assert "variants" not in found["pager"] and found["groups"] == []
@@ -224,7 +224,8 @@ def test_prompts_and_errors_are_shown_as_text(redis_url, tmp_path):
     succeed(store, "evil", "x1", out)
     fail(store, "evil", "x2", error=evil)
     meta, records = load_batch(store, "evil")
-    dom = browse(write_report(meta, records).as_uri(), tmp_path / "profile", "--dump-dom").stdout
+    page = write_report(meta, records, store.spend(meta.name))
+    dom = browse(page.as_uri(), tmp_path / "profile", "--dump-dom").stdout
     assert '<b id="injected">' not in dom and '<img src="x"' not in dom
     assert "<title>evil · reelbatch report</title>" in dom                # no onerror ran
     assert dom.count("&lt;b id=\"injected\"&gt;bold&lt;/b&gt;") == 2      # the prompt and the error, as text
@@ -290,7 +291,7 @@ def test_variants_are_labelled_by_every_field_that_differs(redis_url, tmp_path):
              make_item("ox-b", "An ox in summer", source_id="ox", duration=10)]
     new_batch(store, "mixed", out, items)
     meta, records = load_batch(store, "mixed")
-    page = write_report(meta, records)
+    page = write_report(meta, records, store.spend(meta.name))
     cards = json.loads(re.search(r'id="card-data">(.*?)</script>', page.read_text()).group(1))
     assert [c["var"] for c in cards] == ["prompt An ox in spring · duration 5 · start_image " + str(image),
                                          "prompt An ox in summer · duration 10 · start_image https://e.org/a.png"]

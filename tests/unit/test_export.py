@@ -98,7 +98,7 @@ def report_cards(html: str) -> list[dict]:
 def test_report_carries_prompts_and_errors_as_json_that_cannot_break_out(batch):
     store, name, out = batch
     meta, records = load_batch(store, name)
-    html = write_report(meta, records).read_text()
+    html = write_report(meta, records, store.spend(meta.name)).read_text()
     assert "<script>alert" not in html and "<img src=x" not in html and "<b>bold" not in html
     assert html.count("<script") == 3 and html.count("</script>") == 3   # cards, inputs, the page's code
     cards = {c["id"]: c for c in report_cards(html)}
@@ -110,17 +110,17 @@ def test_report_carries_prompts_and_errors_as_json_that_cannot_break_out(batch):
 def test_report_links_videos_and_posters_made_once(batch, tmp_path):
     store, name, out = batch
     meta, records = load_batch(store, name)
-    cards = {c["id"]: c for c in report_cards(write_report(meta, records).read_text())}
+    cards = {c["id"]: c for c in report_cards(write_report(meta, records, store.spend(meta.name)).read_text())}
     assert (cards["ok-1"]["v"], cards["ok-1"]["po"], cards["ok-1"]["f"]) == ("ok-1.mp4", "posters/ok-1.jpg", "ok-1.mp4")
     assert cards["bad-1"].get("v") is None and cards["wait-1"]["c"] == "~$0.56 estimated"   # empty: left out
     assert cards["ok-1"]["c"] == "$0.56 estimated"
     poster = out / "posters" / "ok-1.jpg"
     first = poster.stat().st_mtime_ns
     os.utime(poster, ns=(first + 10**9, first + 10**9))
-    write_report(meta, records)
+    write_report(meta, records, store.spend(meta.name))
     assert poster.stat().st_mtime_ns == first + 10**9                 # not extracted again
-    elsewhere = {c["id"]: c for c in report_cards(write_report(meta, records, tmp_path / "pages" / "r.html")
-                                                  .read_text())}
+    elsewhere_page = write_report(meta, records, store.spend(meta.name), tmp_path / "pages" / "r.html")
+    elsewhere = {c["id"]: c for c in report_cards(elsewhere_page.read_text())}
     assert (elsewhere["ok-1"]["v"], elsewhere["ok-1"]["po"]) == ("../out/ok-1.mp4", "../out/posters/ok-1.jpg")
 
 

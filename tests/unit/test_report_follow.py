@@ -35,7 +35,7 @@ def test_watch_rewrites_the_page_until_the_batch_ends(redis_url, tmp_path):
     pages = []
 
     def write(meta, records, refresh_s):
-        page = write_report(meta, records, refresh_s=refresh_s)
+        page = write_report(meta, records, store.spend(meta.name), refresh_s=refresh_s)
         pages.append((page.read_text(), sum(r.state is S.SUCCEEDED for r in records)))
         return page
 
