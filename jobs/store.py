@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import redis
 
-from reelbatch.jobs.store_base import CHUNK
+from reelbatch.jobs.store_base import CHUNK, REDIS_DOWN
 from reelbatch.jobs.store_health import FleetHealth
 from reelbatch.jobs.store_items import Items
 from reelbatch.jobs.store_ledger import Ledger
@@ -25,7 +25,9 @@ from reelbatch.jobs.store_records import BatchMeta, ItemRecord, Problem, Transit
 from reelbatch.jobs.store_schedule import Schedule
 from reelbatch.jobs.store_transitions import OUTCOME_LOG, Move, Transitions
 
-__all__ = ["CHUNK", "OUTCOME_LOG", "BatchMeta", "ItemRecord", "Move", "Problem", "Store", "TransitionRefused"]
+__all__ = [
+    "CHUNK", "OUTCOME_LOG", "REDIS_DOWN", "BatchMeta", "ItemRecord", "Move", "Problem", "Store", "TransitionRefused",
+]
 
 
 class Store(Items, Transitions, Schedule, Ledger, FleetHealth):

@@ -11,6 +11,7 @@ from reelbatch.jobs import keys
 from reelbatch.jobs.state import ItemState
 
 CHUNK = 1000   # items per pipelined round trip
+REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)   # the store cannot be reached (for now)
 
 
 class StoreBase:

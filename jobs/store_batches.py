@@ -11,7 +11,7 @@ from typing import Any
 from redis.lock import Lock
 
 from reelbatch.jobs import keys
-from reelbatch.jobs.state import TERMINAL, ItemState
+from reelbatch.jobs.state import OPEN, ItemState
 from reelbatch.jobs.store_base import CHUNK, StoreBase, state_set
 from reelbatch.jobs.store_records import BatchMeta, ItemRecord, flat, meta_from
 
@@ -89,7 +89,7 @@ class Batches(StoreBase):
         is open any more, else at most once every ``every_s``, or ``cost_factor`` times as long as
         the last rewrite took (``index_took``), whichever is longer, so rewriting a large batch's
         index stays a bounded share of the work. One round trip."""
-        open_sets = [state_set(batch, s) for s in ItemState if s not in TERMINAL]
+        open_sets = [state_set(batch, s) for s in OPEN]
         return bool(self._script(_INDEX_TURN)(keys=[keys.index_turn(batch), keys.meta(batch), *open_sets],
                                      args=[every_s, cost_factor]))
 

@@ -17,12 +17,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from reelbatch.jobs.state import TERMINAL, ItemState as S
+from reelbatch.jobs.state import OPEN
 from reelbatch.jobs.store import BatchMeta, ItemRecord, Store
 from reelbatch.scheduler.export import load_batch
 from reelbatch.scheduler.progress import settled
-
-OPEN = [s for s in S if s not in TERMINAL]
 
 
 class Follower:

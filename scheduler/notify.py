@@ -19,12 +19,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-import redis
-
 from reelbatch.jobs.manifest import Manifest
 from reelbatch.jobs.settings import Settings
 from reelbatch.jobs.state import IN_FLIGHT, ItemState as S
-from reelbatch.jobs.store import Store
+from reelbatch.jobs.store import REDIS_DOWN, Store
 from reelbatch.scheduler.progress import settled
 from reelbatch.scheduler.status import ran, summary
 from reelbatch.worker.results import RESULTS
@@ -194,7 +192,7 @@ class BatchWatcher:
         while not self._stop.wait(self.every_s):
             try:
                 self.check()
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
+            except REDIS_DOWN as exc:
                 log.warning("batch watcher: Redis unavailable (%s); trying again", type(exc).__name__)
 
     @classmethod

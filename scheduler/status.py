@@ -22,7 +22,7 @@ from rich.table import Table
 from reelbatch.jobs.errors import PERMANENT_KINDS
 from reelbatch.jobs.manifest import load_manifest
 from reelbatch.jobs.settings import Settings
-from reelbatch.jobs.state import TERMINAL, ItemState as S
+from reelbatch.jobs.state import OPEN, TERMINAL, ItemState as S
 from reelbatch.jobs.store import Store
 from reelbatch.scheduler.broker import connect, connect_batch
 from reelbatch.scheduler.console import output_console
@@ -70,7 +70,7 @@ def summary(store: Store, batch: str, now: float | None = None) -> dict:
 
 def _ended(counts: dict[S, int], parked: int) -> bool:
     """Nothing can move: every item terminal, or only pending items parked by the budget."""
-    return not any(counts[s] for s in S if s not in TERMINAL and s is not S.PENDING) and parked >= counts[S.PENDING]
+    return not any(counts[s] for s in OPEN if s is not S.PENDING) and parked >= counts[S.PENDING]
 
 
 def iso(when: float | None) -> str | None:

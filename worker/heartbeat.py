@@ -6,9 +6,9 @@ from __future__ import annotations
 import logging
 import threading
 
-import redis
 from celery.signals import worker_ready, worker_shutdown
 
+from reelbatch.jobs.store import REDIS_DOWN
 from reelbatch.worker.context import context
 
 log = logging.getLogger("reelbatch.worker")
@@ -21,7 +21,7 @@ def _beat(name: str) -> None:
     while not _stop.wait(EVERY_S):
         try:
             context().store.mark_worker(name, TTL_S)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except REDIS_DOWN as exc:
             log.debug("heartbeat skipped: %s", exc)
 
 
@@ -37,5 +37,5 @@ def _stopping(sender: object = None, **_: object) -> None:
     _stop.set()
     try:
         context().store.forget_worker(str(getattr(sender, "hostname", "worker")))
-    except (redis.ConnectionError, redis.TimeoutError):
+    except REDIS_DOWN:
         pass

@@ -9,9 +9,8 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import redis
-
 from reelbatch.jobs.leases import TaskLeases
+from reelbatch.jobs.store import REDIS_DOWN
 
 log = logging.getLogger("reelbatch.worker")
 RENEWALS_PER_TTL = 3
@@ -43,5 +42,5 @@ def _renew(leases: TaskLeases, batch: str, item_id: str, token: str, stop: threa
         try:
             if not leases.renew(batch, item_id, token):
                 log.warning("%s/%s: another task took the lease while this one ran", batch, item_id)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except REDIS_DOWN as exc:
             log.warning("%s/%s: the task's lease could not be renewed: %s", batch, item_id, exc)

@@ -14,7 +14,6 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 
-import redis
 from celery import Task
 from kombu.exceptions import OperationalError
 
@@ -22,7 +21,7 @@ import reelbatch.worker.heartbeat  # noqa: F401  (workers report they are alive)
 from reelbatch.jobs import errors
 from reelbatch.jobs.policy import INTERNAL_ERRORS, backoff
 from reelbatch.jobs.state import TERMINAL, Step
-from reelbatch.jobs.store import BatchMeta, ItemRecord, TransitionRefused
+from reelbatch.jobs.store import REDIS_DOWN, BatchMeta, ItemRecord, TransitionRefused
 from reelbatch.worker.app import app
 from reelbatch.worker.context import WorkerContext, context
 from reelbatch.worker.engine import cancel, download, poll, submit, sweeper
@@ -32,7 +31,7 @@ from reelbatch.worker.engine.sweeper import busy_recheck_s, horizon_s, lost_afte
 from reelbatch.worker.lease import holding
 
 log = logging.getLogger("reelbatch.worker")
-BROKER_DOWN = (redis.ConnectionError, redis.TimeoutError, OperationalError)
+BROKER_DOWN = (*REDIS_DOWN, OperationalError)
 EngineStep = Callable[[WorkerContext, str, str], list[Next]]
 STEPS: dict[Step, EngineStep] = {Step.SUBMIT: submit.submit, Step.RECONCILE: submit.reconcile,
                                  Step.POLL: poll.poll, Step.DOWNLOAD: download.fetch,

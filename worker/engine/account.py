@@ -10,7 +10,7 @@ import logging
 
 from reelbatch.jobs import errors
 from reelbatch.jobs.catalog import catalog
-from reelbatch.jobs.state import ItemState as S
+from reelbatch.jobs.state import IN_PROGRESS, ItemState as S
 from reelbatch.jobs.store import BatchMeta, ItemRecord, Problem, TransitionRefused
 from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine import budget
@@ -20,7 +20,6 @@ from reelbatch.worker.providers.http import AUTH_REFUSED
 
 log = logging.getLogger("reelbatch.worker")
 RECHECK_S = 60.0   # how long an item in flight waits before asking again while the account is stopped
-IN_PROGRESS = (S.QUEUED, S.RUNNING)
 WHAT = {"key_refused": ("refuses the key", "set a valid key"),
         "no_credits": ("has no credits left", "top up the account"),
         "model_gone": ("no longer has the model", "choose another model or provider")}
