@@ -18,8 +18,7 @@ from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
 from reelbatch.jobs import keys
-
-LEASE_S = 900.0
+from reelbatch.jobs.tuning import SLOT_LEASE_S as LEASE_S
 
 # Lease ends are in the Redis server's clock (TIME), never a client's: a worker whose wall clock
 # jumps (a laptop's suspend, an NTP step) neither expires every other holder's lease nor its own.

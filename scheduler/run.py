@@ -25,6 +25,7 @@ from reelbatch.jobs.errors import ServiceUnavailable
 from reelbatch.jobs.settings import Settings
 from reelbatch.jobs.state import OPEN, ItemState as S
 from reelbatch.jobs.store import Store
+from reelbatch.jobs.tuning import OUTAGE_LIMIT_S, RUN_SWEEP_EVERY_S as SWEEP_EVERY_S, RUN_TICK_S as TICK_S
 from reelbatch.scheduler import preflight
 from reelbatch.scheduler.broker import check_broker
 from reelbatch.scheduler.embedded import EmbeddedRedis, WorkerProcess
@@ -51,10 +52,7 @@ from reelbatch.worker.providers import entry
 from reelbatch.worker.results import RESULTS, refresh_index
 from reelbatch.worker.tasks import BROKER_DOWN
 
-SWEEP_EVERY_S = 5.0
 FETCH_LOST_ROUNDS = 3    # a folder deleted again and again: the summary then says what is missing
-TICK_S = 0.25
-OUTAGE_LIMIT_S = 300.0   # how long `run` waits for a lost Redis before giving up (exit 3)
 
 
 class BatchPaused(ServiceUnavailable):

@@ -10,10 +10,9 @@ from datetime import datetime, timedelta
 
 from celery.schedules import schedstate, schedule
 
+from reelbatch.jobs.tuning import BEAT_SWEEP_AT_LEAST_S as SWEEP_AT_LEAST_S, SWEEPER_TTL_S
 from reelbatch.worker.context import context
-from reelbatch.worker.engine.sweeper import SWEEPER_TTL_S, horizon_s
-
-SWEEP_AT_LEAST_S = 300.0
+from reelbatch.worker.engine.sweeper import horizon_s
 
 
 class WhenDue(schedule):

@@ -14,11 +14,10 @@ from reelbatch.jobs.leases import TaskLeases
 from reelbatch.jobs.limits import RequestRate, Slots
 from reelbatch.jobs.settings import Settings, get_settings
 from reelbatch.jobs.store import BatchMeta, ItemRecord, Store
+from reelbatch.jobs.tuning import BEACON_TRUST_S as FLAG_TTL_S
 from reelbatch.worker.providers import build_provider
 from reelbatch.worker.providers.base import Provider
 from reelbatch.worker.providers.http import build_download_client
-
-FLAG_TTL_S = 1.0   # how long a process trusts a beacon it read (the event stream, the sweeper)
 
 
 class WorkerContext:

@@ -9,11 +9,10 @@ import threading
 from celery.signals import worker_ready, worker_shutdown
 
 from reelbatch.jobs.store import REDIS_DOWN
+from reelbatch.jobs.tuning import HEARTBEAT_EVERY_S as EVERY_S, HEARTBEAT_TTL_S as TTL_S
 from reelbatch.worker.context import context
 
 log = logging.getLogger("reelbatch.worker")
-EVERY_S = 5.0
-TTL_S = 15.0
 _stop = threading.Event()
 
 

@@ -11,9 +11,9 @@ from contextlib import contextmanager
 
 from reelbatch.jobs.leases import TaskLeases
 from reelbatch.jobs.store import REDIS_DOWN
+from reelbatch.jobs.tuning import TASK_LEASE_RENEWALS as RENEWALS_PER_TTL
 
 log = logging.getLogger("reelbatch.worker")
-RENEWALS_PER_TTL = 3
 
 
 @contextmanager

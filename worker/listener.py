@@ -14,6 +14,7 @@ from collections.abc import Iterable
 
 from reelbatch.jobs import errors
 from reelbatch.jobs.settings import Settings
+from reelbatch.jobs.tuning import EVENTS_BEACON_EVERY_S as BEACON_EVERY_S, EVENTS_BEACON_TTL_S as BEACON_TTL_S
 from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine.events import on_event
 from reelbatch.worker.lister import Lister
@@ -22,8 +23,6 @@ from reelbatch.worker.providers.base import FollowsRequests, Generation, Streams
 from reelbatch.worker.tasks import BROKER_DOWN, send
 
 log = logging.getLogger("reelbatch.events")
-BEACON_EVERY_S = 5.0
-BEACON_TTL_S = 15
 
 
 def start_listeners(settings: Settings, providers: Iterable[str]) -> list[EventListener | Lister]:

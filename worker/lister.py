@@ -20,21 +20,23 @@ from redis.lock import Lock
 
 from reelbatch.jobs import errors
 from reelbatch.jobs.settings import Settings
+from reelbatch.jobs.tuning import (
+    DOWN_MARK_S,
+    LISTER_AFTER_ERROR_S as AFTER_ERROR_S,
+    LISTER_BEACON_MIN_S as BEACON_MIN_S,
+    LISTER_COST_EVERY_S as COST_EVERY_S,
+    LISTER_EXTEND_EVERY_S as EXTEND_EVERY_S,
+    LISTER_FAILED_QUIET_S as FAILED_QUIET_S,
+    LISTER_IDLE_S as IDLE_S,
+    LISTER_LOCK_S as LOCK_S,
+    LISTER_WAIT_LOCK_S as WAIT_LOCK_S,
+)
 from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine import listing
-from reelbatch.worker.engine.outcome import DOWN_MARK_S
 from reelbatch.worker.providers.base import ListsGenerations
 from reelbatch.worker.tasks import BROKER_DOWN, send
 
 log = logging.getLogger("reelbatch.lister")
-LOCK_S = 30.0          # the lock lapses this long after its holder last extended it
-EXTEND_EVERY_S = 5.0
-WAIT_LOCK_S = 5.0      # another process lists: ask for the lock again after this
-IDLE_S = 1.0           # nothing in flight: look again after this
-AFTER_ERROR_S = 2.0
-COST_EVERY_S = 30.0    # how often the history is read for charged costs
-BEACON_MIN_S = 5.0     # the beacon lasts three ticks, and at least this long
-FAILED_QUIET_S = 60.0  # after a failed look, no beacon for this long (items poll on their own)
 
 
 class Lister:

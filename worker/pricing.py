@@ -20,11 +20,10 @@ from reelbatch.jobs.catalog import ModelSpec, catalog
 from reelbatch.jobs.errors import ManifestError, ProviderError
 from reelbatch.jobs.files import write_text
 from reelbatch.jobs.settings import Settings
+from reelbatch.jobs.tuning import PRICE_RETRY_AFTER_FAILURE_S as RETRY_AFTER_FAILURE_S, PRICE_TTL_S
 
 log = logging.getLogger(__name__)
 
-PRICE_TTL_S = 24 * 3600
-RETRY_AFTER_FAILURE_S = 600                # an unreachable provider is not asked again before this
 CACHE_FILE = "provider-prices.json"
 PLAN_TIMEOUTS = {"http_connect_timeout_s": 3.0, "http_read_timeout_s": 5.0, "http_pool_timeout_s": 3.0}
 

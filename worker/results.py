@@ -12,13 +12,10 @@ from typing import Any
 from reelbatch.jobs.files import atomic_write, write_text
 from reelbatch.jobs.names import file_stem
 from reelbatch.jobs.store import BatchMeta, ItemRecord, Store
+from reelbatch.jobs.tuning import INDEX_COST_FACTOR, INDEX_EVERY_S
 
 RESULTS = "results.jsonl"
 SIDECAR = ".json"
-INDEX_EVERY_S = 5.0
-INDEX_COST_FACTOR = 20.0   # rewrite no more often than 20 times as long as a rewrite takes, so a
-                           # 100,000-item index (seconds to write) is rewritten every minute or
-                           # two, not every 5 s (which would grow as the square of the batch)
 
 
 def _iso(ts: float | None) -> str | None:

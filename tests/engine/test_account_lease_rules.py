@@ -11,9 +11,9 @@ import httpx
 import pytest
 
 from reelbatch.jobs.state import ItemState as S, Step
+from reelbatch.jobs.tuning import ACCOUNT_RECHECK_S as RECHECK_S
 from reelbatch.scheduler.status import summary
 from reelbatch.worker.engine import batch as batches, sweeper
-from reelbatch.worker.engine.account import RECHECK_S
 from reelbatch.worker.engine.line import release
 from reelbatch.worker.engine.next import Next
 from reelbatch.worker.engine.retry import retry_items

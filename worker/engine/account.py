@@ -19,7 +19,6 @@ from reelbatch.worker.engine.next import Next
 from reelbatch.worker.providers.http import AUTH_REFUSED
 
 log = logging.getLogger("reelbatch.worker")
-RECHECK_S = 60.0   # how long an item in flight waits before asking again while the account is stopped
 WHAT = {"key_refused": ("refuses the key", "set a valid key"),
         "no_credits": ("has no credits left", "top up the account"),
         "model_gone": ("no longer has the model", "choose another model or provider")}

@@ -12,6 +12,7 @@ from reelbatch.jobs import errors
 from reelbatch.jobs.policy import RETRIES
 from reelbatch.jobs.state import ItemState as S, Step
 from reelbatch.jobs.store import BatchMeta, ItemRecord, TransitionRefused
+from reelbatch.jobs.tuning import OUTPUT_MARK_S, OUTPUT_WAIT_S
 from reelbatch.worker import outputs, results
 from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine.next import Next
@@ -19,8 +20,6 @@ from reelbatch.worker.engine.outcome import fail, retry_delay
 from reelbatch.worker.storage import download
 
 DOWNLOADING = (S.DOWNLOADING,)
-OUTPUT_WAIT_S = 30.0    # a download blocked by a full or read-only output folder is tried this often
-OUTPUT_MARK_S = 120.0   # the "cannot write" mark lapses this long after the last failure
 GONE = frozenset({404, 410})
 
 

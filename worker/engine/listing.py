@@ -25,6 +25,7 @@ from reelbatch.jobs.catalog import catalog
 from reelbatch.jobs.limits import holder
 from reelbatch.jobs.state import IN_PROGRESS
 from reelbatch.jobs.store import BatchMeta
+from reelbatch.jobs.tuning import CHARGE_GIVE_UP_S, LISTING_SLACK_S as SLACK_S
 from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine.next import Next
 from reelbatch.worker.engine.poll import learned_policy, observe
@@ -35,8 +36,6 @@ log = logging.getLogger("reelbatch.lister")
 PAGE_SIZE = 1000         # the history's largest page
 MAX_PAGES = 10           # pages read back at most, looking for a generation or its cost
 REQUESTS_PER_COMPLETION = 0.8   # the request budget the tick is set by
-SLACK_S = 5.0            # clock slack between us and the provider; a just-submitted item may be missing
-CHARGE_GIVE_UP_S = 86400.0   # a cost not found in the history after a day stays estimated
 
 
 @dataclass(frozen=True)

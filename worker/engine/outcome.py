@@ -10,15 +10,13 @@ from reelbatch.jobs.errors import ProviderUnreachable, ReelbatchError
 from reelbatch.jobs.policy import RETRIES
 from reelbatch.jobs.state import OPEN, ItemState, Step
 from reelbatch.jobs.store import BatchMeta, TransitionRefused
+from reelbatch.jobs.tuning import DOWN_MARK_S, UNREACHABLE_BACKOFF_STEP
 from reelbatch.worker import results
 from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine.line import release
 from reelbatch.worker.engine.next import Failed, Next
 
 log = logging.getLogger("reelbatch.worker")
-DOWN_MARK_S = 120.0             # the "unreachable" mark lapses this long after the last failure (the
-                                # backoff below brings a failure at least every 64 s while it lasts)
-UNREACHABLE_BACKOFF_STEP = 5    # the backoff step an unreachable provider is waited out with
 
 
 def fail(ctx: WorkerContext, meta: BatchMeta, item_id: str, exc: Exception,

@@ -14,6 +14,7 @@ from reelbatch.jobs.limits import holder
 from reelbatch.jobs.policy import PollPolicy
 from reelbatch.jobs.state import IN_PROGRESS, ItemState as S, Step
 from reelbatch.jobs.store import BatchMeta, ItemRecord, TransitionRefused
+from reelbatch.jobs.tuning import ACCOUNT_RECHECK_S, EVENT_BACKSTOP_FACTOR
 from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine import account, budget, timing
 from reelbatch.worker.engine.cancel import cancel_remote
@@ -23,7 +24,6 @@ from reelbatch.worker.engine.outcome import fail, retry_or_fail
 from reelbatch.worker.providers.base import Generation, RemoteStatus
 from reelbatch.worker.providers.http import generation_failure
 
-EVENT_BACKSTOP_FACTOR = 3.0
 POLL_QUANTILES = (0.2, 0.5, 0.9)   # early, expected, late: the first poll, the bulk polls cross
 
 
@@ -44,7 +44,7 @@ def poll(ctx: WorkerContext, batch: str, item_id: str) -> list[Next]:
     except errors.PermanentProviderError as exc:
         if account.stopped_by(ctx, meta, exc):
             renew()   # its generation may still run: asked again later
-            return [Next(Step.POLL, batch, item_id, account.RECHECK_S)]
+            return [Next(Step.POLL, batch, item_id, ACCOUNT_RECHECK_S)]
         return fail(ctx, meta, item_id, exc, IN_PROGRESS)
     ctx.provider_up(meta.provider)
     if not generation.terminal:

@@ -13,6 +13,7 @@ from reelbatch.jobs.inputs import is_url, to_data_uri
 from reelbatch.jobs.limits import holder
 from reelbatch.jobs.state import ItemState as S, Step
 from reelbatch.jobs.store import BatchMeta, ItemRecord, TransitionRefused
+from reelbatch.jobs.tuning import ACCOUNT_RECHECK_S, CLOCK_SLACK_S, RECONCILE_AFTER_S, RECONCILE_LOOKS as LOOKS
 from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine import account, budget
 from reelbatch.worker.engine.line import release
@@ -21,11 +22,6 @@ from reelbatch.worker.engine.orphans import late_answer
 from reelbatch.worker.engine.outcome import fail, retry_delay, retry_or_fail
 from reelbatch.worker.engine.poll import poll_policy
 from reelbatch.worker.providers.base import FindsLostSubmits
-
-RECONCILE_AFTER_S = 3.0
-CLOCK_SLACK_S = 300.0   # a lost submit's generation is looked for from this long before it was sent
-                        # (a worker clock minutes fast; claims keep one item off another's generation)
-LOOKS = 6               # looks over the window before a reconcile decides nothing was made
 
 
 def submit(ctx: WorkerContext, batch: str, item_id: str) -> list[Next]:
@@ -131,7 +127,7 @@ def reconcile(ctx: WorkerContext, batch: str, item_id: str) -> list[Next]:
                              give_up=_unknown(meta, f"the provider could not be asked ({exc})"))
     except errors.PermanentProviderError as exc:   # e.g. its history answers 404
         if account.stopped_by(ctx, meta, exc):
-            return [Next(Step.RECONCILE, batch, item_id, account.RECHECK_S)]
+            return [Next(Step.RECONCILE, batch, item_id, ACCOUNT_RECHECK_S)]
         return fail(ctx, meta, item_id, _unknown(meta, f"the provider refused to be asked ({exc})"),
                     [S.SUBMITTING])
     generation_id = _claim_first(ctx, meta.provider, [g.generation_id for g in found], batch, item_id)

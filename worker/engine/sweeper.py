@@ -17,16 +17,17 @@ from reelbatch.jobs.limits import holder
 from reelbatch.jobs.settings import Settings
 from reelbatch.jobs.state import RESUME, TERMINAL, ItemState as S
 from reelbatch.jobs.store import BatchMeta
+from reelbatch.jobs.tuning import (
+    SWEEP_HORIZON_FACTOR as HORIZON_FACTOR,
+    SWEEP_LOCK_S as LOCK_S,
+    SWEEP_TAKE_ROUNDS as TAKE_ROUNDS,
+    SWEEPER_TTL_S,
+)
 from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine.batch import enqueue
 from reelbatch.worker.engine.line import feed
 from reelbatch.worker.engine.next import Next
 from reelbatch.worker.providers import entry
-
-LOCK_S = 30.0
-HORIZON_FACTOR = 1.5   # the horizon is this many sweep periods: every due wait meets a sweep first
-SWEEPER_TTL_S = 60.0   # a sweeper not seen for this long no longer has long waits left to it
-TAKE_ROUNDS = 50       # at most this many thousand items taken per batch and sweep
 
 
 def horizon_s(settings: Settings) -> float:

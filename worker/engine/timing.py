@@ -14,11 +14,12 @@ import time
 
 from reelbatch.jobs.item import Item
 from reelbatch.jobs.store import Store
-
-KEEP = 500          # the most recent samples kept per model and length
-MIN_SAMPLES = 5     # from this many on, the learned quantiles are used as they are
-CACHE_S = 5.0       # how long a process reuses the quantiles it computed
-FEW_CACHE_S = 0.5   # the same while fewer than MIN_SAMPLES are known (learning quickly)
+from reelbatch.jobs.tuning import (
+    TIMES_CACHE_S as CACHE_S,
+    TIMES_FEW_CACHE_S as FEW_CACHE_S,
+    TIMES_KEPT as KEEP,
+    TIMES_MIN_SAMPLES as MIN_SAMPLES,
+)
 
 Learned = tuple[float | None, ...]
 _cache: dict[tuple[str, int, tuple[float, ...]], tuple[float, Learned | None]] = {}

@@ -21,6 +21,7 @@ from typing import Any
 
 from reelbatch.jobs.errors import SubmitOutcomeUnknown, TransientProviderError
 from reelbatch.jobs.item import ProviderRequest
+from reelbatch.jobs.tuning import AIMLAPI_LOG_END_SLACK_S as LOG_END_SLACK_S
 from reelbatch.worker.providers.base import Generation, RemoteStatus, normalised_status
 from reelbatch.worker.providers.http import HostCredential, HttpSeam, check_answer, error_message
 
@@ -31,7 +32,6 @@ INFERENCE_HEADER = "x-inference-id"
 LOG_PAGE = 100          # the log's largest page (limit 1-100)
 LOG_MAX_PAGES = 10
 LOG_DEFAULT_WINDOW_S = 86400.0   # no `since`: look back a day
-LOG_END_SLACK_S = 300.0          # our clock may be behind theirs
 KEY_CHECK_ID = "reelbatch-key-check"
 STATUS = {"queued": RemoteStatus.QUEUED, "waiting": RemoteStatus.QUEUED,
           "active": RemoteStatus.RUNNING, "generating": RemoteStatus.RUNNING,

@@ -18,13 +18,13 @@ from typing import Any
 
 from reelbatch.jobs.errors import TransientProviderError
 from reelbatch.jobs.item import ProviderRequest
+from reelbatch.jobs.tuning import FAL_HISTORY_NOT_YET_S as NOT_YET_S
 from reelbatch.worker.providers.fal_storage import is_data_uri
 from reelbatch.worker.providers.http import HttpSeam
 
 PER_SECOND_UNITS = ("second", "seconds", "s", "sec")
 HISTORY_PAGE = 100
 HISTORY_MAX_PAGES = 10
-NOT_YET_S = 1800.0   # an empty history this soon after a submit may hold it once it finishes
 
 
 def pricing(api: HttpSeam, endpoint_id: str) -> dict[str, Any] | None:
