@@ -19,7 +19,6 @@
     │     ├─ GenerationFailed       the provider ran it and reports failure: resubmitted up to max_attempts
     │     │  ├─ ContentRefused      ... for its content (content_policy): never resubmitted by itself
     │     │  └─ InvalidInput        ... as invalid at run time (invalid_input): never resubmitted by itself
-    │     └─ CancelNotSupported     the provider has no cancel endpoint
     ├─ BudgetExceeded           submitting would pass limits.max_cost_usd: the item waits
     ├─ GenerationStuck          in flight past polling.give_up_after_s: the item fails (kind stuck), its
     │                           generation kept; `retry --kind stuck` polls it again, free
@@ -201,12 +200,6 @@ class InvalidInput(GenerationFailed):
     kind = "invalid_input"
 
 
-class CancelNotSupported(PermanentProviderError):
-    """The provider has no way to cancel a generation."""
-
-    kind = "cancel_unsupported"
-
-
 class BudgetExceeded(ReelbatchError):
     """Submitting more would take the batch past ``limits.max_cost_usd``."""
 
@@ -280,6 +273,6 @@ class ServiceUnavailable(ReelbatchError):
 # Failure kinds that retrying cannot fix: `reelbatch retry` skips them unless asked.
 PERMANENT_FAILURE_KINDS = frozenset({"content_policy", "no_credits", "invalid_input"})
 PERMANENT_KINDS = PERMANENT_FAILURE_KINDS | {"permanent", "unsafe_result", "manifest",
-                                             "cancel_unsupported"}
+                                             "cancel_unsupported"}   # (the last: items of earlier versions)
 # Kinds meaning the provider ran the generation and it failed: a retry submits a new one.
 REMOTE_FAILURE_KINDS = PERMANENT_FAILURE_KINDS | {"generation_failed"}

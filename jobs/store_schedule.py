@@ -78,10 +78,6 @@ class Schedule(Batches):
                 return True
         return False
 
-    def count_delivery(self, task_id: str) -> int:
-        """Our own redelivery cap: how often this task message was delivered (kept a day)."""
-        return self.begin_task(task_id, None, None)[0]
-
     def begin_task(self, task_id: str, batch: str | None, item_id: str | None
                    ) -> tuple[int, BatchMeta | None, dict[str, str] | None]:
         """A task starts: count its delivery, and read its batch and item, in one round trip. The
@@ -97,9 +93,6 @@ class Schedule(Batches):
         if len(answers) < 4:
             return int(answers[0]), None, None
         return int(answers[0]), meta_from(answers[2]), answers[3] or None
-
-    def forget_delivery(self, task_id: str) -> None:
-        self.end_task(task_id, [])
 
     def end_task(self, task_id: str | None, dues: Iterable[tuple[str, str, float]]) -> None:
         """Record when each (batch, item id) is due next, and forget the task's delivery count

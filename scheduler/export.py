@@ -47,7 +47,6 @@ from reelbatch.scheduler.broker import connect_batch
 from reelbatch.scheduler.dataset_inputs import INPUTS, InputFiles, with_inputs
 from reelbatch.worker.results import line
 
-FORMATS = ("jsonl", "csv")
 STDOUT = "-"
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 VIDEO_SUFFIXES = (".mp4", ".webm")

@@ -15,7 +15,6 @@ from reelbatch.simulator.clock import ACTIVE, INSUFFICIENT_CREDITS, TERMINAL, Ge
 from reelbatch.simulator.download import serve_result
 from reelbatch.simulator.envelopes import oxen_error, oxen_message
 
-NOT_FOUND = dict(status=404, kind="resource_not_found")
 _QUEUE_ONLY = ("model", "num_generations")
 _LIST_FILTERS = {"model": "model", "namespace": "namespace", "repo": "target_repo", "folder": "target_directory"}
 

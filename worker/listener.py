@@ -50,7 +50,6 @@ class EventListener:
         self.stream = self.client if isinstance(self.client, StreamsEvents) else None
         if isinstance(self.client, FollowsRequests):   # fal: one status stream per request in flight
             self.client.follow(self._in_flight)
-        self.heard = 0
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._listen, daemon=True, name="rb-events"),
                          threading.Thread(target=self._beacon, daemon=True, name="rb-beacon")]
@@ -108,5 +107,4 @@ class EventListener:
     def handle(self, generation: Generation) -> None:
         nexts = on_event(self.ctx, self.provider, generation)
         if nexts:
-            self.heard += 1
             send(self.ctx, nexts)

@@ -52,7 +52,6 @@ class Lister:
         self._cost: dict[str, float] = {}      # model -> requests a look takes (a moving average)
         self._next_cost = 0.0
         self._failed_at = float("-inf")        # when a look last failed: no beacon for a while
-        self.looks = 0
 
     def lists(self) -> bool:
         """Whether the provider can list its generations (a lister is worth starting)."""
@@ -130,7 +129,6 @@ class Lister:
                 send(self.ctx, found)   # now: a later model's failed look must not lose these steps
                 self._cost[model] = 0.8 * self._cost.get(model, 1.0) + 0.2 * requests
                 self._looked[model], self._next[model] = now, now + ticks[model]
-                self.looks += 1
             waits.append(self._next[model] - time.time())
         self._beacon(max(BEACON_MIN_S, 3 * max(ticks.values())))   # only once the looks succeeded
         return min(waits)
