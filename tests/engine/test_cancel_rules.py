@@ -8,6 +8,8 @@ import pytest
 
 from reelbatch.jobs.state import ItemState as S
 from reelbatch.worker.engine import stop
+from reelbatch.worker.engine.cancel import cancel
+from reelbatch.worker.engine.poll import poll
 from tests.engine.fakes import error
 from tests.engine.table import rows
 
@@ -67,3 +69,25 @@ def test_a_poll_of_a_cancelled_batch_cancels_its_generation(engine):
     engine.driver.run()
     assert engine.item().state is S.CANCELLED
     assert engine.oxen.requests.count(("DELETE", "/api/ai/queue/gen-1")) == 1 and not engine.holds_slot()
+
+
+def test_one_cancel_request_per_item_when_other_steps_run_while_it_is_sent(engine):
+    """Issue 21.6: a cancel task and a poll of the cancelled batch (or a second delivery of the cancel
+    task) that run while the first one's DELETE is on the wire must not send another: the request is
+    claimed atomically before it is sent (a check-then-set sent 5 requests for 4 items under load)."""
+    engine.batch(4)
+    engine.start()
+    for _ in range(4):
+        engine.driver.step()
+    assert engine.ctx.store.counts("b")[S.QUEUED] == 4
+    engine.ctx.store.update_batch("b", cancelled=True)
+    for n in range(4):     # while each DELETE runs, the item's cancel task comes again and a poll runs
+        item_id = f"i{n}"
+        engine.oxen.cancels.append(lambda item_id=item_id: (cancel(engine.ctx, "b", item_id),
+                                                             poll(engine.ctx, "b", item_id)))
+    for n in range(4):
+        engine.driver.send(cancel(engine.ctx, "b", f"i{n}"))
+    engine.driver.run()
+    deletes = [path for method, path in engine.oxen.requests if method == "DELETE"]
+    assert sorted(deletes) == sorted(f"/api/ai/queue/gen-{n + 1}" for n in range(4))
+    assert engine.ctx.store.counts("b")[S.CANCELLED] == 4
