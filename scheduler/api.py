@@ -41,9 +41,9 @@ from reelbatch.jobs.manifest import MAPPING_SOURCE, manifest_from_mapping
 from reelbatch.jobs.settings import Settings, settings_error
 from reelbatch.jobs.store import BatchMeta
 from reelbatch.scheduler import plan as planning
-from reelbatch.scheduler.broker import check_broker
-from reelbatch.scheduler.embedded import EmbeddedRedis
 from reelbatch.scheduler.records import BatchStatus, CancelReport, Plan, PlannedItem, Result, RetryReport
+from reelbatch.scheduler.stack.broker import check_broker
+from reelbatch.scheduler.stack.embedded import EmbeddedRedis
 from reelbatch.worker.app import use_broker
 from reelbatch.worker.context import WorkerContext
 
@@ -124,8 +124,8 @@ def run(manifest: Manifest, progress: bool = True, *, adopt: bool = False, verif
     stops the worker and raises ``KeyboardInterrupt`` with every submitted generation recorded."""
     from rich.console import Console
 
-    from reelbatch.scheduler.progress import NORMAL, QUIET, VERBOSE
     from reelbatch.scheduler.run import BatchPaused, run_batch
+    from reelbatch.scheduler.views.progress import NORMAL, QUIET, VERBOSE
 
     settings = _settings()
     internal = _internal_plan(manifest, base_dir, settings)
@@ -228,7 +228,7 @@ class Batch:
     def status(self) -> BatchStatus:
         """Counts per state, money charged/estimated/projected, paused and why, created/started/
         finished times (``reelbatch status``)."""
-        from reelbatch.scheduler.status import summary
+        from reelbatch.scheduler.views.status import summary
 
         meta = self._meta()
         with translated():
@@ -246,7 +246,7 @@ class Batch:
     def wait(self, timeout: float | None = None, poll_s: float = 1.0) -> BatchStatus:
         """Block until nothing in the batch can move (every item terminal, or only items waiting
         for the budget) or it pauses; its status. ``TimeoutError`` after ``timeout`` seconds."""
-        from reelbatch.scheduler.progress import settled
+        from reelbatch.scheduler.views.progress import settled
 
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
@@ -288,7 +288,7 @@ class Batch:
         in the output folder), or ``dataset``: a folder of the succeeded videos with
         ``metadata.jsonl`` and a card, for ``datasets.load_dataset(path)`` (default
         ``<output>-dataset``). Returns what was written."""
-        from reelbatch.scheduler.export import destination, export_dataset, export_index, load_batch
+        from reelbatch.scheduler.views.export import destination, export_dataset, export_index, load_batch
 
         if format not in EXPORT_FORMATS:
             raise BadInput(f"{format!r}; expected one of {', '.join(EXPORT_FORMATS)}", field="format")

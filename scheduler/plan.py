@@ -23,8 +23,8 @@ from reelbatch.jobs.manifest import Manifest, load_manifest
 from reelbatch.jobs.settings import Settings, get_settings
 from reelbatch.jobs.store import Store
 from reelbatch.scheduler import history, sizing
-from reelbatch.scheduler.console import output_console
-from reelbatch.scheduler.notify import check_urls
+from reelbatch.scheduler.views.console import output_console
+from reelbatch.scheduler.views.notify import check_urls
 from reelbatch.worker import folder
 from reelbatch.worker.pricing import with_provider_prices
 

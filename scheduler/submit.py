@@ -13,8 +13,8 @@ import click
 
 from reelbatch.jobs.errors import ManifestError
 from reelbatch.jobs.settings import Settings
-from reelbatch.scheduler.broker import connect
 from reelbatch.scheduler.plan import Plan, plan_batch
+from reelbatch.scheduler.stack.broker import connect
 from reelbatch.worker.control import Registration, register_batch, start_batch
 
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from reelbatch.jobs.state import ItemState as S, Step
-from reelbatch.scheduler.status import summary
+from reelbatch.scheduler.views.status import summary
 from reelbatch.worker.engine import batch as batches, sweeper
 from reelbatch.worker.engine.account import RECHECK_S
 from reelbatch.worker.engine.line import release

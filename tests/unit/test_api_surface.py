@@ -126,7 +126,7 @@ def test_a_notebook_gets_a_bar_redrawn_in_place_or_plain_lines(monkeypatch, widg
 
     from reelbatch.jobs.settings import get_settings
     from reelbatch.jobs.store import Store
-    from reelbatch.scheduler.progress import make_progress
+    from reelbatch.scheduler.views.progress import make_progress
 
     monkeypatch.setitem(sys.modules, "ipywidgets", types.ModuleType("ipywidgets") if widgets else None)
     shown = make_progress(Store.from_url(redis_url), "b", Console(force_jupyter=True), get_settings())

@@ -24,9 +24,9 @@ from reelbatch.jobs.manifest import load_manifest
 from reelbatch.jobs.settings import Settings
 from reelbatch.jobs.state import TERMINAL, ItemState as S
 from reelbatch.jobs.store import Store
-from reelbatch.scheduler.broker import connect, connect_batch
-from reelbatch.scheduler.console import output_console
-from reelbatch.scheduler.progress import PlainProgress, hms, settled
+from reelbatch.scheduler.stack.broker import connect, connect_batch
+from reelbatch.scheduler.views.console import output_console
+from reelbatch.scheduler.views.progress import PlainProgress, hms, settled
 
 SIMULATED = " by the simulator (not real money)"   # after "$5.04 charged"
 

@@ -114,8 +114,8 @@ def run(manifest: Path, adopt: bool, verify: bool, quiet: bool, verbose: bool, r
     """Run MANIFEST on this machine: embedded Redis and a worker unless REELBATCH_BROKER_URL is set.
     Running it again resumes; finished items are never generated again."""
     from reelbatch.jobs.settings import get_settings
-    from reelbatch.scheduler.console import output_console
     from reelbatch.scheduler.run import run_batch
+    from reelbatch.scheduler.views.console import output_console
 
     if quiet and verbose:
         raise click.UsageError("--quiet and --verbose do not go together")
@@ -142,7 +142,7 @@ def submit(manifest: Path, at: str | None, adopt: bool) -> None:
 def status(batch: str | None, as_json: bool, watch: bool) -> None:
     """Per-state counts, progress, cost and failures of BATCH (or one line per batch)."""
     from reelbatch.jobs.settings import get_settings
-    from reelbatch.scheduler.status import show_status
+    from reelbatch.scheduler.views.status import show_status
 
     sys.exit(show_status(get_settings(), batch, as_json, watch))
 
@@ -162,7 +162,7 @@ def status(batch: str | None, as_json: bool, watch: bool) -> None:
 def export(batch: str, fmt: str, layout: str, out: Path | None) -> None:
     """Write the results index of BATCH from the state store."""
     from reelbatch.jobs.settings import get_settings
-    from reelbatch.scheduler.export import export_batch
+    from reelbatch.scheduler.views.export import export_batch
 
     sys.exit(export_batch(get_settings(), batch, fmt, layout, out))
 
@@ -179,7 +179,7 @@ def report(batch: str, out: Path | None, watch: bool, every_s: float) -> None:
     """Write a static HTML page of BATCH: the batch at a glance (spend, pace, generation times,
     failures), then poster frames, videos, prompts, parameters, status."""
     from reelbatch.jobs.settings import get_settings
-    from reelbatch.scheduler.report import report_batch
+    from reelbatch.scheduler.views.report import report_batch
 
     sys.exit(report_batch(get_settings(), batch, out, every_s if watch else None))
 
@@ -197,7 +197,7 @@ def retry(batch: str, kind: str | None, include_permanent: bool) -> None:
     """Send the failed items of BATCH back to work, each from where it can go on: a generation that
     exists is polled or downloaded again, never paid for twice. Succeeded items are untouched."""
     from reelbatch.scheduler import api
-    from reelbatch.scheduler.operations import describe_retry
+    from reelbatch.scheduler.commands.operations import describe_retry
 
     try:
         done = api.batch(batch).retry(kind, include_permanent)
@@ -213,7 +213,7 @@ def retry(batch: str, kind: str | None, include_permanent: bool) -> None:
 def cancel(batch: str, abandon: bool) -> None:
     """Stop BATCH: nothing new is submitted; remote generations are cancelled where possible."""
     from reelbatch.scheduler import api
-    from reelbatch.scheduler.operations import describe_cancel
+    from reelbatch.scheduler.commands.operations import describe_cancel
 
     click.echo(describe_cancel(batch, api.batch(batch).cancel(abandon)))
 
@@ -225,7 +225,7 @@ def cancel(batch: str, abandon: bool) -> None:
 def worker(concurrency: int | None, celery_args: tuple[str, ...]) -> None:
     """Start a Celery worker against REELBATCH_BROKER_URL (extra arguments go to Celery)."""
     from reelbatch.jobs.settings import get_settings
-    from reelbatch.scheduler.workers import run_worker
+    from reelbatch.scheduler.stack.workers import run_worker
 
     sys.exit(run_worker(get_settings(), concurrency, list(celery_args)))
 
@@ -234,7 +234,7 @@ def worker(concurrency: int | None, celery_args: tuple[str, ...]) -> None:
 def scheduler() -> None:
     """Run the fleet's scheduler: the periodic sweeper (Celery beat) and the Oxen event listener."""
     from reelbatch.jobs.settings import get_settings
-    from reelbatch.scheduler.service import run_scheduler
+    from reelbatch.scheduler.stack.service import run_scheduler
 
     sys.exit(run_scheduler(get_settings()))
 
@@ -247,7 +247,7 @@ def scheduler() -> None:
 def flower(address: str, port: int, no_auth: bool) -> None:
     """Start Flower on the configured broker, behind basic auth from FLOWER_BASIC_AUTH."""
     from reelbatch.jobs.settings import get_settings
-    from reelbatch.scheduler.flower import run_flower
+    from reelbatch.scheduler.stack.flower import run_flower
 
     sys.exit(run_flower(get_settings(), address, port, no_auth))
 

@@ -33,12 +33,12 @@ from reelbatch.jobs.money import Spend
 from reelbatch.jobs.settings import Settings
 from reelbatch.jobs.state import TERMINAL, ItemState as S
 from reelbatch.jobs.store import BatchMeta, ItemRecord, Store
-from reelbatch.scheduler.broker import connect_batch
-from reelbatch.scheduler.charts import generation_s, summarise
-from reelbatch.scheduler.export import destination, load_batch
-from reelbatch.scheduler.follow import follow
-from reelbatch.scheduler.inputs import INPUTS, input_thumbs, relative_url
-from reelbatch.scheduler.svg import summary_svg
+from reelbatch.scheduler.stack.broker import connect_batch
+from reelbatch.scheduler.views.charts import generation_s, summarise
+from reelbatch.scheduler.views.export import destination, load_batch
+from reelbatch.scheduler.views.follow import follow
+from reelbatch.scheduler.views.inputs import INPUTS, input_thumbs, relative_url
+from reelbatch.scheduler.views.svg import summary_svg
 from reelbatch.worker.storage import poster_frame
 
 REPORT = "report.html"

@@ -43,8 +43,8 @@ from reelbatch.jobs.money import Spend
 from reelbatch.jobs.settings import Settings
 from reelbatch.jobs.state import ItemState as S
 from reelbatch.jobs.store import BatchMeta, ItemRecord, Store
-from reelbatch.scheduler.broker import connect_batch
-from reelbatch.scheduler.dataset_inputs import INPUTS, InputFiles, with_inputs
+from reelbatch.scheduler.stack.broker import connect_batch
+from reelbatch.scheduler.views.dataset_inputs import INPUTS, InputFiles, with_inputs
 from reelbatch.worker.results import line
 
 FORMATS = ("jsonl", "csv")
