@@ -1,10 +1,18 @@
-"""What `retry` and `cancel` say they did, in one line each."""
+"""`reelbatch retry` and `reelbatch cancel`: ``Batch.retry`` and ``Batch.cancel``, and what they did
+in one line each."""
 
 from __future__ import annotations
 
 from collections import Counter
+from typing import TYPE_CHECKING
 
-from reelbatch.scheduler.records import CancelReport, RetryReport
+import click
+
+from reelbatch.jobs.errors import BadInput
+from reelbatch.scheduler.commands.app import examples
+
+if TYPE_CHECKING:
+    from reelbatch.scheduler.records import CancelReport, RetryReport
 
 WHERE = {"submit": "to submit again", "poll": "to poll their generation",
          "download": "to download from their generation"}
@@ -31,3 +39,35 @@ def describe_cancel(batch: str, done: CancelReport) -> str:
         parts.append(f"{done.finishing} generations {done.provider} cannot cancel: they finish and are "
                      "downloaded on the next run (--abandon stops waiting for them)")
     return f"{batch}: " + "; ".join(parts) + "; `reelbatch retry --kind cancelled` brings them back"
+
+
+@click.command(
+    epilog=examples("reelbatch retry night && reelbatch run night.yaml", "reelbatch retry night --kind download"))
+@click.argument("batch")
+@click.option("--kind", default=None, help="Only items failed for this kind of reason (e.g. "
+              "generation_failed, download, submit_unknown, missing, stuck); `cancelled` brings back "
+              "cancelled items.")
+@click.option("--include-permanent", is_flag=True, help="Also items that failed for a reason "
+              "retrying cannot fix (content_policy, invalid_input, permanent, ...): each is submitted "
+              "again, a new paid generation where the provider ran (and billed) the last one.")
+def retry(batch: str, kind: str | None, include_permanent: bool) -> None:
+    """Send the failed items of BATCH back to work, each from where it can go on: a generation that
+    exists is polled or downloaded again, never paid for twice. Succeeded items are untouched."""
+    from reelbatch.scheduler import api
+
+    try:
+        done = api.batch(batch).retry(kind, include_permanent)
+    except BadInput as exc:
+        raise BadInput(exc.message, exc.file, exc.line, "--kind" if exc.field == "kind" else exc.field) from None
+    click.echo(describe_retry(batch, done))
+
+
+@click.command(epilog=examples("reelbatch cancel night", "reelbatch cancel night --abandon"))
+@click.argument("batch")
+@click.option("--abandon", is_flag=True, help="At providers that cannot cancel, stop waiting "
+              "for generations already paid for instead of downloading them.")
+def cancel(batch: str, abandon: bool) -> None:
+    """Stop BATCH: nothing new is submitted; remote generations are cancelled where possible."""
+    from reelbatch.scheduler import api
+
+    click.echo(describe_cancel(batch, api.batch(batch).cancel(abandon)))

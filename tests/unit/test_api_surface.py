@@ -4,6 +4,7 @@ input as `reelbatch.BadInput` with file, line and field and the command line's o
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ from tests.conftest import REPO
 PINNED = [
     "plan", "run", "submit", "batch", "batches",
     "Batch", "Plan", "PlannedItem", "BatchStatus", "Result", "RetryReport", "CancelReport",
+    "RunReport", "SubmitReport", "ExportReport",
     "ReelbatchError", "BadInput", "ManifestError", "ServiceUnavailable",
     "__version__",
 ]
@@ -41,7 +43,7 @@ def test_the_exported_names_are_pinned():
 def test_every_public_callable_says_what_it_does():
     for name in PINNED[:-1]:
         assert (getattr(reelbatch, name).__doc__ or "").strip(), name
-    for method in ("status", "results", "wait", "retry", "cancel", "export", "to_dataset"):
+    for method in ("status", "results", "wait", "retry", "cancel", "export", "export_report", "to_dataset"):
         assert getattr(reelbatch.Batch, method).__doc__, method
 
 
@@ -131,3 +133,27 @@ def test_a_notebook_gets_a_bar_redrawn_in_place_or_plain_lines(monkeypatch, widg
     monkeypatch.setitem(sys.modules, "ipywidgets", types.ModuleType("ipywidgets") if widgets else None)
     shown = make_progress(Store.from_url(redis_url), "b", Console(force_jupyter=True), get_settings())
     assert type(shown).__name__ == display
+
+
+def test_a_bad_setting_names_its_variable_as_the_field_with_the_command_line_s_text(tmp_path, monkeypatch):
+    monkeypatch.setenv("REELBATCH_PROGRESS_EVERY_S", "often")
+    with pytest.raises(reelbatch.BadInput) as caught:
+        reelbatch.plan(manifest(), base_dir=tmp_path)
+    exc = caught.value
+    assert exc.field == "REELBATCH_PROGRESS_EVERY_S" and exc.file == "" and exc.line is None
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump(manifest()))
+    env = {**os.environ, "REELBATCH_PROGRESS_EVERY_S": "often"}
+    done = subprocess.run([sys.executable, "-m", "reelbatch", "plan", str(path)], capture_output=True,
+                          text=True, cwd=tmp_path, timeout=120, env=env)
+    assert done.returncode == 2 and done.stderr == f"reelbatch: error: {exc}\n"
+
+
+def test_every_failure_the_api_raises_has_its_exit_code_in_one_table():
+    from reelbatch.scheduler.commands.cli import EXIT_CODES
+
+    def code(exc: BaseException) -> int:
+        return next(c for raised, c, _ in EXIT_CODES if isinstance(exc, raised))
+
+    assert code(reelbatch.BadInput("x")) == code(reelbatch.ManifestError("x")) == 2
+    assert code(reelbatch.ServiceUnavailable("x")) == 3
