@@ -56,6 +56,7 @@ from reelbatch.scheduler.records import (
 )
 from reelbatch.scheduler.stack.broker import check_broker
 from reelbatch.scheduler.stack.embedded import EmbeddedRedis
+from reelbatch.scheduler.views.console import output_console
 from reelbatch.worker.app import use_broker
 from reelbatch.worker.context import WorkerContext
 
@@ -146,7 +147,7 @@ def run(manifest: Manifest, progress: bool | Console = True, *, adopt: bool = Fa
     settings = _settings()
     internal = _internal_plan(manifest, base_dir, settings)
     verbosity = QUIET if quiet or progress is False else VERBOSE if verbose else NORMAL
-    console = progress if isinstance(progress, Console) else Console(quiet=progress is False)
+    console = progress_console(progress)
     with translated():
         try:
             code = run_batch(internal, settings, console, adopt=adopt, verify=verify, verbosity=verbosity,
@@ -155,6 +156,17 @@ def run(manifest: Manifest, progress: bool | Console = True, *, adopt: bool = Fa
         except BatchPaused as paused:    # not an error: running it again resumes
             report = RunReport(all_succeeded=False, paused=str(paused))
     return Batch(internal.manifest.name, report)
+
+
+def progress_console(progress: bool | Console) -> Console:
+    """Where ``run`` draws: the given console; nothing for ``False``; a notebook's own output (rich
+    sizes it); else the command line's console, so a script's log gets its unwrapped plain lines."""
+    if isinstance(progress, Console):
+        return progress
+    if progress is False:
+        return Console(quiet=True)
+    console = Console()
+    return console if console.is_jupyter else output_console()
 
 
 def submit(manifest: Manifest, at: str | None = None, *, adopt: bool = False,

@@ -56,8 +56,10 @@ def test_run_results_retry_export_and_a_dataset(here, sim_factory, monkeypatch):
     doc = manifest("api-e2e", 3)
 
     batch = reelbatch.run(doc, progress=False)
+    assert batch.report == reelbatch.RunReport(all_succeeded=False, paused=None)   # `run` would exit 1
     status = batch.status()
     assert (status.name, status.total, status.failed, status.finished) == ("api-e2e", 3, 3, True)
+    assert status.as_json()["failure_kinds"] == status.failure_kinds and status.as_json()["done"] == 3
     assert status.paused is None and status.created_at and status.started_at and status.finished_at
     failed = batch.results()
     assert [r.id for r in failed] == ["clip0", "clip1", "clip2"]
@@ -72,6 +74,7 @@ def test_run_results_retry_export_and_a_dataset(here, sim_factory, monkeypatch):
     assert (retried.total, retried.moved) == (3, {"submit": 3})
     again = reelbatch.run(doc, progress=False)
     assert again.status().succeeded == 3 and [b.name for b in reelbatch.batches()] == ["api-e2e"]
+    assert again.report == reelbatch.RunReport(all_succeeded=True)
 
     results = reelbatch.batch("api-e2e").results()
     for r in results:
@@ -89,6 +92,9 @@ def test_run_results_retry_export_and_a_dataset(here, sim_factory, monkeypatch):
     folder = batch.export(here / "dataset", format="dataset")
     assert sorted(p.name for p in folder.iterdir()) == sorted(
         ["README.md", "metadata.jsonl", "clip0.mp4", "clip1.mp4", "clip2.mp4"])
+    done = batch.export_report(here / "dataset", format="dataset", metadata="csv")
+    assert (done.path, done.items, done.videos, done.missing) == (folder, 3, 3, ())
+    assert (folder / "metadata.csv").is_file() and not (folder / "metadata.jsonl").exists()
 
     ds = batch.to_dataset()
     assert isinstance(ds, datasets.Dataset) and ds.num_rows == 3
@@ -138,6 +144,8 @@ def test_submit_returns_at_once_and_wait_follows_the_fleet(here, sim_factory, mo
     use_simulator(monkeypatch, sim)
     monkeypatch.setenv("REELBATCH_BROKER_URL", redis_url)
     batch = reelbatch.submit(manifest("api-fleet", 2))
+    assert batch.report == reelbatch.SubmitReport(new=2, known=0, sent=2, start_at=None, past=False,
+                                                  notify_ignored=False)
     assert batch.status().done == 0          # returned before anything could finish: no worker yet
     workers(sim)
     status = batch.wait(timeout=240)

@@ -157,3 +157,19 @@ def test_every_failure_the_api_raises_has_its_exit_code_in_one_table():
 
     assert code(reelbatch.BadInput("x")) == code(reelbatch.ManifestError("x")) == 2
     assert code(reelbatch.ServiceUnavailable("x")) == 3
+
+
+def test_a_script_s_progress_goes_to_its_log_as_unwrapped_lines_and_a_notebook_s_to_its_cell(monkeypatch):
+    """Under pytest stdout is not a terminal, as in a script writing to a log: the command line's
+    console (lines as long as they are). In Jupyter, rich's own console, which it draws in the cell."""
+    from rich.console import Console
+
+    from reelbatch.scheduler.api import progress_console
+    from reelbatch.scheduler.views.console import LOG_WIDTH
+
+    assert progress_console(True).width == LOG_WIDTH and not progress_console(True).quiet
+    assert progress_console(False).quiet
+    mine = Console()
+    assert progress_console(mine) is mine
+    monkeypatch.setattr("rich.console._is_jupyter", lambda: True)
+    assert progress_console(True).is_jupyter and progress_console(True).width != LOG_WIDTH
