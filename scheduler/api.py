@@ -349,6 +349,21 @@ class Batch:
             return ExportReport(done.folder, len(records), True, done.videos, done.linked, done.inputs,
                                 tuple(done.missing), tuple(done.missing_inputs))
 
+    def write_report(self, path: str | Path | None = None) -> Path:
+        """Write the batch's static HTML page, like ``reelbatch report``: the batch at a glance
+        (spend, pace, generation times, failures), then poster frames, videos, prompts,
+        parameters, status. Default ``report.html`` in the output folder; returns the page."""
+        from reelbatch.scheduler.views.export import destination, load_batch
+        from reelbatch.scheduler.views.report import REPORT, write_report
+
+        self._meta()
+        out = Path(path) if path is not None else None
+        with translated():
+            store = self._ctx().store
+            meta, records = load_batch(store, self.name)
+            with destination(out or Path(meta.output) / REPORT, explicit=out is not None):
+                return write_report(meta, records, out, store.spend(self.name))
+
     def to_dataset(self) -> Any:
         """The results as a Hugging Face ``datasets.Dataset``: one row per item with ``id``,
         ``state``, ``file`` (the video's path), ``prompt``, each scalar parameter, ``params`` as

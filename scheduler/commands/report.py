@@ -1,4 +1,5 @@
-"""`reelbatch report`: the batch's HTML page, once or rewritten while it runs."""
+"""`reelbatch report`: ``Batch.write_report``; with ``--watch`` the page rewritten while the batch
+runs (a view following the store)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,11 @@ from reelbatch.scheduler.commands.app import App, examples, pass_app
 def report(app: App, batch: str, out: Path | None, watch: bool, every_s: float) -> None:
     """Write a static HTML page of BATCH: the batch at a glance (spend, pace, generation times,
     failures), then poster frames, videos, prompts, parameters, status."""
-    from reelbatch.scheduler.views.report import report_batch
+    from reelbatch.scheduler import api
+    from reelbatch.scheduler.views.report import watch_report
 
-    sys.exit(report_batch(app.settings, batch, out, every_s if watch else None))
+    if watch:
+        sys.exit(watch_report(app.settings, batch, out, every_s))
+    found = api.batch(batch)
+    page = found.write_report(out)
+    click.echo(f"{batch}: {found.status().total} items -> {page}")

@@ -43,7 +43,8 @@ def test_the_exported_names_are_pinned():
 def test_every_public_callable_says_what_it_does():
     for name in PINNED[:-1]:
         assert (getattr(reelbatch, name).__doc__ or "").strip(), name
-    for method in ("status", "results", "wait", "retry", "cancel", "export", "export_report", "to_dataset"):
+    for method in ("status", "results", "wait", "retry", "cancel", "export", "export_report", "write_report",
+                   "to_dataset"):
         assert getattr(reelbatch.Batch, method).__doc__, method
 
 
