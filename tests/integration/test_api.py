@@ -10,6 +10,7 @@ import signal
 import threading
 import time
 
+import psutil
 import pytest
 
 import reelbatch
@@ -125,6 +126,9 @@ def test_a_run_in_a_thread_is_cancelled_from_another(here, sim_factory, monkeypa
     assert done.cancelled == 2 and done.sent + done.later == 2
     thread.join(timeout=240)
     assert not thread.is_alive() and "error" not in outcome, outcome
+    assert outcome["batch"].report == reelbatch.RunReport(all_succeeded=False)
+    workers = [p for p in psutil.Process().children(recursive=True) if "celery" in " ".join(p.cmdline())]
+    assert workers == []                       # the run stopped the worker it started
     status = outcome["batch"].status()
     assert status.counts["cancelled"] == 4 and status.cancelled and status.finished
     assert sim.stats()["by_status"].get("cancelled") == 2
@@ -166,8 +170,6 @@ def test_an_interrupted_run_stops_its_worker_and_the_next_run_finishes(here, sim
                                                                        sigint_raises):
     """Interrupting a notebook cell raises KeyboardInterrupt in the main thread, as here."""
     import _thread
-
-    import psutil
 
     sim = sim_factory(time_scale=1 / 600, gen_time_min=4800, gen_time_max=6000, queue_delay=0.0, seed=28)
     use_simulator(monkeypatch, sim)
