@@ -26,6 +26,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a tree that was 
 __all__ = [
     "plan", "run", "submit", "batch", "batches",
     "Batch", "Plan", "PlannedItem", "BatchStatus", "Result", "RetryReport", "CancelReport",
+    "RunReport", "SubmitReport", "ExportReport",
     "ReelbatchError", "BadInput", "ManifestError", "ServiceUnavailable",
     "__version__",
 ]
@@ -33,7 +34,7 @@ __all__ = [
 _HOMES = {
     "reelbatch.scheduler.api": ("plan", "run", "submit", "batch", "batches", "Batch"),
     "reelbatch.scheduler.records": ("Plan", "PlannedItem", "BatchStatus", "Result", "RetryReport",
-                                    "CancelReport"),
+                                    "CancelReport", "RunReport", "SubmitReport", "ExportReport"),
     "reelbatch.jobs.errors": ("ReelbatchError", "BadInput", "ManifestError", "ServiceUnavailable"),
 }
 _HOME_OF = {name: module for module, names in _HOMES.items() for name in names}

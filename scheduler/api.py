@@ -25,8 +25,9 @@ from __future__ import annotations
 import atexit
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ import click
 from kombu.exceptions import OperationalError
 from pydantic import ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
+from rich.console import Console
 
 from reelbatch.jobs.errors import BadInput, ServiceUnavailable
 from reelbatch.jobs.files import NotARegularFile
@@ -41,9 +43,20 @@ from reelbatch.jobs.manifest import MAPPING_SOURCE, manifest_from_mapping
 from reelbatch.jobs.settings import Settings, settings_error
 from reelbatch.jobs.store import BatchMeta
 from reelbatch.scheduler import plan as planning
-from reelbatch.scheduler.broker import check_broker
-from reelbatch.scheduler.embedded import EmbeddedRedis
-from reelbatch.scheduler.records import BatchStatus, CancelReport, Plan, PlannedItem, Result, RetryReport
+from reelbatch.scheduler.records import (
+    BatchStatus,
+    CancelReport,
+    ExportReport,
+    Plan,
+    PlannedItem,
+    Result,
+    RetryReport,
+    RunReport,
+    SubmitReport,
+)
+from reelbatch.scheduler.stack.broker import check_broker
+from reelbatch.scheduler.stack.embedded import EmbeddedRedis
+from reelbatch.scheduler.views.console import output_console
 from reelbatch.worker.app import use_broker
 from reelbatch.worker.context import WorkerContext
 
@@ -58,8 +71,9 @@ def translated() -> Iterator[None]:
     """Failures as the API's exceptions, the way the command line turns them into exit codes."""
     try:
         yield
-    except ValidationError as exc:     # a setting from the environment
-        raise BadInput(settings_error(exc), field="environment") from None
+    except ValidationError as exc:     # a setting from the environment: its variable is the field
+        variable, _, message = settings_error(exc).partition(": ")
+        raise BadInput(message, field=variable) from None
     except NotARegularFile as exc:
         raise BadInput(str(exc)) from None
     except click.UsageError as exc:
@@ -111,32 +125,48 @@ def plan(manifest: Manifest, base_dir: str | Path | None = None) -> Plan:
                 internal.total_video_seconds, internal.estimated_cost_usd, m.limits.max_cost_usd, internal)
 
 
-def run(manifest: Manifest, progress: bool = True, *, adopt: bool = False, verify: bool = False,
-        verbose: bool = False, base_dir: str | Path | None = None) -> Batch:
+def run(manifest: Manifest, progress: bool | Console = True, *, adopt: bool = False, verify: bool = False,
+        verbose: bool = False, quiet: bool = False, reuse: Sequence[str] = (),
+        base_dir: str | Path | None = None) -> Batch:
     """Run a batch on this machine and wait for it, like ``reelbatch run``; returns its ``Batch``.
 
     Without ``REELBATCH_BROKER_URL`` it starts the embedded Redis (shared with other commands on
     the same data folder) and a worker, and stops them when done. Running the same manifest again
     resumes: finished items are never generated again. ``progress``: a live bar in a notebook or
-    terminal, the command line's plain lines in a log; ``False`` prints nothing. ``adopt`` takes
-    over a batch of the same name started from another manifest; ``verify`` checks downloaded
-    videos against their sha256. A paused batch returns (``status().paused`` says why); Ctrl-C
-    stops the worker and raises ``KeyboardInterrupt`` with every submitted generation recorded."""
-    from rich.console import Console
-
-    from reelbatch.scheduler.progress import NORMAL, QUIET, VERBOSE
+    terminal, the command line's plain lines in a log; ``False`` prints nothing; a rich
+    ``Console`` draws on it (the command line's). ``verbose`` adds a line per item outcome,
+    ``quiet`` prints only the summary and errors. ``adopt`` takes over a batch of the same name
+    started from another manifest; ``verify`` checks downloaded videos against their sha256;
+    ``reuse`` names batches whose identical succeeded requests are taken instead of paid again.
+    ``Batch.report`` (a ``RunReport``) says how it ended; a paused batch returns
+    (``report.paused`` says why); Ctrl-C stops the worker and raises ``KeyboardInterrupt`` with
+    every submitted generation recorded."""
     from reelbatch.scheduler.run import BatchPaused, run_batch
+    from reelbatch.scheduler.views.progress import NORMAL, QUIET, VERBOSE
 
     settings = _settings()
     internal = _internal_plan(manifest, base_dir, settings)
-    verbosity = (VERBOSE if verbose else NORMAL) if progress else QUIET
-    console = Console() if progress else Console(quiet=True)
+    verbosity = QUIET if quiet or progress is False else VERBOSE if verbose else NORMAL
+    console = progress_console(progress)
     with translated():
         try:
-            run_batch(internal, settings, console, adopt=adopt, verify=verify, verbosity=verbosity)
-        except BatchPaused:
-            pass    # not an error: status() says why, and running it again resumes
-    return Batch(internal.manifest.name)
+            code = run_batch(internal, settings, console, adopt=adopt, verify=verify, verbosity=verbosity,
+                             reuse=tuple(reuse))
+            report = RunReport(all_succeeded=code == 0)
+        except BatchPaused as paused:    # not an error: running it again resumes
+            report = RunReport(all_succeeded=False, paused=str(paused))
+    return Batch(internal.manifest.name, report)
+
+
+def progress_console(progress: bool | Console) -> Console:
+    """Where ``run`` draws: the given console; nothing for ``False``; a notebook's own output (rich
+    sizes it); else the command line's console, so a script's log gets its unwrapped plain lines."""
+    if isinstance(progress, Console):
+        return progress
+    if progress is False:
+        return Console(quiet=True)
+    console = Console()
+    return console if console.is_jupyter else output_console()
 
 
 def submit(manifest: Manifest, at: str | None = None, *, adopt: bool = False,
@@ -144,14 +174,18 @@ def submit(manifest: Manifest, at: str | None = None, *, adopt: bool = False,
     """Enqueue a batch for a worker fleet and return at once, like ``reelbatch submit``.
 
     ``at``: a start time, ``"HH:MM"`` (its next occurrence) or ISO 8601. ``Batch.wait()`` blocks
-    until it is done. Needs workers on the same broker (``reelbatch worker``)."""
+    until it is done; ``Batch.report`` (a ``SubmitReport``) counts what was sent. Needs workers on
+    the same broker (``reelbatch worker``)."""
     from reelbatch.scheduler.submit import submit_plan
 
     settings = _settings()
     internal = _internal_plan(manifest, base_dir, settings)
     with translated():
-        submit_plan(internal, settings, at, adopt)
-    return Batch(internal.manifest.name)
+        done = submit_plan(internal, settings, at, adopt)
+    start, reg = done.start_at, done.registration
+    report = SubmitReport(reg.new, reg.kept, done.sent, datetime.fromtimestamp(start, UTC) if start else None,
+                          bool(start and start <= time.time()), bool(internal.manifest.notify))
+    return Batch(internal.manifest.name, report)
 
 
 _contexts: dict[tuple[str | None, str], WorkerContext] = {}
@@ -208,8 +242,9 @@ class Batch:
     """A batch in the state store, by name: look at it and act on it, like the commands that take
     BATCH. Every call reads the store afresh."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, report: RunReport | SubmitReport | None = None):
         self.name = name
+        self.report = report    # how the run or submit that returned this Batch went
 
     def __repr__(self) -> str:
         return f"Batch({self.name!r})"
@@ -228,7 +263,7 @@ class Batch:
     def status(self) -> BatchStatus:
         """Counts per state, money charged/estimated/projected, paused and why, created/started/
         finished times (``reelbatch status``)."""
-        from reelbatch.scheduler.status import summary
+        from reelbatch.scheduler.views.status import summary
 
         meta = self._meta()
         with translated():
@@ -246,7 +281,7 @@ class Batch:
     def wait(self, timeout: float | None = None, poll_s: float = 1.0) -> BatchStatus:
         """Block until nothing in the batch can move (every item terminal, or only items waiting
         for the budget) or it pauses; its status. ``TimeoutError`` after ``timeout`` seconds."""
-        from reelbatch.scheduler.progress import settled
+        from reelbatch.scheduler.views.progress import settled
 
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
@@ -288,19 +323,47 @@ class Batch:
         in the output folder), or ``dataset``: a folder of the succeeded videos with
         ``metadata.jsonl`` and a card, for ``datasets.load_dataset(path)`` (default
         ``<output>-dataset``). Returns what was written."""
-        from reelbatch.scheduler.export import destination, export_dataset, export_index, load_batch
+        written = self.export_report(path, format).path
+        assert written is not None, path   # "-" (standard output) is for export_report
+        return written
 
-        if format not in EXPORT_FORMATS:
-            raise BadInput(f"{format!r}; expected one of {', '.join(EXPORT_FORMATS)}", field="format")
+    def export_report(self, path: str | Path | None = None, format: str = "jsonl",
+                      metadata: str = "jsonl") -> ExportReport:
+        """``export``, saying what it wrote (an ``ExportReport``: items, videos placed and linked,
+        what was missing). ``path="-"`` writes an index to standard output; ``metadata``: a
+        dataset's ``metadata.jsonl`` or ``metadata.csv``."""
+        from reelbatch.scheduler.views.export import STDOUT, destination, export_dataset, export_index, load_batch
+
+        for value, allowed, name in ((format, EXPORT_FORMATS, "format"), (metadata, ("jsonl", "csv"), "metadata")):
+            if value not in allowed:
+                raise BadInput(f"{value!r}; expected one of {', '.join(allowed)}", field=name)
         self._meta()
         with translated():
             store = self._ctx().store
             meta, records = load_batch(store, self.name)
             if format != "dataset":
-                return Path(export_index(meta, records, format, path))
+                written = export_index(meta, records, format, path)
+                return ExportReport(None if written == STDOUT else Path(written), len(records))
             folder = Path(path) if path is not None else Path(f"{Path(meta.output).absolute()}-dataset")
             with destination(folder, explicit=path is not None):
-                return export_dataset(meta, records, store.spend(self.name), folder).folder
+                done = export_dataset(meta, records, store.spend(self.name), folder, metadata)
+            return ExportReport(done.folder, len(records), True, done.videos, done.linked, done.inputs,
+                                tuple(done.missing), tuple(done.missing_inputs))
+
+    def write_report(self, path: str | Path | None = None) -> Path:
+        """Write the batch's static HTML page, like ``reelbatch report``: the batch at a glance
+        (spend, pace, generation times, failures), then poster frames, videos, prompts,
+        parameters, status. Default ``report.html`` in the output folder; returns the page."""
+        from reelbatch.scheduler.views.export import destination, load_batch
+        from reelbatch.scheduler.views.report import REPORT, write_report
+
+        self._meta()
+        out = Path(path) if path is not None else None
+        with translated():
+            store = self._ctx().store
+            meta, records = load_batch(store, self.name)
+            with destination(out or Path(meta.output) / REPORT, explicit=out is not None):
+                return write_report(meta, records, store.spend(self.name), out)
 
     def to_dataset(self) -> Any:
         """The results as a Hugging Face ``datasets.Dataset``: one row per item with ``id``,

@@ -18,7 +18,7 @@ from reelbatch.jobs.item import Item
 from reelbatch.jobs.settings import Settings
 from reelbatch.jobs.state import ItemState as S
 from reelbatch.jobs.store import ItemRecord, Store
-from reelbatch.scheduler.embedded import EmbeddedRedis
+from reelbatch.scheduler.stack.embedded import EmbeddedRedis
 
 TIMEOUT_S = 2
 

@@ -12,6 +12,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
@@ -20,11 +21,10 @@ from reelbatch.jobs.errors import ManifestError
 from reelbatch.jobs.expand import expand
 from reelbatch.jobs.item import Item
 from reelbatch.jobs.manifest import Manifest, load_manifest
-from reelbatch.jobs.settings import Settings, get_settings
+from reelbatch.jobs.settings import Settings
 from reelbatch.jobs.store import Store
 from reelbatch.scheduler import history, sizing
-from reelbatch.scheduler.console import output_console
-from reelbatch.scheduler.notify import check_urls
+from reelbatch.scheduler.views.notify import check_urls
 from reelbatch.worker import folder
 from reelbatch.worker.pricing import with_provider_prices
 
@@ -149,15 +149,12 @@ def history_lines(plan: Plan, store: Store | None, why: str = "") -> tuple[list[
     return lines, left
 
 
-def show_plan(path: str | Path, as_json: bool = False) -> int:
+def show_plan(plan: Plan, settings: Settings, console: Console, as_json: bool = False) -> int:
     """Print the plan (a table, or JSON lines with ``as_json``); 0, or 1 when the budget does not
     cover it."""
-    settings = get_settings()
-    plan = plan_batch(path, settings)
     if as_json:
         _print_json(plan.items)
         return 0
-    console = output_console()
     console.print(plan_table(plan))
     with history.known_store(settings) as (store, why):
         seen, left = history_lines(plan, store, why)

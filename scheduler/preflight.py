@@ -15,7 +15,7 @@ from reelbatch.jobs.errors import ManifestError, PermanentProviderError, Provide
 from reelbatch.jobs.manifest import Manifest
 from reelbatch.jobs.settings import Settings
 from reelbatch.jobs.store import Store
-from reelbatch.scheduler.embedded import usable_dir
+from reelbatch.scheduler.stack.embedded import usable_dir
 from reelbatch.worker.providers import build_provider, entry
 
 KEY_CHARACTERS = re.compile(r"[\x21-\x7e]+")   # printable ASCII, no spaces: what a header can carry

@@ -13,7 +13,8 @@ from reelbatch.jobs.item import Item
 from reelbatch.jobs.store import BatchMeta, ItemRecord
 from reelbatch.worker.control import Retried, Stopped
 
-__all__ = ["PlannedItem", "Plan", "BatchStatus", "Result", "RetryReport", "CancelReport"]
+__all__ = ["PlannedItem", "Plan", "BatchStatus", "Result", "RetryReport", "CancelReport", "RunReport",
+           "SubmitReport", "ExportReport"]
 
 
 def _when(ts: float | None) -> datetime | None:
@@ -95,6 +96,13 @@ class BatchStatus:
     workers: int
     output: Path
     manifest: str | None
+    details: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def as_json(self) -> dict[str, Any]:
+        """What ``reelbatch status --json`` prints: these fields and more (the spend as text, pace,
+        time left, failures grouped by reason with example ids, orphaned generations), times as
+        local ISO 8601 text."""
+        return dict(self.details)
 
     @property
     def succeeded(self) -> int:
@@ -116,7 +124,7 @@ class BatchStatus:
                    info["charged_usd"], info["estimated_usd"], info["projected_usd"], info["paused"], meta.cancelled,
                    _when(meta.created_at), _when(pace[0]), _when(pace[1]) if done else None,
                    dict(info["failure_kinds"]), info["waiting_for_budget"], info["workers"],
-                   Path(meta.output), meta.manifest)
+                   Path(meta.output), meta.manifest, info)
 
 
 @dataclass(frozen=True)
@@ -213,3 +221,43 @@ class CancelReport:
     def of(cls, out: Stopped, provider: str) -> CancelReport:
         d = out.done
         return cls(d["cancelled"], d["sent"], d["later"], d["finishing"], provider)
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """How the ``run`` that returned a ``Batch`` ended (``Batch.report``): ``all_succeeded`` every
+    item succeeded; ``paused`` why the batch cannot go on for now (with how to resume) or None."""
+
+    all_succeeded: bool
+    paused: str | None = None
+
+
+@dataclass(frozen=True)
+class SubmitReport:
+    """What ``reelbatch.submit`` did (``Batch.report``): items ``new`` and ``known`` (kept from an
+    earlier submit), tasks ``sent``, ``start_at`` (UTC; None: now) and whether that time had passed;
+    ``notify_ignored``: the manifest names ``notify:`` URLs, which only ``run`` tells."""
+
+    new: int
+    known: int
+    sent: int
+    start_at: datetime | None
+    past: bool
+    notify_ignored: bool
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    """What ``Batch.export_report`` wrote: ``path`` (None: standard output), ``items`` in the batch;
+    for a dataset, ``videos`` placed (``linked`` of them as hard links, the rest copies), local
+    ``inputs`` carried along, and what was left out: succeeded videos ``missing`` from the output
+    folder, local inputs gone (``missing_inputs``)."""
+
+    path: Path | None
+    items: int
+    dataset: bool = False
+    videos: int = 0
+    linked: int = 0
+    inputs: int = 0
+    missing: tuple[str, ...] = ()
+    missing_inputs: tuple[str, ...] = ()

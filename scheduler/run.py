@@ -27,15 +27,15 @@ from reelbatch.jobs.state import OPEN, ItemState as S
 from reelbatch.jobs.store import Store
 from reelbatch.jobs.tuning import OUTAGE_LIMIT_S, RUN_SWEEP_EVERY_S as SWEEP_EVERY_S, RUN_TICK_S as TICK_S
 from reelbatch.scheduler import preflight
-from reelbatch.scheduler.broker import check_broker
-from reelbatch.scheduler.embedded import EmbeddedRedis, WorkerProcess
-from reelbatch.scheduler.metrics import serve_metrics
-from reelbatch.scheduler.notify import PAUSED, notify_batch, notify_run, urls_for
 from reelbatch.scheduler.plan import Plan, plan_batch
-from reelbatch.scheduler.progress import NORMAL, QUIET, Display, make_progress
 from reelbatch.scheduler.reuse import describe_reuse, reuse_videos
-from reelbatch.scheduler.simproc import SimulatorProcess
-from reelbatch.scheduler.status import SIMULATED, ran, rerun_command
+from reelbatch.scheduler.stack.broker import check_broker
+from reelbatch.scheduler.stack.embedded import EmbeddedRedis, WorkerProcess
+from reelbatch.scheduler.stack.simproc import SimulatorProcess
+from reelbatch.scheduler.views.metrics import serve_metrics
+from reelbatch.scheduler.views.notify import PAUSED, notify_batch, notify_run, urls_for
+from reelbatch.scheduler.views.progress import NORMAL, QUIET, Display, make_progress
+from reelbatch.scheduler.views.status import SIMULATED, ran, rerun_command
 from reelbatch.worker.app import use_broker
 from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.control import (

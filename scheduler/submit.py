@@ -3,18 +3,14 @@ at once (optionally starting at a given time)."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from datetime import datetime, time as dtime, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
-
-import click
 
 from reelbatch.jobs.errors import ManifestError
 from reelbatch.jobs.settings import Settings
-from reelbatch.scheduler.broker import connect
-from reelbatch.scheduler.plan import Plan, plan_batch
+from reelbatch.scheduler.plan import Plan
+from reelbatch.scheduler.stack.broker import connect
 from reelbatch.worker.control import Registration, register_batch, start_batch
 
 
@@ -61,18 +57,3 @@ def submit_plan(plan: Plan, settings: Settings, at: str | None = None, adopt: bo
     ctx = connect(settings)
     reg = register_batch(ctx.store, plan, start_at, adopt)
     return Submitted(plan, reg, start_batch(ctx, plan.manifest.name), start_at)
-
-
-def submit_batch(manifest: Path, settings: Settings, at: str | None, adopt: bool = False) -> int:
-    done = submit_plan(plan_batch(manifest, settings), settings, at, adopt)
-    plan, reg, start_at = done.plan, done.registration, done.start_at
-    when = ""
-    if start_at and start_at <= time.time():
-        when = f"; {at} is past: starting now"
-    elif start_at:
-        when = f", starting at {datetime.fromtimestamp(start_at).isoformat(timespec='minutes')}"
-    click.echo(f"{plan.manifest.name}: {reg.new} new items, {reg.kept} known, {done.sent} tasks sent{when}")
-    if plan.manifest.notify:
-        click.echo("note: the manifest's notify: is used by `reelbatch run` only; a fleet's scheduler "
-                   "tells the URLs in its own REELBATCH_NOTIFY", err=True)
-    return 0

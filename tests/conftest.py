@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from reelbatch.scheduler.embedded import EmbeddedRedis, WorkerProcess
+from reelbatch.scheduler.stack.embedded import EmbeddedRedis, WorkerProcess
 
 REPO = Path(__file__).resolve().parent.parent
 SIM_KEY = "sim-test-key"

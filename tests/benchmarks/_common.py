@@ -235,7 +235,7 @@ def role_of(proc: psutil.Process) -> str | None:
         return "redis"
     if "celery" in line:
         return "worker"
-    if "scheduler.cli" in line or "-m reelbatch run" in line:
+    if "scheduler.commands.cli" in line or "-m reelbatch run" in line:
         return "run"
     if "_serve(" in line:
         return "simulator"

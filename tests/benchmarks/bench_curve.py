@@ -94,9 +94,9 @@ def command(args: list[str], env: dict[str, str]) -> float:
 def run_size(workdir: Path, n: int, worker_counts: list[int]) -> dict:
     from reelbatch.jobs.settings import Settings
     from reelbatch.jobs.state import ItemState as S
-    from reelbatch.scheduler.embedded import EmbeddedRedis, WorkerProcess
     from reelbatch.scheduler.plan import plan_batch
-    from reelbatch.scheduler.status import summary
+    from reelbatch.scheduler.stack.embedded import EmbeddedRedis, WorkerProcess
+    from reelbatch.scheduler.views.status import summary
     from reelbatch.worker.app import app
     from reelbatch.worker.context import WorkerContext
     from reelbatch.worker.control import register_batch, start_batch

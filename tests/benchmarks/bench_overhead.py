@@ -112,8 +112,8 @@ def run_reelbatch(workdir: Path, redis_url: str, sim: SimProcess, n: int, round_
                   others: list[int]) -> dict:
     from reelbatch.jobs.settings import Settings
     from reelbatch.jobs.state import ItemState as S
-    from reelbatch.scheduler.embedded import WorkerProcess
     from reelbatch.scheduler.plan import plan_batch
+    from reelbatch.scheduler.stack.embedded import WorkerProcess
     from reelbatch.worker.app import app, use_broker
     from reelbatch.worker.context import WorkerContext
     from reelbatch.worker.control import register_batch as register, start_batch
@@ -161,7 +161,7 @@ def run_bare(workdir: Path, redis_url: str, n: int, round_no: int, others: list[
 
 
 def main() -> None:
-    from reelbatch.scheduler.embedded import EmbeddedRedis
+    from reelbatch.scheduler.stack.embedded import EmbeddedRedis
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--items", type=int, default=2000)

@@ -25,11 +25,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from reelbatch.jobs.store import Store  # noqa: E402
-from reelbatch.scheduler.charts import summarise  # noqa: E402
-from reelbatch.scheduler.embedded import EmbeddedRedis  # noqa: E402
-from reelbatch.scheduler.export import export_dataset, load_batch  # noqa: E402
-from reelbatch.scheduler.report import make_posters, write_report  # noqa: E402
-from reelbatch.scheduler.svg import summary_svg  # noqa: E402
+from reelbatch.scheduler.stack.embedded import EmbeddedRedis  # noqa: E402
+from reelbatch.scheduler.views.charts import summarise  # noqa: E402
+from reelbatch.scheduler.views.export import export_dataset, load_batch  # noqa: E402
+from reelbatch.scheduler.views.report import make_posters, write_report  # noqa: E402
+from reelbatch.scheduler.views.svg import summary_svg  # noqa: E402
 from tests.batchfill import big_batch  # noqa: E402
 from tests.integration.test_report import CHROMIUM_FLAGS, MEASURE, Cards, chromium  # noqa: E402
 
@@ -71,7 +71,7 @@ def main() -> None:
         videos = {rec.item_id: root / "out" / rec.file for rec in records if rec.file}
         sample = dict(list(videos.items())[:opts.extract])
         _, extracted = timed(make_posters, sample, root / "fresh-posters")
-        done, exported = timed(export_dataset, meta, records, root / "dataset")
+        done, exported = timed(export_dataset, meta, records, store.spend("big"), root / "dataset")
         rows = [
             ("items", f"{len(items):,}"),
             ("build the store state (not reelbatch's cost)", f"{built:.1f} s"),

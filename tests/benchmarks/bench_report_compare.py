@@ -24,9 +24,9 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from reelbatch.jobs.store import Store  # noqa: E402
-from reelbatch.scheduler.embedded import EmbeddedRedis  # noqa: E402
-from reelbatch.scheduler.export import load_batch  # noqa: E402
-from reelbatch.scheduler.report import write_report  # noqa: E402
+from reelbatch.scheduler.stack.embedded import EmbeddedRedis  # noqa: E402
+from reelbatch.scheduler.views.export import load_batch  # noqa: E402
+from reelbatch.scheduler.views.report import write_report  # noqa: E402
 from tests.batchfill import big_batch  # noqa: E402
 from tests.benchmarks.bench_report import open_in_chromium  # noqa: E402
 
@@ -38,9 +38,9 @@ from pathlib import Path
 sys.meta_path[:] = [f for f in sys.meta_path if "ditable" not in type(f).__name__]
 sys.path[:0] = [sys.argv[1]]
 from reelbatch.jobs.store import Store
-from reelbatch.scheduler.export import load_batch
-from reelbatch.scheduler.report import write_report
-import reelbatch.scheduler.report as report
+from reelbatch.scheduler.views.export import load_batch
+from reelbatch.scheduler.views.report import write_report
+import reelbatch.scheduler.views.report as report
 assert report.__file__.startswith(sys.argv[1]), report.__file__
 store = Store.from_url(sys.argv[2])
 meta, records = load_batch(store, "big")

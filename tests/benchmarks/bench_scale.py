@@ -82,8 +82,8 @@ def memory_breakdown(client: redis.Redis, n: int) -> dict[str, float]:
 
 def hold(n: int, hold_s: float, scheduler: bool) -> dict:
     from reelbatch.jobs.settings import Settings
-    from reelbatch.scheduler.embedded import EmbeddedRedis, WorkerProcess
     from reelbatch.scheduler.plan import plan_batch
+    from reelbatch.scheduler.stack.embedded import EmbeddedRedis, WorkerProcess
     from reelbatch.worker.app import app
     from reelbatch.worker.context import WorkerContext
 

@@ -12,7 +12,7 @@ import pytest
 
 from reelbatch.jobs.state import ItemState as S, Step
 from reelbatch.jobs.tuning import ACCOUNT_RECHECK_S as RECHECK_S
-from reelbatch.scheduler.status import summary
+from reelbatch.scheduler.views.status import summary
 from reelbatch.worker.engine import batch as batches, sweeper
 from reelbatch.worker.engine.line import release
 from reelbatch.worker.engine.next import Next

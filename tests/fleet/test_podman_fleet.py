@@ -17,7 +17,7 @@ import httpx
 import pytest
 import yaml
 
-from reelbatch.scheduler.embedded import free_port
+from reelbatch.scheduler.stack.embedded import free_port
 from tests.fleet.podman import Fleet, base_image, leftovers, project_image, require_podman, run, wait_for
 
 pytestmark = [pytest.mark.compose, pytest.mark.timeout(1200)]

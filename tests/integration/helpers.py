@@ -160,7 +160,7 @@ def reap(data_dir: Path) -> None:
 
     import redis
 
-    from reelbatch.scheduler.embedded import EmbeddedRedis
+    from reelbatch.scheduler.stack.embedded import EmbeddedRedis
 
     marker = f"REELBATCH_DATA_DIR={data_dir}".encode()
     for proc in Path("/proc").iterdir():

@@ -10,6 +10,7 @@ import signal
 import threading
 import time
 
+import psutil
 import pytest
 
 import reelbatch
@@ -56,8 +57,10 @@ def test_run_results_retry_export_and_a_dataset(here, sim_factory, monkeypatch):
     doc = manifest("api-e2e", 3)
 
     batch = reelbatch.run(doc, progress=False)
+    assert batch.report == reelbatch.RunReport(all_succeeded=False, paused=None)   # `run` would exit 1
     status = batch.status()
     assert (status.name, status.total, status.failed, status.finished) == ("api-e2e", 3, 3, True)
+    assert status.as_json()["failure_kinds"] == status.failure_kinds and status.as_json()["done"] == 3
     assert status.paused is None and status.created_at and status.started_at and status.finished_at
     failed = batch.results()
     assert [r.id for r in failed] == ["clip0", "clip1", "clip2"]
@@ -72,6 +75,7 @@ def test_run_results_retry_export_and_a_dataset(here, sim_factory, monkeypatch):
     assert (retried.total, retried.moved) == (3, {"submit": 3})
     again = reelbatch.run(doc, progress=False)
     assert again.status().succeeded == 3 and [b.name for b in reelbatch.batches()] == ["api-e2e"]
+    assert again.report == reelbatch.RunReport(all_succeeded=True)
 
     results = reelbatch.batch("api-e2e").results()
     for r in results:
@@ -89,6 +93,9 @@ def test_run_results_retry_export_and_a_dataset(here, sim_factory, monkeypatch):
     folder = batch.export(here / "dataset", format="dataset")
     assert sorted(p.name for p in folder.iterdir()) == sorted(
         ["README.md", "metadata.jsonl", "clip0.mp4", "clip1.mp4", "clip2.mp4"])
+    done = batch.export_report(here / "dataset", format="dataset", metadata="csv")
+    assert (done.path, done.items, done.videos, done.missing) == (folder, 3, 3, ())
+    assert (folder / "metadata.csv").is_file() and not (folder / "metadata.jsonl").exists()
 
     ds = batch.to_dataset()
     assert isinstance(ds, datasets.Dataset) and ds.num_rows == 3
@@ -119,6 +126,9 @@ def test_a_run_in_a_thread_is_cancelled_from_another(here, sim_factory, monkeypa
     assert done.cancelled == 2 and done.sent + done.later == 2
     thread.join(timeout=240)
     assert not thread.is_alive() and "error" not in outcome, outcome
+    assert outcome["batch"].report == reelbatch.RunReport(all_succeeded=False)
+    workers = [p for p in psutil.Process().children(recursive=True) if "celery" in " ".join(p.cmdline())]
+    assert workers == []                       # the run stopped the worker it started
     status = outcome["batch"].status()
     assert status.counts["cancelled"] == 4 and status.cancelled and status.finished
     assert sim.stats()["by_status"].get("cancelled") == 2
@@ -138,6 +148,8 @@ def test_submit_returns_at_once_and_wait_follows_the_fleet(here, sim_factory, mo
     use_simulator(monkeypatch, sim)
     monkeypatch.setenv("REELBATCH_BROKER_URL", redis_url)
     batch = reelbatch.submit(manifest("api-fleet", 2))
+    assert batch.report == reelbatch.SubmitReport(new=2, known=0, sent=2, start_at=None, past=False,
+                                                  notify_ignored=False)
     assert batch.status().done == 0          # returned before anything could finish: no worker yet
     workers(sim)
     status = batch.wait(timeout=240)
@@ -158,8 +170,6 @@ def test_an_interrupted_run_stops_its_worker_and_the_next_run_finishes(here, sim
                                                                        sigint_raises):
     """Interrupting a notebook cell raises KeyboardInterrupt in the main thread, as here."""
     import _thread
-
-    import psutil
 
     sim = sim_factory(time_scale=1 / 600, gen_time_min=4800, gen_time_max=6000, queue_delay=0.0, seed=28)
     use_simulator(monkeypatch, sim)

@@ -19,7 +19,7 @@ import pytest
 import redis
 import yaml
 
-from reelbatch.scheduler.embedded import free_port, redis_server_binary
+from reelbatch.scheduler.stack.embedded import free_port, redis_server_binary
 from tests.conftest import REPO, SIM_KEY
 from tests.integration.helpers import cli_env, wait_for
 

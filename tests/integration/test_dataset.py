@@ -17,7 +17,7 @@ import pytest
 
 from reelbatch.jobs.state import ItemState as S
 from reelbatch.jobs.store import Store
-from reelbatch.scheduler.export import CARD, export_dataset, load_batch
+from reelbatch.scheduler.views.export import CARD, export_dataset, load_batch
 from reelbatch.simulator.media import make_mp4
 from tests.batchfill import fail, make_item, new_batch, succeed
 from tests.integration.helpers import cli_env, reelbatch

@@ -10,8 +10,8 @@ import subprocess
 import pytest
 import redis
 
-from reelbatch.scheduler.embedded import EmbeddedRedis
-from reelbatch.scheduler.redislog import RedisCannotStart
+from reelbatch.scheduler.stack.embedded import EmbeddedRedis
+from reelbatch.scheduler.stack.redislog import RedisCannotStart
 from tests.integration.helpers import cli_env, reelbatch
 
 DAMAGED_AOF = b"*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\nGARBAGE\r\n*3\r\n$3\r\nset\r\n$1\r\na\r\n$1\r\nb\r\n"

@@ -24,7 +24,7 @@ import redis
 
 from reelbatch.jobs.state import TERMINAL, ItemState as S
 from reelbatch.jobs.store import Store
-from reelbatch.scheduler.embedded import EmbeddedRedis, WorkerProcess, free_port
+from reelbatch.scheduler.stack.embedded import EmbeddedRedis, WorkerProcess, free_port
 from tests.conftest import REPO
 from tests.integration.helpers import (
     IMAGE,

@@ -13,7 +13,7 @@ import pytest
 
 from reelbatch.jobs.state import ItemState as S
 from reelbatch.jobs.store import Store
-from reelbatch.scheduler.embedded import free_port
+from reelbatch.scheduler.stack.embedded import free_port
 from tests.conftest import REPO, SIM_KEY
 from tests.integration.helpers import cli_env, reelbatch, wait_for, write_manifest
 from tests.integration.test_compose import stop

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from reelbatch.scheduler.embedded import WorkerProcess
+from reelbatch.scheduler.stack.embedded import WorkerProcess
 from tests.conftest import SIM_KEY
 from tests.integration.helpers import (
     assert_files_match_simulator,
@@ -225,7 +225,7 @@ def test_an_answer_for_an_item_that_moved_on_is_adopted_or_kept_as_an_orphan(tmp
     """A submit's answer that comes after its item moved on: an item back in pending adopts the
     generation (no second one paid); a cancelled one's is an orphan, counted and listed."""
     from reelbatch.jobs.state import ItemState as S
-    from reelbatch.scheduler.status import summary
+    from reelbatch.scheduler.views.status import summary
     from reelbatch.worker.engine.orphans import late_answer
 
     ctx = registered(tmp_path, redis_url, sim_factory(**FAST), 2)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from reelbatch.jobs.store import Store
-from reelbatch.scheduler.embedded import EmbeddedRedis, free_port
+from reelbatch.scheduler.stack.embedded import EmbeddedRedis, free_port
 from reelbatch.simulator.server import Knobs, Simulator
 from tests.conftest import SIM_KEY
 from tests.integration.helpers import (

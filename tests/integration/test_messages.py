@@ -16,10 +16,10 @@ from rich.console import Console
 
 from reelbatch.jobs.settings import Settings
 from reelbatch.jobs.store import Store
-from reelbatch.scheduler.cli import main
-from reelbatch.scheduler.notify import ENDED, notify_batch
+from reelbatch.scheduler.commands.cli import main
 from reelbatch.scheduler.run import summary as run_summary
-from reelbatch.scheduler.status import render, summary
+from reelbatch.scheduler.views.notify import ENDED, notify_batch
+from reelbatch.scheduler.views.status import render, summary
 from reelbatch.worker.context import WorkerContext
 from tests.batchfill import fail, make_item, new_batch, succeed
 from tests.integration.helpers import cli_env, reelbatch
@@ -144,7 +144,7 @@ def test_a_provider_host_that_does_not_resolve_is_one_line_and_exit_3(tmp_path):
 
 
 def test_a_batch_held_by_the_request_rate_says_so_in_its_progress_line(store, tmp_path, redis_url):
-    from reelbatch.scheduler.progress import PlainProgress
+    from reelbatch.scheduler.views.progress import PlainProgress
 
     batch_of(store, tmp_path)
     store.update_batch("night", requests_per_minute=2)

@@ -13,8 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from reelbatch.jobs.settings import Settings
 from reelbatch.jobs.store import Store
-from reelbatch.scheduler.embedded import EmbeddedRedis
-from reelbatch.scheduler.metrics import MetricsServer
+from reelbatch.scheduler.stack.embedded import EmbeddedRedis
+from reelbatch.scheduler.views.metrics import MetricsServer
 from tests.integration.helpers import cli_env, reap, reelbatch, spawn, wait_for, write_manifest
 
 pytestmark = pytest.mark.integration

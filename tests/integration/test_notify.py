@@ -19,8 +19,8 @@ import yaml
 from reelbatch.jobs.settings import Settings
 from reelbatch.jobs.state import ItemState as S
 from reelbatch.jobs.store import Store
-from reelbatch.scheduler.embedded import EmbeddedRedis
-from reelbatch.scheduler.notify import ENDED, PAUSED, BatchWatcher, notify_batch, parse_urls, urls_for
+from reelbatch.scheduler.stack.embedded import EmbeddedRedis
+from reelbatch.scheduler.views.notify import ENDED, PAUSED, BatchWatcher, notify_batch, parse_urls, urls_for
 from tests.batchfill import fail, make_item, new_batch, start, succeed
 from tests.integration.helpers import cli_env, reelbatch, write_manifest
 from tests.integration.test_secrets import files_under, redis_dump

@@ -35,7 +35,7 @@ def test_the_wheel_has_one_top_level_name(tmp_path):
                and path.suffix in (".py", ".yaml", ".json", ".j2", ".conf", ".csv") and "__pycache__" not in path.parts}
     assert sources - names == set()         # every module and data file of the tree is in the wheel
     assert {"reelbatch/worker/engine/submit.py", "reelbatch/configs/schemas/oxen/kling-video-o1-image-to-video.json",
-            "reelbatch/jobs/examples/demo.yaml", "reelbatch/scheduler/templates/report.html.j2"} <= names
+            "reelbatch/jobs/examples/demo.yaml", "reelbatch/scheduler/views/templates/report.html.j2"} <= names
 
 
 def _decoys(folder: Path) -> Path:

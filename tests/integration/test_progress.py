@@ -16,7 +16,7 @@ from rich.console import Console
 from reelbatch.jobs.settings import Settings
 from reelbatch.jobs.state import ItemState as S
 from reelbatch.jobs.store import Store
-from reelbatch.scheduler.progress import (
+from reelbatch.scheduler.views.progress import (
     NORMAL,
     QUIET,
     VERBOSE,

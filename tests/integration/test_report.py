@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from reelbatch.jobs.store import Store
-from reelbatch.scheduler.export import load_batch
-from reelbatch.scheduler.report import write_report
+from reelbatch.scheduler.views.export import load_batch
+from reelbatch.scheduler.views.report import write_report
 from tests.batchfill import big_batch, fail, make_item, new_batch, succeed
 from tests.integration.helpers import cli_env, reelbatch, write_manifest
 

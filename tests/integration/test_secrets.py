@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from reelbatch.scheduler.embedded import EmbeddedRedis
+from reelbatch.scheduler.stack.embedded import EmbeddedRedis
 from reelbatch.simulator.server import Knobs, Simulator
 from tests.integration.helpers import cli_env, reap, reelbatch, results, status_counts, write_manifest
 

@@ -20,7 +20,7 @@ import sys, time
 from pathlib import Path
 from reelbatch.worker import tether
 tether._libc_prctl = lambda: None          # as on macOS: no PR_SET_PDEATHSIG
-from reelbatch.scheduler.embedded import WorkerProcess
+from reelbatch.scheduler.stack.embedded import WorkerProcess
 worker = WorkerProcess({"REELBATCH_BROKER_URL": sys.argv[1]}, Path(sys.argv[2]), 1, tied=True)
 worker.start()
 print(worker.proc.pid, flush=True)

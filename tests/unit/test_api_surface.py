@@ -4,6 +4,7 @@ input as `reelbatch.BadInput` with file, line and field and the command line's o
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ from tests.conftest import REPO
 PINNED = [
     "plan", "run", "submit", "batch", "batches",
     "Batch", "Plan", "PlannedItem", "BatchStatus", "Result", "RetryReport", "CancelReport",
+    "RunReport", "SubmitReport", "ExportReport",
     "ReelbatchError", "BadInput", "ManifestError", "ServiceUnavailable",
     "__version__",
 ]
@@ -41,7 +43,8 @@ def test_the_exported_names_are_pinned():
 def test_every_public_callable_says_what_it_does():
     for name in PINNED[:-1]:
         assert (getattr(reelbatch, name).__doc__ or "").strip(), name
-    for method in ("status", "results", "wait", "retry", "cancel", "export", "to_dataset"):
+    for method in ("status", "results", "wait", "retry", "cancel", "export", "export_report", "write_report",
+                   "to_dataset"):
         assert getattr(reelbatch.Batch, method).__doc__, method
 
 
@@ -126,8 +129,48 @@ def test_a_notebook_gets_a_bar_redrawn_in_place_or_plain_lines(monkeypatch, widg
 
     from reelbatch.jobs.settings import get_settings
     from reelbatch.jobs.store import Store
-    from reelbatch.scheduler.progress import make_progress
+    from reelbatch.scheduler.views.progress import make_progress
 
     monkeypatch.setitem(sys.modules, "ipywidgets", types.ModuleType("ipywidgets") if widgets else None)
     shown = make_progress(Store.from_url(redis_url), "b", Console(force_jupyter=True), get_settings())
     assert type(shown).__name__ == display
+
+
+def test_a_bad_setting_names_its_variable_as_the_field_with_the_command_line_s_text(tmp_path, monkeypatch):
+    monkeypatch.setenv("REELBATCH_PROGRESS_EVERY_S", "often")
+    with pytest.raises(reelbatch.BadInput) as caught:
+        reelbatch.plan(manifest(), base_dir=tmp_path)
+    exc = caught.value
+    assert exc.field == "REELBATCH_PROGRESS_EVERY_S" and exc.file == "" and exc.line is None
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump(manifest()))
+    env = {**os.environ, "REELBATCH_PROGRESS_EVERY_S": "often"}
+    done = subprocess.run([sys.executable, "-m", "reelbatch", "plan", str(path)], capture_output=True,
+                          text=True, cwd=tmp_path, timeout=120, env=env)
+    assert done.returncode == 2 and done.stderr == f"reelbatch: error: {exc}\n"
+
+
+def test_every_failure_the_api_raises_has_its_exit_code_in_one_table():
+    from reelbatch.scheduler.commands.cli import EXIT_CODES
+
+    def code(exc: BaseException) -> int:
+        return next(c for raised, c, _ in EXIT_CODES if isinstance(exc, raised))
+
+    assert code(reelbatch.BadInput("x")) == code(reelbatch.ManifestError("x")) == 2
+    assert code(reelbatch.ServiceUnavailable("x")) == 3
+
+
+def test_a_script_s_progress_goes_to_its_log_as_unwrapped_lines_and_a_notebook_s_to_its_cell(monkeypatch):
+    """Under pytest stdout is not a terminal, as in a script writing to a log: the command line's
+    console (lines as long as they are). In Jupyter, rich's own console, which it draws in the cell."""
+    from rich.console import Console
+
+    from reelbatch.scheduler.api import progress_console
+    from reelbatch.scheduler.views.console import LOG_WIDTH
+
+    assert progress_console(True).width == LOG_WIDTH and not progress_console(True).quiet
+    assert progress_console(False).quiet
+    mine = Console()
+    assert progress_console(mine) is mine
+    monkeypatch.setattr("rich.console._is_jupyter", lambda: True)
+    assert progress_console(True).is_jupyter and progress_console(True).width != LOG_WIDTH

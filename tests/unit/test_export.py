@@ -13,8 +13,8 @@ import pytest
 from reelbatch.jobs.item import Item, Params
 from reelbatch.jobs.state import ItemState as S
 from reelbatch.jobs.store import BatchMeta, Store
-from reelbatch.scheduler.export import export_index, load_batch
-from reelbatch.scheduler.report import write_report
+from reelbatch.scheduler.views.export import export_index, load_batch
+from reelbatch.scheduler.views.report import write_report
 from reelbatch.simulator.media import make_mp4
 from tests.integration.helpers import cli_env, reelbatch
 

@@ -17,12 +17,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 TOP = "reelbatch"
 # Rank of each layer by package prefix (the longest prefix wins): a module imports only its own rank
-# or lower. The CLI/API is reelbatch/'s own modules and, today, the commands in scheduler/; when they
-# move to a package of their own (issue 21.5), give it rank 4 here.
-RANKS = {TOP: 4, f"{TOP}.scheduler": 3, f"{TOP}.worker": 2, f"{TOP}.jobs": 1, f"{TOP}.configs": 0}
+# or lower. The CLI/API is reelbatch/'s own modules and the commands (scheduler/commands/), above the
+# control plane (scheduler/: the API's functions, its stack and views).
+COMMANDS = f"{TOP}.scheduler.commands"
+RANKS = {TOP: 4, COMMANDS: 4, f"{TOP}.scheduler": 3, f"{TOP}.worker": 2, f"{TOP}.jobs": 1, f"{TOP}.configs": 0}
 SIMULATOR = f"{TOP}.simulator"
 SIMULATOR_MAY_IMPORT = (SIMULATOR, f"{TOP}.jobs", f"{TOP}.configs")
-SIMULATOR_USED_BY = (TOP, f"{TOP}.scheduler")   # the command line serves it
+SIMULATOR_USED_BY = (TOP, COMMANDS)   # the command line serves it
 NOT_IN_JOBS = ("celery", "kombu", "httpx", "httpx_sse")
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 
-from reelbatch.scheduler.lease import Lease
+from reelbatch.scheduler.stack.lease import Lease
 
 
 def test_a_service_stops_only_when_its_last_holder_in_this_process_leaves(tmp_path):

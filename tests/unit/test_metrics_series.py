@@ -10,7 +10,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from reelbatch.jobs.store import Store
-from reelbatch.scheduler.metrics import registry_for
+from reelbatch.scheduler.views.metrics import registry_for
 from tests.batchfill import fail, make_item, new_batch, start, succeed
 from tests.conftest import REPO
 

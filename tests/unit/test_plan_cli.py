@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 EXAMPLES = Path(__file__).parents[2] / "jobs" / "examples"
-CLI = "from scheduler.cli import main; main()"
+CLI = "from reelbatch.scheduler.commands.cli import main; main()"
 
 
 def reelbatch(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from reelbatch.jobs.state import ItemState as S
 from reelbatch.jobs.store import Store
-from reelbatch.scheduler.follow import Follower, follow
-from reelbatch.scheduler.report import write_report
+from reelbatch.scheduler.views.follow import Follower, follow
+from reelbatch.scheduler.views.report import write_report
 from tests.batchfill import fail, make_item, new_batch, start, succeed
 
 N = 8

@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from reelbatch.scheduler.lease import Lease
+from reelbatch.scheduler.stack.lease import Lease
 from reelbatch.worker import tether
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import logging
 
 from reelbatch.jobs.settings import Settings
-from reelbatch.scheduler.broker import connect
-from reelbatch.scheduler.metrics import serve_metrics
-from reelbatch.scheduler.notify import BatchWatcher
+from reelbatch.scheduler.stack.broker import connect
+from reelbatch.scheduler.views.metrics import serve_metrics
+from reelbatch.scheduler.views.notify import BatchWatcher
 from reelbatch.worker.app import app
 from reelbatch.worker.listener import start_listeners
 from reelbatch.worker.providers import PROVIDERS

@@ -3,7 +3,6 @@ failures grouped by reason; `--watch` refreshes, `--json` for scripts."""
 
 from __future__ import annotations
 
-import json
 import re
 import shlex
 import time
@@ -12,7 +11,6 @@ from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 
-import click
 from rich.console import Console, Group
 from rich.live import Live
 from rich.markup import escape
@@ -24,9 +22,8 @@ from reelbatch.jobs.manifest import load_manifest
 from reelbatch.jobs.settings import Settings
 from reelbatch.jobs.state import OPEN, TERMINAL, ItemState as S
 from reelbatch.jobs.store import Store
-from reelbatch.scheduler.broker import connect, connect_batch
-from reelbatch.scheduler.console import output_console
-from reelbatch.scheduler.progress import PlainProgress, hms, settled
+from reelbatch.scheduler.stack.broker import connect_batch
+from reelbatch.scheduler.views.progress import PlainProgress, hms, settled
 
 SIMULATED = " by the simulator (not real money)"   # after "$5.04 charged"
 
@@ -189,22 +186,9 @@ def batch_of_manifest(settings: Settings, ref: str) -> str:
     return load_manifest(path, settings.max_manifest_bytes).name
 
 
-def show_status(settings: Settings, batch: str | None, as_json: bool, watch: bool = False) -> int:
-    batch = batch_of_manifest(settings, batch) if batch else None
-    store = (connect_batch(settings, batch) if batch else connect(settings)).store
-    fleet = settings.broker_url is not None
-    if not batch:
-        infos = [summary(store, name) for name in store.batches()]
-        click.echo(json.dumps(infos, indent=2) if as_json else "\n".join(map(one_line, infos)) or
-                   "no batches")
-        return 0
-    if as_json:
-        click.echo(json.dumps(summary(store, batch), indent=2))
-        return 0
-    if not watch:
-        output_console().print(render(summary(store, batch), fleet))
-        return 0
-    return watch_status(store, batch, output_console(), settings.progress_every_s)
+def watch_batch(settings: Settings, batch: str, console: Console) -> int:
+    """`status --watch`: follow the batch in the store until nothing in it can move."""
+    return watch_status(connect_batch(settings, batch).store, batch, console, settings.progress_every_s)
 
 
 def watch_status(store: Store, batch: str, console: Console, every_s: float, tick_s: float = 1.0) -> int:

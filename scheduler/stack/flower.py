@@ -14,8 +14,8 @@ from importlib import resources
 import click
 
 from reelbatch.jobs.settings import Settings
-from reelbatch.scheduler.broker import broker
-from reelbatch.scheduler.embedded import run_foreground
+from reelbatch.scheduler.stack.broker import broker
+from reelbatch.scheduler.stack.embedded import run_foreground
 
 AUTH_ENV = "FLOWER_BASIC_AUTH"
 LOOPBACK = "127.0.0.1"

@@ -23,8 +23,8 @@ from reelbatch.jobs.manifest import Manifest
 from reelbatch.jobs.settings import Settings
 from reelbatch.jobs.state import IN_FLIGHT, ItemState as S
 from reelbatch.jobs.store import REDIS_DOWN, Store
-from reelbatch.scheduler.progress import settled
-from reelbatch.scheduler.status import ran, summary
+from reelbatch.scheduler.views.progress import settled
+from reelbatch.scheduler.views.status import ran, summary
 from reelbatch.worker.results import RESULTS
 
 log = logging.getLogger("reelbatch.notify")

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from reelbatch.jobs.state import OPEN
 from reelbatch.jobs.store import BatchMeta, ItemRecord, Store
-from reelbatch.scheduler.export import load_batch
-from reelbatch.scheduler.progress import settled
+from reelbatch.scheduler.views.export import load_batch
+from reelbatch.scheduler.views.progress import settled
 
 
 class Follower:

@@ -40,11 +40,9 @@ import click
 
 from reelbatch.jobs.files import NotARegularFile, atomic_write, file_mode
 from reelbatch.jobs.money import Spend
-from reelbatch.jobs.settings import Settings
 from reelbatch.jobs.state import ItemState as S
 from reelbatch.jobs.store import BatchMeta, ItemRecord, Store
-from reelbatch.scheduler.broker import connect_batch
-from reelbatch.scheduler.dataset_inputs import INPUTS, InputFiles, with_inputs
+from reelbatch.scheduler.views.dataset_inputs import INPUTS, InputFiles, with_inputs
 from reelbatch.worker.results import line
 
 STDOUT = "-"
@@ -311,35 +309,3 @@ def _swap(new: Path, folder: Path) -> None:
     os.rename(folder, old)
     os.rename(new, folder)
     shutil.rmtree(old, ignore_errors=True)
-
-
-# --- the command -------------------------------------------------------------------------------
-
-def export_batch(settings: Settings, batch: str, fmt: str, layout: str, out: Path | None) -> int:
-    store = connect_batch(settings, batch).store
-    meta, records = load_batch(store, batch)
-    if layout == "dataset":
-        if out is not None and str(out) == STDOUT:
-            raise click.UsageError("--layout dataset writes a folder: --out DIR, not -")
-        folder = out or Path(f"{Path(meta.output).absolute()}-dataset")
-        with destination(folder, explicit=out is not None):
-            done = export_dataset(meta, records, store.spend(batch), folder, fmt)
-        click.echo(f"{batch}: {done.videos} videos of {len(records)} items -> {done.folder} "
-                   f"({done.linked} hard links, {done.videos - done.linked} copies)"
-                   + (f", {done.inputs} inputs in {INPUTS}/" if done.inputs else ""))
-        if done.missing_inputs:
-            click.echo(f"{batch}: {len(done.missing_inputs)} local inputs are gone and left out of the dataset "
-                       f"(e.g. {done.missing_inputs[0]})", err=True)
-        if done.missing:
-            click.echo(f"{batch}: {len(done.missing)} succeeded videos are not in the output folder as "
-                       f"downloaded (e.g. {', '.join(done.missing[:3])}); `reelbatch run` fetches them again",
-                       err=True)
-        return 0
-    try:
-        path = export_index(meta, records, fmt, out)
-    except PipeClosed:
-        return 0
-    click.echo(f"{batch}: {len(records)} items -> {'standard output' if path == STDOUT else path}",
-               err=path == STDOUT)
-    return 0
-

@@ -19,8 +19,8 @@ import redis
 
 from reelbatch.jobs.errors import ManifestError, ServiceUnavailable
 from reelbatch.jobs.files import write_text
-from reelbatch.scheduler import redislog
-from reelbatch.scheduler.lease import Lease
+from reelbatch.scheduler.stack import redislog
+from reelbatch.scheduler.stack.lease import Lease
 from reelbatch.worker.logs import LOG_FILE_VARIABLE
 from reelbatch.worker.tether import tie_to_me
 

@@ -9,7 +9,7 @@ import redis
 
 from reelbatch.jobs.errors import ManifestError, ServiceUnavailable
 from reelbatch.jobs.settings import Settings
-from reelbatch.scheduler.embedded import EmbeddedRedis
+from reelbatch.scheduler.stack.embedded import EmbeddedRedis
 from reelbatch.worker.app import use_broker
 from reelbatch.worker.context import WorkerContext
 

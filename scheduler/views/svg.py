@@ -12,7 +12,7 @@ from __future__ import annotations
 from html import escape
 from urllib.parse import quote
 
-from reelbatch.scheduler.charts import Summary
+from reelbatch.scheduler.views.charts import Summary
 
 W, H = 270, 140                   # every chart's box: four side by side on a 1280 px screen
 LEFT, RIGHT, TOP, BOTTOM = 48, 10, 12, 24

@@ -6,8 +6,8 @@ from __future__ import annotations
 import sys
 
 from reelbatch.jobs.settings import Settings
-from reelbatch.scheduler.broker import broker
-from reelbatch.scheduler.embedded import WorkerProcess, run_foreground
+from reelbatch.scheduler.stack.broker import broker
+from reelbatch.scheduler.stack.embedded import WorkerProcess, run_foreground
 from reelbatch.worker.providers import REGISTRY
 
 

@@ -32,13 +32,13 @@ from reelbatch.jobs.files import write_text
 from reelbatch.jobs.money import Spend
 from reelbatch.jobs.settings import Settings
 from reelbatch.jobs.state import TERMINAL, ItemState as S
-from reelbatch.jobs.store import BatchMeta, ItemRecord, Store
-from reelbatch.scheduler.broker import connect_batch
-from reelbatch.scheduler.charts import generation_s, summarise
-from reelbatch.scheduler.export import destination, load_batch
-from reelbatch.scheduler.follow import follow
-from reelbatch.scheduler.inputs import INPUTS, input_thumbs, relative_url
-from reelbatch.scheduler.svg import summary_svg
+from reelbatch.jobs.store import BatchMeta, ItemRecord
+from reelbatch.scheduler.stack.broker import connect_batch
+from reelbatch.scheduler.views.charts import generation_s, summarise
+from reelbatch.scheduler.views.export import destination
+from reelbatch.scheduler.views.follow import follow
+from reelbatch.scheduler.views.inputs import INPUTS, input_thumbs, relative_url
+from reelbatch.scheduler.views.svg import summary_svg
 from reelbatch.worker.storage import poster_frame
 
 REPORT = "report.html"
@@ -209,19 +209,10 @@ def write_report(meta: BatchMeta, records: list[ItemRecord], spend: Spend, out: 
     return write_text(page, render(meta, cards, spend, summary, refresh_s, inputs))
 
 
-def report_batch(settings: Settings, batch: str, out: Path | None, watch_s: float | None = None) -> int:
-    """Write the page once, or (``watch_s``) every so often until the batch can move no more."""
+def watch_report(settings: Settings, batch: str, out: Path | None, every_s: float) -> int:
+    """`report --watch`: the page rewritten every so often until the batch can move no more."""
     store = connect_batch(settings, batch).store
-    if watch_s is not None:
-        return _watch(store, batch, out, watch_s)
-    meta, records = load_batch(store, batch)
-    with destination(out or Path(meta.output) / REPORT, explicit=out is not None):
-        page = write_report(meta, records, store.spend(batch), out)
-    click.echo(f"{batch}: {len(records)} items -> {page}")
-    return 0
 
-
-def _watch(store: Store, batch: str, out: Path | None, every_s: float) -> int:
     def write(meta: BatchMeta, records: list[ItemRecord], refresh_s: float | None) -> Path:
         with destination(out or Path(meta.output) / REPORT, explicit=out is not None):
             page = write_report(meta, records, store.spend(batch), out, refresh_s)

@@ -16,8 +16,8 @@ import httpx
 
 from reelbatch.jobs.files import write_text
 from reelbatch.jobs.settings import Settings
-from reelbatch.scheduler.embedded import free_port, port_free, wait_until
-from reelbatch.scheduler.lease import Lease
+from reelbatch.scheduler.stack.embedded import free_port, port_free, wait_until
+from reelbatch.scheduler.stack.lease import Lease
 
 
 class SimulatorProcess:
