@@ -22,6 +22,7 @@ from rich.markup import escape
 from rich.text import Text
 
 from reelbatch.jobs.errors import ServiceUnavailable
+from reelbatch.jobs.fleet import unserved as unserved_providers
 from reelbatch.jobs.settings import Settings
 from reelbatch.jobs.state import OPEN, ItemState as S
 from reelbatch.jobs.store import Store
@@ -34,7 +35,7 @@ from reelbatch.scheduler.plan import Plan, plan_batch
 from reelbatch.scheduler.progress import NORMAL, QUIET, Display, make_progress
 from reelbatch.scheduler.reuse import describe_reuse, reuse_videos
 from reelbatch.scheduler.simproc import SimulatorProcess
-from reelbatch.scheduler.status import SIMULATED, ran, rerun_command
+from reelbatch.scheduler.status import SIMULATED, no_key_line, ran, rerun_command
 from reelbatch.worker.app import use_broker
 from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.control import (
@@ -248,14 +249,23 @@ class Watch:
         self._warn_without_worker()
 
     def _warn_without_worker(self) -> None:
-        """With a configured broker nobody here runs a worker: say so when none is consuming."""
+        """With a configured broker nobody here runs a worker: say so when none is consuming, or
+        none has the key of the batch's provider."""
         if self.worker is not None or self.warned_no_worker:
             return
-        grace = self.ctx.settings.no_worker_grace_s
-        if time.monotonic() - self.started > grace and not self.ctx.store.workers():
+        if time.monotonic() - self.started <= self.ctx.settings.no_worker_grace_s:
+            return
+        if not self.ctx.store.workers():
             self.warned_no_worker = True
             self.console.print("[yellow]no worker is consuming the queue: start one with "
                                "`reelbatch worker` (same REELBATCH_BROKER_URL)[/]")
+            return
+        meta = self.ctx.store.batch(self.name)
+        line = no_key_line(unserved_providers(self.ctx.store.r, [meta.provider]),
+                           self.ctx.store.open_items(self.name)) if meta else None
+        if line:
+            self.warned_no_worker = True
+            self.console.print(f"[yellow]{escape(line)}[/]")
 
 
 def _watch(ctx: WorkerContext, name: str, worker: WorkerProcess | None, console: Console,

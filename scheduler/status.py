@@ -20,6 +20,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 
 from reelbatch.jobs.errors import PERMANENT_KINDS
+from reelbatch.jobs.fleet import unserved as unserved_providers
 from reelbatch.jobs.manifest import load_manifest
 from reelbatch.jobs.settings import Settings
 from reelbatch.jobs.state import TERMINAL, ItemState as S
@@ -27,6 +28,7 @@ from reelbatch.jobs.store import Store
 from reelbatch.scheduler.broker import connect, connect_batch
 from reelbatch.scheduler.console import output_console
 from reelbatch.scheduler.progress import PlainProgress, hms, settled
+from reelbatch.worker.providers import entry
 
 SIMULATED = " by the simulator (not real money)"   # after "$5.04 charged"
 
@@ -46,8 +48,9 @@ def summary(store: Store, batch: str, now: float | None = None) -> dict:
                         if state not in TERMINAL and state is not S.DOWNLOADING)
     pace = store.pace(batch)
     workers = len(store.workers())
+    unserved = unserved_providers(store.r, [meta.provider]) if meta and workers and done < total else []
     rate = _throughput(pace, done, done < total, now)
-    stuck = done < total and (not workers or bool(meta and meta.paused))   # nothing can move
+    stuck = done < total and (not workers or bool(unserved) or bool(meta and meta.paused))   # nothing can move
     failed = store.failures(batch)
     return {
         "batch": batch, "total": total, "done": done,
@@ -63,6 +66,7 @@ def summary(store: Store, batch: str, now: float | None = None) -> dict:
         "manifest": meta.manifest if meta else None,
         "paused": meta.paused if meta else None,
         "workers": workers,
+        "unserved": unserved,   # providers of the batch no live worker has a key for
         **batch_times(meta.created_at if meta else None, pace, _ended(counts, store.budget_waiting(batch))),
         "orphans": [{"generation_id": g, **o} for g, o in sorted(store.orphans(batch).items())],
     }
@@ -105,14 +109,25 @@ def rerun_command(batch: str, manifest: str | None, kinds: Iterable[str | None])
 
 
 def waiting_line(info: dict, fleet: bool) -> str | None:
-    """What to do when items are open and no worker consumes them."""
+    """What to do when items are open and no worker consumes them (or none has their key)."""
     waiting = info["total"] - info["done"] - info["waiting_for_budget"]
-    if waiting <= 0 or info["workers"] or info["paused"]:
+    if waiting <= 0 or info["paused"]:
         return None
+    if info["workers"]:
+        return no_key_line(info.get("unserved") or [], waiting)
     where = info.get("manifest")
     run = f"run `reelbatch run {where}`" if where else "run its manifest with `reelbatch run`"
     fleet_hint = " (or start a worker with `reelbatch worker`)" if fleet else ""
     return f"{waiting} items wait: {run}{fleet_hint}"
+
+
+def no_key_line(unserved: list[str], waiting: int) -> str | None:
+    """``no worker has a key for oxen``: the items wait untouched in its queue."""
+    if not unserved:
+        return None
+    keys = ", ".join(entry(p).key_variable for p in unserved)
+    return (f"no worker has a key for {', '.join(unserved)}: {waiting} items wait untouched; "
+            f"start a worker with {keys}")
 
 
 def _throughput(pace: tuple[float | None, float | None], done: int, running: bool,
@@ -145,6 +160,7 @@ def _failures(failed: list[tuple[str, str | None, str | None]]) -> list[dict]:
 def one_line(info: dict) -> str:
     counts = " ".join(f"{k} {v}" for k, v in info["counts"].items() if v)
     paused = f" · paused: {info['paused']}" if info.get("paused") else ""
+    paused += f" · no worker has a key for {', '.join(info['unserved'])}" if info.get("unserved") else ""
     manifest = f" · {info['manifest']}" if info.get("manifest") else ""
     return f"{info['batch']}: {info['done']}/{info['total']} done · {counts} · {info['spend']}{paused}{manifest}"
 

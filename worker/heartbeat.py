@@ -1,5 +1,6 @@
-"""Each worker says it is alive every few seconds (a heartbeat in the state store), so `run` and
-`status` can tell the user when no worker consumes the queue."""
+"""Each worker says it is alive every few seconds (a heartbeat in the state store), and which
+providers it serves (the queues it consumes: worker/queues.py), so `run` and `status` can tell the
+user when no worker consumes the queue, or none has a provider's key."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import threading
 import redis
 from celery.signals import worker_ready, worker_shutdown
 
+from reelbatch.jobs import fleet
 from reelbatch.worker.context import context
+from reelbatch.worker.queues import served
 
 log = logging.getLogger("reelbatch.worker")
 EVERY_S = 5.0
@@ -17,10 +20,16 @@ TTL_S = 15.0
 _stop = threading.Event()
 
 
+def _mark(name: str) -> None:
+    ctx = context()
+    ctx.store.mark_worker(name, TTL_S)
+    fleet.mark_serving(ctx.store.r, name, served(ctx.settings), TTL_S)
+
+
 def _beat(name: str) -> None:
     while not _stop.wait(EVERY_S):
         try:
-            context().store.mark_worker(name, TTL_S)
+            _mark(name)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             log.debug("heartbeat skipped: %s", exc)
 
@@ -28,14 +37,17 @@ def _beat(name: str) -> None:
 @worker_ready.connect
 def _started(sender: object = None, **_: object) -> None:
     name = str(getattr(sender, "hostname", "worker"))
-    context().store.mark_worker(name, TTL_S)
+    _mark(name)
+    log.info("serving the queues of %s", ", ".join(served(context().settings)) or "no provider")
     threading.Thread(target=_beat, args=(name,), daemon=True, name="rb-heartbeat").start()
 
 
 @worker_shutdown.connect
 def _stopping(sender: object = None, **_: object) -> None:
     _stop.set()
+    name, ctx = str(getattr(sender, "hostname", "worker")), context()
     try:
-        context().store.forget_worker(str(getattr(sender, "hostname", "worker")))
+        ctx.store.forget_worker(name)
+        fleet.forget_serving(ctx.store.r, name, served(ctx.settings))
     except (redis.ConnectionError, redis.TimeoutError):
         pass
