@@ -3,5 +3,5 @@ Celery nor httpx; every other package builds on it."""
 
 __all__ = [
     "catalog", "content", "errors", "expand", "files", "fleet", "inputs", "item", "limits", "manifest", "money",
-    "leases", "names", "policy", "schemas", "settings", "state", "store",
+    "leases", "names", "policy", "schemas", "settings", "state", "store", "unclaimed",
 ]

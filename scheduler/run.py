@@ -35,12 +35,13 @@ from reelbatch.scheduler.plan import Plan, plan_batch
 from reelbatch.scheduler.progress import NORMAL, QUIET, Display, make_progress
 from reelbatch.scheduler.reuse import describe_reuse, reuse_videos
 from reelbatch.scheduler.simproc import SimulatorProcess
-from reelbatch.scheduler.status import SIMULATED, no_key_line, ran, rerun_command
+from reelbatch.scheduler.status import SIMULATED, no_key_line, ran, rerun_command, unclaimed_lines
 from reelbatch.worker.app import use_broker
 from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.control import (
     Registration,
     fetch_lost_files,
+    find_unclaimed,
     recheck_batch,
     register_batch,
     settle_charges,
@@ -159,6 +160,7 @@ def _carry_out(stack: ExitStack, ctx: WorkerContext, plan: Plan, services: Stack
         start_batch(ctx, name)
         _watch(ctx, name, worker, console, options.verbosity)
         _fetch_lost(ctx, name, worker, console, options.verbosity)
+        _adopt_unclaimed(ctx, name, worker, console, options.verbosity)
         settle_charges(ctx, plan.manifest.provider)   # the last costs the provider's history holds
     except BatchPaused as paused:
         notify_batch(ctx.store, name, urls_for(plan.manifest.notify, ctx.settings), PAUSED, str(paused),
@@ -185,6 +187,17 @@ def _fetch_lost(ctx: WorkerContext, name: str, worker: WorkerProcess | None, con
             return
         console.print(f"{lost} videos went missing from the output folder during the run: "
                       "downloading them again from their generations")
+        _watch(ctx, name, worker, console, verbosity)
+
+
+def _adopt_unclaimed(ctx: WorkerContext, name: str, worker: WorkerProcess | None, console: Console,
+                     verbosity: int) -> None:
+    """The provider's generations of the batch's model made during the run that no item claims:
+    a pending item they match adopts them (and the run waits for it); the rest the summary lists."""
+    adopted, _ = find_unclaimed(ctx, name)
+    if adopted:
+        console.print(f"{adopted} pending items adopted a generation the provider made for them "
+                      "whose answer was lost")
         _watch(ctx, name, worker, console, verbosity)
 
 
@@ -313,6 +326,8 @@ def summary(store: Store, name: str, console: Console) -> int:
     for rec in failed:
         console.print(Text.assemble("  ", ("failed", "red"),
                                     f" {rec.item_id}: [{rec.error_kind}] {rec.error}"))
+    for line in unclaimed_lines(store.orphans(name)):
+        console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
     if counts[S.PENDING]:
         console.print(f"  {counts[S.PENDING]} items wait for the budget: raise "
                       "limits.max_cost_usd and run again")

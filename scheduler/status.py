@@ -25,6 +25,7 @@ from reelbatch.jobs.manifest import load_manifest
 from reelbatch.jobs.settings import Settings
 from reelbatch.jobs.state import TERMINAL, ItemState as S
 from reelbatch.jobs.store import Store
+from reelbatch.jobs.unclaimed import unclaimed
 from reelbatch.scheduler.broker import connect, connect_batch
 from reelbatch.scheduler.console import output_console
 from reelbatch.scheduler.progress import PlainProgress, hms, settled
@@ -130,6 +131,17 @@ def no_key_line(unserved: list[str], waiting: int) -> str | None:
             f"start a worker with {keys}")
 
 
+def unclaimed_lines(orphans: dict[str, dict]) -> list[str]:
+    """One line per generation of the batch's model made during its runs that no item claims:
+    its id, model, when it was made and its cost where the provider said."""
+    lines = []
+    for generation_id, o in sorted(unclaimed(orphans).items()):
+        cost = f"${o['cost_usd']:.2f}" if o.get("cost_usd") is not None else "cost unknown"
+        lines.append(f"unclaimed generation {generation_id}: {o.get('model')}, made {iso(o.get('created_at'))}, "
+                     f"{o.get('status')}, {cost} (no item claims it; not counted in the cost)")
+    return lines
+
+
 def _throughput(pace: tuple[float | None, float | None], done: int, running: bool,
                 now: float) -> float | None:
     """Finished items per second over the batch's active time: from the first submit to the last
@@ -187,10 +199,13 @@ def render(info: dict, fleet: bool = False) -> Group:
     if info["waiting_for_budget"]:
         table.add_row("budget", f"{info['waiting_for_budget']} items wait: raise limits.max_cost_usd "
                                 "and run again")
-    if info.get("orphans"):
-        ids = ", ".join(o["generation_id"] for o in info["orphans"][:3])
-        table.add_row("[yellow]orphans", escape(f"{len(info['orphans'])} paid generations no item holds "
+    late = [o for o in info.get("orphans") or [] if not o.get("unclaimed")]
+    if late:
+        ids = ", ".join(o["generation_id"] for o in late[:3])
+        table.add_row("[yellow]orphans", escape(f"{len(late)} paid generations no item holds "
                                                 f"(an answer that came late; counted in the cost): {ids}"))
+    for line in unclaimed_lines({o["generation_id"]: o for o in info.get("orphans") or []}):
+        table.add_row("[yellow]unclaimed", escape(line))
     for failure in info["failures"]:
         table.add_row("[red]failed", escape(f"{failure['count']} × {failure['reason']} "
                                             f"(e.g. {', '.join(failure['examples'])})"))

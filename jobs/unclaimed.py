@@ -1,0 +1,28 @@
+"""Generations the provider lists for a batch's model, made since the batch started, that no item
+claims: kept beside the batch's orphans (``rb:{b}:orphans``, marked ``unclaimed``) for `status`,
+the run's summary and the report. Not counted in the batch's cost: one may be another client's."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import redis
+
+from reelbatch.jobs import keys
+
+WHY = "made since the batch started; no item claims it"
+
+
+def record_unclaimed(r: redis.Redis, batch: str, generation_id: str, model: str,
+                     created_at: float | None, cost_usd: float | None, status: str) -> bool:
+    """Keep one unclaimed generation (once); False when it was known already."""
+    entry: dict[str, Any] = {"item_id": None, "unclaimed": True, "model": model, "created_at": created_at,
+                             "cost_usd": cost_usd, "status": status, "why": WHY, "at": round(time.time(), 3)}
+    return bool(r.hsetnx(keys.orphans(batch), generation_id, json.dumps(entry)))
+
+
+def unclaimed(orphans: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The unclaimed generations among a batch's orphans."""
+    return {g: o for g, o in orphans.items() if o.get("unclaimed")}
