@@ -213,7 +213,8 @@ def _write_index(ctx: WorkerContext, name: str, console: Console) -> None:
 
 def _start_worker(stack: ExitStack, services: Stack) -> WorkerProcess:
     log = services.settings.data_dir / "logs" / "worker.log"
-    worker = WorkerProcess(services.env, log, services.settings.worker_concurrency, tied=True)
+    env = {**services.env, "REELBATCH_WORKER_PROVIDERS": ""}   # every provider it has a key for
+    worker = WorkerProcess(env, log, services.settings.worker_concurrency, tied=True)
     worker.start()
     stack.callback(worker.stop)
     return worker

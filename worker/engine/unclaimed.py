@@ -1,13 +1,15 @@
 """At the end of a run: the provider's generations of the batch's model made since the batch
 started that no item claims (a submit whose answer was lost and whose row showed only after its
-item gave up, or a generation made outside reelbatch). Each that matches an item still pending
-(same model and prompt, as a reconcile matches) is adopted by it; the rest are recorded for
-`status`, the run's summary and the report. Only where the provider lists its generations
+item gave up, or a generation made outside reelbatch). One younger than a lost submit's look
+window may be a submit whose answer is still on its way: it is left out. Each that matches an item
+still pending (same model and prompt, as a reconcile matches) is adopted by it; the rest are
+recorded for `status` and the run's summary. Only where the provider lists its generations
 (``ListsGenerations``); matching needs ``FindsLostSubmits``."""
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 from reelbatch.jobs import errors
@@ -19,7 +21,7 @@ from reelbatch.jobs.unclaimed import record_unclaimed
 from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine.next import Next
 from reelbatch.worker.engine.orphans import adopt
-from reelbatch.worker.engine.submit import resolver
+from reelbatch.worker.engine.submit import look_window_s, resolver
 from reelbatch.worker.providers.base import FindsLostSubmits, Generation, ListsGenerations
 
 log = logging.getLogger("reelbatch.worker")
@@ -46,9 +48,11 @@ def look(ctx: WorkerContext, batch: str) -> tuple[list[Next], list[Unclaimed]]:
     if meta is None or not isinstance(client, ListsGenerations):
         return [], []
     model = catalog().model_for(meta.provider, meta.model).ids[meta.provider]
+    answered_by = time.time() - look_window_s(ctx)   # a newer one may be a POST still unanswered
     try:
         found = {g.generation_id: g for g in _listed(client, model, meta.created_at - SLACK_S)
-                 if ctx.store.generation_owner(meta.provider, g.generation_id) is None}
+                 if (g.enqueued_at or 0.0) <= answered_by
+                 and ctx.store.generation_owner(meta.provider, g.generation_id) is None}
         nexts = _adopt_pending(ctx, meta, found) if found else []
     except errors.ProviderError as exc:
         log.info("%s: the provider's generations could not be listed (%s)", batch, exc)
