@@ -26,6 +26,7 @@ from reelbatch.jobs.fleet import unserved as unserved_providers
 from reelbatch.jobs.settings import Settings
 from reelbatch.jobs.state import OPEN, ItemState as S
 from reelbatch.jobs.store import Store
+from reelbatch.jobs.unclaimed import unclaimed_lines
 from reelbatch.scheduler import preflight
 from reelbatch.scheduler.broker import check_broker
 from reelbatch.scheduler.embedded import EmbeddedRedis, WorkerProcess
@@ -35,7 +36,7 @@ from reelbatch.scheduler.plan import Plan, plan_batch
 from reelbatch.scheduler.progress import NORMAL, QUIET, Display, make_progress
 from reelbatch.scheduler.reuse import describe_reuse, reuse_videos
 from reelbatch.scheduler.simproc import SimulatorProcess
-from reelbatch.scheduler.status import SIMULATED, no_key_line, ran, rerun_command, unclaimed_lines
+from reelbatch.scheduler.status import SIMULATED, no_key_line, ran, rerun_command
 from reelbatch.worker.app import use_broker
 from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.control import (

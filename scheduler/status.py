@@ -25,7 +25,7 @@ from reelbatch.jobs.manifest import load_manifest
 from reelbatch.jobs.settings import Settings
 from reelbatch.jobs.state import TERMINAL, ItemState as S
 from reelbatch.jobs.store import Store
-from reelbatch.jobs.unclaimed import unclaimed
+from reelbatch.jobs.unclaimed import unclaimed_lines
 from reelbatch.scheduler.broker import connect, connect_batch
 from reelbatch.scheduler.console import output_console
 from reelbatch.scheduler.progress import PlainProgress, hms, settled
@@ -129,17 +129,6 @@ def no_key_line(unserved: list[str], waiting: int) -> str | None:
     keys = ", ".join(entry(p).key_variable for p in unserved)
     return (f"no worker has a key for {', '.join(unserved)}: {waiting} items wait untouched; "
             f"start a worker with {keys}")
-
-
-def unclaimed_lines(orphans: dict[str, dict]) -> list[str]:
-    """One line per generation of the batch's model made during its runs that no item claims:
-    its id, model, when it was made and its cost where the provider said."""
-    lines = []
-    for generation_id, o in sorted(unclaimed(orphans).items()):
-        cost = f"${o['cost_usd']:.2f}" if o.get("cost_usd") is not None else "cost unknown"
-        lines.append(f"unclaimed generation {generation_id}: {o.get('model')}, made {iso(o.get('created_at'))}, "
-                     f"{o.get('status')}, {cost} (no item claims it; not counted in the cost)")
-    return lines
 
 
 def _throughput(pace: tuple[float | None, float | None], done: int, running: bool,

@@ -1,6 +1,6 @@
 """Issue 23.7, the end of a run: the provider's generations of the batch's model made since the
-batch started that no item claims are listed (id, model, when made, cost), in the run's summary
-and in `status`. Here a submit's answer is lost after the generation was created, its row shows in
+batch started that no item claims are listed (id, model, when made, cost), in the run's summary,
+`status` and the report. Here a submit's answer is lost after the generation was created, its row shows in
 the provider's lists only later (after its item gave up: `submit_unknown`, resubmits capped at 0),
 and the next run's end finds it."""
 
@@ -36,3 +36,5 @@ def test_a_generation_no_item_claims_is_listed_at_the_end_of_the_run(tmp_path, s
     (orphan,) = shown["orphans"]
     assert orphan["generation_id"] == made["public_id"] and orphan["unclaimed"] and orphan["cost_usd"] == 0.56
     assert shown["counts"]["failed"] == 1 and sum(sim.stats()["enqueues"].values()) == 1
+    assert reelbatch("report", "lost", env=env).returncode == 0
+    assert f"unclaimed generation {made['public_id']}" in (tmp_path / "out" / "report.html").read_text()
