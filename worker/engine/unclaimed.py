@@ -3,8 +3,9 @@ started that no item claims (a submit whose answer was lost and whose row showed
 item gave up, or a generation made outside reelbatch). One younger than a lost submit's look
 window may be a submit whose answer is still on its way: it is left out. Each that matches an item
 still pending (same model and prompt, as a reconcile matches) is adopted by it; the rest are
-recorded for `status` and the run's summary. Only where the provider lists its generations
-(``ListsGenerations``); matching needs ``FindsLostSubmits``."""
+recorded for `status`, the run's summary and the report. Only where the provider lists what the
+account made (``ListsMadeGenerations``: Oxen's queue and history, the AI/ML API's request log);
+matching needs ``FindsLostSubmits``."""
 
 from __future__ import annotations
 
@@ -22,11 +23,9 @@ from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine.next import Next
 from reelbatch.worker.engine.orphans import adopt
 from reelbatch.worker.engine.submit import look_window_s, resolver
-from reelbatch.worker.providers.base import FindsLostSubmits, Generation, ListsGenerations
+from reelbatch.worker.providers.base import FindsLostSubmits, Generation, ListsMadeGenerations
 
 log = logging.getLogger("reelbatch.worker")
-PAGE_SIZE = 1000
-MAX_PAGES = 10
 SLACK_S = 5.0          # clock slack between us and the provider
 MAX_MATCHED = 200      # pending items asked about at most (one request each)
 
@@ -45,12 +44,12 @@ def look(ctx: WorkerContext, batch: str) -> tuple[list[Next], list[Unclaimed]]:
     and those recorded now."""
     meta = ctx.store.batch(batch)
     client = ctx.provider(meta.provider) if meta else None
-    if meta is None or not isinstance(client, ListsGenerations):
+    if meta is None or not isinstance(client, ListsMadeGenerations):
         return [], []
     model = catalog().model_for(meta.provider, meta.model).ids[meta.provider]
     answered_by = time.time() - look_window_s(ctx)   # a newer one may be a POST still unanswered
     try:
-        found = {g.generation_id: g for g in _listed(client, model, meta.created_at - SLACK_S)
+        found = {g.generation_id: g for g in client.made_since(model, meta.created_at - SLACK_S)
                  if (g.enqueued_at or 0.0) <= answered_by
                  and ctx.store.generation_owner(meta.provider, g.generation_id) is None}
         nexts = _adopt_pending(ctx, meta, found) if found else []
@@ -62,19 +61,6 @@ def look(ctx: WorkerContext, batch: str) -> tuple[list[Next], list[Unclaimed]]:
                 if record_unclaimed(ctx.store.r, batch, g.generation_id, model, g.enqueued_at,
                                     g.cost_usd, g.status.value)]
     return nexts, recorded
-
-
-def _listed(client: ListsGenerations, model: str, since: float) -> list[Generation]:
-    """The model's generations enqueued at or after ``since``: the active queue, then the
-    history back to ``since``."""
-    rows = list(client.list_active(model))
-    for page in range(1, MAX_PAGES + 1):
-        chunk = client.list_page(model, page, PAGE_SIZE)
-        rows += chunk
-        if len(chunk) < PAGE_SIZE or all((g.enqueued_at or 0.0) < since for g in chunk):
-            break
-    unique = {g.generation_id: g for g in reversed(rows)}   # a queue row wins over its history row
-    return [g for g in unique.values() if g.enqueued_at is not None and g.enqueued_at >= since]
 
 
 def _adopt_pending(ctx: WorkerContext, meta: BatchMeta, found: dict[str, Generation]) -> list[Next]:

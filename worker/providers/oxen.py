@@ -261,6 +261,16 @@ class OxenProvider:
         ranked = sorted(found.values(), key=lambda f: (f[0], f[1].enqueued_at or 0), reverse=True)
         return [generation for _, generation in ranked]
 
+    def made_since(self, model: str, since: float) -> list[Generation]:
+        """The model's generations enqueued at or after ``since``: the active queue, then the
+        history paged back to ``since`` (a queue row wins over its history row)."""
+        rows = self._active_rows(model=model) + self._history_rows(since, model=model)
+        found: dict[str, Generation] = {}
+        for g in _generations(self.name, rows):
+            if g.generation_id not in found and (g.enqueued_at or 0.0) >= since:
+                found[g.generation_id] = g
+        return list(found.values())
+
     def _active_rows(self, **filters: str) -> list[dict[str, Any]]:
         answer = self._http.json("GET", "/api/ai/queue", params=filters)
         return [r for r in answer.get("generations") or [] if isinstance(r, dict)]
