@@ -40,6 +40,7 @@ SSE_HEADERS = {"Accept": "text/event-stream", "Cache-Control": "no-store"}
 HISTORY_PAGE_SIZE = 100
 HISTORY_MAX_PAGES = 20
 LIST_PAGE_SIZE = 1000   # the history's largest page (page_size 1-1000)
+MADE_MAX_PAGES = 20     # the end of a run reads back at most 20,000 rows for generations no item claims
 
 
 def _float(value: Any) -> float | None:
@@ -263,8 +264,15 @@ class OxenProvider:
 
     def made_since(self, model: str, since: float) -> list[Generation]:
         """The model's generations enqueued at or after ``since``: the active queue, then the
-        history paged back to ``since`` (a queue row wins over its history row)."""
-        rows = self._active_rows(model=model) + self._history_rows(since, model=model)
+        history in its largest pages back to ``since`` (a queue row wins over its history row)."""
+        rows = self._active_rows(model=model)
+        for page in range(1, MADE_MAX_PAGES + 1):
+            params = {"model": model, "page": page, "page_size": LIST_PAGE_SIZE}
+            answer = self._http.json("GET", "/api/ai/generations", params=params)
+            chunk = [r for r in answer.get("generations") or [] if isinstance(r, dict)]
+            rows += chunk
+            if len(chunk) < LIST_PAGE_SIZE or all((_float(r.get("enqueued_at")) or 0) < since for r in chunk):
+                break
         found: dict[str, Generation] = {}
         for g in _generations(self.name, rows):
             if g.generation_id not in found and (g.enqueued_at or 0.0) >= since:
