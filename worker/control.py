@@ -3,6 +3,7 @@ it. Each call runs the engine and sends the steps it returns; nothing here decid
 
 from __future__ import annotations
 
+from reelbatch.jobs import fleet
 from reelbatch.jobs.errors import ReelbatchError
 from reelbatch.jobs.store import Store
 from reelbatch.worker.context import WorkerContext
@@ -52,8 +53,10 @@ def retry_batch(ctx: WorkerContext, batch: str, kind: str | None = None,
 
 def cancel_batch(ctx: WorkerContext, batch: str, abandon: bool = False) -> Stopped:
     """Stop the batch at once: pending items cancelled, remote generations cancelled by the
-    workers, or from here when none is running; what was done."""
-    out = stop.cancel_batch(ctx, batch, abandon, here=not ctx.store.workers())
+    workers, or from here when none serves the batch's provider; what was done."""
+    meta = ctx.store.batch(batch)
+    served = meta is not None and fleet.serving(ctx.store.r, meta.provider) > 0
+    out = stop.cancel_batch(ctx, batch, abandon, here=not served)
     send(ctx, out.nexts)
     return out
 
