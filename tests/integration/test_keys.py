@@ -111,5 +111,6 @@ def test_items_no_worker_has_a_key_for_wait_untouched_until_a_keyed_worker_joins
         wait_for(lambda: store.open_items("ox") == 0, 120, "the batch to finish")
     finally:
         keyed.kill()
-    assert {row["status"] for row in results(tmp_path / "out")} == {"succeeded"}
+    ended = {rec.item_id: (rec.state.value, rec.error) for rec in store.items("ox")}
+    assert {state for state, _ in ended.values()} == {"succeeded"}, ended
     assert sum(sim.stats()["enqueues"].values()) == 3
