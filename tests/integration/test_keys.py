@@ -14,10 +14,12 @@ import sys
 import time
 
 import pytest
+from prometheus_client import generate_latest
 
 from reelbatch.jobs import fleet
 from reelbatch.jobs.store import Store
 from reelbatch.scheduler.embedded import WorkerProcess
+from reelbatch.scheduler.metrics import registry_for
 from tests.conftest import REPO, SIM_KEY
 from tests.integration.helpers import cli_env, reelbatch, results, wait_for, write_manifest
 
@@ -105,6 +107,9 @@ def test_items_no_worker_has_a_key_for_wait_untouched_until_a_keyed_worker_joins
     assert shown["unserved"] == ["oxen"] and shown["counts"]["pending"] == 3, shown
     assert "no worker has a key for oxen: 3 items wait untouched" in reelbatch("status", "ox", env=env).stdout
     assert sum(sim.stats()["enqueues"].values()) == 0
+    metrics = generate_latest(registry_for(store)).decode()
+    assert 'reelbatch_provider_workers{provider="oxen"} 0.0' in metrics
+    assert 'reelbatch_provider_workers{provider="simulator"} 1.0' in metrics
     keyed = WorkerProcess({**worker_env, **oxen}, tmp_path / "logs" / "keyed.log", 4)
     keyed.start()
     try:
