@@ -3,5 +3,5 @@ Celery nor httpx; every other package builds on it."""
 
 __all__ = [
     "catalog", "content", "errors", "expand", "files", "inputs", "item", "limits", "manifest", "money",
-    "leases", "names", "policy", "schemas", "settings", "state", "store", "tuning",
+    "leases", "names", "policy", "schemas", "settings", "state", "store", "tuning", "unclaimed",
 ]

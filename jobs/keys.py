@@ -33,6 +33,7 @@
     rb:requests:<provider>            hash: provider requests by outcome (ok, transient, permanent)
     rb:uncharged:<provider>           zset: "<batch>\\x1f<item id>" -> submit time, costs still estimated
     rb:workers                        zset: live workers -> when their heartbeat lapses
+    rb:serves:<provider>              zset: live workers consuming the provider's queue -> heartbeat lapse
     rb:store:id                       this store's identity (a random id, set once): an output folder
                                       records the store that wrote it
     rb:down:<provider>                set while the provider cannot be reached: since when, and why
@@ -132,6 +133,10 @@ def index_turn(batch: str) -> str:
 
 def index_lock(batch: str) -> str:
     return _b(batch, "index:lock")
+
+
+def serving(provider: str) -> str:
+    return f"rb:serves:{provider}"
 
 
 def provider_down(provider: str) -> str:

@@ -75,6 +75,7 @@ class Settings(BaseSettings):
     download_chunk_bytes: int = 4 * 1024 * 1024
     download_http_hosts: list[str] = Field(default_factory=list)
     worker_concurrency: int = 8
+    worker_providers: str = ""   # the providers a worker serves (comma separated); empty: every one it has a key for
     simulator_time_scale: float = 0.004
     worker_eta_task_limit: int = 5000
     event_listener: bool = True

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable
 
 from redis.lock import Lock
 
@@ -126,6 +127,29 @@ class FleetHealth(Batches):
     def workers(self) -> list[str]:
         """Workers whose heartbeat has not lapsed."""
         return list(self._r.zrangebyscore(keys.WORKERS, time.time(), "+inf"))
+
+    def mark_serving(self, worker: str, providers: Iterable[str], ttl_s: float) -> None:
+        """``worker`` consumes these providers' queues (it has their keys) for the next ``ttl_s``
+        seconds (renewed with its heartbeat), so `status` can say "no worker has a key for oxen"."""
+        until = time.time() + ttl_s
+        pipe = self._r.pipeline(transaction=False)
+        for provider in providers:
+            pipe.zadd(keys.serving(provider), {worker: until})
+        pipe.execute()
+
+    def forget_serving(self, worker: str, providers: Iterable[str]) -> None:
+        pipe = self._r.pipeline(transaction=False)
+        for provider in providers:
+            pipe.zrem(keys.serving(provider), worker)
+        pipe.execute()
+
+    def serving(self, provider: str) -> int:
+        """How many live workers consume the provider's queue."""
+        return int(self._r.zcount(keys.serving(provider), time.time(), "+inf"))
+
+    def unserved(self, providers: Iterable[str]) -> list[str]:
+        """The providers no live worker serves (none has its key)."""
+        return [p for p in providers if not self.serving(p)]
 
     def slots(self, provider: str) -> Slots:
         return Slots(self._r, provider)

@@ -14,6 +14,8 @@ from reelbatch.jobs.limits import holder, split_holder
 from reelbatch.jobs.money import Spend
 from reelbatch.jobs.store_base import StoreBase, dollars
 
+UNCLAIMED_WHY = "made since the batch started; no item claims it"
+
 # Charge a finished generation the provider's figure: once, moving the amount it was counted at
 # (estimated) to charged in the batch's spend.
 _CHARGE = """
@@ -81,6 +83,15 @@ class Ledger(StoreBase):
             return False
         self.add_spend(batch, usd, charged=False)
         return True
+
+    def record_unclaimed(self, batch: str, generation_id: str, model: str, created_at: float | None,
+                         cost_usd: float | None, status: str) -> bool:
+        """A generation of the batch's model made since it started that no item claims, kept once
+        beside the orphans (marked ``unclaimed``); not counted in the spend: it may be another
+        client's. False when it was known already."""
+        entry = {"item_id": None, "unclaimed": True, "model": model, "created_at": created_at,
+                 "cost_usd": cost_usd, "status": status, "why": UNCLAIMED_WHY, "at": round(time.time(), 3)}
+        return bool(self._r.hsetnx(keys.orphans(batch), generation_id, json.dumps(entry)))
 
     def orphans(self, batch: str) -> dict[str, dict[str, Any]]:
         """generation id -> what is known of a paid generation no item holds."""

@@ -15,6 +15,7 @@ HEARTBEAT_TTL_S = 15.0         # ... and when `status` stops counting the worker
 EVENTS_BEACON_EVERY_S = 5.0    # the event stream's "healthy" beacon (worker/listener.py) ...
 EVENTS_BEACON_TTL_S = 15       # ... lapses after three missed renewals: items poll on their own again
 BEACON_TRUST_S = 1.0           # how long a process trusts a beacon it read (events, sweeper)
+PROVIDER_TRUST_S = 5.0         # how long a process trusts the provider it read for a batch's items
 TASK_LEASE_RENEWALS = 3        # a task renews its item's lease this many times per lease TTL
 SLOT_LEASE_S = 900.0           # a concurrency slot not renewed for this long is freed (a dead holder)
 

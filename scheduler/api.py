@@ -354,6 +354,7 @@ class Batch:
         """Write the batch's static HTML page, like ``reelbatch report``: the batch at a glance
         (spend, pace, generation times, failures), then poster frames, videos, prompts,
         parameters, status. Default ``report.html`` in the output folder; returns the page."""
+        from reelbatch.jobs.unclaimed import unclaimed_lines
         from reelbatch.scheduler.views.export import destination, load_batch
         from reelbatch.scheduler.views.report import REPORT, write_report
 
@@ -363,7 +364,8 @@ class Batch:
             store = self._ctx().store
             meta, records = load_batch(store, self.name)
             with destination(out or Path(meta.output) / REPORT, explicit=out is not None):
-                return write_report(meta, records, store.spend(self.name), out)
+                return write_report(meta, records, store.spend(self.name), out,
+                                    notes=unclaimed_lines(store.orphans(self.name)))
 
     def to_dataset(self) -> Any:
         """The results as a Hugging Face ``datasets.Dataset``: one row per item with ``id``,

@@ -75,7 +75,8 @@ class BatchStatus:
     when the open items finish. ``paused`` says why the batch cannot go on (a provider out of
     reach, a full disk) or is None; a paused batch is not an error: running it again resumes.
     Times are UTC; ``started_at`` is the first submit, ``finished_at`` the last completion once
-    every item is terminal."""
+    every item is terminal. ``unserved`` names the batch's providers no live worker has a key for
+    (their items wait untouched)."""
 
     name: str
     provider: str
@@ -103,6 +104,7 @@ class BatchStatus:
         time left, failures grouped by reason with example ids, orphaned generations), times as
         local ISO 8601 text."""
         return dict(self.details)
+    unserved: tuple[str, ...] = ()
 
     @property
     def succeeded(self) -> int:
@@ -124,7 +126,8 @@ class BatchStatus:
                    info["charged_usd"], info["estimated_usd"], info["projected_usd"], info["paused"], meta.cancelled,
                    _when(meta.created_at), _when(pace[0]), _when(pace[1]) if done else None,
                    dict(info["failure_kinds"]), info["waiting_for_budget"], info["workers"],
-                   Path(meta.output), meta.manifest, info)
+                   Path(meta.output), meta.manifest, info,
+                   tuple(info.get("unserved") or ()))
 
 
 @dataclass(frozen=True)

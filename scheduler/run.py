@@ -26,6 +26,7 @@ from reelbatch.jobs.settings import Settings
 from reelbatch.jobs.state import OPEN, ItemState as S
 from reelbatch.jobs.store import Store
 from reelbatch.jobs.tuning import OUTAGE_LIMIT_S, RUN_SWEEP_EVERY_S as SWEEP_EVERY_S, RUN_TICK_S as TICK_S
+from reelbatch.jobs.unclaimed import unclaimed_lines
 from reelbatch.scheduler import preflight
 from reelbatch.scheduler.plan import Plan, plan_batch
 from reelbatch.scheduler.reuse import describe_reuse, reuse_videos
@@ -35,12 +36,13 @@ from reelbatch.scheduler.stack.simproc import SimulatorProcess
 from reelbatch.scheduler.views.metrics import serve_metrics
 from reelbatch.scheduler.views.notify import PAUSED, notify_batch, notify_run, urls_for
 from reelbatch.scheduler.views.progress import NORMAL, QUIET, Display, make_progress
-from reelbatch.scheduler.views.status import SIMULATED, ran, rerun_command
+from reelbatch.scheduler.views.status import SIMULATED, no_key_line, ran, rerun_command
 from reelbatch.worker.app import use_broker
 from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.control import (
     Registration,
     fetch_lost_files,
+    find_unclaimed,
     recheck_batch,
     register_batch,
     settle_charges,
@@ -156,6 +158,7 @@ def _carry_out(stack: ExitStack, ctx: WorkerContext, plan: Plan, services: Stack
         start_batch(ctx, name)
         _watch(ctx, name, worker, console, options.verbosity)
         _fetch_lost(ctx, name, worker, console, options.verbosity)
+        _adopt_unclaimed(ctx, name, worker, console, options.verbosity)
         settle_charges(ctx, plan.manifest.provider)   # the last costs the provider's history holds
     except BatchPaused as paused:
         notify_batch(ctx.store, name, urls_for(plan.manifest.notify, ctx.settings), PAUSED, str(paused),
@@ -185,6 +188,17 @@ def _fetch_lost(ctx: WorkerContext, name: str, worker: WorkerProcess | None, con
         _watch(ctx, name, worker, console, verbosity)
 
 
+def _adopt_unclaimed(ctx: WorkerContext, name: str, worker: WorkerProcess | None, console: Console,
+                     verbosity: int) -> None:
+    """The provider's generations of the batch's model made during the run that no item claims:
+    a pending item they match adopts them (and the run waits for it); the rest the summary lists."""
+    adopted, _ = find_unclaimed(ctx, name)
+    if adopted:
+        console.print(f"{adopted} pending items adopted a generation the provider made for them "
+                      "whose answer was lost")
+        _watch(ctx, name, worker, console, verbosity)
+
+
 def _write_index(ctx: WorkerContext, name: str, console: Console) -> None:
     meta = ctx.store.batch(name)
     assert meta is not None, name   # registered by this run
@@ -197,7 +211,8 @@ def _write_index(ctx: WorkerContext, name: str, console: Console) -> None:
 
 def _start_worker(stack: ExitStack, services: Stack) -> WorkerProcess:
     log = services.settings.data_dir / "logs" / "worker.log"
-    worker = WorkerProcess(services.env, log, services.settings.worker_concurrency, tied=True)
+    env = {**services.env, "REELBATCH_WORKER_PROVIDERS": ""}   # every provider it has a key for
+    worker = WorkerProcess(env, log, services.settings.worker_concurrency, tied=True)
     worker.start()
     stack.callback(worker.stop)
     return worker
@@ -246,14 +261,23 @@ class Watch:
         self._warn_without_worker()
 
     def _warn_without_worker(self) -> None:
-        """With a configured broker nobody here runs a worker: say so when none is consuming."""
+        """With a configured broker nobody here runs a worker: say so when none is consuming, or
+        none has the key of the batch's provider."""
         if self.worker is not None or self.warned_no_worker:
             return
-        grace = self.ctx.settings.no_worker_grace_s
-        if time.monotonic() - self.started > grace and not self.ctx.store.workers():
+        if time.monotonic() - self.started <= self.ctx.settings.no_worker_grace_s:
+            return
+        if not self.ctx.store.workers():
             self.warned_no_worker = True
             self.console.print("[yellow]no worker is consuming the queue: start one with "
                                "`reelbatch worker` (same REELBATCH_BROKER_URL)[/]")
+            return
+        meta = self.ctx.store.batch(self.name)
+        line = no_key_line(self.ctx.store.unserved([meta.provider]),
+                           self.ctx.store.open_items(self.name)) if meta else None
+        if line:
+            self.warned_no_worker = True
+            self.console.print(f"[yellow]{escape(line)}[/]")
 
 
 def _watch(ctx: WorkerContext, name: str, worker: WorkerProcess | None, console: Console,
@@ -301,6 +325,8 @@ def summary(store: Store, name: str, console: Console) -> int:
     for rec in failed:
         console.print(Text.assemble("  ", ("failed", "red"),
                                     f" {rec.item_id}: [{rec.error_kind}] {rec.error}"))
+    for line in unclaimed_lines(store.orphans(name)):
+        console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
     if counts[S.PENDING]:
         console.print(f"  {counts[S.PENDING]} items wait for the budget: raise "
                       "limits.max_cost_usd and run again")

@@ -66,6 +66,8 @@ def _rate_options(command):
               help="Failed generations carry an empty error_message (and SSE error).")
 @click.option("--cancel-billed", is_flag=True,
               help="A generation cancelled while processing is billed in full (history cost).")
+@click.option("--oxen-list-lag-s", type=float, default=0.0, show_default=True,
+              help="Seconds before a new Oxen generation shows in the queue and history lists.")
 @click.option("--aiml-logs-lag", type=float, default=0.0, show_default=True,
               help="Seconds before an AI/ML create shows in GET /v2/logs (its request log).")
 @click.option("--aiml-error-shape", type=click.Choice(["random", "name", "detail"]), default="random",

@@ -73,6 +73,8 @@ class Knobs:
     sse_disconnect_every: float = 0.0    # close each /api/events stream after this many seconds (0: never)
     legacy_enqueue_processing: bool = False  # enqueue answers "processing" (older docs)
     legacy_404_terminal: bool = False    # GET /api/ai/queue/{id} of a terminal row answers 404
+    oxen_list_lag_s: float = 0.0         # real seconds before a new Oxen generation shows in the queue and
+                                         # history lists (Oxen does not say when); GET by id sees it at once
     aiml_logs_lag: float = 0.0           # real seconds before a create shows in the AI/ML GET /v2/logs
     aiml_error_shape: str = "random"     # "name" ({name,message}), "detail" ({detail:[...]}) or "random"
     media_pad_bytes: int = 0             # extra bytes in each MP4's `free` box

@@ -174,9 +174,9 @@ def _matching(core, query, statuses) -> list[Generation]:
     """Oxen generations passing the list filters, newest first."""
     source = core.clock.active if statuses == ACTIVE else core.clock.gens
     wanted = {attr: query[name] for name, attr in _LIST_FILTERS.items() if name in query}
-    found = []
+    found, shown_before = [], core.clock.now() - core.knobs.oxen_list_lag_s
     for gen in source.values():
-        if gen.api != "oxen" or gen.status not in statuses:
+        if gen.api != "oxen" or gen.status not in statuses or gen.enqueued > shown_before:
             continue
         if query.get("media_type", "video") != "video":
             continue

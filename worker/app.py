@@ -3,14 +3,16 @@ the broker URL is read when the app first connects."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import Celery
-from celery.signals import setup_logging, worker_init
+from celery.signals import celeryd_after_setup, setup_logging, worker_init
 from kombu import pools as kombu_pools
 
 from reelbatch.jobs.settings import get_settings
-from reelbatch.worker import beat, logs, tether
+from reelbatch.worker import beat, logs, queues, tether
 
-QUEUE = "reelbatch"
+QUEUE = queues.QUEUE
 
 
 def configure(app: Celery) -> None:
@@ -48,6 +50,14 @@ def _logging(loglevel: int | str | None = None, **_: object) -> None:
 def _watch_parent(**_: object) -> None:
     """A worker `run` started stops when `run` dies (the watchdog, where prctl is missing)."""
     tether.watch_parent_from_env()
+
+
+@celeryd_after_setup.connect
+def _provider_queues(sender: object = None, instance: Any = None, **_: object) -> None:
+    """Besides the default queue (``-Q``), the worker consumes the queues of the providers it has
+    a key for (worker/queues.py): another provider's items are left to a worker with its key."""
+    for name in queues.consumed(get_settings())[1:]:
+        instance.app.amqp.queues.select_add(name)
 
 
 app.on_configure.connect(lambda sender, **_: configure(sender), weak=False)

@@ -14,7 +14,7 @@ from reelbatch.jobs.leases import TaskLeases
 from reelbatch.jobs.limits import RequestRate, Slots
 from reelbatch.jobs.settings import Settings, get_settings
 from reelbatch.jobs.store import BatchMeta, ItemRecord, Store
-from reelbatch.jobs.tuning import BEACON_TRUST_S as FLAG_TTL_S
+from reelbatch.jobs.tuning import BEACON_TRUST_S as FLAG_TTL_S, PROVIDER_TRUST_S as PROVIDER_TTL_S
 from reelbatch.worker.providers import build_provider
 from reelbatch.worker.providers.base import Provider
 from reelbatch.worker.providers.http import build_download_client
@@ -30,6 +30,7 @@ class WorkerContext:
         self._marked_down: set[str] = set()   # providers this process found unreachable
         self._local = threading.local()        # what the task boundary read for its step
         self._flags: dict[tuple[str, str], tuple[float, bool]] = {}   # beacons read, until when
+        self._batch_providers: dict[str, tuple[float, str | None]] = {}   # read, until when
 
     def load(self, batch: str, item_id: str) -> tuple[BatchMeta | None, ItemRecord | None]:
         """The batch's settings and the item: what this thread's task boundary read with its
@@ -53,6 +54,18 @@ class WorkerContext:
     def account_stopped(self, provider: str) -> bool:
         """The provider account cannot take work (read at most every FLAG_TTL_S per process)."""
         return self._flag("account", provider, lambda: self.store.account_problem(provider))
+
+    def item_provider(self, batch: str, item_id: str) -> str | None:
+        """The provider the item's steps ask (their queue, worker/queues.py): the one stored on the
+        item. Every item of a batch is on the batch's provider, read at most every PROVIDER_TTL_S
+        per batch (None: the batch is gone)."""
+        now = time.monotonic()
+        hit = self._batch_providers.get(batch)
+        if hit is None or hit[0] <= now:
+            meta = self.store.batch(batch)
+            hit = (now + PROVIDER_TTL_S, meta.provider if meta else None)
+            self._batch_providers[batch] = hit
+        return hit[1]
 
     def sweeper_alive(self) -> bool:
         """A sweeper runs, so long waits may be left to it (read at most every FLAG_TTL_S)."""

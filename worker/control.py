@@ -6,15 +6,17 @@ from __future__ import annotations
 from reelbatch.jobs.errors import ReelbatchError
 from reelbatch.jobs.store import Store
 from reelbatch.worker.context import WorkerContext
-from reelbatch.worker.engine import batch as batches, listing, retry, stop, sweeper
+from reelbatch.worker.engine import batch as batches, listing, retry, stop, sweeper, unclaimed
 from reelbatch.worker.engine.batch import Registration
 from reelbatch.worker.engine.recheck import download_lost, recheck_files
 from reelbatch.worker.engine.retry import Retried
 from reelbatch.worker.engine.stop import Stopped
+from reelbatch.worker.engine.unclaimed import Unclaimed
 from reelbatch.worker.tasks import send
 
 __all__ = ["Registration", "Retried", "Stopped", "register_batch", "start_batch", "retry_batch", "cancel_batch",
-           "sweep_batch", "failure_kinds", "recheck_batch", "fetch_lost_files", "settle_charges"]
+           "sweep_batch", "failure_kinds", "recheck_batch", "fetch_lost_files", "settle_charges", "Unclaimed",
+           "find_unclaimed"]
 
 
 def register_batch(store: Store, plan, start_at: float | None = None,
@@ -50,8 +52,10 @@ def retry_batch(ctx: WorkerContext, batch: str, kind: str | None = None,
 
 def cancel_batch(ctx: WorkerContext, batch: str, abandon: bool = False) -> Stopped:
     """Stop the batch at once: pending items cancelled, remote generations cancelled by the
-    workers, or from here when none is running; what was done."""
-    out = stop.cancel_batch(ctx, batch, abandon, here=not ctx.store.workers())
+    workers, or from here when none serves the batch's provider; what was done."""
+    meta = ctx.store.batch(batch)
+    served = meta is not None and ctx.store.serving(meta.provider) > 0
+    out = stop.cancel_batch(ctx, batch, abandon, here=not served)
     send(ctx, out.nexts)
     return out
 
@@ -73,3 +77,10 @@ def settle_charges(ctx: WorkerContext, provider: str) -> int:
         return listing.collect_charges(ctx, provider)
     except ReelbatchError:
         return 0   # the figures stay estimated; the lister tries again later
+
+
+def find_unclaimed(ctx: WorkerContext, batch: str) -> tuple[int, list[Unclaimed]]:
+    """The provider's generations of the batch's model made since it started that no item claims:
+    those matching a pending item adopted (their steps sent; how many), the rest recorded."""
+    nexts, recorded = unclaimed.look(ctx, batch)
+    return send(ctx, nexts), recorded

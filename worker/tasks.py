@@ -29,6 +29,7 @@ from reelbatch.worker.engine.next import Failed, Next
 from reelbatch.worker.engine.outcome import fail, give_up
 from reelbatch.worker.engine.sweeper import busy_recheck_s, horizon_s, lost_after_s
 from reelbatch.worker.lease import holding
+from reelbatch.worker.queues import queue_for
 
 log = logging.getLogger("reelbatch.worker")
 BROKER_DOWN = (*REDIS_DOWN, OperationalError)
@@ -60,6 +61,7 @@ def send(ctx: WorkerContext, nexts: Iterable[Next], task_id: str | None = None) 
     ctx.store.end_task(task_id, dues)
     for nxt, countdown in out:
         TASKS[nxt.step].apply_async(args=[nxt.batch, nxt.item_id], countdown=countdown or None,
+                                    queue=queue_for(ctx.item_provider(nxt.batch, nxt.item_id)),
                                     shadow=f"{TASKS[nxt.step].name} {nxt.batch}/{nxt.item_id}")  # Flower's name
     return len(dues)
 

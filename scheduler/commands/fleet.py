@@ -12,13 +12,17 @@ from reelbatch.scheduler.commands.app import App, examples, pass_app
 @click.command(context_settings={"ignore_unknown_options": True},
                epilog=examples("REELBATCH_BROKER_URL=redis://:pw@redis:6379/0 reelbatch worker -c 16"))
 @click.option("--concurrency", "-c", type=int, default=None, help="Threads in this worker.")
+@click.option("--providers", default=None, envvar="REELBATCH_WORKER_PROVIDERS",
+              help="Serve only these providers (comma separated); each needs its key. "
+                   "Default: every provider this worker has a key for, and the simulator.")
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 @pass_app
-def worker(app: App, concurrency: int | None, celery_args: tuple[str, ...]) -> None:
-    """Start a Celery worker against REELBATCH_BROKER_URL (extra arguments go to Celery)."""
+def worker(app: App, concurrency: int | None, providers: str | None, celery_args: tuple[str, ...]) -> None:
+    """Start a Celery worker against REELBATCH_BROKER_URL (extra arguments go to Celery). It takes
+    the items of the providers it has a key for; the others wait for a worker with their key."""
     from reelbatch.scheduler.stack.workers import run_worker
 
-    sys.exit(run_worker(app.settings, concurrency, list(celery_args)))
+    sys.exit(run_worker(app.settings, concurrency, list(celery_args), providers))
 
 
 @click.command(epilog=examples("REELBATCH_BROKER_URL=redis://:pw@redis:6379/0 reelbatch scheduler"))

@@ -72,6 +72,8 @@ class BatchCollector(Collector):
         flight = _gauge("in_flight", "Generations holding a concurrency slot at the provider.", ["provider"])
         waiting = _gauge("slot_waiting", "Items waiting in line for a provider slot.", ["provider"])
         down = _gauge("provider_unreachable", "1 while the provider cannot be reached.", ["provider"])
+        serving = _gauge("provider_workers", "Live workers with the provider's key, consuming its "
+                         "queue (0 with items open: no worker has a key for it).", ["provider"])
         asked = CounterMetricFamily("reelbatch_provider_requests", "Requests to the provider by outcome "
                                     "(ok, transient: retried, permanent: not).", labels=["provider", "outcome"])
         for provider in PROVIDERS:
@@ -81,9 +83,10 @@ class BatchCollector(Collector):
             flight.add_metric([provider], slots.held())
             waiting.add_metric([provider], slots.waiting())
             down.add_metric([provider], 1 if self.store.provider_down(provider) else 0)
+            serving.add_metric([provider], self.store.serving(provider))
         workers = _gauge("workers", "Workers whose heartbeat is live.", [])
         workers.add_metric([], len(self.store.workers()))
-        yield from (flight, waiting, down, asked, workers)
+        yield from (flight, waiting, down, serving, asked, workers)
 
     def _generation_times(self) -> Metric:
         """The generation times the workers learned (the last ones kept per model and duration)."""

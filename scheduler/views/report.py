@@ -33,6 +33,7 @@ from reelbatch.jobs.money import Spend
 from reelbatch.jobs.settings import Settings
 from reelbatch.jobs.state import TERMINAL, ItemState as S
 from reelbatch.jobs.store import BatchMeta, ItemRecord
+from reelbatch.jobs.unclaimed import unclaimed_lines
 from reelbatch.scheduler.stack.broker import connect_batch
 from reelbatch.scheduler.views.charts import generation_s, summarise
 from reelbatch.scheduler.views.export import destination
@@ -177,7 +178,8 @@ def cards_json(cards: list[Card] | list[str]) -> str:
 
 
 def render(meta: BatchMeta, cards: list[Card], spend: Spend, summary: str = "",
-           refresh_s: float | None = None, inputs: list[str] | None = None) -> str:
+           refresh_s: float | None = None, inputs: list[str] | None = None,
+           notes: list[str] | None = None) -> str:
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True,
                       trim_blocks=True, lstrip_blocks=True)
     counts = Counter(c.status for c in cards)
@@ -187,15 +189,16 @@ def render(meta: BatchMeta, cards: list[Card], spend: Spend, summary: str = "",
         meta=meta, total=len(cards), counts=counts, states=states, spend=spend.label(),
         cards_json=Markup(cards_json(cards)), inputs_json=Markup(cards_json(inputs or [])),
         frame=frame_of(cards), variants=variants,
-        page_items=PAGE_ITEMS, page_groups=PAGE_GROUPS, summary=Markup(summary),
+        page_items=PAGE_ITEMS, page_groups=PAGE_GROUPS, summary=Markup(summary), notes=notes or [],
         refresh_s=None if refresh_s is None else max(1, round(refresh_s)),
         generated=datetime.now().astimezone().isoformat(timespec="seconds"))
 
 
 def write_report(meta: BatchMeta, records: list[ItemRecord], spend: Spend, out: Path | None = None,
-                 refresh_s: float | None = None) -> Path:
+                 refresh_s: float | None = None, notes: list[str] | None = None) -> Path:
     """The page; ``spend`` is the batch's, from the store (as `status` shows it: set-aside versions
-    included); ``refresh_s``: an open tab reloads it (`--watch`)."""
+    included); ``refresh_s``: an open tab reloads it (`--watch`); ``notes``: lines shown under the
+    summary (generations no item claims)."""
     page = (out or Path(meta.output) / REPORT).absolute()   # never through a symlink
     videos = videos_on_disk(meta, records)
     posters = make_posters(videos, Path(meta.output) / POSTERS)
@@ -206,7 +209,7 @@ def write_report(meta: BatchMeta, records: list[ItemRecord], spend: Spend, out: 
     cards = [replace(card(rec, videos.get(rec.item_id), posters.get(rec.item_id), page.parent),
                      variant=labels[rec.item_id], thumb=place.get(thumbs.get(rec.item_id, ""))) for rec in records]
     summary = summary_svg(summarise(meta, records, spend))
-    return write_text(page, render(meta, cards, spend, summary, refresh_s, inputs))
+    return write_text(page, render(meta, cards, spend, summary, refresh_s, inputs, notes))
 
 
 def watch_report(settings: Settings, batch: str, out: Path | None, every_s: float) -> int:
@@ -215,7 +218,8 @@ def watch_report(settings: Settings, batch: str, out: Path | None, every_s: floa
 
     def write(meta: BatchMeta, records: list[ItemRecord], refresh_s: float | None) -> Path:
         with destination(out or Path(meta.output) / REPORT, explicit=out is not None):
-            page = write_report(meta, records, store.spend(batch), out, refresh_s)
+            page = write_report(meta, records, store.spend(batch), out, refresh_s,
+                                unclaimed_lines(store.orphans(batch)))
         click.echo(f"{batch}: {sum(r.state in TERMINAL for r in records)}/{len(records)} done -> {page}")
         return page
 

@@ -22,8 +22,10 @@ from reelbatch.jobs.manifest import load_manifest
 from reelbatch.jobs.settings import Settings
 from reelbatch.jobs.state import OPEN, TERMINAL, ItemState as S
 from reelbatch.jobs.store import Store
+from reelbatch.jobs.unclaimed import unclaimed_lines
 from reelbatch.scheduler.stack.broker import connect_batch
 from reelbatch.scheduler.views.progress import PlainProgress, hms, settled
+from reelbatch.worker.providers import entry
 
 SIMULATED = " by the simulator (not real money)"   # after "$5.04 charged"
 
@@ -43,8 +45,9 @@ def summary(store: Store, batch: str, now: float | None = None) -> dict:
                         if state not in TERMINAL and state is not S.DOWNLOADING)
     pace = store.pace(batch)
     workers = len(store.workers())
+    unserved = store.unserved([meta.provider]) if meta and workers and done < total else []
     rate = _throughput(pace, done, done < total, now)
-    stuck = done < total and (not workers or bool(meta and meta.paused))   # nothing can move
+    stuck = done < total and (not workers or bool(unserved) or bool(meta and meta.paused))   # nothing can move
     failed = store.failures(batch)
     return {
         "batch": batch, "total": total, "done": done,
@@ -60,6 +63,7 @@ def summary(store: Store, batch: str, now: float | None = None) -> dict:
         "manifest": meta.manifest if meta else None,
         "paused": meta.paused if meta else None,
         "workers": workers,
+        "unserved": unserved,   # providers of the batch no live worker has a key for
         **batch_times(meta.created_at if meta else None, pace, _ended(counts, store.budget_waiting(batch))),
         "orphans": [{"generation_id": g, **o} for g, o in sorted(store.orphans(batch).items())],
     }
@@ -102,14 +106,25 @@ def rerun_command(batch: str, manifest: str | None, kinds: Iterable[str | None])
 
 
 def waiting_line(info: dict, fleet: bool) -> str | None:
-    """What to do when items are open and no worker consumes them."""
+    """What to do when items are open and no worker consumes them (or none has their key)."""
     waiting = info["total"] - info["done"] - info["waiting_for_budget"]
-    if waiting <= 0 or info["workers"] or info["paused"]:
+    if waiting <= 0 or info["paused"]:
         return None
+    if info["workers"]:
+        return no_key_line(info.get("unserved") or [], waiting)
     where = info.get("manifest")
     run = f"run `reelbatch run {where}`" if where else "run its manifest with `reelbatch run`"
     fleet_hint = " (or start a worker with `reelbatch worker`)" if fleet else ""
     return f"{waiting} items wait: {run}{fleet_hint}"
+
+
+def no_key_line(unserved: list[str], waiting: int) -> str | None:
+    """``no worker has a key for oxen``: the items wait untouched in its queue."""
+    if not unserved:
+        return None
+    keys = ", ".join(entry(p).key_variable for p in unserved)
+    return (f"no worker has a key for {', '.join(unserved)}: {waiting} items wait untouched; "
+            f"start a worker with {keys}")
 
 
 def _throughput(pace: tuple[float | None, float | None], done: int, running: bool,
@@ -142,6 +157,7 @@ def _failures(failed: list[tuple[str, str | None, str | None]]) -> list[dict]:
 def one_line(info: dict) -> str:
     counts = " ".join(f"{k} {v}" for k, v in info["counts"].items() if v)
     paused = f" · paused: {info['paused']}" if info.get("paused") else ""
+    paused += f" · no worker has a key for {', '.join(info['unserved'])}" if info.get("unserved") else ""
     manifest = f" · {info['manifest']}" if info.get("manifest") else ""
     return f"{info['batch']}: {info['done']}/{info['total']} done · {counts} · {info['spend']}{paused}{manifest}"
 
@@ -168,10 +184,13 @@ def render(info: dict, fleet: bool = False) -> Group:
     if info["waiting_for_budget"]:
         table.add_row("budget", f"{info['waiting_for_budget']} items wait: raise limits.max_cost_usd "
                                 "and run again")
-    if info.get("orphans"):
-        ids = ", ".join(o["generation_id"] for o in info["orphans"][:3])
-        table.add_row("[yellow]orphans", escape(f"{len(info['orphans'])} paid generations no item holds "
+    late = [o for o in info.get("orphans") or [] if not o.get("unclaimed")]
+    if late:
+        ids = ", ".join(o["generation_id"] for o in late[:3])
+        table.add_row("[yellow]orphans", escape(f"{len(late)} paid generations no item holds "
                                                 f"(an answer that came late; counted in the cost): {ids}"))
+    for line in unclaimed_lines({o["generation_id"]: o for o in info.get("orphans") or []}):
+        table.add_row("[yellow]unclaimed", escape(line))
     for failure in info["failures"]:
         table.add_row("[red]failed", escape(f"{failure['count']} × {failure['reason']} "
                                             f"(e.g. {', '.join(failure['examples'])})"))

@@ -18,7 +18,7 @@ from reelbatch.jobs.store import ItemRecord
 from reelbatch.scheduler.plan import plan_batch
 from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine import batch as batches, timing
-from reelbatch.worker.providers import build_provider
+from reelbatch.worker.providers import REGISTRY, build_provider
 from reelbatch.worker.providers.http import build_download_client
 from tests.engine.driver import Driver
 from tests.engine.fakes import FAL_QUEUE, FakeAimlapi, FakeCdn, FakeFal, FakeOxen
@@ -100,6 +100,7 @@ def engine(redis_url, tmp_path) -> Engine:
                           aimlapi=build_provider("aimlapi", settings, aiml.transport),
                           fal=build_provider("fal", settings, fal.transport))
     ctx.download_client = build_download_client(settings, cdn.transport)
+    ctx.store.mark_serving("engine", REGISTRY, 86400)   # the driver serves every provider
     timing.forget()   # learned generation times are cached per process
     yield Engine(ctx, oxen, aiml, fal, cdn, Driver(ctx), tmp_path)
     ctx.close()

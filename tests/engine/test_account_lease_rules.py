@@ -184,3 +184,27 @@ def test_an_item_in_flight_too_long_fails_stuck_and_retry_polls_it_again(engine)
     engine.driver.send(nexts)
     engine.driver.run()
     assert engine.item().state is S.SUCCEEDED and engine.oxen.posts() == 1 and len(engine.oxen.rows) == 1
+
+
+# --- the end of a run: generations no item claims (issue 23.7) ----------------------------------
+
+def test_an_unclaimed_generation_is_adopted_by_the_pending_item_it_matches_and_the_rest_listed(engine):
+    from reelbatch.jobs.catalog import catalog
+    from reelbatch.worker.engine import unclaimed
+
+    engine.batch(2)
+    engine.ctx.store.update_batch("b", created_at=time.time() - 300)   # the batch started 5 min ago
+    model = catalog().model_for("simulator", MODEL).ids["simulator"]
+    ours = engine.oxen.make({"model": model, "prompt": "An ox walks, take 1"})      # i1's, answer lost
+    other = engine.oxen.make({"model": model, "prompt": "someone else's clip"})
+    for gid in (ours, other):
+        engine.oxen.rows[gid]["enqueued_at"] = time.time() - 200
+    nexts, recorded = unclaimed.look(engine.ctx, "b")
+    assert nexts == [Next(Step.POLL, "b", "i1", 0)] and engine.item("i1").generation_id == ours
+    assert [u.generation_id for u in recorded] == [other] and recorded[0].model == model
+    assert unclaimed.look(engine.ctx, "b") == ([], [])                 # recorded once
+    engine.driver.send(nexts)
+    engine.driver.run()
+    assert engine.item("i1").state is S.SUCCEEDED and engine.oxen.posts() == 0
+    assert engine.item("i0").state is S.PENDING
+    assert engine.spend().total_usd == pytest.approx(0.56)          # the other's cost is not the batch's

@@ -173,3 +173,18 @@ def test_one_look_at_the_history_moves_the_finished_on_and_renews_the_running(en
     assert engine.item("i0").state is S.DOWNLOADING and engine.spend().charged_usd == 0.56   # cost from the row
     renewed = engine.ctx.slots("simulator").r.zscore(engine.ctx.slots("simulator").key, holder("b", "i1"))
     assert renewed > lease and engine.item("i1").state is S.QUEUED   # its own poll moves it on
+
+
+def test_the_sweeper_leaves_a_step_in_its_queue_while_no_worker_has_the_providers_key(engine):
+    """Issue 23.1: no worker consumes the provider's queue; sending the step again would only pile
+    a duplicate beside it. It is sent again once a worker serves the provider."""
+    engine.batch()
+    engine.start()
+    engine.driver.drop()                                   # waiting in reelbatch.simulator, unconsumed
+    engine.ctx.store.forget_serving("engine", ["simulator"])
+    late = later(sweeper.lost_after_s(engine.ctx.settings) + 1)
+    assert sweeper.sweep(engine.ctx, "b", now=late) == []
+    assert engine.item().state is S.PENDING and engine.oxen.posts() == 0
+    engine.ctx.store.mark_serving("keyed", ["simulator"], 60)
+    resent = sweeper.sweep(engine.ctx, "b", now=late)
+    assert [(n.step, n.item_id) for n in resent] == [(Step.SUBMIT, "i0")]

@@ -312,6 +312,16 @@ def worker_answers_ping(env: dict[str, str]) -> bool:
     return ping.returncode == 0 and "pong" in ping.stdout
 
 
+def worker_serves_the_simulator(env: dict[str, str]) -> bool:
+    """It answers a ping and consumes the default queue and the simulator's (issue 23.1: a compose
+    worker consumes the queues of the providers it has a key for, and the simulator's)."""
+    if not worker_answers_ping(env):
+        return False
+    queues = subprocess.run([sys.executable, "-m", "celery", "-A", "reelbatch.worker.app:app", "inspect",
+                             "active_queues", "--timeout", "2"], env=env, cwd=REPO, capture_output=True, text=True)
+    return "'name': 'reelbatch'" in queues.stdout and "'name': 'reelbatch.simulator'" in queues.stdout
+
+
 def sweep_was_sent(env: dict[str, str]) -> bool:
     """Beat runs: with a batch due to start, it sends the sweep (it sends none while nothing is due)."""
     r = redis.Redis.from_url(env["REELBATCH_BROKER_URL"])
@@ -347,7 +357,7 @@ def scheduler_ready(env: dict[str, str]) -> bool:
     return bool(sweep_was_sent(env)) and 'reelbatch_items{batch="due"' in metrics.text
 
 
-READY = {"worker": worker_answers_ping, "scheduler": scheduler_ready, "flower": flower_answers,
+READY = {"worker": worker_serves_the_simulator, "scheduler": scheduler_ready, "flower": flower_answers,
          "simulator": simulator_answers}
 
 

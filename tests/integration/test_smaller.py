@@ -55,7 +55,7 @@ def test_submit_at_again_holds_back_what_an_earlier_submit_sent(tmp_path, sim_fa
     later = reelbatch("submit", str(manifest), "--at", "2999-01-01T07:00", env=env)
     assert later.returncode == 0 and "starting at" in later.stdout, later.stdout + later.stderr
     workers(sim, concurrency=2)
-    wait_for(lambda: redis_client.llen("reelbatch") == 0 and not redis_client.zcard("rb:slots:simulator"),
+    wait_for(lambda: redis_client.llen("reelbatch.simulator") == 0 and not redis_client.zcard("rb:slots:simulator"),
              60, "the sent submit tasks to be handled")
     store = Store.from_url(redis_url)
     assert store.counts("morning")[S.PENDING] == 3

@@ -14,10 +14,12 @@ from reelbatch.worker.providers import REGISTRY, build_provider
 
 ENGINE = Path(__file__).resolve().parents[2] / "worker" / "engine"
 EXPECTED = {
-    "oxen": ["Cancels", "StreamsEvents", "ListsGenerations", "FindsLostSubmits", "PublishesPrices"],
-    "aimlapi": ["FindsLostSubmits"],
+    "oxen": ["Cancels", "StreamsEvents", "ListsGenerations", "FindsLostSubmits", "ListsMadeGenerations",
+             "PublishesPrices"],
+    "aimlapi": ["FindsLostSubmits", "ListsMadeGenerations"],
     "fal": ["Cancels", "StreamsEvents", "FollowsRequests", "FindsLostSubmits", "PublishesPrices"],
-    "simulator": ["Cancels", "StreamsEvents", "ListsGenerations", "FindsLostSubmits", "PublishesPrices"],
+    "simulator": ["Cancels", "StreamsEvents", "ListsGenerations", "FindsLostSubmits", "ListsMadeGenerations",
+                  "PublishesPrices"],
 }
 
 

@@ -220,3 +220,18 @@ def test_both_providers_declare_the_lost_submit_lookup():
 
     assert isinstance(aiml(serving({})), FindsLostSubmits)
     assert issubclass(OxenProvider, FindsLostSubmits) and issubclass(AimlapiProvider, FindsLostSubmits)
+
+
+def test_made_since_lists_what_the_request_log_says_was_made_with_its_cost():
+    """Issue 23.7's end of a run on the AI/ML API: every request of the model that made a
+    generation (a failed request made nothing), whoever's client id it carries."""
+    made, other = log_row("c-1", GEN_ID), log_row(None, "y:m")
+    made["cost"] = {"usd": 0.56, "credits": 1_120_000}
+    rows = [made, log_row("c-2", "refused", status="failed"), other, log_row("c-1", GEN_ID)]
+
+    def handler(request):
+        return httpx.Response(200, json={"data": rows, "pagination": {"limit": 100, "offset": 0,
+                                                                      "total": 4, "has_more": False}})
+    found = aiml(handler).made_since(REQUEST.model, since=1_764_669_600.0)
+    assert [(g.generation_id, g.cost_usd) for g in found] == [(GEN_ID, 0.56), ("y:m", 0)]
+    assert found[0].enqueued_at == 1_796_205_605.0   # 2026-12-02T10:00:05Z

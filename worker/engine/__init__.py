@@ -24,10 +24,12 @@ No module here names a provider: abilities are the capability protocols of
     recheck.py   videos deleted or changed on disk go back to downloading
     sweeper.py   due waits sent, lost tasks resent (never one whose lease is live), --at, pauses
     timing.py    generation times learned from finished items
+    unclaimed.py at the end of a run: generations made since the batch started that no item claims
+                 (adopted by a pending item they match, else recorded for status and the summary)
 """
 
 # what worker/ (tasks, control, the listener and lister, beat) calls; the rest is the engine's own
 __all__ = [
     "batch", "cancel", "download", "events", "listing", "next", "outcome", "poll", "recheck", "retry", "stop",
-    "submit", "sweeper",
+    "submit", "sweeper", "unclaimed",
 ]

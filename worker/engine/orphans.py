@@ -24,7 +24,7 @@ def late_answer(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord, generation
     if not ctx.store.claim_generation(meta.provider, generation_id, holder(batch, item_id)):
         return []   # another item found it first (a reconcile): it is held, not an orphan
     now = ctx.store.item(batch, item_id)
-    if now is not None and _adopt(ctx, meta, now, generation_id):
+    if now is not None and adopt(ctx, meta, now, generation_id):
         return [Next(Step.POLL, batch, item_id, poll_policy(ctx, meta, now).first_delay())]
     state = now.state.value if now is not None else "gone"
     why = f"the submit answered after the item was {state}"
@@ -34,7 +34,7 @@ def late_answer(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord, generation
     return []
 
 
-def _adopt(ctx: WorkerContext, meta: BatchMeta, now: ItemRecord, generation_id: str) -> bool:
+def adopt(ctx: WorkerContext, meta: BatchMeta, now: ItemRecord, generation_id: str) -> bool:
     """Give the generation to its item when the item still needs one and the batch goes on."""
     if meta.cancelled or now.generation_id or now.state not in (S.PENDING, *ADOPT_FROM):
         return False

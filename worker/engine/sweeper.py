@@ -1,6 +1,7 @@
 """The sweeper: sends the polls that wait in the store's due set when they come due (sent a little
 ahead, with the rest of the wait as their countdown, so none is late), sends again the step of any
-item whose task was lost (its worker died), starts batches whose --at time has come, and hands
+item whose task was lost (its worker died; not while no live worker serves its provider: the
+step waits in that provider's queue), starts batches whose --at time has come, and hands
 free slots to waiting items. `reelbatch run` calls it every few seconds; a fleet runs it from
 Celery beat, which checks every ``sweep_every_s`` whether anything is due within the horizon."""
 
@@ -57,6 +58,8 @@ def sweep(ctx: WorkerContext, batch: str, now: float | None = None) -> list[Next
     if meta.start_at and meta.start_at <= now and store.mark_started(batch):
         return enqueue(ctx, batch)
     nexts: list[Next] = []
+    if not store.serving(meta.provider):   # no worker has its key: a step sent again would
+        return feed(ctx, meta.provider, meta.max_concurrency)   # only wait beside the first
     for _ in range(TAKE_ROUNDS):
         taken = store.take_due(batch, now + horizon_s(ctx.settings), now, lost_after_s(ctx.settings))
         nexts += _due(ctx, meta, taken, now)

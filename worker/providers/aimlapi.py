@@ -134,6 +134,20 @@ class AimlapiProvider:
                                                   enqueued_at=_unix(row.get("created")))
         return sorted(found.values(), key=lambda g: g.enqueued_at or 0, reverse=True)
 
+    def made_since(self, model: str, since: float) -> list[Generation]:
+        """The generations the request log lists for ``model`` from ``since`` on, with the cost it
+        gives; a failed request made nothing and is left out. The log may lag behind."""
+        found: dict[str, Generation] = {}
+        for row in self._log_rows(model, since):
+            inference_id = row.get("inference_id")
+            if not inference_id or row.get("status") == "failed" or str(inference_id) in found:
+                continue
+            cost: Mapping[str, Any] = row["cost"] if isinstance(row.get("cost"), Mapping) else {}
+            found[str(inference_id)] = Generation(str(inference_id), RemoteStatus.UNKNOWN,
+                                                  cost_usd=_number(cost.get("usd")),
+                                                  enqueued_at=_unix(row.get("created")))
+        return list(found.values())
+
     def _log_rows(self, model: str, since: float | None) -> list[dict[str, Any]]:
         """The request log's rows for ``model`` from ``since`` on, newest first (paged)."""
         now = time.time()

@@ -130,6 +130,16 @@ class ListsGenerations(Protocol):
 
 
 @runtime_checkable
+class ListsMadeGenerations(Protocol):
+    """A provider that lists the generations the account made since a time (Oxen's queue and
+    history, the AI/ML API's request log): the end of a run looks there for ones no item claims."""
+
+    def made_since(self, model: str, since: float) -> list[Generation]:
+        """The model's generations made at or after ``since`` (unix seconds), with their cost
+        where the provider says; failed requests that made nothing are left out."""
+
+
+@runtime_checkable
 class PublishesPrices(Protocol):
     """A provider whose API says what a model costs."""
 

@@ -40,6 +40,7 @@ SSE_HEADERS = {"Accept": "text/event-stream", "Cache-Control": "no-store"}
 HISTORY_PAGE_SIZE = 100
 HISTORY_MAX_PAGES = 20
 LIST_PAGE_SIZE = 1000   # the history's largest page (page_size 1-1000)
+MADE_MAX_PAGES = 20     # the end of a run reads back at most 20,000 rows for generations no item claims
 
 
 def _float(value: Any) -> float | None:
@@ -260,6 +261,23 @@ class OxenProvider:
                                                     generation_from_row(self.name, row))
         ranked = sorted(found.values(), key=lambda f: (f[0], f[1].enqueued_at or 0), reverse=True)
         return [generation for _, generation in ranked]
+
+    def made_since(self, model: str, since: float) -> list[Generation]:
+        """The model's generations enqueued at or after ``since``: the active queue, then the
+        history in its largest pages back to ``since`` (a queue row wins over its history row)."""
+        rows = self._active_rows(model=model)
+        for page in range(1, MADE_MAX_PAGES + 1):
+            params = {"model": model, "page": page, "page_size": LIST_PAGE_SIZE}
+            answer = self._http.json("GET", "/api/ai/generations", params=params)
+            chunk = [r for r in answer.get("generations") or [] if isinstance(r, dict)]
+            rows += chunk
+            if len(chunk) < LIST_PAGE_SIZE or all((_float(r.get("enqueued_at")) or 0) < since for r in chunk):
+                break
+        found: dict[str, Generation] = {}
+        for g in _generations(self.name, rows):
+            if g.generation_id not in found and (g.enqueued_at or 0.0) >= since:
+                found[g.generation_id] = g
+        return list(found.values())
 
     def _active_rows(self, **filters: str) -> list[dict[str, Any]]:
         answer = self._http.json("GET", "/api/ai/queue", params=filters)

@@ -20,7 +20,8 @@ from reelbatch.worker.providers.oxen import OxenProvider
 
 Builder = Callable[[Settings, str, httpx.BaseTransport | None, Callable[[str], None] | None], base.Provider]
 CAPABILITIES: tuple[type, ...] = (base.Cancels, base.StreamsEvents, base.FollowsRequests,
-                                  base.ListsGenerations, base.FindsLostSubmits, base.PublishesPrices)
+                                  base.ListsGenerations, base.FindsLostSubmits, base.ListsMadeGenerations,
+                                  base.PublishesPrices)
 
 
 @dataclass(frozen=True)
