@@ -12,14 +12,14 @@ format or an API (page sizes, hash chunks) stay beside the code that uses them.
 # far below any TTL, so a lapsed mark is noticed within about a second.
 HEARTBEAT_EVERY_S = 5.0        # a worker's heartbeat (worker/heartbeat.py) ...
 HEARTBEAT_TTL_S = 15.0         # ... and when `status` stops counting the worker
-EVENTS_BEACON_EVERY_S = 5.0    # the event stream's "healthy" beacon (worker/listener.py) ...
+EVENTS_BEACON_EVERY_S = 5.0    # the event stream's "healthy" beacon (worker/event_stream.py) ...
 EVENTS_BEACON_TTL_S = 15       # ... lapses after three missed renewals: items poll on their own again
 BEACON_TRUST_S = 1.0           # how long a process trusts a beacon it read (events, sweeper)
 PROVIDER_TRUST_S = 5.0         # how long a process trusts the provider it read for a batch's items
 TASK_LEASE_RENEWALS = 3        # a task renews its item's lease this many times per lease TTL
 SLOT_LEASE_S = 900.0           # a concurrency slot not renewed for this long is freed (a dead holder)
 
-# --- the lister (worker/lister.py): one per provider across the fleet ----------------------------
+# --- the lister (worker/history_watch.py): one per provider across the fleet ----------------------------
 # Its holder extends the lock every LISTER_EXTEND_EVERY_S; the lock lapses LISTER_LOCK_S after the last
 # extension (six missed extensions: a holder that died), and the others ask for it again every
 # LISTER_WAIT_LOCK_S. The listing beacon lasts three ticks, at least LISTER_BEACON_MIN_S; after a failed

@@ -11,8 +11,8 @@ from datetime import datetime, timedelta
 from celery.schedules import schedstate, schedule
 
 from reelbatch.jobs.tuning import BEAT_SWEEP_AT_LEAST_S as SWEEP_AT_LEAST_S, SWEEPER_TTL_S
-from reelbatch.worker.context import context
 from reelbatch.worker.engine.sweeper import horizon_s
+from reelbatch.worker.runtime import context
 
 
 class WhenDue(schedule):

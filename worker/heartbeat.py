@@ -11,8 +11,8 @@ from celery.signals import worker_ready, worker_shutdown
 
 from reelbatch.jobs.store import REDIS_DOWN
 from reelbatch.jobs.tuning import HEARTBEAT_EVERY_S as EVERY_S, HEARTBEAT_TTL_S as TTL_S
-from reelbatch.worker.context import context
 from reelbatch.worker.queues import served
+from reelbatch.worker.runtime import context
 
 log = logging.getLogger("reelbatch.worker")
 _stop = threading.Event()

@@ -24,11 +24,11 @@ from reelbatch.jobs.tuning import (
     SWEEP_TAKE_ROUNDS as TAKE_ROUNDS,
     SWEEPER_TTL_S,
 )
-from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine.batch import enqueue
 from reelbatch.worker.engine.line import feed
 from reelbatch.worker.engine.next import Next
 from reelbatch.worker.providers import entry
+from reelbatch.worker.runtime import Runtime
 
 
 def horizon_s(settings: Settings) -> float:
@@ -48,7 +48,7 @@ def busy_recheck_s(settings: Settings) -> float:
     return min(5.0, settings.task_lease_s / 2)
 
 
-def sweep(ctx: WorkerContext, batch: str, now: float | None = None) -> list[Next]:
+def sweep(ctx: Runtime, batch: str, now: float | None = None) -> list[Next]:
     now = now or time.time()
     store, meta = ctx.store, ctx.store.batch(batch)
     if meta is None:
@@ -68,7 +68,7 @@ def sweep(ctx: WorkerContext, batch: str, now: float | None = None) -> list[Next
     return nexts + feed(ctx, meta.provider, meta.max_concurrency)
 
 
-def _due(ctx: WorkerContext, meta: BatchMeta, taken: list[tuple[str, float]], now: float) -> list[Next]:
+def _due(ctx: Runtime, meta: BatchMeta, taken: list[tuple[str, float]], now: float) -> list[Next]:
     """The steps of items due (a kept wait ending, or a task lost), each with the rest of its wait."""
     store, batch, nexts = ctx.store, meta.name, []
     running = ctx.leases.live(batch, [i for i, _ in taken])
@@ -88,7 +88,7 @@ def _due(ctx: WorkerContext, meta: BatchMeta, taken: list[tuple[str, float]], no
     return nexts
 
 
-def check_health(ctx: WorkerContext, meta: BatchMeta, now: float) -> str | None:
+def check_health(ctx: Runtime, meta: BatchMeta, now: float) -> str | None:
     """Pause the batch while something outside it stops it (its provider unreachable for longer
     than ``provider_unreachable_s``, its provider account refusing work, its output folder
     unwritable), resume it when that has
@@ -101,7 +101,7 @@ def check_health(ctx: WorkerContext, meta: BatchMeta, now: float) -> str | None:
     return reason
 
 
-def _stopped_by(ctx: WorkerContext, meta: BatchMeta, now: float) -> str | None:
+def _stopped_by(ctx: Runtime, meta: BatchMeta, now: float) -> str | None:
     down = ctx.store.provider_down(meta.provider)
     if down and now - down.since >= ctx.settings.provider_unreachable_s:
         url = entry(meta.provider).base_url(ctx.settings)
@@ -120,7 +120,7 @@ def _clock(ts: float) -> str:
     return datetime.fromtimestamp(ts).astimezone().isoformat(timespec="seconds")
 
 
-def open_batches(ctx: WorkerContext) -> list[str]:
+def open_batches(ctx: Runtime) -> list[str]:
     """Batches with items not yet terminal."""
     found = []
     for batch in ctx.store.batches():
@@ -130,7 +130,7 @@ def open_batches(ctx: WorkerContext) -> list[str]:
     return found
 
 
-def sweep_open_batches(ctx: WorkerContext, send: Callable[[list[Next]], int]) -> int:
+def sweep_open_batches(ctx: Runtime, send: Callable[[list[Next]], int]) -> int:
     """Sweep every open batch, sending what each sweep finds, unless another sweeper holds the
     lock (redis-py's Lock: only its holder can release it, so a slow sweep never frees the next
     sweeper's lock). Returns how many steps were sent."""

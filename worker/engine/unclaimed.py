@@ -18,11 +18,11 @@ from reelbatch.jobs.catalog import catalog, provider_request
 from reelbatch.jobs.limits import holder
 from reelbatch.jobs.state import ItemState as S, Step
 from reelbatch.jobs.store import BatchMeta
-from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine.next import Next
 from reelbatch.worker.engine.orphans import adopt
 from reelbatch.worker.engine.submit import look_window_s, resolver
 from reelbatch.worker.providers.base import FindsLostSubmits, Generation, ListsMadeGenerations
+from reelbatch.worker.runtime import Runtime
 
 log = logging.getLogger("reelbatch.worker")
 SLACK_S = 5.0          # clock slack between us and the provider
@@ -38,7 +38,7 @@ class Unclaimed:
     status: str
 
 
-def look(ctx: WorkerContext, batch: str) -> tuple[list[Next], list[Unclaimed]]:
+def look(ctx: Runtime, batch: str) -> tuple[list[Next], list[Unclaimed]]:
     """Adopt or record the batch's unclaimed generations: the steps of the items that adopted one,
     and those recorded now."""
     meta = ctx.store.batch(batch)
@@ -62,7 +62,7 @@ def look(ctx: WorkerContext, batch: str) -> tuple[list[Next], list[Unclaimed]]:
     return nexts, recorded
 
 
-def _adopt_pending(ctx: WorkerContext, meta: BatchMeta, found: dict[str, Generation]) -> list[Next]:
+def _adopt_pending(ctx: Runtime, meta: BatchMeta, found: dict[str, Generation]) -> list[Next]:
     """Pending items that match an unclaimed generation adopt it (it leaves ``found``)."""
     client = ctx.provider(meta.provider)
     if not isinstance(client, FindsLostSubmits) or meta.cancelled:

@@ -20,7 +20,7 @@ from reelbatch.worker.providers.base import Provider
 from reelbatch.worker.providers.http import build_download_client
 
 
-class WorkerContext:
+class Runtime:
     def __init__(self, settings: Settings):
         self.settings = settings
         self._lock = threading.Lock()
@@ -129,15 +129,15 @@ class WorkerContext:
             client.close()
 
 
-_context: WorkerContext | None = None
+_context: Runtime | None = None
 _context_lock = threading.Lock()
 
 
-def context() -> WorkerContext:
+def context() -> Runtime:
     global _context
     with _context_lock:
         if _context is None:
-            _context = WorkerContext(get_settings())
+            _context = Runtime(get_settings())
         return _context
 
 
