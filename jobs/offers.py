@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from reelbatch.jobs.catalog import catalog
+from reelbatch.jobs.content import content_key, file_sha256, is_local, keyed_json, media_refs, params_json
 from reelbatch.jobs.errors import ManifestError
 from reelbatch.jobs.expand import collect, expand, expansions
 from reelbatch.jobs.item import Item, Offer
@@ -70,3 +71,26 @@ def _with_offers(route: str, same: tuple[Item, ...]) -> Item:
                                    estimated_cost_usd=i.estimated_cost_usd) for i in same])
     first = next(i for i in same if i.provider == offers[0].provider)
     return first.model_copy(update={"offers": tuple(offers)})
+
+
+def same_work(old: Item, new: Item) -> bool:
+    """``old`` (as stored) is the request ``new`` asks for, keyed under another provider list: the
+    same model, sample and parameters (local files by their bytes); only the provider its key
+    names differs. A video made for it is never made again because the list or route changed."""
+    if (old.model, old.sample) != (new.model, new.sample) or params_json(old.params) != params_json(new.params):
+        return False
+    try:
+        digests = {ref: file_sha256(ref) for ref in media_refs(new.params) if is_local(ref)}
+    except OSError:
+        return False
+    keyed = keyed_json(new.params, digests)
+    names = {ANY_PROVIDER, old.provider, new.provider, *(o.provider for o in (*old.offers, *new.offers))}
+    return old.content_key in {content_key(p, new.model, keyed, new.sample) for p in names}
+
+
+def kept_spec(old: Item, new: Item, pending: bool) -> Item:
+    """What a kept item's spec becomes: the plan's when nothing was made for it yet (pending), else
+    the provider that made it stays, with the new key and offers."""
+    if pending:
+        return new
+    return old.model_copy(update={"content_key": new.content_key, "offers": new.offers})

@@ -10,6 +10,7 @@ from functools import cached_property, partial
 import httpx
 
 from reelbatch.jobs.errors import ServiceUnavailable
+from reelbatch.jobs.fanout import Fanout, FanoutStore
 from reelbatch.jobs.leases import TaskLeases
 from reelbatch.jobs.limits import RequestRate, Slots
 from reelbatch.jobs.settings import Settings, get_settings
@@ -31,6 +32,7 @@ class WorkerContext:
         self._marked_down: set[str] = set()   # providers this process found unreachable
         self._local = threading.local()        # what the task boundary read for its step
         self._flags: dict[tuple[str, str], tuple[float, bool]] = {}   # beacons read, until when
+        self._fanouts: dict[str, tuple[float, Fanout | None]] = {}    # batches' routing, until when
 
     def load(self, batch: str, item_id: str) -> tuple[BatchMeta | None, ItemRecord | None]:
         """The batch's settings and the item: what this thread's task boundary read with its
@@ -38,8 +40,37 @@ class WorkerContext:
         handed = getattr(self._local, "loaded", None)
         self._local.loaded = None
         if handed is not None and handed[0] == (batch, item_id):
-            return handed[1], ItemRecord.from_hash(handed[2]) if handed[2] else None
-        return self.store.batch_and_item(batch, item_id)
+            meta, rec = handed[1], ItemRecord.from_hash(handed[2]) if handed[2] else None
+        else:
+            meta, rec = self.store.batch_and_item(batch, item_id)
+        return self.as_bound(meta, rec), rec
+
+    def as_bound(self, meta: BatchMeta | None, rec: ItemRecord | None) -> BatchMeta | None:
+        """The batch's settings as the item's provider sees them: in a batch over several providers,
+        the provider the item is bound to (or offered to first) and that provider's limits."""
+        fanout = self.fanout(meta.name) if meta is not None else None
+        if meta is None or rec is None or fanout is None:
+            return meta
+        concurrency, per_minute = fanout.limit(rec.item.provider)
+        return meta.model_copy(update={"provider": rec.item.provider, "max_concurrency": concurrency,
+                                       "requests_per_minute": per_minute})
+
+    def fanout(self, batch: str, fresh: bool = False) -> Fanout | None:
+        """How the batch spreads over several providers (None: one provider); read at most every
+        FLAG_TTL_S per process (it changes only when the batch is registered again), or now."""
+        now = time.monotonic()
+        hit = self._fanouts.get(batch)
+        if hit is not None and hit[0] > now and not fresh:
+            return hit[1]
+        found = self.fanout_store.load(batch)
+        self._fanouts[batch] = (now + FLAG_TTL_S, found)
+        return found
+
+    def provider_paused(self, provider: str) -> bool:
+        """The provider takes no items of a batch over several: its account stopped, or it cannot
+        be reached (read at most every FLAG_TTL_S per process)."""
+        return self.account_stopped(provider) or self._flag(
+            "down", provider, lambda: self.store.provider_down(provider))
 
     def hand_over(self, batch: str, item_id: str, meta: BatchMeta | None,
                   rec: dict[str, str] | None) -> None:
@@ -71,6 +102,10 @@ class WorkerContext:
     @cached_property
     def store(self) -> Store:
         return Store.from_url(_broker_url(self.settings))
+
+    @cached_property
+    def fanout_store(self) -> FanoutStore:
+        return FanoutStore(self.store.r)
 
     @cached_property
     def leases(self) -> TaskLeases:

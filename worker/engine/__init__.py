@@ -24,10 +24,12 @@ No module here names a provider: abilities are the capability protocols of
     recheck.py   videos deleted or changed on disk go back to downloading
     sweeper.py   due waits sent, lost tasks resent (never one whose lease is live), --at, pauses
     timing.py    generation times learned from finished items
+    route.py     a batch over several providers: which provider takes an item (the route, failover)
+    fanout.py    ... and acting on it: lines, hand-out in the route's order, items moved off a paused one
 """
 
 # what worker/ (tasks, control, the listener and lister, beat) calls; the rest is the engine's own
 __all__ = [
-    "batch", "cancel", "download", "events", "listing", "next", "outcome", "poll", "recheck", "retry", "stop",
-    "submit", "sweeper",
+    "batch", "cancel", "download", "events", "fanout", "listing", "next", "outcome", "poll", "recheck", "retry",
+    "stop", "submit", "sweeper",
 ]

@@ -13,7 +13,7 @@ from reelbatch.jobs.catalog import catalog
 from reelbatch.jobs.state import ItemState as S
 from reelbatch.jobs.store import BatchMeta, ItemRecord, Problem, TransitionRefused
 from reelbatch.worker.context import WorkerContext
-from reelbatch.worker.engine import budget
+from reelbatch.worker.engine import budget, fanout
 from reelbatch.worker.engine.line import release
 from reelbatch.worker.engine.next import Next
 from reelbatch.worker.providers.http import AUTH_REFUSED
@@ -62,7 +62,11 @@ def stop(ctx: WorkerContext, meta: BatchMeta, exc: errors.AccountProblem) -> Non
 
 def park(ctx: WorkerContext, meta: BatchMeta, item_id: str) -> list[Next]:
     """A pending item that may not be submitted now: it leaves the line and gives its slot back;
-    the next run puts it in line again."""
+    the next run puts it in line again. In a batch over several providers it goes to the others at
+    once, and so do the stopped provider's other pending items."""
+    spread = ctx.fanout(meta.name)
+    if spread is not None:
+        return fanout.park(ctx, meta, spread, item_id)
     ctx.store.clear_due(meta.name, item_id)
     return release(ctx, meta.provider, meta.name, item_id)
 

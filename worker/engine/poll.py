@@ -15,7 +15,7 @@ from reelbatch.jobs.policy import PollPolicy
 from reelbatch.jobs.state import IN_PROGRESS, ItemState as S, Step
 from reelbatch.jobs.store import BatchMeta, ItemRecord, TransitionRefused
 from reelbatch.worker.context import WorkerContext
-from reelbatch.worker.engine import account, budget, timing
+from reelbatch.worker.engine import account, budget, fanout, timing
 from reelbatch.worker.engine.cancel import cancel_remote
 from reelbatch.worker.engine.line import release, requeue
 from reelbatch.worker.engine.next import Next
@@ -167,6 +167,9 @@ def _remote_failed(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord, g: Gene
     except TransitionRefused:
         return []
     budget.unreserve(ctx, meta, rec)
+    spread = ctx.fanout(meta.name)
+    if spread is not None and spread.on_other_provider:   # may be made on another provider
+        return fanout.elsewhere(ctx, meta, spread, rec)
     return requeue(ctx, meta.provider, meta.name, rec.item_id)
 
 
