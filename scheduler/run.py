@@ -22,6 +22,7 @@ from rich.markup import escape
 from rich.text import Text
 
 from reelbatch.jobs.errors import ServiceUnavailable
+from reelbatch.jobs.offers import serving
 from reelbatch.jobs.settings import Settings
 from reelbatch.jobs.state import OPEN, ItemState as S
 from reelbatch.jobs.store import Store
@@ -72,8 +73,10 @@ class Stack:
     local_worker: bool
 
 
-def start_services(stack: ExitStack, settings: Settings, provider: str) -> Stack:
-    env = entry(provider).environment(settings)   # a key in the working folder's .env included
+def start_services(stack: ExitStack, settings: Settings, providers: tuple[str, ...]) -> Stack:
+    env: dict[str, str] = {}
+    for provider in providers:
+        env.update(entry(provider).environment(settings))   # a key in the working folder's .env included
     broker = settings.broker_url
     if broker is None:
         broker = stack.enter_context(EmbeddedRedis(settings.data_dir)).url
@@ -81,7 +84,7 @@ def start_services(stack: ExitStack, settings: Settings, provider: str) -> Stack
         check_broker(broker)
     env["REELBATCH_BROKER_URL"] = broker
     update: dict[str, Any] = {"broker_url": broker}
-    if provider == "simulator" and "REELBATCH_SIMULATOR_URL" not in os.environ:
+    if "simulator" in providers and "REELBATCH_SIMULATOR_URL" not in os.environ:
         sim = stack.enter_context(SimulatorProcess(settings))
         env.update(sim.env())
         update.update(simulator_url=sim.url, simulator_key=SecretStr(sim.key))
@@ -107,27 +110,28 @@ def run_batch(manifest: Path | Plan, settings: Settings, console: Console, adopt
     plan = manifest if isinstance(manifest, Plan) else plan_batch(manifest, settings)
     _preflight(plan, settings)
     with ExitStack() as stack:
-        services = start_services(stack, settings, plan.manifest.provider)
-        warning = preflight.check_key(services.settings, plan.manifest.provider, plan.manifest.model)
+        services = start_services(stack, settings, plan.manifest.providers)
         ctx = WorkerContext(services.settings)
         stack.enter_context(serve_metrics(ctx.store, services.settings))   # REELBATCH_METRICS_PORT
-        if warning:
-            console.print(f"[yellow]{warning}; retrying (the batch pauses after "
-                          f"{settings.provider_unreachable_s:.0f} s)[/]")
-        else:
-            preflight.provider_answers(ctx.store, plan.manifest.provider)
+        for provider in serving(plan.manifest):
+            warning = preflight.check_key(services.settings, provider, plan.manifest.model)
+            if warning:
+                console.print(f"[yellow]{warning}; retrying (the batch pauses after "
+                              f"{settings.provider_unreachable_s:.0f} s)[/]")
+            else:
+                preflight.provider_answers(ctx.store, provider)
         return _carry_out(stack, ctx, plan, services, console, Options(adopt, verify, verbosity, reuse))
 
 
 def _preflight(plan: Plan, settings: Settings) -> None:
     """Before anything starts (nothing made, not even a folder): the key's presence and form,
     the output folder."""
-    provider = plan.manifest.provider
-    if settings.broker_url is None:      # with a broker, the fleet's workers hold the keys
-        preflight.check_key_present(settings, provider)
-    preflight.check_key_format(settings, provider)
+    for provider in plan.manifest.providers:
+        if settings.broker_url is None:      # with a broker, the fleet's workers hold the keys
+            preflight.check_key_present(settings, provider)
+        preflight.check_key_format(settings, provider)
+        preflight.check_host(settings, provider)
     preflight.check_output(plan.manifest)
-    preflight.check_host(settings, provider)
 
 
 @dataclass(frozen=True)
@@ -153,12 +157,13 @@ def _carry_out(stack: ExitStack, ctx: WorkerContext, plan: Plan, services: Stack
         console.print(f"{lost} videos are missing or changed on disk: downloading them again "
                       "from their generations")
     worker = _start_worker(stack, services) if services.local_worker else None
-    _start_listener(stack, services.settings, plan.manifest.provider)
+    _start_listener(stack, services.settings, plan.manifest.providers)
     try:
         start_batch(ctx, name)
         _watch(ctx, name, worker, console, options.verbosity)
         _fetch_lost(ctx, name, worker, console, options.verbosity)
-        settle_charges(ctx, plan.manifest.provider)   # the last costs the provider's history holds
+        for provider in plan.manifest.providers:
+            settle_charges(ctx, provider)   # the last costs the provider's history holds
     except BatchPaused as paused:
         notify_batch(ctx.store, name, urls_for(plan.manifest.notify, ctx.settings), PAUSED, str(paused),
                      scope="run")
@@ -205,9 +210,9 @@ def _start_worker(stack: ExitStack, services: Stack) -> WorkerProcess:
     return worker
 
 
-def _start_listener(stack: ExitStack, settings: Settings, provider: str) -> None:
-    """Completions as events, where the provider has an event stream."""
-    for listener in start_listeners(settings, [provider]):
+def _start_listener(stack: ExitStack, settings: Settings, providers: tuple[str, ...]) -> None:
+    """Completions as events, where a provider has an event stream."""
+    for listener in start_listeners(settings, list(providers)):
         stack.callback(listener.stop)
 
 

@@ -111,6 +111,9 @@ def test_an_item_in_flight_stays_bound_to_a_provider_that_pauses(engine):
     rec = engine.item(first)
     assert rec.state in (S.QUEUED, S.RUNNING) and rec.item.provider == "simulator"
     assert engine.oxen.posts() == 1
+    sweeper.sweep(engine.ctx, "b")   # what is left is only the stopped provider's: the batch pauses
+    paused = engine.ctx.store.batch("b").paused
+    assert paused is not None and "refuses the key" in paused
 
 
 RETRY_ELSEWHERE = [

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from reelbatch.jobs.fanout import Fanout
 from reelbatch.jobs.limits import holder
-from reelbatch.jobs.state import IN_PROGRESS, ItemState as S
+from reelbatch.jobs.state import IN_PROGRESS, TERMINAL, ItemState as S
 from reelbatch.jobs.store import BatchMeta, ItemRecord
 from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine import route
@@ -110,3 +110,15 @@ def in_flight(ctx: WorkerContext, provider: str) -> list[tuple[BatchMeta, str, s
         ids = sorted({i for state in IN_PROGRESS for i in ctx.store.item_ids(name, state)})
         found += [(seen, *flight) for flight in ctx.fanout_store.in_flight(name, ids, provider)]
     return found
+
+
+def stranded(ctx: WorkerContext, batch: str, up: list[str]) -> bool:
+    """Every item left (not terminal) is bound to, or can only be made by, a provider not in
+    ``up``: the batch cannot go on until one of those comes back (a rerun after a new key)."""
+    pending = ctx.store.item_ids(batch, S.PENDING)
+    going = [i for state in S if state not in (*TERMINAL, S.PENDING) for i in ctx.store.item_ids(batch, state)]
+    if not pending and not going:
+        return False
+    if any(p in up for p in ctx.fanout_store.bindings(batch, going).values()):
+        return False   # an item on its way at a live provider
+    return not any(item.can_go_to(p) for item in ctx.fanout_store.specs(batch, pending).values() for p in up)

@@ -114,9 +114,12 @@ def check_health(ctx: WorkerContext, meta: BatchMeta, now: float) -> str | None:
 def _stopped_by(ctx: WorkerContext, meta: BatchMeta, now: float) -> str | None:
     fanout = ctx.fanout(meta.name)
     providers = fanout.providers if fanout else (meta.provider,)
-    stops = [provider_stopped(ctx, p, meta.model, now) for p in providers]
-    if all(stops):   # a batch over several providers goes on while one of them is live
-        return "; ".join(s for s in stops if s)
+    stops = {p: provider_stopped(ctx, p, meta.model, now) for p in providers}
+    reasons = "; ".join(s for s in stops.values() if s)
+    if all(stops.values()):   # a batch over several providers goes on while one of them is live,
+        return reasons        # unless what is left is only the stopped providers' to make
+    if fanout is not None and reasons and fan.stranded(ctx, meta.name, [p for p, s in stops.items() if not s]):
+        return reasons
     output = ctx.store.output_problem(meta.name)
     if output:
         return f"cannot write to {meta.output} since {_clock(output.since)}: {output.why}"
