@@ -24,6 +24,7 @@ from reelbatch.jobs.manifest import load_manifest
 from reelbatch.jobs.settings import Settings
 from reelbatch.jobs.state import TERMINAL, ItemState as S
 from reelbatch.jobs.store import Store
+from reelbatch.scheduler import provider_status
 from reelbatch.scheduler.broker import connect, connect_batch
 from reelbatch.scheduler.console import output_console
 from reelbatch.scheduler.progress import PlainProgress, hms, settled
@@ -65,6 +66,7 @@ def summary(store: Store, batch: str, now: float | None = None) -> dict:
         "workers": workers,
         **batch_times(meta.created_at if meta else None, pace, _ended(counts, store.budget_waiting(batch))),
         "orphans": [{"generation_id": g, **o} for g, o in sorted(store.orphans(batch).items())],
+        **({"providers": found} if meta and (found := provider_status.providers(store, batch, meta.model)) else {}),
     }
 
 
@@ -161,6 +163,8 @@ def render(info: dict, fleet: bool = False) -> Group:
     times = [f"{what} {info[f'{what}_at']}" for what in ("created", "started", "finished") if info.get(f"{what}_at")]
     if times:
         table.add_row("times", " · ".join(times))
+    for entry in info.get("providers") or []:
+        table.add_row(escape(entry["provider"]), escape(provider_status.line(entry)))
     if info["paused"]:
         table.add_row("[yellow]paused", escape(info["paused"]))
     waiting = waiting_line(info, fleet)

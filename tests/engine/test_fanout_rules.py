@@ -13,6 +13,7 @@ from reelbatch.jobs.fanout import BOUND
 from reelbatch.jobs.keys import item as item_key
 from reelbatch.jobs.state import ItemState as S
 from reelbatch.scheduler.plan import plan_batch
+from reelbatch.scheduler.status import summary
 from reelbatch.worker.engine import batch as batches, sweeper
 from reelbatch.worker.engine.line import release
 from tests.engine.conftest import MODEL
@@ -94,6 +95,11 @@ def test_a_provider_whose_key_is_refused_takes_no_items_and_its_pending_go_to_th
     assert engine.ctx.store.account_problem("simulator", MODEL) is not None
     sweeper.sweep(engine.ctx, "b")
     assert engine.ctx.store.batch("b").paused is None             # the batch goes on elsewhere
+    sim, aiml = summary(engine.ctx.store, "b")["providers"]       # status: per provider
+    assert (sim["provider"], sim["state"], sim["done"]) == ("simulator", "paused", 0)
+    assert "refuses the key" in sim["why"]
+    assert (aiml["provider"], aiml["state"], aiml["done"], aiml["in_flight"]) == ("aimlapi", "active", 4, 0)
+    assert aiml["charged_usd"] + aiml["estimated_usd"] == pytest.approx(engine.spend().total_usd)
 
 
 def test_an_item_in_flight_stays_bound_to_a_provider_that_pauses(engine):
