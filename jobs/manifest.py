@@ -113,6 +113,8 @@ class Limits(BaseModel):
     aimlapi: ProviderLimits | None = None
     fal: ProviderLimits | None = None
     simulator: ProviderLimits | None = None
+    simulator_aimlapi: ProviderLimits | None = None
+    simulator_fal: ProviderLimits | None = None
 
     def per_provider(self) -> dict[str, ProviderLimits]:
         """The providers given their own limits."""
@@ -126,7 +128,7 @@ class Limits(BaseModel):
                 own.requests_per_minute or self.requests_per_minute)
 
 
-PROVIDER_LIMIT_FIELDS = ("oxen", "aimlapi", "fal", "simulator")
+PROVIDER_LIMIT_FIELDS = ("oxen", "aimlapi", "fal", "simulator", "simulator_aimlapi", "simulator_fal")
 Route = Literal["cheapest", "spread", "in-order"]
 
 

@@ -49,6 +49,7 @@ from reelbatch.worker.control import (
 )
 from reelbatch.worker.listener import start_listeners
 from reelbatch.worker.providers import entry
+from reelbatch.worker.providers.registry import SIMULATED_PROVIDERS
 from reelbatch.worker.results import RESULTS, refresh_index
 from reelbatch.worker.tasks import BROKER_DOWN
 
@@ -84,7 +85,7 @@ def start_services(stack: ExitStack, settings: Settings, providers: tuple[str, .
         check_broker(broker)
     env["REELBATCH_BROKER_URL"] = broker
     update: dict[str, Any] = {"broker_url": broker}
-    if "simulator" in providers and "REELBATCH_SIMULATOR_URL" not in os.environ:
+    if SIMULATED_PROVIDERS & set(providers) and "REELBATCH_SIMULATOR_URL" not in os.environ:
         sim = stack.enter_context(SimulatorProcess(settings))
         env.update(sim.env())
         update.update(simulator_url=sim.url, simulator_key=SecretStr(sim.key))
@@ -301,7 +302,7 @@ def summary(store: Store, name: str, console: Console) -> int:
     assert meta is not None, name   # registered by this run
     parts = ", ".join(f"{n} {s.value}" for s, n in counts.items() if n)
     took = ran(*store.pace(name))
-    money = store.spend(name).label() + (SIMULATED if meta.provider == "simulator" else "")
+    money = store.spend(name).label() + (SIMULATED if meta.provider in SIMULATED_PROVIDERS else "")
     console.print(f"[bold]{escape(name)}[/]: {parts}; {escape(money)}{'; ' + took if took else ''}; "
                   f"results in {escape(str(Path(meta.output) / RESULTS))}", soft_wrap=True)
     failed = list(store.items(name, S.FAILED))
