@@ -179,3 +179,13 @@ def test_release_of_a_bound_item_feeds_its_own_provider(engine):
     assert bound == {"i0": "simulator", "i1": None, "i2": None}
     nexts = release(engine.ctx, "simulator", "b", "i0")
     assert [n.item_id for n in nexts] == ["i1"]
+
+
+def test_a_batch_on_one_provider_that_becomes_a_list_makes_nothing_again(engine):
+    engine.run(3, provider="simulator")
+    before = posts(engine)
+    reg = batches.register(engine.ctx.store, replanned(engine, ["aimlapi", "simulator"]))
+    engine.start()
+    engine.driver.run()
+    assert (reg.kept, reg.new, reg.changed) == (3, 0, 0) and posts(engine) == before
+    assert [engine.item(f"i{k}").item.provider for k in range(3)] == ["simulator"] * 3   # who made it
