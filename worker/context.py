@@ -140,12 +140,14 @@ class WorkerContext:
         """The provider cannot be reached: mark it (the sweeper pauses its batches if it lasts)."""
         self.store.mark_provider_down(provider, why, ttl_s)
         self._marked_down.add(provider)
+        self._flags[("down", provider)] = (time.monotonic() + FLAG_TTL_S, True)   # known here at once
 
     def provider_up(self, provider: str) -> None:
         """The provider answered: clear the mark this process set (one write, only after an outage)."""
         if provider in self._marked_down:
             self._marked_down.discard(provider)
             self.store.clear_provider_down(provider)
+            self._flags.pop(("down", provider), None)
 
     def close(self) -> None:
         for client in self._providers.values():

@@ -6,6 +6,8 @@ the content key names no provider, so changing the list makes nothing again."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import yaml
 
@@ -17,7 +19,7 @@ from reelbatch.scheduler.status import summary
 from reelbatch.worker.engine import batch as batches, sweeper
 from reelbatch.worker.engine.line import release
 from tests.engine.conftest import MODEL
-from tests.engine.fakes import failed, processing
+from tests.engine.fakes import connect_refused, failed, processing
 from tests.engine.table import rows
 
 CHEAP = {f"aimlapi:{MODEL}": 0.05}   # the AI/ML API is the cheapest of the three here
@@ -189,3 +191,28 @@ def test_a_batch_on_one_provider_that_becomes_a_list_makes_nothing_again(engine)
     engine.driver.run()
     assert (reg.kept, reg.new, reg.changed) == (3, 0, 0) and posts(engine) == before
     assert [engine.item(f"i{k}").item.provider for k in range(3)] == ["simulator"] * 3   # who made it
+
+
+def test_an_item_held_by_a_provider_that_stays_unreachable_ends_stuck_in_bounded_time(engine):
+    """Its generation stays bound there (never submitted elsewhere: it may still bill); past
+    polling.give_up_after_s it fails `stuck` like any item, and the rest of the batch is made by
+    the other provider."""
+    fan(engine, 3, ["simulator", "aimlapi"], {"simulator": 1, "aimlapi": 1},
+        prices={f"simulator:{MODEL}": 0.05},
+        polling={"first_after_s": 5, "min_interval_s": 2, "max_interval_s": 10, "give_up_after_s": 600})
+    engine.oxen.life = [processing()]
+    engine.start()
+    engine.driver.run_while(lambda: not engine.oxen.rows)
+    first = next(f"i{k}" for k in range(3) if engine.item(f"i{k}").item.provider == "simulator"
+                 and engine.item(f"i{k}").generation_id)
+    engine.oxen.gets.extend([connect_refused()] * 50)              # the provider is gone
+    engine.oxen.submits.extend([connect_refused()] * 50)
+    engine.ctx.store.update("b", first, in_flight_since=time.time() - 601)
+    for _ in range(40):   # the sweeper's turns (`run` sweeps every few seconds)
+        engine.driver.send(sweeper.sweep(engine.ctx, "b"))
+        engine.driver.run(until=engine.driver.now + 5)
+    rec = engine.item(first)
+    assert (rec.state, rec.error_kind, rec.item.provider) == (S.FAILED, "stuck", "simulator")
+    others = [engine.item(f"i{k}") for k in range(3) if f"i{k}" != first]
+    assert [(r.state, r.item.provider) for r in others] == [(S.SUCCEEDED, "aimlapi")] * 2
+    assert len(engine.oxen.rows) == 1 and not engine.holds_slot(first)   # refused POSTs made nothing

@@ -39,6 +39,8 @@ def poll(ctx: WorkerContext, batch: str, item_id: str) -> list[Next]:
     try:
         generation = ctx.provider(meta.provider).get(rec.generation_id)
     except errors.TransientProviderError as exc:
+        if _stuck_for_long(ctx, meta, rec, time.time()):   # a provider away for good: bounded too
+            return fail(ctx, meta, item_id, _unanswered(meta, rec, exc), IN_PROGRESS)
         renew()   # still ours while the provider cannot be asked
         return retry_or_fail(ctx, meta, item_id, Step.POLL, exc, IN_PROGRESS)
     except errors.PermanentProviderError as exc:
@@ -97,6 +99,12 @@ def _stuck(meta: BatchMeta, rec: ItemRecord, g: Generation) -> errors.Generation
     return errors.GenerationStuck(
         f"generation {rec.generation_id} still {g.status.value} after {give_up_after_s(meta):.0f} s in "
         f"flight (polling.give_up_after_s); it is kept: `reelbatch retry --kind stuck` polls it again")
+
+
+def _unanswered(meta: BatchMeta, rec: ItemRecord, exc: errors.ReelbatchError) -> errors.GenerationStuck:
+    return errors.GenerationStuck(
+        f"generation {rec.generation_id} unanswered after {give_up_after_s(meta):.0f} s in flight "
+        f"(polling.give_up_after_s; last: {exc}); it is kept: `reelbatch retry --kind stuck` polls it again")
 
 
 def _finished(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord, g: Generation,

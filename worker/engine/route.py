@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from reelbatch.jobs.fanout import Fanout
 from reelbatch.jobs.item import Item
+from reelbatch.jobs.store import BatchMeta
 from reelbatch.worker.context import WorkerContext
 
 
@@ -51,6 +52,14 @@ def elsewhere(item: Item, failed_on: str, up: list[str]) -> list[str]:
     make it, else (none) the one it failed on."""
     others = [o.provider for o in item.offers if o.provider in up and o.provider != failed_on]
     return others or [failed_on]
+
+
+def bound_here(ctx: WorkerContext, meta: BatchMeta, item_id: str) -> bool:
+    """Whether a submit may go to the provider ``meta`` names: in a batch over several, only the
+    one the item is bound to (a submit sent before it was moved off a paused provider is not)."""
+    if ctx.fanout(meta.name) is None:
+        return True
+    return ctx.fanout_store.bindings(meta.name, [item_id])[item_id] == meta.provider
 
 
 def takes(ctx: WorkerContext, provider: str, batch: str, item_id: str) -> bool:
