@@ -11,7 +11,9 @@ run` with `provider: [simulator, aimlapi, fal]`, `route: cheapest`, each provide
 (run)      the batch to its end;
 (failover) the same, with the fal simulator stopped once half the items are done: it cannot be
            reached, its pending items go to the others, the items it held end `stuck` after
-           polling.give_up_after_s.
+           polling.give_up_after_s; a video it had finished but not yet served cannot be downloaded
+           (the stopped process served the media too): once only that is left the batch pauses
+           (exit 3, REELBATCH_PROVIDER_UNREACHABLE_S=30) and the same command would fetch it.
 
 Figures: makespan (first enqueue at any provider to the last result's download start) over the
 bound max(sum(Ti) / sum(limits), max Ti) from the simulators' actual run times (for failover:
@@ -54,6 +56,7 @@ ACCOUNTS = {   # provider: (limit, nominal run time range, USD per video second)
     "fal": (4, (600, 1200), 0.09),
 }
 GIVE_UP_S = 20.0
+UNREACHABLE_S = 30   # a provider away this long is stopped: when only its work is left, the batch pauses
 
 
 def knobs(provider: str) -> dict:
@@ -69,7 +72,7 @@ def environment(sims: dict[str, SimProcess], data_dir: Path) -> dict[str, str]:
         REELBATCH_SIMULATOR_URL=sims["simulator"].url, REELBATCH_SIMULATOR_KEY=SIM_KEY,
         AIMLAPI_BASE_URL=sims["aimlapi"].url, AIMLAPI_KEY=SIM_KEY,
         FAL_QUEUE_URL=sims["fal"].url, FAL_API_URL=sims["fal"].url, FAL_KEY=SIM_KEY,
-        REELBATCH_PROVIDER_UNREACHABLE_S="3600")
+        REELBATCH_PROVIDER_UNREACHABLE_S=str(UNREACHABLE_S))
 
 
 def manifest(workdir: Path, name: str, n: int) -> Path:
@@ -97,7 +100,7 @@ def run(workdir: Path, n: int, name: str, stop_fal_at: float | None) -> dict:
         if stop_fal_at is not None:
             stopped_at = stop_when_half_done(sims, n, stop_fal_at)
         output, _ = proc.communicate(timeout=3600)
-        if proc.returncode not in (0, 1):
+        if proc.returncode not in (0, 1, 3):
             raise SystemExit(f"reelbatch run ({name}) exited {proc.returncode}:\n{output[-3000:]}")
         stats = {p: s.stats() for p, s in sims.items() if stopped_at is None or p != "fal"}
         if stopped_at is not None:
