@@ -79,8 +79,8 @@ def manifest(workdir: Path, name: str, n: int) -> Path:
     limits = {p: {"max_concurrency": limit} for p, (limit, _, _) in ACCOUNTS.items()}
     return write_manifest(workdir, name, n, provider=list(ACCOUNTS), route="cheapest",
                           limits={"requests_per_minute": UNLIMITED_RPM, **limits},
-                          polling={"first_after_s": 60 * SCALE * 5, "min_interval_s": 5 * SCALE * 20,
-                                   "max_interval_s": 60 * SCALE * 5, "give_up_after_s": GIVE_UP_S})
+                          polling={"min_interval_s": 5 * SCALE, "max_interval_s": 60 * SCALE,   # the defaults,
+                                   "give_up_after_s": GIVE_UP_S})                          # scaled
 
 
 def results(workdir: Path, name: str) -> list[dict]:
