@@ -95,6 +95,9 @@ class BatchStatus:
     workers: int
     output: Path
     manifest: str | None
+    # a batch over several providers: per provider, in the list's order, its state ("active" or
+    # "paused") and why, items in flight and done, charged_usd and estimated_usd; None for one provider
+    providers: list[dict[str, Any]] | None = None
 
     @property
     def succeeded(self) -> int:
@@ -116,7 +119,7 @@ class BatchStatus:
                    info["charged_usd"], info["estimated_usd"], info["projected_usd"], info["paused"], meta.cancelled,
                    _when(meta.created_at), _when(pace[0]), _when(pace[1]) if done else None,
                    dict(info["failure_kinds"]), info["waiting_for_budget"], info["workers"],
-                   Path(meta.output), meta.manifest)
+                   Path(meta.output), meta.manifest, info.get("providers"))
 
 
 @dataclass(frozen=True)
