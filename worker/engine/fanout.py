@@ -8,20 +8,20 @@ from reelbatch.jobs.fanout import Fanout
 from reelbatch.jobs.limits import holder
 from reelbatch.jobs.state import IN_PROGRESS, TERMINAL, ItemState as S
 from reelbatch.jobs.store import BatchMeta, ItemRecord
-from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine import route
 from reelbatch.worker.engine.line import feed, wait_in_line
 from reelbatch.worker.engine.next import Next
+from reelbatch.worker.runtime import Runtime
 
 LIVE_NOTE = "live"   # the providers live when the batch's items were last placed
 
 
-def set_limits(ctx: WorkerContext, fanout: Fanout) -> None:
+def set_limits(ctx: Runtime, fanout: Fanout) -> None:
     for provider in fanout.providers:
         ctx.slots(provider).set_limit(fanout.limit(provider)[0])
 
 
-def place(ctx: WorkerContext, batch: str, fanout: Fanout, item_ids: list[str], front: bool = False) -> None:
+def place(ctx: Runtime, batch: str, fanout: Fanout, item_ids: list[str], front: bool = False) -> None:
     """Put pending items in line: a bound one at its provider, the others where the route says."""
     up = route.live(ctx, fanout)
     specs = ctx.fanout_store.specs(batch, item_ids)
@@ -34,7 +34,7 @@ def place(ctx: WorkerContext, batch: str, fanout: Fanout, item_ids: list[str], f
         wait_in_line(ctx, provider, batch, ids, front=front)
 
 
-def feed_batch(ctx: WorkerContext, fanout: Fanout) -> list[Next]:
+def feed_batch(ctx: Runtime, fanout: Fanout) -> list[Next]:
     """Hand the live providers' free slots to waiting items, in the route's order."""
     up = route.feed_order(fanout, route.live(ctx, fanout))
     if fanout.route != "spread":
@@ -49,14 +49,14 @@ def feed_batch(ctx: WorkerContext, fanout: Fanout) -> list[Next]:
     return nexts
 
 
-def enqueue(ctx: WorkerContext, meta: BatchMeta, fanout: Fanout, pending: list[str]) -> list[Next]:
+def enqueue(ctx: Runtime, meta: BatchMeta, fanout: Fanout, pending: list[str]) -> list[Next]:
     set_limits(ctx, fanout)
     place(ctx, meta.name, fanout, pending)
     ctx.fanout_store.flag(meta.name, LIVE_NOTE, ",".join(route.live(ctx, fanout)))
     return feed_batch(ctx, fanout)
 
 
-def reroute(ctx: WorkerContext, meta: BatchMeta, fanout: Fanout, force: bool = False) -> list[Next]:
+def reroute(ctx: Runtime, meta: BatchMeta, fanout: Fanout, force: bool = False) -> list[Next]:
     """When the live providers changed (one paused, or came back): pending items bound to a paused
     provider are freed, and every pending item is put in the lines the route now says. Then free
     slots are handed out."""
@@ -72,7 +72,7 @@ def reroute(ctx: WorkerContext, meta: BatchMeta, fanout: Fanout, force: bool = F
     return feed_batch(ctx, fanout)
 
 
-def park(ctx: WorkerContext, meta: BatchMeta, fanout: Fanout, item_id: str) -> list[Next]:
+def park(ctx: Runtime, meta: BatchMeta, fanout: Fanout, item_id: str) -> list[Next]:
     """A pending item whose provider stopped (the account): freed from it at once, and in line at
     the providers still live; the rest of that provider's pending items follow."""
     ctx.store.clear_due(meta.name, item_id)
@@ -81,7 +81,7 @@ def park(ctx: WorkerContext, meta: BatchMeta, fanout: Fanout, item_id: str) -> l
     return reroute(ctx, meta, fanout, force=True)
 
 
-def elsewhere(ctx: WorkerContext, meta: BatchMeta, fanout: Fanout, rec: ItemRecord) -> list[Next]:
+def elsewhere(ctx: Runtime, meta: BatchMeta, fanout: Fanout, rec: ItemRecord) -> list[Next]:
     """A generation that failed remotely, back to pending, goes to another live provider that can
     make it (``retry.on_other_provider``; else, or with none, again where it failed)."""
     failed_on = meta.provider
@@ -95,7 +95,7 @@ def elsewhere(ctx: WorkerContext, meta: BatchMeta, fanout: Fanout, rec: ItemReco
     return feed_batch(ctx, fanout)
 
 
-def in_flight(ctx: WorkerContext, provider: str) -> list[tuple[BatchMeta, str, str, float]]:
+def in_flight(ctx: Runtime, provider: str) -> list[tuple[BatchMeta, str, str, float]]:
     """(batch as the provider sees it, item id, generation id, submitted at) of every generation in
     flight at ``provider``: items of batches on that one provider, and items of batches over
     several that are bound to it."""
@@ -112,7 +112,7 @@ def in_flight(ctx: WorkerContext, provider: str) -> list[tuple[BatchMeta, str, s
     return found
 
 
-def stranded(ctx: WorkerContext, batch: str, up: list[str]) -> bool:
+def stranded(ctx: Runtime, batch: str, up: list[str]) -> bool:
     """Every item left (not terminal) is bound to, or can only be made by, a provider not in
     ``up``: the batch cannot go on until one of those comes back (a rerun after a new key)."""
     pending = ctx.store.item_ids(batch, S.PENDING)

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from reelbatch.jobs.limits import holder, split_holder
 from reelbatch.jobs.state import Step
-from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine.next import Next
 from reelbatch.worker.engine.route import takes
+from reelbatch.worker.runtime import Runtime
 
 
-def feed(ctx: WorkerContext, provider: str, default_limit: int = 5, most: int | None = None) -> list[Next]:
+def feed(ctx: Runtime, provider: str, default_limit: int = 5, most: int | None = None) -> list[Next]:
     """Hand free slots to the items waiting longest (at most ``most``). Each gets a submit task
     holding its slot; in a batch over several providers it is bound to this one as it gets it (an
     item bound elsewhere, or that this provider cannot take now, leaves this line)."""
@@ -30,18 +30,18 @@ def feed(ctx: WorkerContext, provider: str, default_limit: int = 5, most: int | 
     return ready
 
 
-def release(ctx: WorkerContext, provider: str, batch: str, item_id: str) -> list[Next]:
+def release(ctx: Runtime, provider: str, batch: str, item_id: str) -> list[Next]:
     """Give the item's slot back and hand it to the next waiting item."""
     ctx.slots(provider).release(holder(batch, item_id))
     return feed(ctx, provider)
 
 
-def requeue(ctx: WorkerContext, provider: str, batch: str, item_id: str) -> list[Next]:
+def requeue(ctx: Runtime, provider: str, batch: str, item_id: str) -> list[Next]:
     """Put a pending item back in line (after a remote failure or a refused submit)."""
     ctx.slots(provider).wait([holder(batch, item_id)])
     return release(ctx, provider, batch, item_id)
 
 
-def wait_in_line(ctx: WorkerContext, provider: str, batch: str, item_ids: list[str],
+def wait_in_line(ctx: Runtime, provider: str, batch: str, item_ids: list[str],
                  front: bool = False) -> None:
     ctx.slots(provider).wait([holder(batch, i) for i in item_ids], front=front)

@@ -20,10 +20,10 @@ from __future__ import annotations
 from reelbatch.jobs.fanout import Fanout
 from reelbatch.jobs.item import Item
 from reelbatch.jobs.store import BatchMeta
-from reelbatch.worker.context import WorkerContext
+from reelbatch.worker.runtime import Runtime
 
 
-def live(ctx: WorkerContext, fanout: Fanout) -> list[str]:
+def live(ctx: Runtime, fanout: Fanout) -> list[str]:
     """The batch's providers that take items now, in the list's order."""
     return [p for p in fanout.providers if not ctx.provider_paused(p)]
 
@@ -42,7 +42,7 @@ def feed_order(fanout: Fanout, up: list[str]) -> list[str]:
     return [p for p in order if p in up]
 
 
-def emptiest(ctx: WorkerContext, fanout: Fanout, candidates: list[str]) -> str:
+def emptiest(ctx: Runtime, fanout: Fanout, candidates: list[str]) -> str:
     """``spread``: the provider with the smallest share of its slots in use."""
     return min(candidates, key=lambda p: ctx.slots(p).held() / fanout.limit(p)[0])
 
@@ -54,7 +54,7 @@ def elsewhere(item: Item, failed_on: str, up: list[str]) -> list[str]:
     return others or [failed_on]
 
 
-def bound_here(ctx: WorkerContext, meta: BatchMeta, item_id: str) -> bool:
+def bound_here(ctx: Runtime, meta: BatchMeta, item_id: str) -> bool:
     """Whether a submit may go to the provider ``meta`` names: in a batch over several, only the
     one the item is bound to (a submit sent before it was moved off a paused provider is not)."""
     if ctx.fanout(meta.name) is None:
@@ -62,7 +62,7 @@ def bound_here(ctx: WorkerContext, meta: BatchMeta, item_id: str) -> bool:
     return ctx.fanout_store.bindings(meta.name, [item_id])[item_id] == meta.provider
 
 
-def takes(ctx: WorkerContext, provider: str, batch: str, item_id: str) -> bool:
+def takes(ctx: Runtime, provider: str, batch: str, item_id: str) -> bool:
     """Whether a free slot of ``provider`` takes the item (binding it there): always in a batch on
     one provider; in a batch over several, when the provider is live, the item's route allows it
     there and the item, still pending, is not bound to another provider."""
