@@ -2,6 +2,7 @@
 Celery nor httpx; every other package builds on it."""
 
 __all__ = [
-    "catalog", "content", "errors", "expand", "files", "inputs", "item", "limits", "manifest", "money",
-    "leases", "names", "policy", "schemas", "settings", "state", "store", "tuning", "unclaimed",
+    "catalog", "content", "errors", "expand", "fanout", "files", "inputs", "item", "limits", "manifest",
+    "money", "leases", "names", "offers", "policy", "schemas", "settings", "state", "store", "tuning",
+    "unclaimed",
 ]

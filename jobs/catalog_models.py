@@ -119,6 +119,8 @@ class ProviderInfo(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     dialect: str
     options: tuple[str, ...] = ()
+    like: str | None = None   # a simulated account of that provider: its models, ids and prices, with
+                              # the simulator's timing (served by the local simulator, no key)
 
 
 class Catalog(BaseModel):
@@ -161,9 +163,26 @@ def _base(name: str, spec: dict[str, Any]) -> dict[str, Any]:
     return {**spec, "name": name, "ids": {p: entry["id"] for p, entry in entries.items()}}
 
 
+SIMULATOR = "simulator"
+TIMING_KEYS = ("typical_seconds", "typical_range_s", "poll_every_s", "typical_source")
+
+
+def _with_simulated(data: dict[str, Any]) -> dict[str, Any]:
+    """Every model a provider serves is served by its simulated account (``like``) too, with the
+    simulator's timing."""
+    for name, info in data["providers"].items():
+        like = info.get("like")
+        for spec in data["models"].values() if like else ():
+            entries = spec["providers"]
+            if like in entries:
+                timing = {k: v for k, v in entries.get(SIMULATOR, {}).items() if k in TIMING_KEYS}
+                entries[name] = {**entries[like], **timing}
+    return data
+
+
 @lru_cache(maxsize=1)
 def catalog() -> Catalog:
-    data = _read_catalog()
+    data = _with_simulated(_read_catalog())
     models = {name: _base(name, spec) for name, spec in data["models"].items()}
     entries = {name: spec["providers"] for name, spec in data["models"].items()}
     return Catalog(models=models, dialects=data["dialects"], providers=data["providers"],

@@ -32,7 +32,7 @@ from reelbatch.jobs.rows import Source, Where, at, file_sources, row_sources
 from reelbatch.jobs.settings import Settings
 from reelbatch.jobs.variants import Variant, variants
 
-__all__ = ["check_raw", "content_key", "count_items", "expand", "item_id", "sources"]
+__all__ = ["check_raw", "collect", "content_key", "count_items", "expand", "expansions", "item_id", "sources"]
 
 
 def _origins(manifest: Manifest, prefix: YamlPath, names: Iterable[str]) -> dict[str, Where]:
@@ -103,6 +103,8 @@ def _check_cap(manifest: Manifest, count: int, cap: int) -> None:
 @dataclass
 class Expander:
     manifest: Manifest
+    provider: str
+    key_provider: str    # the provider the content key names (ANY_PROVIDER for several)
     spec: ModelSpec
     price: float
     media: MediaChecker
@@ -118,7 +120,7 @@ class Expander:
             raise self._locate(exc, source, origins) from None
         try:
             check_params(self.spec, values)
-            check_raw(self.manifest.provider, values.get("raw") or {})
+            check_raw(self.provider, values.get("raw") or {})
         except ManifestError as exc:
             raise self._locate(exc, source, origins) from None
         return values
@@ -140,8 +142,8 @@ class Expander:
             new_id = item_id((source.id, *label, *tag))
             yield Item.model_construct(
                 item_id=new_id, source_id=source.id,
-                content_key=content_key(m.provider, self.spec.name, key_json, sample),
-                provider=m.provider, model=self.spec.name, provider_model=tier_model_id(self.spec, tier),
+                content_key=content_key(self.key_provider, self.spec.name, key_json, sample),
+                provider=self.provider, model=self.spec.name, provider_model=tier_model_id(self.spec, tier),
                 params=params, sample=sample, video_seconds=seconds,
                 estimated_cost_usd=round(seconds * price, 6))
 
@@ -159,27 +161,53 @@ def check_raw(provider: str, raw: dict[str, Any]) -> None:
                                 f"{names}; set that instead", field="raw")
 
 
-def expand(manifest: Manifest, settings: Settings) -> list[Item]:
-    """Every item the manifest describes, validated against the model catalogue."""
-    spec = catalog().model_for(manifest.provider, manifest.model)
+Key = tuple[str, tuple[str, ...], tuple[str, ...]]   # source id, var label, matrix label
+Made = tuple[Key, Where, list[Item] | ManifestError]
+
+
+def expansions(manifest: Manifest, settings: Settings, provider: str,
+               key_provider: str | None = None) -> Iterator[Made]:
+    """Every item combination as ``provider`` makes it: its items, or why that provider cannot."""
+    spec = catalog().model_for(provider, manifest.model)
     found = sources(manifest, settings, spec)
     _check_cap(manifest, count_items(manifest, found), settings.max_items)
-    expander = Expander(manifest, spec, price_per_second(manifest.provider, spec,
-                                                         settings.price_overrides),
+    expander = Expander(manifest, provider, key_provider or provider, spec,
+                        price_per_second(provider, spec, settings.price_overrides),
                         MediaChecker(manifest.folder, spec.image_formats, settings.max_data_uri_bytes,
                                      spec.media), dict(settings.price_overrides))
     all_variants = variants(manifest)
-    seen: dict[str, tuple[str, Where]] = {}
-    out: list[Item] = []
-    errors = ErrorCollector()   # every bad value at once, each with its file and line
     for source in found:
         for var_label, env in var_combos(source):
             for variant in all_variants:
+                key = (source.id, var_label, variant.label)
                 try:
                     values = expander.checked(source, variant, env)
-                    for item in expander.items(source, (*var_label, *variant.label), values):
-                        add_unique(item, source.where, seen, out)
+                    made: list[Item] | ManifestError = list(
+                        expander.items(source, (*var_label, *variant.label), values))
                 except ManifestError as exc:
-                    errors.add(exc)
+                    made = exc
+                yield key, source.where, made
+
+
+def collect(made: Iterable[tuple[Where, list[Item] | ManifestError]]) -> list[Item]:
+    """The items, each id (and file name) once; every bad value raised at once, each with its file
+    and line."""
+    seen: dict[str, tuple[str, Where]] = {}
+    out: list[Item] = []
+    errors = ErrorCollector()
+    for where, items in made:
+        try:
+            if isinstance(items, ManifestError):
+                raise items
+            for item in items:
+                add_unique(item, where, seen, out)
+        except ManifestError as exc:
+            errors.add(exc)
     errors.raise_any()
     return out
+
+
+def expand(manifest: Manifest, settings: Settings) -> list[Item]:
+    """Every item the manifest's one provider makes, validated against the model catalogue (a batch
+    over several providers: jobs/offers.py)."""
+    return collect((where, made) for _, where, made in expansions(manifest, settings, manifest.provider))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 
 class Element(BaseModel):
@@ -33,6 +33,15 @@ class Params(BaseModel):
     raw: dict[str, Any] = Field(default_factory=dict)  # provider-specific fields, passed through
 
 
+class Offer(BaseModel):
+    """One provider of a batch over several that can make an item: its model id and price there."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    provider: str
+    provider_model: str
+    estimated_cost_usd: float
+
+
 class Item(BaseModel):
     """One generation of a batch. ``item_id`` is readable and stable; ``content_key`` identifies
     the work itself (provider, model, final parameters, sample), so an edited prompt is a new item."""
@@ -48,6 +57,25 @@ class Item(BaseModel):
     sample: int = 1
     video_seconds: int
     estimated_cost_usd: float
+    # a batch over several providers: every provider that can make it, in the route's order (the
+    # item's provider is the first until a slot binds it to one); empty for one provider
+    offers: tuple[Offer, ...] = ()
+
+    @model_serializer(mode="wrap")
+    def _without_empty_offers(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if not data.get("offers"):
+            data.pop("offers", None)   # one provider: the item is stored exactly as before
+        return data
+
+    def bound_to(self, provider: str) -> Item:
+        """The item as ``provider`` makes it (its model id and price there)."""
+        offer = next(o for o in self.offers if o.provider == provider)
+        return self.model_copy(update={"provider": provider, "provider_model": offer.provider_model,
+                                       "estimated_cost_usd": offer.estimated_cost_usd})
+
+    def can_go_to(self, provider: str) -> bool:
+        return provider == self.provider or any(o.provider == provider for o in self.offers)
 
 
 class ProviderRequest(BaseModel):

@@ -16,6 +16,9 @@
     rb:{b}:est                        hash: state -> the estimated cost of the batch's items in it
     rb:{b}:budget                     set of pending item ids parked by the batch's budget
     rb:{b}:a:<item_id>                list: one JSON line per failed attempt
+    rb:{b}:fanout                     hash: a batch over several providers: its providers, route,
+                                      per-provider limits (jobs/fanout.py); an item's provider once a
+                                      slot binds it is the item hash's ``bound``
     rb:{b}:index:turn / :lock         whose turn it is to rewrite results.jsonl, and one writer at a time
     rb:{b}:outcomes                   stream: item id and state of each item that became terminal (bounded)
     rb:{b}:notified                   hash: notifications already sent (scope:event:outcome id -> time)
@@ -79,6 +82,10 @@ def versions(batch: str, item_id: str) -> str:
 
 def due(batch: str) -> str:
     return _b(batch, "due")
+
+
+def fanout(batch: str) -> str:
+    return _b(batch, "fanout")
 
 
 def attempts(batch: str, item_id: str) -> str:

@@ -94,11 +94,42 @@ class ItemSpec(ParamSpec):
     vars: dict[str, list[Scalar] | Scalar] = Field(default_factory=dict)
 
 
+class ProviderLimits(BaseModel):
+    """One provider's limits in a batch over several (``limits: {fal: {max_concurrency: 10}}``);
+    unset values are the batch's own."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_concurrency: int | None = Field(None, ge=1)
+    requests_per_minute: int | None = Field(None, ge=1, le=MAX_REQUESTS_PER_MINUTE)
+
+
 class Limits(BaseModel):
     model_config = ConfigDict(extra="forbid")
     max_concurrency: int = Field(5, ge=1)
     requests_per_minute: int = Field(60, ge=1, le=MAX_REQUESTS_PER_MINUTE)
-    max_cost_usd: float | None = Field(None, ge=0)
+    max_cost_usd: float | None = Field(None, ge=0)   # every provider of the batch together
+    # per provider, by name (tests/unit/test_fanout_manifest.py holds these to the catalogue's)
+    oxen: ProviderLimits | None = None
+    aimlapi: ProviderLimits | None = None
+    fal: ProviderLimits | None = None
+    simulator: ProviderLimits | None = None
+    simulator_aimlapi: ProviderLimits | None = None
+    simulator_fal: ProviderLimits | None = None
+
+    def per_provider(self) -> dict[str, ProviderLimits]:
+        """The providers given their own limits."""
+        return {name: value for name in PROVIDER_LIMIT_FIELDS
+                if isinstance(value := getattr(self, name), ProviderLimits)}
+
+    def of(self, provider: str) -> tuple[int, int]:
+        """(max_concurrency, requests_per_minute) for ``provider``: its own, else the batch's."""
+        own = self.per_provider().get(provider, ProviderLimits())
+        return (own.max_concurrency or self.max_concurrency,
+                own.requests_per_minute or self.requests_per_minute)
+
+
+PROVIDER_LIMIT_FIELDS = ("oxen", "aimlapi", "fal", "simulator", "simulator_aimlapi", "simulator_fal")
+Route = Literal["cheapest", "spread", "in-order"]
 
 
 class RetrySettings(BaseModel):
@@ -109,6 +140,9 @@ class RetrySettings(BaseModel):
     # submit_unknown, the person paying decides with `retry --kind submit_unknown`) or resubmit at
     # once (may pay twice for that item)
     lost_submit: Literal["fail", "resubmit"] = "fail"
+    # with several providers: a generation that failed remotely (not a permanent failure) may be
+    # submitted again on another provider of the list
+    on_other_provider: bool = False
 
 
 class PollingSettings(BaseModel):
@@ -131,7 +165,9 @@ class Manifest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     version: Literal[1]
     name: Annotated[str, AfterValidator(safe_id)]
-    provider: str
+    provider: str                     # the first provider of a list (build_manifest splits it)
+    provider_list: tuple[str, ...] = ()   # ``provider: [fal, oxen]``: every provider, in order
+    route: Route = "cheapest"
     model: str
     output: Path
     defaults: ParamSpec = Field(default_factory=ParamSpec)
@@ -158,6 +194,16 @@ class Manifest(BaseModel):
     def folder(self) -> Path:
         return self.source.parent
 
+    @property
+    def providers(self) -> tuple[str, ...]:
+        """Every provider the batch may use, in the manifest's order."""
+        return self.provider_list or (self.provider,)
+
+    @property
+    def fanout(self) -> bool:
+        """The batch runs over several providers at once."""
+        return len(self.providers) > 1
+
     def line_of(self, path: YamlPath) -> int | None:
         """The manifest line of ``path``, or of its nearest enclosing value."""
         return _nearest(self._lines, path)
@@ -166,7 +212,8 @@ class Manifest(BaseModel):
         return ManifestError(message, str(self.source), self.line_of(path), dotted(path))
 
 
-USER_KEYS = tuple(k for k in Manifest.model_fields if k != "source")
+INTERNAL_KEYS = ("source", "provider_list")
+USER_KEYS = tuple(k for k in Manifest.model_fields if k not in INTERNAL_KEYS)
 KNOWN_KEYS = sorted({*USER_KEYS, *ItemSpec.model_fields, *Limits.model_fields,
                      *RetrySettings.model_fields, *PollingSettings.model_fields,
                      *Element.model_fields})
@@ -315,11 +362,46 @@ def _with_defaults(data: dict[str, Any], path: Path) -> dict[str, Any]:
     return data
 
 
+def _split_providers(data: dict[str, Any], locate: Locate) -> dict[str, Any]:
+    """``provider: [a, b]`` becomes provider ``a`` with the list beside it; a one-name list is that
+    name, exactly as ``provider: a``."""
+    names = data.get("provider")
+    if not isinstance(names, list):
+        return data
+    if not names:
+        raise locate(("provider",), "empty list; expected at least one provider")
+    for index, name in enumerate(names):
+        if not isinstance(name, str):
+            raise locate(("provider", index), f"got {name!r}; expected a provider name")
+        if name in names[:index]:
+            raise locate(("provider", index), f"{name!r} is listed twice")
+    return {**data, "provider": names[0], **({"provider_list": tuple(names)} if len(names) > 1 else {})}
+
+
+def _check_providers(manifest: Manifest) -> None:
+    """Every listed provider is known, at least one serves the model, and limits are given only to
+    listed providers."""
+    known = catalog().providers
+    for index, name in enumerate(manifest.providers):
+        if name not in known:
+            where = ("provider", index) if manifest.fanout else ("provider",)
+            raise manifest.error(f"unknown provider {name!r}; expected one of {', '.join(known)}", where)
+    failures = []
+    for name in manifest.providers:
+        try:
+            catalog().model_for(name, manifest.model)
+        except ManifestError as exc:
+            failures.append(exc)
+    if len(failures) == len(manifest.providers):
+        raise manifest.error(failures[0].message, (failures[0].field,))
+    for name in manifest.limits.per_provider():
+        if name not in manifest.providers:
+            raise manifest.error(f"limits for {name}, which the batch does not use; provider lists "
+                                 f"{', '.join(manifest.providers)}", ("limits", name))
+
+
 def _semantic_checks(manifest: Manifest) -> None:
-    try:
-        catalog().model_for(manifest.provider, manifest.model)
-    except ManifestError as exc:
-        raise manifest.error(exc.message, (exc.field,)) from None
+    _check_providers(manifest)
     for key, values in manifest.matrix.items():
         if key not in MATRIX_PARAMS:
             raise manifest.error(f"unknown matrix parameter {key!r}; expected one of "
@@ -335,8 +417,10 @@ def build_manifest(data: Any, lines: dict[YamlPath, int], path: Path) -> Manifes
     def locate(loc: YamlPath, message: str) -> ManifestError:
         return ManifestError(message, str(path), _nearest(lines, loc), dotted(loc))
 
-    if "source" in data:
-        raise locate(("source",), "unknown key 'source'")
+    for key in INTERNAL_KEYS:
+        if key in data:
+            raise locate((key,), f"unknown key {key!r}")
+    data = _split_providers(data, locate)
     try:
         manifest = Manifest.model_validate({**_with_defaults(data, path), "source": path})
     except ValidationError as exc:

@@ -8,6 +8,7 @@
     store_schedule.py     due times, start times (`--at`), task deliveries, leases, look windows
     store_ledger.py       spend, owed charges, generation owners and orphans, learned times
     store_health.py       providers down, account and output problems, beacons, heartbeats, locks
+    fanout.py             (``Store.fanouts``) a batch's spread over several providers, items' bindings
 
 The Redis client is private to the store. Every key it writes is named in ``jobs/keys.py``; no
 other module calls Redis for state.
@@ -15,8 +16,11 @@ other module calls Redis for state.
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import redis
 
+from reelbatch.jobs.fanout import FanoutStore
 from reelbatch.jobs.store_base import CHUNK, REDIS_DOWN
 from reelbatch.jobs.store_health import FleetHealth
 from reelbatch.jobs.store_items import Items
@@ -32,6 +36,11 @@ __all__ = [
 
 class Store(Items, Transitions, Schedule, Ledger, FleetHealth):
     """Batches and items in Redis. Safe to share between threads."""
+
+    @cached_property
+    def fanouts(self) -> FanoutStore:
+        """How batches spread over several providers (``jobs/fanout.py``), on this store's client."""
+        return FanoutStore(self._r)
 
     @classmethod
     def from_url(cls, url: str) -> Store:

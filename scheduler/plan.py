@@ -18,12 +18,12 @@ from rich.text import Text
 
 from reelbatch.jobs.catalog import catalog
 from reelbatch.jobs.errors import ManifestError
-from reelbatch.jobs.expand import expand
 from reelbatch.jobs.item import Item
 from reelbatch.jobs.manifest import Manifest, load_manifest
+from reelbatch.jobs.offers import expand_items
 from reelbatch.jobs.settings import Settings
 from reelbatch.jobs.store import Store
-from reelbatch.scheduler import history, sizing
+from reelbatch.scheduler import history, plan_providers, sizing
 from reelbatch.scheduler.views.notify import check_urls
 from reelbatch.worker import folder
 from reelbatch.worker.pricing import with_provider_prices
@@ -52,7 +52,9 @@ def plan_manifest(manifest: Manifest, settings: Settings) -> Plan:
         folder.check_owner(manifest.output, manifest.name)
     except ManifestError as exc:
         raise manifest.error(exc.message, ("output",)) from None
-    items = expand(manifest, with_provider_prices(settings, manifest.provider, manifest.model))
+    for provider in manifest.providers:
+        settings = with_provider_prices(settings, provider, manifest.model)
+    items = expand_items(manifest, settings)
     return Plan(manifest, items, sum(i.video_seconds for i in items),
                 round(sum(i.estimated_cost_usd for i in items), 2))
 
@@ -88,7 +90,7 @@ def _row(item: Item, inputs: list[str]) -> tuple[Text, ...]:
 def plan_table(plan: Plan):
 
     m = plan.manifest
-    table = Table(title=Text(f"{m.name}: {m.provider} {m.model}"), title_justify="left")
+    table = Table(title=Text(f"{m.name}: {', '.join(m.providers)} {m.model}"), title_justify="left")
     head, hidden, tail = _shown_rows(plan.items)
     id_width = min(60, max(len(i.item_id) for i in head + tail))
     table.add_column("id", min_width=id_width, overflow="fold")
@@ -114,7 +116,7 @@ def plan_summary(plan: Plan) -> str:
             f"estimated ${plan.estimated_cost_usd:,.2f}")
     if budget is not None:
         text += f" (budget ${budget:,.2f})"
-    if m.provider == "simulator":
+    if m.providers == ("simulator",):
         text += " at the catalogue's price, to be charged by the simulator: not real money"
     return text + f"\noutput: {m.output}"
 
@@ -123,11 +125,14 @@ def sizing_lines(plan: Plan, to_generate: list[Item] | None = None) -> tuple[lis
     """Subtotals per duration, the wall time, the budget's verdict (and whether it covers the plan);
     with a batch seen before, for what is left to generate."""
     items = plan.items if to_generate is None else to_generate
-    spec = catalog().model_for(plan.manifest.provider, plan.manifest.model)
+    m = plan.manifest
     subtotals = "   ".join(f"{t.seconds} s: {t.items:,} items, ${t.cost_usd:,.2f}"
                            for t in sizing.per_duration(plan.items))
-    verdict, covered = sizing.budget_line(items, history.cost(items), plan.manifest.limits.max_cost_usd)
-    return [subtotals, sizing.wall_time_line(len(items), plan.manifest, spec), verdict], covered
+    verdict, covered = sizing.budget_line(items, history.cost(items), m.limits.max_cost_usd)
+    if m.fanout:
+        return [subtotals, *plan_providers.provider_lines(m, plan.items, len(items)), verdict], covered
+    spec = catalog().model_for(m.provider, m.model)
+    return [subtotals, sizing.wall_time_line(len(items), m, spec), verdict], covered
 
 
 def history_lines(plan: Plan, store: Store | None, why: str = "") -> tuple[list[str], list[Item] | None]:

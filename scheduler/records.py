@@ -98,13 +98,16 @@ class BatchStatus:
     output: Path
     manifest: str | None
     details: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    unserved: tuple[str, ...] = ()
+    # a batch over several providers: per provider, in the list's order, its state ("active" or
+    # "paused") and why, items in flight and done, charged_usd and estimated_usd; None for one provider
+    providers: list[dict[str, Any]] | None = None
 
     def as_json(self) -> dict[str, Any]:
         """What ``reelbatch status --json`` prints: these fields and more (the spend as text, pace,
         time left, failures grouped by reason with example ids, orphaned generations), times as
         local ISO 8601 text."""
         return dict(self.details)
-    unserved: tuple[str, ...] = ()
 
     @property
     def succeeded(self) -> int:
@@ -127,7 +130,7 @@ class BatchStatus:
                    _when(meta.created_at), _when(pace[0]), _when(pace[1]) if done else None,
                    dict(info["failure_kinds"]), info["waiting_for_budget"], info["workers"],
                    Path(meta.output), meta.manifest, info,
-                   tuple(info.get("unserved") or ()))
+                   tuple(info.get("unserved") or ()), info.get("providers"))
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from rich.markup import escape
 from rich.text import Text
 
 from reelbatch.jobs.errors import ServiceUnavailable
+from reelbatch.jobs.offers import serving
 from reelbatch.jobs.settings import Settings
 from reelbatch.jobs.state import OPEN, ItemState as S
 from reelbatch.jobs.store import Store
@@ -50,6 +51,7 @@ from reelbatch.worker.control import (
 )
 from reelbatch.worker.event_stream import start_watchers
 from reelbatch.worker.providers import entry
+from reelbatch.worker.providers.registry import SIMULATED_PROVIDERS
 from reelbatch.worker.results import RESULTS, refresh_index
 from reelbatch.worker.runtime import Runtime
 from reelbatch.worker.tasks import BROKER_DOWN
@@ -72,8 +74,10 @@ class Stack:
     local_worker: bool
 
 
-def start_services(stack: ExitStack, settings: Settings, provider: str) -> Stack:
-    env = entry(provider).environment(settings)   # a key in the working folder's .env included
+def start_services(stack: ExitStack, settings: Settings, providers: tuple[str, ...]) -> Stack:
+    env: dict[str, str] = {}
+    for provider in providers:
+        env.update(entry(provider).environment(settings))   # a key in the working folder's .env included
     broker = settings.broker_url
     if broker is None:
         broker = stack.enter_context(EmbeddedRedis(settings.data_dir)).url
@@ -81,7 +85,7 @@ def start_services(stack: ExitStack, settings: Settings, provider: str) -> Stack
         check_broker(broker)
     env["REELBATCH_BROKER_URL"] = broker
     update: dict[str, Any] = {"broker_url": broker}
-    if provider == "simulator" and "REELBATCH_SIMULATOR_URL" not in os.environ:
+    if SIMULATED_PROVIDERS & set(providers) and "REELBATCH_SIMULATOR_URL" not in os.environ:
         sim = stack.enter_context(SimulatorProcess(settings))
         env.update(sim.env())
         update.update(simulator_url=sim.url, simulator_key=SecretStr(sim.key))
@@ -107,27 +111,28 @@ def run_batch(manifest: Path | Plan, settings: Settings, console: Console, adopt
     plan = manifest if isinstance(manifest, Plan) else plan_batch(manifest, settings)
     _preflight(plan, settings)
     with ExitStack() as stack:
-        services = start_services(stack, settings, plan.manifest.provider)
-        warning = preflight.check_key(services.settings, plan.manifest.provider, plan.manifest.model)
+        services = start_services(stack, settings, plan.manifest.providers)
         ctx = Runtime(services.settings)
         stack.enter_context(serve_metrics(ctx.store, services.settings))   # REELBATCH_METRICS_PORT
-        if warning:
-            console.print(f"[yellow]{warning}; retrying (the batch pauses after "
-                          f"{settings.provider_unreachable_s:.0f} s)[/]")
-        else:
-            preflight.provider_answers(ctx.store, plan.manifest.provider)
+        for provider in serving(plan.manifest):
+            warning = preflight.check_key(services.settings, provider, plan.manifest.model)
+            if warning:
+                console.print(f"[yellow]{warning}; retrying (the batch pauses after "
+                              f"{settings.provider_unreachable_s:.0f} s)[/]")
+            else:
+                preflight.provider_answers(ctx.store, provider)
         return _carry_out(stack, ctx, plan, services, console, Options(adopt, verify, verbosity, reuse))
 
 
 def _preflight(plan: Plan, settings: Settings) -> None:
     """Before anything starts (nothing made, not even a folder): the key's presence and form,
     the output folder."""
-    provider = plan.manifest.provider
-    if settings.broker_url is None:      # with a broker, the fleet's workers hold the keys
-        preflight.check_key_present(settings, provider)
-    preflight.check_key_format(settings, provider)
+    for provider in plan.manifest.providers:
+        if settings.broker_url is None:      # with a broker, the fleet's workers hold the keys
+            preflight.check_key_present(settings, provider)
+        preflight.check_key_format(settings, provider)
+        preflight.check_host(settings, provider)
     preflight.check_output(plan.manifest)
-    preflight.check_host(settings, provider)
 
 
 @dataclass(frozen=True)
@@ -153,13 +158,14 @@ def _carry_out(stack: ExitStack, ctx: Runtime, plan: Plan, services: Stack, cons
         console.print(f"{lost} videos are missing or changed on disk: downloading them again "
                       "from their generations")
     worker = _start_worker(stack, services) if services.local_worker else None
-    _start_listener(stack, services.settings, plan.manifest.provider)
+    _start_listener(stack, services.settings, plan.manifest.providers)
     try:
         start_batch(ctx, name)
         _watch(ctx, name, worker, console, options.verbosity)
         _fetch_lost(ctx, name, worker, console, options.verbosity)
         _adopt_unclaimed(ctx, name, worker, console, options.verbosity)
-        settle_charges(ctx, plan.manifest.provider)   # the last costs the provider's history holds
+        for provider in plan.manifest.providers:
+            settle_charges(ctx, provider)   # the last costs the provider's history holds
     except BatchPaused as paused:
         notify_batch(ctx.store, name, urls_for(plan.manifest.notify, ctx.settings), PAUSED, str(paused),
                      scope="run")
@@ -218,9 +224,9 @@ def _start_worker(stack: ExitStack, services: Stack) -> WorkerProcess:
     return worker
 
 
-def _start_listener(stack: ExitStack, settings: Settings, provider: str) -> None:
-    """Completions as events, where the provider has an event stream."""
-    for listener in start_watchers(settings, [provider]):
+def _start_listener(stack: ExitStack, settings: Settings, providers: tuple[str, ...]) -> None:
+    """Completions as events, where a provider has an event stream."""
+    for listener in start_watchers(settings, list(providers)):
         stack.callback(listener.stop)
 
 
@@ -318,7 +324,7 @@ def summary(store: Store, name: str, console: Console) -> int:
     assert meta is not None, name   # registered by this run
     parts = ", ".join(f"{n} {s.value}" for s, n in counts.items() if n)
     took = ran(*store.pace(name))
-    money = store.spend(name).label() + (SIMULATED if meta.provider == "simulator" else "")
+    money = store.spend(name).label() + (SIMULATED if meta.provider in SIMULATED_PROVIDERS else "")
     console.print(f"[bold]{escape(name)}[/]: {parts}; {escape(money)}{'; ' + took if took else ''}; "
                   f"results in {escape(str(Path(meta.output) / RESULTS))}", soft_wrap=True)
     failed = list(store.items(name, S.FAILED))

@@ -74,13 +74,18 @@ def _rate_options(command):
               show_default=True)
 @click.option("--media-pad-bytes", type=int, default=0, show_default=True,
               help="Pad each result MP4 by this many bytes.")
+@click.option("--api-knobs", default="", envvar="REELBATCH_SIMULATOR_API_KNOBS",
+              help="Each API (oxen, aiml, fal) as its own provider account: its own knobs, e.g. "
+                   "\"oxen:concurrency=10;aiml:concurrency=6,gen_time_min=100,gen_time_max=200;"
+                   "fal:concurrency=4,fail_rate=0.1\" (concurrency, timing and rate knobs).")
 @click.option("--cache-dir", default=None, help="Where base MP4s are cached.")
 @click.option("--seed", type=int, default=None, help="Seed for every random draw (reproducible runs).")
 @click.option("--state-file", type=click.Path(dir_okay=False), default=None,
               help="Load generations and counters from this JSON file if it exists; save them there "
                    "on SIGTERM/SIGINT, so ids keep working across restarts.")
 def simulator_command(host: str, port: int, api_key: str, state_file: str | None, **knobs) -> None:
-    """Serve a local stand-in for Oxen.ai and the AI/ML API, with fault and timing knobs.
+    """Serve a local stand-in for Oxen.ai, the AI/ML API and fal, with fault and timing knobs
+    (per API with --api-knobs: several providers at once, each with its own limit and timing).
 
     SIGTERM and SIGINT stop it cleanly (saving the state file) with exit status 0.
     """

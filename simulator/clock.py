@@ -11,7 +11,7 @@ import heapq
 import random
 import time
 import uuid
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -75,6 +75,7 @@ class Clock:
         self.waiting: deque[Generation] = deque()
         self.running: list[tuple[float, int, Generation]] = []
         self.running_count = 0
+        self.running_by_api: Counter[str] = Counter()   # each API's own concurrency (api_knobs)
         self.peak_running = 0
         self.peak_active = 0
         self.cursor = 0.0
@@ -88,7 +89,7 @@ class Clock:
                 request_key: str = "") -> Generation:
         key = self._new_key()
         public = f"{key}:{model}" if api == "aiml" else key
-        run_time, error = self._plan(runtime_error)
+        run_time, error = self._plan(runtime_error, self.knobs.for_api(api))
         duration, aspect = catalog.media_shape(model, params)
         now = self.now()
         gen = Generation(key, public, api, model, params, now, now + self.knobs.scaled(self.knobs.queue_delay),
@@ -107,9 +108,9 @@ class Clock:
             pass
         return key
 
-    def _plan(self, runtime_error: str | None) -> tuple[float, str | None]:
+    def _plan(self, runtime_error: str | None, k: Knobs) -> tuple[float, str | None]:
         """Run time (scaled) and the failure the generation will end with, if any."""
-        k, rng = self.knobs, self.rng
+        rng = self.rng
         nominal = rng.uniform(k.gen_time_min, k.gen_time_max)
         if runtime_error == INSUFFICIENT_CREDITS[0]:
             return k.scaled(INSUFFICIENT_CREDITS[1]), runtime_error
@@ -127,21 +128,32 @@ class Clock:
         now = self.now() if now is None else now
         while True:
             done_at = self.running[0][0] if self.running else float("inf")
-            start_at = self._next_start()
+            start_at, first = self._next_start()
             if min(done_at, start_at) > now:
                 break
-            if done_at <= start_at:
+            if done_at <= start_at or first is None:
                 self._complete(heapq.heappop(self.running)[2], done_at)
             else:
-                self._start(self.waiting.popleft(), start_at)
+                self.waiting.remove(first)
+                self._start(first, start_at)
         self.cursor = max(self.cursor, now)
 
-    def _next_start(self) -> float:
+    def _next_start(self) -> tuple[float, Generation | None]:
+        """When the next waiting generation starts, and which (the oldest whose API has room)."""
         while self.waiting and self.waiting[0].status != "queued":
             self.waiting.popleft()      # cancelled while waiting
         if not self.waiting or self.running_count >= self.knobs.concurrency:
-            return float("inf")
-        return max(self.waiting[0].ready_at, self.cursor)
+            return float("inf"), None
+        if not self.knobs.api_knobs:
+            return max(self.waiting[0].ready_at, self.cursor), self.waiting[0]
+        full: set[str] = set()
+        for gen in self.waiting:
+            if gen.status != "queued" or gen.api in full:
+                continue
+            if self.running_by_api[gen.api] < self.knobs.api_concurrency(gen.api):
+                return max(gen.ready_at, self.cursor), gen
+            full.add(gen.api)
+        return float("inf"), None
 
     def _start(self, gen: Generation, at: float) -> None:
         gen.status, gen.started = "processing", at
@@ -153,6 +165,7 @@ class Clock:
         assert gen.started is not None   # processing
         heapq.heappush(self.running, (gen.started + gen.run_time, self._seq, gen))
         self.running_count += 1
+        self.running_by_api[gen.api] += 1
         self.peak_running = max(self.peak_running, self.running_count)
 
     def _complete(self, gen: Generation, at: float) -> None:
@@ -160,6 +173,7 @@ class Clock:
         if gen.status != "processing":
             return                      # cancelled while running: its slot was freed then
         self.running_count -= 1
+        self.running_by_api[gen.api] -= 1
         self._finish(gen, "failed" if gen.error else "succeeded", at)
         self.on_terminal(gen)
 
@@ -174,6 +188,7 @@ class Clock:
             return False
         if gen.status == "processing":
             self.running_count -= 1
+            self.running_by_api[gen.api] -= 1
             if self.knobs.cancel_billed:
                 gen.extra["billed"] = True
         self._finish(gen, "cancelled", self.now())
@@ -182,7 +197,7 @@ class Clock:
     def next_deadline(self) -> float:
         """When the next event is due (inf when nothing is pending)."""
         done_at = self.running[0][0] if self.running else float("inf")
-        return min(done_at, self._next_start())
+        return min(done_at, self._next_start()[0])
 
     def restore(self, gens: list[Generation], cursor: float) -> None:
         """Take back saved generations (in enqueue order) into a fresh clock; the next `advance`

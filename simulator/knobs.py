@@ -6,7 +6,8 @@ interval knobs for SSE, URL lifetime and Retry-After are real seconds.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
+from functools import lru_cache
 from typing import Any
 
 RATE_KNOBS = (
@@ -88,6 +89,9 @@ class Knobs:
                                          # needs the Bearer key (Oxen: undocumented); events stay presigned
     seed: int | None = None
     cache_dir: str | None = None         # where generated base MP4s are kept between runs
+    api_knobs: str = ""                  # per API (oxen, aiml, fal) its own knobs, as if each were another
+                                         # provider account: "aiml:concurrency=4,gen_time_min=100;fal:..."
+                                         # (concurrency, timing and rate knobs; the rest stay shared)
 
     def update(self, **values) -> None:
         """Set knobs by name, coercing to each field's type; unknown names raise KeyError."""
@@ -99,6 +103,32 @@ class Knobs:
 
     def scaled(self, nominal: float) -> float:
         return nominal * self.time_scale
+
+    def api_concurrency(self, api: str) -> int:
+        return int(api_overrides(self.api_knobs).get(api, {}).get("concurrency", self.concurrency))
+
+    def for_api(self, api: str) -> Knobs:
+        """The knobs one API's generations run by: these, with its ``api_knobs`` overrides."""
+        overrides = api_overrides(self.api_knobs).get(api)
+        if not overrides:
+            return self
+        mine = replace(self, api_knobs="")
+        mine.update(**overrides)
+        return mine
+
+
+@lru_cache(maxsize=16)
+def api_overrides(text: str) -> dict[str, dict[str, str]]:
+    """``"aiml:concurrency=4,gen_time_min=100;fal:concurrency=2"`` by API; a malformed part raises
+    ValueError, an unknown knob KeyError (on use)."""
+    found: dict[str, dict[str, str]] = {}
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        api, _, values = part.partition(":")
+        pairs = [v.split("=", 1) for v in values.split(",") if v.strip()]
+        if not api.strip() or not pairs or any(len(pair) != 2 for pair in pairs):
+            raise ValueError(f"api_knobs: expected api:knob=value,...; got {part!r}")
+        found[api.strip()] = {k.strip(): v.strip() for k, v in pairs}
+    return found
 
 
 def _coerce(type_name: str, value):

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from reelbatch.jobs import errors
 from reelbatch.jobs.settings import Settings
 from reelbatch.jobs.tuning import EVENTS_BEACON_EVERY_S as BEACON_EVERY_S, EVENTS_BEACON_TTL_S as BEACON_TTL_S
+from reelbatch.worker.engine import fanout
 from reelbatch.worker.engine.events import on_event
 from reelbatch.worker.history_watch import HistoryWatch
 from reelbatch.worker.providers import build_provider, entry
@@ -56,7 +57,7 @@ class EventListener:
 
     def _in_flight(self) -> list[str]:
         try:
-            return [generation_id for _, _, generation_id, _ in self.ctx.store.in_flight(self.provider)]
+            return [generation_id for _, _, generation_id, _ in fanout.in_flight(self.ctx, self.provider)]
         except BROKER_DOWN:   # Redis restarting: the next turn reads them again
             return []
 

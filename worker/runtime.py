@@ -10,6 +10,7 @@ from functools import cached_property, partial
 import httpx
 
 from reelbatch.jobs.errors import ServiceUnavailable
+from reelbatch.jobs.fanout import Fanout, FanoutStore
 from reelbatch.jobs.leases import TaskLeases
 from reelbatch.jobs.limits import RequestRate, Slots
 from reelbatch.jobs.settings import Settings, get_settings
@@ -31,6 +32,7 @@ class Runtime:
         self._local = threading.local()        # what the task boundary read for its step
         self._flags: dict[tuple[str, str], tuple[float, bool]] = {}   # beacons read, until when
         self._batch_providers: dict[str, tuple[float, str | None]] = {}   # read, until when
+        self._fanouts: dict[str, tuple[float, Fanout | None]] = {}    # batches' routing, until when
 
     def load(self, batch: str, item_id: str) -> tuple[BatchMeta | None, ItemRecord | None]:
         """The batch's settings and the item: what this thread's task boundary read with its
@@ -38,8 +40,37 @@ class Runtime:
         handed = getattr(self._local, "loaded", None)
         self._local.loaded = None
         if handed is not None and handed[0] == (batch, item_id):
-            return handed[1], ItemRecord.from_hash(handed[2]) if handed[2] else None
-        return self.store.batch_and_item(batch, item_id)
+            meta, rec = handed[1], ItemRecord.from_hash(handed[2]) if handed[2] else None
+        else:
+            meta, rec = self.store.batch_and_item(batch, item_id)
+        return self.as_bound(meta, rec), rec
+
+    def as_bound(self, meta: BatchMeta | None, rec: ItemRecord | None) -> BatchMeta | None:
+        """The batch's settings as the item's provider sees them: in a batch over several providers,
+        the provider the item is bound to (or offered to first) and that provider's limits."""
+        fanout = self.fanout(meta.name) if meta is not None else None
+        if meta is None or rec is None or fanout is None:
+            return meta
+        concurrency, per_minute = fanout.limit(rec.item.provider)
+        return meta.model_copy(update={"provider": rec.item.provider, "max_concurrency": concurrency,
+                                       "requests_per_minute": per_minute})
+
+    def fanout(self, batch: str, fresh: bool = False) -> Fanout | None:
+        """How the batch spreads over several providers (None: one provider); read at most every
+        FLAG_TTL_S per process (it changes only when the batch is registered again), or now."""
+        now = time.monotonic()
+        hit = self._fanouts.get(batch)
+        if hit is not None and hit[0] > now and not fresh:
+            return hit[1]
+        found = self.fanout_store.load(batch)
+        self._fanouts[batch] = (now + FLAG_TTL_S, found)
+        return found
+
+    def provider_paused(self, provider: str) -> bool:
+        """The provider takes no items of a batch over several: its account stopped, or it cannot
+        be reached (read at most every FLAG_TTL_S per process)."""
+        return self.account_stopped(provider) or self._flag(
+            "down", provider, lambda: self.store.provider_down(provider))
 
     def hand_over(self, batch: str, item_id: str, meta: BatchMeta | None,
                   rec: dict[str, str] | None) -> None:
@@ -57,8 +88,11 @@ class Runtime:
 
     def item_provider(self, batch: str, item_id: str) -> str | None:
         """The provider the item's steps ask (their queue, worker/queues.py): the one stored on the
-        item. Every item of a batch is on the batch's provider, read at most every PROVIDER_TTL_S
-        per batch (None: the batch is gone)."""
+        item: the one it is bound to in a batch over several providers, else the batch's, read at
+        most every PROVIDER_TTL_S per batch (None: the batch or the item is gone)."""
+        if self.fanout(batch) is not None:
+            rec = self.store.item(batch, item_id)
+            return rec.item.provider if rec is not None else None
         now = time.monotonic()
         hit = self._batch_providers.get(batch)
         if hit is None or hit[0] <= now:
@@ -83,6 +117,10 @@ class Runtime:
     @cached_property
     def store(self) -> Store:
         return Store.from_url(_broker_url(self.settings))
+
+    @cached_property
+    def fanout_store(self) -> FanoutStore:
+        return self.store.fanouts
 
     @cached_property
     def leases(self) -> TaskLeases:
@@ -117,12 +155,14 @@ class Runtime:
         """The provider cannot be reached: mark it (the sweeper pauses its batches if it lasts)."""
         self.store.mark_provider_down(provider, why, ttl_s)
         self._marked_down.add(provider)
+        self._flags[("down", provider)] = (time.monotonic() + FLAG_TTL_S, True)   # known here at once
 
     def provider_up(self, provider: str) -> None:
         """The provider answered: clear the mark this process set (one write, only after an outage)."""
         if provider in self._marked_down:
             self._marked_down.discard(provider)
             self.store.clear_provider_down(provider)
+            self._flags.pop(("down", provider), None)
 
     def close(self) -> None:
         for client in self._providers.values():

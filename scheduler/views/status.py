@@ -24,6 +24,7 @@ from reelbatch.jobs.state import OPEN, TERMINAL, ItemState as S
 from reelbatch.jobs.store import Store
 from reelbatch.jobs.unclaimed import unclaimed_lines
 from reelbatch.scheduler.stack.broker import connect_batch
+from reelbatch.scheduler.views import provider_status
 from reelbatch.scheduler.views.progress import PlainProgress, hms, settled
 from reelbatch.worker.providers import entry
 
@@ -66,6 +67,7 @@ def summary(store: Store, batch: str, now: float | None = None) -> dict:
         "unserved": unserved,   # providers of the batch no live worker has a key for
         **batch_times(meta.created_at if meta else None, pace, _ended(counts, store.budget_waiting(batch))),
         "orphans": [{"generation_id": g, **o} for g, o in sorted(store.orphans(batch).items())],
+        **({"providers": found} if meta and (found := provider_status.providers(store, batch, meta.model)) else {}),
     }
 
 
@@ -174,6 +176,8 @@ def render(info: dict, fleet: bool = False) -> Group:
     times = [f"{what} {info[f'{what}_at']}" for what in ("created", "started", "finished") if info.get(f"{what}_at")]
     if times:
         table.add_row("times", " · ".join(times))
+    for per_provider in info.get("providers") or []:
+        table.add_row(escape(per_provider["provider"]), escape(provider_status.line(per_provider)))
     if info["paused"]:
         table.add_row("[yellow]paused", escape(info["paused"]))
     waiting = waiting_line(info, fleet)

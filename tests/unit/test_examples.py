@@ -14,7 +14,7 @@ EXPECTED = {"image-to-video": ("oxen", 8), "reference-to-video": ("aimlapi", 2),
             "video-edit": ("oxen", 3), "video-reference": ("aimlapi", 2),
             "dataset-variants": ("oxen", 18), "demo": ("simulator", 6),
             "fal-image-to-video": ("fal", 4), "fal-reference-to-video": ("fal", 1),
-            "fal-video-edit": ("fal", 2), "fal-video-reference": ("fal", 1)}
+            "fal-video-edit": ("fal", 2), "fal-video-reference": ("fal", 1), "fanout": ("simulator", 12)}
 
 
 def test_there_is_one_example_per_kind():

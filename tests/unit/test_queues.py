@@ -20,13 +20,15 @@ def test_each_provider_has_its_queue_and_the_rest_goes_to_the_default_one():
 
 def test_a_worker_consumes_the_queues_of_the_providers_it_has_a_key_for():
     keyed = settings(aimlapi_key="k")
-    assert served(keyed) == ["aimlapi", "simulator"]
-    assert consumed(keyed) == ["reelbatch", "reelbatch.aimlapi", "reelbatch.simulator"]
+    assert served(keyed) == ["aimlapi", "simulator", "simulator_aimlapi", "simulator_fal"]   # the simulator's accounts need no key
+    assert consumed(keyed) == ["reelbatch", "reelbatch.aimlapi", "reelbatch.simulator",
+                               "reelbatch.simulator_aimlapi", "reelbatch.simulator_fal"]
     assert unserved_here(keyed) == ["oxen", "fal"]
 
 
 def test_without_any_key_a_worker_serves_the_simulator_only():
-    assert consumed(settings()) == ["reelbatch", "reelbatch.simulator"]
+    assert consumed(settings()) == ["reelbatch", "reelbatch.simulator", "reelbatch.simulator_aimlapi",
+                                    "reelbatch.simulator_fal"]
 
 
 def test_providers_named_for_the_worker_narrow_what_it_consumes():

@@ -26,10 +26,12 @@ No module here names a provider: abilities are the capability protocols of
     timing.py    generation times learned from finished items
     unclaimed.py at the end of a run: generations made since the batch started that no item claims
                  (adopted by a pending item they match, else recorded for status and the summary)
+    route.py     a batch over several providers: which provider takes an item (the route, failover)
+    fanout.py    ... and acting on it: lines, hand-out in the route's order, items moved off a paused one
 """
 
 # what worker/ (tasks, control, the listener and lister, beat) calls; the rest is the engine's own
 __all__ = [
-    "batch", "cancel", "download", "events", "bulk_poll", "next", "outcome", "poll", "recheck", "retry", "stop",
-    "submit", "sweeper", "unclaimed",
+    "batch", "bulk_poll", "cancel", "download", "events", "fanout", "next", "outcome", "poll", "recheck",
+    "retry", "route", "stop", "submit", "sweeper", "unclaimed",
 ]

@@ -12,7 +12,7 @@ from reelbatch.jobs import errors
 from reelbatch.jobs.catalog import catalog
 from reelbatch.jobs.state import IN_PROGRESS, ItemState as S
 from reelbatch.jobs.store import BatchMeta, ItemRecord, Problem, TransitionRefused
-from reelbatch.worker.engine import budget
+from reelbatch.worker.engine import budget, fanout
 from reelbatch.worker.engine.line import release
 from reelbatch.worker.engine.next import Next
 from reelbatch.worker.providers.http import AUTH_REFUSED
@@ -60,7 +60,11 @@ def stop(ctx: Runtime, meta: BatchMeta, exc: errors.AccountProblem) -> None:
 
 def park(ctx: Runtime, meta: BatchMeta, item_id: str) -> list[Next]:
     """A pending item that may not be submitted now: it leaves the line and gives its slot back;
-    the next run puts it in line again."""
+    the next run puts it in line again. In a batch over several providers it goes to the others at
+    once, and so do the stopped provider's other pending items."""
+    spread = ctx.fanout(meta.name)
+    if spread is not None:
+        return fanout.park(ctx, meta, spread, item_id)
     ctx.store.clear_due(meta.name, item_id)
     return release(ctx, meta.provider, meta.name, item_id)
 

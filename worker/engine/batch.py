@@ -14,11 +14,14 @@ from typing import Protocol
 
 from reelbatch.jobs.content import moved_same_work, rekeyed
 from reelbatch.jobs.errors import ManifestError
+from reelbatch.jobs.fanout import Fanout
 from reelbatch.jobs.item import Item
 from reelbatch.jobs.manifest import Manifest
+from reelbatch.jobs.offers import kept_spec, same_work
 from reelbatch.jobs.state import IN_FLIGHT, RESUME, ItemState as S
 from reelbatch.jobs.store import BatchMeta, ItemRecord, Store
 from reelbatch.worker import folder, outputs
+from reelbatch.worker.engine import fanout as fan
 from reelbatch.worker.engine.line import feed, wait_in_line
 from reelbatch.worker.engine.next import Next
 from reelbatch.worker.runtime import Runtime
@@ -80,9 +83,14 @@ def register(store: Store, plan: PlannedBatch, start_at: float | None = None, ad
     _adopt_renamed(store, meta, plan.items, current, reg)
     _refuse_edits_in_flight(plan.items, current)
     store.save_batch(meta)
-    store.clear_account_problem(meta.provider, meta.model)   # a new key, a top-up: try again
+    fanned = store.fanouts.save(meta.name, Fanout.of(plan.manifest, plan.items))
+    for provider in plan.manifest.providers:
+        store.clear_account_problem(provider, meta.model)   # a new key, a top-up: try again
     store.track_estimates(meta.name, current.values())   # a batch registered before: count them now
     _register_items(store, meta, plan.items, current, reg)
+    if fanned:   # pending items take the plan's offers, bound nowhere yet
+        store.fanouts.reset(meta.name, [i for i in plan.items if i.item_id in current
+                                               and current[i.item_id].state is S.PENDING])
     wanted = {item.item_id for item in plan.items}
     for rec in current.values():
         if rec.item_id not in wanted:
@@ -162,6 +170,10 @@ def _register_items(store: Store, meta: BatchMeta, items: list[Item], current: d
     fresh = []
     for item in items:
         rec = current.get(item.item_id)
+        if rec is not None and rec.item.content_key != item.content_key and same_work(rec.item, item):
+            kept = kept_spec(rec.item, item, rec.state is S.PENDING)
+            store.update(meta.name, item.item_id, spec=kept.model_dump_json())
+            rec = current[item.item_id] = rec.model_copy(update={"item": kept})
         if rec is not None and rec.item.content_key == item.content_key:
             reg.kept += 1
             continue
@@ -211,9 +223,13 @@ def enqueue(ctx: Runtime, batch: str) -> list[Next]:
         return []  # the sweeper starts it when due
     pending = store.item_ids(batch, S.PENDING)
     store.clear_errors(batch, pending)
-    wait_in_line(ctx, meta.provider, batch, pending)
+    fanout = ctx.fanout(batch, fresh=True)
+    if fanout is None:
+        wait_in_line(ctx, meta.provider, batch, pending)
     nexts = [Next(step, batch, item_id) for state, step in RESUME.items()
              for item_id in _not_running(ctx, batch, store.item_ids(batch, state))]
+    if fanout is not None:
+        return nexts + fan.enqueue(ctx, meta, fanout, pending)
     return nexts + feed(ctx, meta.provider, meta.max_concurrency)
 
 

@@ -26,6 +26,7 @@ from reelbatch.jobs.limits import holder
 from reelbatch.jobs.state import IN_PROGRESS
 from reelbatch.jobs.store import BatchMeta
 from reelbatch.jobs.tuning import CHARGE_GIVE_UP_S, LISTING_SLACK_S as SLACK_S
+from reelbatch.worker.engine import fanout
 from reelbatch.worker.engine.next import Next
 from reelbatch.worker.engine.poll import learned_policy, observe
 from reelbatch.worker.providers.base import Generation, ListsGenerations
@@ -51,7 +52,7 @@ class Flight:
 def in_flight(ctx: Runtime, provider: str) -> dict[str, list[Flight]]:
     """The provider's generations in flight, by the provider's model id."""
     groups: dict[str, list[Flight]] = {}
-    for meta, item_id, generation_id, submitted_at in ctx.store.in_flight(provider):
+    for meta, item_id, generation_id, submitted_at in fanout.in_flight(ctx, provider):
         model = catalog().model_for(provider, meta.model).ids[provider]
         groups.setdefault(model, []).append(Flight(meta, item_id, generation_id, submitted_at))
     return groups

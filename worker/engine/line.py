@@ -6,19 +6,26 @@ from __future__ import annotations
 from reelbatch.jobs.limits import holder, split_holder
 from reelbatch.jobs.state import Step
 from reelbatch.worker.engine.next import Next
+from reelbatch.worker.engine.route import takes
 from reelbatch.worker.runtime import Runtime
 
 
-def feed(ctx: Runtime, provider: str, default_limit: int = 5) -> list[Next]:
-    """Hand free slots to the items waiting longest. Each gets a submit task holding its slot."""
+def feed(ctx: Runtime, provider: str, default_limit: int = 5, most: int | None = None) -> list[Next]:
+    """Hand free slots to the items waiting longest (at most ``most``). Each gets a submit task
+    holding its slot; in a batch over several providers it is bound to this one as it gets it (an
+    item bound elsewhere, or that this provider cannot take now, leaves this line)."""
     if ctx.account_stopped(provider):
         return []   # a key refused or no credits: nothing is handed a submit until a rerun
-    slots, ready = ctx.slots(provider), []
-    while (who := slots.next_waiting()) is not None:
+    slots = ctx.slots(provider)
+    ready: list[Next] = []
+    while (most is None or len(ready) < most) and (who := slots.next_waiting()) is not None:
         if not slots.acquire(who, default_limit):
             slots.wait([who], front=True)
             break
         batch, item_id = split_holder(who)
+        if not takes(ctx, provider, batch, item_id):
+            slots.release(who)
+            continue
         ready.append(Next(Step.SUBMIT, batch, item_id))
     return ready
 

@@ -15,7 +15,7 @@ from reelbatch.jobs.policy import PollPolicy
 from reelbatch.jobs.state import IN_PROGRESS, ItemState as S, Step
 from reelbatch.jobs.store import BatchMeta, ItemRecord, TransitionRefused
 from reelbatch.jobs.tuning import ACCOUNT_RECHECK_S, EVENT_BACKSTOP_FACTOR
-from reelbatch.worker.engine import account, budget, timing
+from reelbatch.worker.engine import account, budget, fanout, timing
 from reelbatch.worker.engine.cancel import cancel_remote
 from reelbatch.worker.engine.line import release, requeue
 from reelbatch.worker.engine.next import Next
@@ -39,6 +39,8 @@ def poll(ctx: Runtime, batch: str, item_id: str) -> list[Next]:
     try:
         generation = ctx.provider(meta.provider).get(rec.generation_id)
     except errors.TransientProviderError as exc:
+        if _stuck_for_long(ctx, meta, rec, time.time()):   # a provider away for good: bounded too
+            return fail(ctx, meta, item_id, _unanswered(meta, rec, exc), IN_PROGRESS)
         renew()   # still ours while the provider cannot be asked
         return retry_or_fail(ctx, meta, item_id, Step.POLL, exc, IN_PROGRESS)
     except errors.PermanentProviderError as exc:
@@ -97,6 +99,12 @@ def _stuck(meta: BatchMeta, rec: ItemRecord, g: Generation) -> errors.Generation
     return errors.GenerationStuck(
         f"generation {rec.generation_id} still {g.status.value} after {give_up_after_s(meta):.0f} s in "
         f"flight (polling.give_up_after_s); it is kept: `reelbatch retry --kind stuck` polls it again")
+
+
+def _unanswered(meta: BatchMeta, rec: ItemRecord, exc: errors.ReelbatchError) -> errors.GenerationStuck:
+    return errors.GenerationStuck(
+        f"generation {rec.generation_id} unanswered after {give_up_after_s(meta):.0f} s in flight "
+        f"(polling.give_up_after_s; last: {exc}); it is kept: `reelbatch retry --kind stuck` polls it again")
 
 
 def _finished(ctx: Runtime, meta: BatchMeta, rec: ItemRecord, g: Generation,
@@ -167,6 +175,9 @@ def _remote_failed(ctx: Runtime, meta: BatchMeta, rec: ItemRecord, g: Generation
     except TransitionRefused:
         return []
     budget.unreserve(ctx, meta, rec)
+    spread = ctx.fanout(meta.name)
+    if spread is not None and spread.on_other_provider:   # may be made on another provider
+        return fanout.elsewhere(ctx, meta, spread, rec)
     return requeue(ctx, meta.provider, meta.name, rec.item_id)
 
 

@@ -14,7 +14,7 @@ from reelbatch.jobs.limits import holder
 from reelbatch.jobs.state import ItemState as S, Step
 from reelbatch.jobs.store import BatchMeta, ItemRecord, TransitionRefused
 from reelbatch.jobs.tuning import ACCOUNT_RECHECK_S, CLOCK_SLACK_S, RECONCILE_AFTER_S, RECONCILE_LOOKS as LOOKS
-from reelbatch.worker.engine import account, budget
+from reelbatch.worker.engine import account, budget, route
 from reelbatch.worker.engine.line import release
 from reelbatch.worker.engine.next import Next
 from reelbatch.worker.engine.orphans import late_answer
@@ -29,6 +29,8 @@ def submit(ctx: Runtime, batch: str, item_id: str) -> list[Next]:
     meta, rec = ctx.load(batch, item_id)
     if rec is None or meta is None or rec.state is not S.PENDING:
         return _release_if_idle(ctx, meta, rec, batch, item_id)
+    if not route.bound_here(ctx, meta, item_id):   # moved off a paused provider: its lines have it
+        return []
     if meta.cancelled:
         store.transition(batch, item_id, S.CANCELLED, [S.PENDING], error="batch cancelled")
         return release(ctx, meta.provider, batch, item_id)

@@ -24,6 +24,7 @@ from reelbatch.jobs.tuning import (
     SWEEP_TAKE_ROUNDS as TAKE_ROUNDS,
     SWEEPER_TTL_S,
 )
+from reelbatch.worker.engine import fanout as fan
 from reelbatch.worker.engine.batch import enqueue
 from reelbatch.worker.engine.line import feed
 from reelbatch.worker.engine.next import Next
@@ -58,13 +59,17 @@ def sweep(ctx: Runtime, batch: str, now: float | None = None) -> list[Next]:
     if meta.start_at and meta.start_at <= now and store.mark_started(batch):
         return enqueue(ctx, batch)
     nexts: list[Next] = []
-    if not store.serving(meta.provider):   # no worker has its key: a step sent again would
-        return feed(ctx, meta.provider, meta.max_concurrency)   # only wait beside the first
+    fanout = ctx.fanout(batch)
+    if not any(store.serving(p) for p in (fanout.providers if fanout else (meta.provider,))):
+        return [] if fanout else feed(ctx, meta.provider, meta.max_concurrency)   # no worker has a key:
+        # a step sent again would only wait beside the first
     for _ in range(TAKE_ROUNDS):
         taken = store.take_due(batch, now + horizon_s(ctx.settings), now, lost_after_s(ctx.settings))
         nexts += _due(ctx, meta, taken, now)
         if len(taken) < 1000:
             break
+    if fanout is not None:   # pending items leave a provider that paused, come back when it is live
+        return nexts + fan.reroute(ctx, meta, fanout)
     return nexts + feed(ctx, meta.provider, meta.max_concurrency)
 
 
@@ -80,12 +85,22 @@ def _due(ctx: Runtime, meta: BatchMeta, taken: list[tuple[str, float]], now: flo
             store.clear_due(batch, item_id)
         elif state is S.PENDING:
             store.clear_due(batch, item_id)
-            slots = ctx.slots(meta.provider)
-            slots.release(holder(batch, item_id))
-            slots.wait([holder(batch, item_id)], front=True)
+            _back_in_line(ctx, meta, item_id)
         else:
             nexts.append(Next(RESUME[state], batch, item_id, max(0.0, due - now)))
     return nexts
+
+
+def _back_in_line(ctx: Runtime, meta: BatchMeta, item_id: str) -> None:
+    """A pending item whose wait ended: its slot freed, at the front of its line (lines, with
+    several providers)."""
+    fanout = ctx.fanout(meta.name)
+    for provider in fanout.providers if fanout else (meta.provider,):
+        ctx.slots(provider).release(holder(meta.name, item_id))
+    if fanout is not None:
+        fan.place(ctx, meta.name, fanout, [item_id], front=True)
+    else:
+        ctx.slots(meta.provider).wait([holder(meta.name, item_id)], front=True)
 
 
 def check_health(ctx: Runtime, meta: BatchMeta, now: float) -> str | None:
@@ -102,18 +117,33 @@ def check_health(ctx: Runtime, meta: BatchMeta, now: float) -> str | None:
 
 
 def _stopped_by(ctx: Runtime, meta: BatchMeta, now: float) -> str | None:
-    down = ctx.store.provider_down(meta.provider)
-    if down and now - down.since >= ctx.settings.provider_unreachable_s:
-        url = entry(meta.provider).base_url(ctx.settings)
-        return (f"{meta.provider} at {url} cannot be reached since {_clock(down.since)} "
-                f"({now - down.since:.0f} s): {down.why}")
-    account = ctx.store.account_problem(meta.provider, meta.model)
-    if account:
-        return f"since {_clock(account.since)}: {account.why}"
+    fanout = ctx.fanout(meta.name)
+    providers = fanout.providers if fanout else (meta.provider,)
+    stops = {p: provider_stopped(ctx, p, meta.model, now) for p in providers}
+    reasons = "; ".join(s for s in stops.values() if s)
+    if all(stops.values()):   # a batch over several providers goes on while one of them is live,
+        return reasons        # unless what is left is only the stopped providers' to make
+    if fanout is not None and reasons and fan.stranded(ctx, meta.name, [p for p, s in stops.items() if not s]):
+        return reasons
     output = ctx.store.output_problem(meta.name)
     if output:
         return f"cannot write to {meta.output} since {_clock(output.since)}: {output.why}"
     return None
+
+
+def provider_stopped(ctx: Runtime, provider: str, model: str, now: float) -> str | None:
+    """Why ``provider`` (or ``model`` there) takes no work: unreachable longer than
+    ``provider_unreachable_s``, or its account stopped; None when it works."""
+    down = ctx.store.provider_down(provider)
+    if down and now - down.since >= ctx.settings.provider_unreachable_s:
+        url = entry(provider).base_url(ctx.settings)
+        return (f"{provider} at {url} cannot be reached since {_clock(down.since)} "
+                f"({now - down.since:.0f} s): {down.why}")
+    account = ctx.store.account_problem(provider, model)
+    if account:
+        return f"since {_clock(account.since)}: {account.why}"
+    return None
+
 
 
 def _clock(ts: float) -> str:

@@ -39,11 +39,26 @@ class Unclaimed:
 
 
 def look(ctx: Runtime, batch: str) -> tuple[list[Next], list[Unclaimed]]:
-    """Adopt or record the batch's unclaimed generations: the steps of the items that adopted one,
-    and those recorded now."""
+    """Adopt or record the batch's unclaimed generations at each of its providers: the steps of the
+    items that adopted one, and those recorded now. In a batch over several providers they are only
+    recorded (a pending item is bound to no provider yet)."""
     meta = ctx.store.batch(batch)
-    client = ctx.provider(meta.provider) if meta else None
-    if meta is None or not isinstance(client, ListsMadeGenerations):
+    if meta is None:
+        return [], []
+    fanout = ctx.fanout(batch)
+    nexts: list[Next] = []
+    recorded: list[Unclaimed] = []
+    for provider in fanout.providers if fanout else (meta.provider,):
+        found_nexts, found = _look_at(ctx, meta.model_copy(update={"provider": provider}), fanout is None)
+        nexts += found_nexts
+        recorded += found
+    return nexts, recorded
+
+
+def _look_at(ctx: Runtime, meta: BatchMeta, adopting: bool) -> tuple[list[Next], list[Unclaimed]]:
+    batch = meta.name
+    client = ctx.provider(meta.provider)
+    if not isinstance(client, ListsMadeGenerations):
         return [], []
     model = catalog().model_for(meta.provider, meta.model).ids[meta.provider]
     answered_by = time.time() - look_window_s(ctx)   # a newer one may be a POST still unanswered
@@ -51,7 +66,7 @@ def look(ctx: Runtime, batch: str) -> tuple[list[Next], list[Unclaimed]]:
         found = {g.generation_id: g for g in client.made_since(model, meta.created_at - SLACK_S)
                  if (g.enqueued_at or 0.0) <= answered_by
                  and ctx.store.generation_owner(meta.provider, g.generation_id) is None}
-        nexts = _adopt_pending(ctx, meta, found) if found else []
+        nexts = _adopt_pending(ctx, meta, found) if found and adopting else []
     except errors.ProviderError as exc:
         log.info("%s: the provider's generations could not be listed (%s)", batch, exc)
         return [], []

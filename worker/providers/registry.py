@@ -24,6 +24,16 @@ CAPABILITIES: tuple[type, ...] = (base.Cancels, base.StreamsEvents, base.Follows
                                   base.PublishesPrices)
 
 
+def build_simulated_fal(settings: Settings, key: str, transport: httpx.BaseTransport | None = None,
+                        tally: Callable[[str], None] | None = None) -> base.Provider:
+    """fal's client against the simulator's fal routes (queue, platform API and uploads)."""
+    url = settings.simulator_url
+    here = settings.model_copy(update={"fal_queue_url": url, "fal_api_url": url, "fal_rest_url": url})
+    client = build_fal(here, key, transport, tally)
+    client.name = "simulator_fal"
+    return client
+
+
 @dataclass(frozen=True)
 class ProviderEntry:
     name: str
@@ -67,9 +77,14 @@ REGISTRY: dict[str, ProviderEntry] = {entry.name: entry for entry in (
     ProviderEntry("oxen", OxenProvider, "oxen_api_key", "oxen_base_url"),
     ProviderEntry("aimlapi", AimlapiProvider, "aimlapi_key", "aimlapi_base_url"),
     ProviderEntry("fal", FalProvider, "fal_key", "fal_queue_url", build=build_fal),
-    # the simulator speaks Oxen's protocol (and the AI/ML API's under its own routes)
+    # the simulator speaks Oxen's protocol (and the AI/ML API's and fal's under their own routes,
+    # each an account of its own for a batch over several providers)
     ProviderEntry("simulator", OxenProvider, "simulator_key", "simulator_url", needs_key=False),
+    ProviderEntry("simulator_aimlapi", AimlapiProvider, "simulator_key", "simulator_url", needs_key=False),
+    ProviderEntry("simulator_fal", FalProvider, "simulator_key", "simulator_url", needs_key=False,
+                  build=build_simulated_fal),
 )}
+SIMULATED_PROVIDERS = frozenset(name for name, e in REGISTRY.items() if e.key_field == "simulator_key")
 PROVIDERS = tuple(REGISTRY)
 
 
