@@ -3,6 +3,6 @@ Celery nor httpx; every other package builds on it."""
 
 __all__ = [
     "catalog", "content", "errors", "expand", "fanout", "files", "inputs", "item", "limits", "manifest",
-    "money", "leases", "names", "offers", "policy", "schemas", "settings", "state", "store", "tuning",
+    "money", "leases", "manifest_yaml", "names", "offers", "policy", "schemas", "settings", "state", "store", "tuning",
     "unclaimed",
 ]

@@ -25,7 +25,8 @@ from reelbatch.jobs.content import content_key, keyed_json
 from reelbatch.jobs.errors import ErrorCollector, ManifestError
 from reelbatch.jobs.item import Item, Params
 from reelbatch.jobs.item_ids import add_unique, item_id, var_combos
-from reelbatch.jobs.manifest import Manifest, YamlPath, dotted
+from reelbatch.jobs.manifest import Manifest
+from reelbatch.jobs.manifest_yaml import YamlPath, dotted
 from reelbatch.jobs.media_check import MediaChecker
 from reelbatch.jobs.placeholders import filled, placeholders
 from reelbatch.jobs.rows import Source, Where, at, file_sources, row_sources

@@ -18,7 +18,8 @@ from pydantic import ValidationError
 from reelbatch.jobs import file_rows, inputs
 from reelbatch.jobs.catalog import ModelSpec
 from reelbatch.jobs.errors import ManifestError
-from reelbatch.jobs.manifest import Manifest, ParamSpec, YamlPath, dotted, read_text, safe_id, validation_error
+from reelbatch.jobs.manifest import Manifest, ParamSpec, safe_id, validation_error
+from reelbatch.jobs.manifest_yaml import YamlPath, dotted, read_text
 from reelbatch.jobs.settings import Settings
 
 Where = tuple[str, int | None, str]  # file, line, field

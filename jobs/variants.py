@@ -22,7 +22,8 @@ from urllib.parse import urlsplit
 from pydantic import ValidationError
 
 from reelbatch.jobs import inputs
-from reelbatch.jobs.manifest import Manifest, ParamSpec, YamlPath, dotted, validation_error
+from reelbatch.jobs.manifest import Manifest, ParamSpec, validation_error
+from reelbatch.jobs.manifest_yaml import YamlPath, dotted
 from reelbatch.jobs.names import id_part
 
 Where = tuple[str, int | None, str]  # file, line, field

@@ -20,7 +20,8 @@ def test_each_provider_has_its_queue_and_the_rest_goes_to_the_default_one():
 
 def test_a_worker_consumes_the_queues_of_the_providers_it_has_a_key_for():
     keyed = settings(aimlapi_key="k")
-    assert served(keyed) == ["aimlapi", "simulator", "simulator_aimlapi", "simulator_fal"]   # the simulator's accounts need no key
+    # the simulator's accounts need no key
+    assert served(keyed) == ["aimlapi", "simulator", "simulator_aimlapi", "simulator_fal"]
     assert consumed(keyed) == ["reelbatch", "reelbatch.aimlapi", "reelbatch.simulator",
                                "reelbatch.simulator_aimlapi", "reelbatch.simulator_fal"]
     assert unserved_here(keyed) == ["oxen", "fal"]
