@@ -20,6 +20,7 @@ from reelbatch.jobs.state import IN_FLIGHT, RESUME, ItemState as S
 from reelbatch.jobs.store import BatchMeta, ItemRecord, Store
 from reelbatch.worker import folder, outputs
 from reelbatch.worker.context import WorkerContext
+from reelbatch.worker.engine import depth
 from reelbatch.worker.engine.line import feed, wait_in_line
 from reelbatch.worker.engine.next import Next
 
@@ -53,7 +54,8 @@ def batch_meta(plan: PlannedBatch, start_at: float | None = None) -> BatchMeta:
     m = plan.manifest
     return BatchMeta(
         name=m.name, provider=m.provider, model=m.model, output=str(m.output),
-        max_concurrency=m.limits.max_concurrency, requests_per_minute=m.limits.requests_per_minute,
+        max_concurrency=m.limits.max_concurrency, queue_depth=m.limits.queue_depth,
+        requests_per_minute=m.limits.requests_per_minute,
         max_cost_usd=m.limits.max_cost_usd, max_attempts=m.retry.max_attempts,
         lost_submit=m.retry.lost_submit,
         first_after_s=m.polling.first_after_s, min_interval_s=m.polling.min_interval_s,
@@ -206,7 +208,7 @@ def enqueue(ctx: WorkerContext, batch: str) -> list[Next]:
     """Put pending items in line for their provider's slots; resume everything in flight."""
     store, meta = ctx.store, ctx.store.batch(batch)
     assert meta is not None, batch   # registered before it is enqueued; batches are never deleted
-    ctx.slots(meta.provider).set_limit(meta.max_concurrency)
+    depth.start(ctx, meta)   # the slots: the running limit and the queue depth beyond it
     if meta.start_at and meta.start_at > time.time():
         return []  # the sweeper starts it when due
     pending = store.item_ids(batch, S.PENDING)

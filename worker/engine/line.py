@@ -3,6 +3,7 @@ handed a submit task until its remote generation ends."""
 
 from __future__ import annotations
 
+from reelbatch.jobs.depth import QueueDepth
 from reelbatch.jobs.limits import holder, split_holder
 from reelbatch.jobs.state import Step
 from reelbatch.worker.context import WorkerContext
@@ -14,6 +15,7 @@ def feed(ctx: WorkerContext, provider: str, default_limit: int = 5) -> list[Next
     if ctx.account_stopped(provider):
         return []   # a key refused or no credits: nothing is handed a submit until a rerun
     slots, ready = ctx.slots(provider), []
+    QueueDepth(ctx.store.r, provider).open()   # the slots past the running limit: engine/depth.py
     while (who := slots.next_waiting()) is not None:
         if not slots.acquire(who, default_limit):
             slots.wait([who], front=True)

@@ -18,6 +18,7 @@ from reelbatch.jobs.settings import Settings
 from reelbatch.jobs.state import RESUME, TERMINAL, ItemState as S
 from reelbatch.jobs.store import BatchMeta
 from reelbatch.worker.context import WorkerContext
+from reelbatch.worker.engine import depth
 from reelbatch.worker.engine.batch import enqueue
 from reelbatch.worker.engine.line import feed
 from reelbatch.worker.engine.next import Next
@@ -53,6 +54,7 @@ def sweep(ctx: WorkerContext, batch: str, now: float | None = None) -> list[Next
         return []
     store.mark_sweeper(SWEEPER_TTL_S)
     check_health(ctx, meta, now)
+    depth.learn(ctx, meta)
     if meta.start_at and meta.start_at <= now and store.mark_started(batch):
         return enqueue(ctx, batch)
     nexts: list[Next] = []

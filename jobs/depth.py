@@ -1,0 +1,71 @@
+"""Queue depth in Redis: a provider account's running limit and the generations kept queued at the
+provider beyond it. The slots (limits.py) then hold up to ``running + depth`` items, so a running
+slot that frees at the provider starts the next generation at once instead of idling until a
+completion is noticed and the next item submitted. What the depth is, is decided in
+worker/engine/depth.py; this module only keeps it and opens the slots.
+
+The slots past the running limit are open only as far as ``depth`` items still wait behind them
+once the free running slots are filled: near the end of a batch the last items are not held queued
+at one provider (in a fan-out they go to whichever provider frees a running slot first).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+
+from reelbatch.jobs import keys
+
+# past the running limit: the depth, but only as far as at least ``depth`` items still wait once
+# the free running slots are filled
+_OPEN = """
+local running = tonumber(redis.call('HGET', KEYS[1], 'running') or '')
+if not running then return -1 end
+local depth = tonumber(redis.call('HGET', KEYS[1], 'depth') or '0') or 0
+if redis.call('EXISTS', KEYS[4]) == 1 then depth = 0 end
+local free = math.max(0, running - redis.call('ZCARD', KEYS[5]))
+local extra = math.min(depth, math.max(0, redis.call('LLEN', KEYS[2]) - free - depth))
+redis.call('SET', KEYS[3], running + extra)
+return running + extra
+"""
+
+
+class QueueDepth:
+    """One provider account's running limit and queue depth (``rb:depth:<provider>``)."""
+
+    def __init__(self, client: redis.Redis, provider: str):
+        self.r: Any = client
+        self.key, self.refused_key = keys.depth(provider), keys.depth_refused(provider)
+        self._keys = [self.key, keys.waiting(provider), keys.slots_limit(provider), self.refused_key,
+                      keys.slots(provider)]
+        self._open = client.register_script(_OPEN)
+
+    def set(self, running: int, depth: int) -> None:
+        """The account's running limit (max_concurrency) and the depth kept beyond it."""
+        self.r.hset(self.key, mapping={"running": running, "depth": depth})
+        self.open()
+
+    def set_depth(self, depth: int) -> None:
+        self.r.hset(self.key, "depth", depth)
+
+    def depth(self) -> int:
+        return int(self.r.hget(self.key, "depth") or 0)
+
+    def running(self) -> int | None:
+        value = self.r.hget(self.key, "running")
+        return int(value) if value is not None else None
+
+    def open(self) -> int:
+        """Set the slots' limit: the running limit, plus as much of the depth as leaves ``depth``
+        items waiting (none once the provider refused a submit past its limit); -1 (untouched)
+        when no running limit is known yet."""
+        return int(self._open(keys=self._keys))
+
+    def refuse(self, ttl_s: float) -> None:
+        """The provider refused a submit past its running limit: keep none queued there."""
+        self.r.set(self.refused_key, 1, ex=max(1, int(ttl_s)))
+        self.open()
+
+    def refused(self) -> bool:
+        return bool(self.r.exists(self.refused_key))
