@@ -2,6 +2,6 @@
 Celery nor httpx; every other package builds on it."""
 
 __all__ = [
-    "catalog", "content", "errors", "expand", "files", "inputs", "item", "limits", "manifest", "money",
+    "catalog", "content", "depth", "errors", "expand", "files", "inputs", "item", "limits", "manifest", "money",
     "leases", "names", "policy", "schemas", "settings", "state", "store",
 ]

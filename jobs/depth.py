@@ -31,6 +31,17 @@ return running + extra
 """
 
 
+# a moving average of how long a completion waited to be noticed (seconds; NOTICED_WEIGHT per sample)
+_NOTICED = """
+local old = tonumber(redis.call('HGET', KEYS[1], 'noticed_s') or '')
+local new = tonumber(ARGV[1])
+if old then new = old + tonumber(ARGV[2]) * (new - old) end
+redis.call('HSET', KEYS[1], 'noticed_s', new)
+return tostring(new)
+"""
+NOTICED_WEIGHT = 0.05
+
+
 class QueueDepth:
     """One provider account's running limit and queue depth (``rb:depth:<provider>``)."""
 
@@ -40,6 +51,7 @@ class QueueDepth:
         self._keys = [self.key, keys.waiting(provider), keys.slots_limit(provider), self.refused_key,
                       keys.slots(provider)]
         self._open = client.register_script(_OPEN)
+        self._noticed = client.register_script(_NOTICED)
 
     def set(self, running: int, depth: int) -> None:
         """The account's running limit (max_concurrency) and the depth kept beyond it."""
@@ -55,6 +67,15 @@ class QueueDepth:
     def running(self) -> int | None:
         value = self.r.hget(self.key, "running")
         return int(value) if value is not None else None
+
+    def notice(self, seconds: float) -> None:
+        """A completion was noticed ``seconds`` after it happened (by an event, a look, a poll)."""
+        self._noticed(keys=[self.key], args=[max(0.0, seconds), NOTICED_WEIGHT])
+
+    def noticed_s(self) -> float | None:
+        """How long completions wait to be noticed, on average (None: none seen yet)."""
+        value = self.r.hget(self.key, "noticed_s")
+        return float(value) if value is not None else None
 
     def open(self) -> int:
         """Set the slots' limit: the running limit, plus as much of the depth as leaves ``depth``

@@ -7,10 +7,12 @@ once instead of idling until reelbatch notices the completion and submits the ne
   answered such a submit with a 429: the item goes back to the front of the line, its slot
   freed, and no depth is kept there for a day. ``limits.queue_depth: 0`` keeps none either.
 - The manifest's ``limits.queue_depth`` when given.
-- Else learned on each sweep (Little's law): the completions expected while one waits to be
-  noticed, plus one for the submit itself: ``ceil(running x window / expected) + 1``, where the
-  window is a lister's tick, the per-item poll step, or nothing with an open event stream, and
-  ``expected`` the learned median generation time; within 1 and half the running limit.
+- Else learned on each sweep (Little's law): the completions expected while a finished slot waits
+  to be refilled, plus one: ``ceil(running x refill / expected) + 1`` within 1 and half the running
+  limit, where ``expected`` is the learned median generation time and ``refill`` the longer of the
+  detection window (a lister's tick, the per-item poll step, nothing with an open event stream)
+  and twice the measured time completions wait to be noticed (poll.py records it: the wait, then
+  as long again for the next submit to reach the provider, which a busy machine slows alike).
   ``START`` until a generation time is learned.
 
 jobs/depth.py keeps the figures in Redis and opens the slots past the running limit only while
@@ -38,6 +40,7 @@ log = logging.getLogger(__name__)
 START = 2                  # the depth before any generation time is learned
 MOST_SHARE = 0.5           # a learned depth stays within this share of the running limit
 REFUSED_FOR_S = 86400.0    # after a refusal past the running limit, no depth there for this long
+NOTICED_FACTOR = 2.0       # a slot waits to be noticed, then about as long for the next submit
 
 
 def start(ctx: WorkerContext, meta: BatchMeta) -> None:
@@ -70,8 +73,10 @@ def learn(ctx: WorkerContext, meta: BatchMeta) -> int | None:
     rec = _in_flight(ctx, meta)
     if rec is None or timing.quantiles(ctx.store, rec.item, POLL_QUANTILES) is None:
         return None
-    depth = learned_depth(learned_policy(ctx, meta, rec), meta.max_concurrency, _window(ctx, meta))
-    QueueDepth(ctx.store.r, meta.provider).set_depth(depth)
+    figures = QueueDepth(ctx.store.r, meta.provider)
+    depth = learned_depth(learned_policy(ctx, meta, rec), meta.max_concurrency, _window(ctx, meta),
+                          figures.noticed_s())
+    figures.set_depth(depth)
     return depth
 
 
@@ -89,12 +94,12 @@ def _window(ctx: WorkerContext, meta: BatchMeta) -> str:
     return "lister" if ctx.told_of_completions(meta.provider) else "polls"
 
 
-def learned_depth(policy: PollPolicy, running: int, told_by: str) -> int:
-    """ceil(running x window / expected) + 1 within 1 and ``most(running)``: the completions
-    expected while one waits to be noticed, plus one for the submit's round trip."""
+def learned_depth(policy: PollPolicy, running: int, told_by: str, noticed_s: float | None = None) -> int:
+    """ceil(running x refill / expected) + 1 within 1 and ``most(running)``: the completions
+    expected while a finished slot waits to be refilled, plus one."""
     expected = max(policy.expected_s, 1e-3)
-    completions = running * window_s(policy, running, told_by) / expected
-    return min(most(running), max(1, math.ceil(completions) + 1))
+    refill = max(window_s(policy, running, told_by), NOTICED_FACTOR * (noticed_s or 0.0))
+    return min(most(running), max(1, math.ceil(running * refill / expected) + 1))
 
 
 def window_s(policy: PollPolicy, running: int, told_by: str) -> float:

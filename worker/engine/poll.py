@@ -9,6 +9,7 @@ from typing import Any
 
 from reelbatch.jobs import errors
 from reelbatch.jobs.catalog import catalog
+from reelbatch.jobs.depth import QueueDepth
 from reelbatch.jobs.errors import PERMANENT_FAILURE_KINDS
 from reelbatch.jobs.limits import holder
 from reelbatch.jobs.policy import PollPolicy
@@ -114,7 +115,9 @@ def _finished(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord, g: Generatio
     if not charged and ctx.provider(meta.provider).charges_in_history:
         ctx.store.owe_charge(meta.provider, meta.name, rec.item_id, rec.submitted_at or time.time())
     if rec.submitted_at:
-        timing.record(ctx.store, rec.item, _finished_at(rec, g, unfinished_at) - rec.submitted_at)
+        finished_at = _finished_at(rec, g, unfinished_at)
+        timing.record(ctx.store, rec.item, finished_at - rec.submitted_at)
+        QueueDepth(ctx.store.r, meta.provider).notice(time.time() - finished_at)   # engine/depth.py
     return [Next(Step.DOWNLOAD, meta.name, rec.item_id)] + release(ctx, meta.provider, meta.name,
                                                                     rec.item_id)
 
