@@ -31,15 +31,15 @@ return running + extra
 """
 
 
-# a moving average of how long a completion waited to be noticed (seconds; NOTICED_WEIGHT per sample)
-_NOTICED = """
-local old = tonumber(redis.call('HGET', KEYS[1], 'noticed_s') or '')
+# a moving average of seconds in the field ARGV[3] (ARGV[2]: the weight of a new sample)
+_AVERAGE = """
+local old = tonumber(redis.call('HGET', KEYS[1], ARGV[3]) or '')
 local new = tonumber(ARGV[1])
 if old then new = old + tonumber(ARGV[2]) * (new - old) end
-redis.call('HSET', KEYS[1], 'noticed_s', new)
+redis.call('HSET', KEYS[1], ARGV[3], new)
 return tostring(new)
 """
-NOTICED_WEIGHT = 0.05
+SAMPLE_WEIGHT = 0.05
 
 
 class QueueDepth:
@@ -51,7 +51,7 @@ class QueueDepth:
         self._keys = [self.key, keys.waiting(provider), keys.slots_limit(provider), self.refused_key,
                       keys.slots(provider)]
         self._open = client.register_script(_OPEN)
-        self._noticed = client.register_script(_NOTICED)
+        self._average = client.register_script(_AVERAGE)
 
     def set(self, running: int, depth: int) -> None:
         """The account's running limit (max_concurrency) and the depth kept beyond it."""
@@ -70,12 +70,18 @@ class QueueDepth:
 
     def notice(self, seconds: float) -> None:
         """A completion was noticed ``seconds`` after it happened (by an event, a look, a poll)."""
-        self._noticed(keys=[self.key], args=[max(0.0, seconds), NOTICED_WEIGHT])
+        self._average(keys=[self.key], args=[max(0.0, seconds), SAMPLE_WEIGHT, "noticed_s"])
 
-    def noticed_s(self) -> float | None:
-        """How long completions wait to be noticed, on average (None: none seen yet)."""
-        value = self.r.hget(self.key, "noticed_s")
-        return float(value) if value is not None else None
+    def hop(self, seconds: float) -> None:
+        """The step a noticed completion sends (its download, beside the next submit) began
+        ``seconds`` after it was noticed: the task queue's delay."""
+        self._average(keys=[self.key], args=[max(0.0, seconds), SAMPLE_WEIGHT, "hop_s"])
+
+    def delays(self) -> tuple[float | None, float | None]:
+        """How long completions wait to be noticed and the next step then waits to start, on
+        average (None: not seen yet)."""
+        noticed, hop = self.r.hmget(self.key, ["noticed_s", "hop_s"])
+        return (float(noticed) if noticed is not None else None, float(hop) if hop is not None else None)
 
     def open(self) -> int:
         """Set the slots' limit: the running limit, plus as much of the depth as leaves ``depth``

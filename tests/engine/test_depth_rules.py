@@ -102,23 +102,24 @@ def test_the_registry_says_who_queues_past_its_limit():
 
 POLICY = PollPolicy(expected_s=120, early_s=60, late_s=180, min_interval_s=5, max_interval_s=60)
 LEARNED = [
-    # id, running limit, how completions are told, measured wait to be noticed, depth
-    ("polls-step-40s-of-120s-at-20", 20, "polls", None, 8),        # 20 x 40/120 = 6.7 -> 7 + 1
-    ("lister-tick-at-20", 20, "lister", None, 3),                  # tick 120/(0.8 x 20) = 7.5 s: 1.25 -> 2 + 1
-    ("events-tell-at-once", 20, "events", None, 1),                # only the submit's round trip
-    ("events-noticed-at-once", 20, "events", 0.01, 2),             # 20 x 0.02/120 -> 1 + 1
-    ("at-most-half-the-limit", 4, "polls", None, 2),               # 4 x 40/120 = 1.3 -> 3, within 2
-    ("at-least-one", 1, "polls", None, 1),
-    # a busy machine: completions noticed later than the window says, refilled as late again
-    ("polls-noticed-late", 40, "polls", 25, 18),                   # 40 x 50/120 = 16.7 -> 17 + 1
-    ("polls-noticed-within-the-step", 40, "polls", 10, 15),        # the step 40 s: 13.3 -> 14 + 1
-    ("lister-noticed-late", 20, "lister", 10, 5),                  # 20 x 20/120 = 3.3 -> 4 + 1
+    # id, running limit, how completions are told, measured: wait to be noticed, task delay; depth
+    ("polls-step-40s-of-120s-at-20", 20, "polls", None, None, 8),    # 20 x 40/120 = 6.7 -> 7 + 1
+    ("lister-tick-at-20", 20, "lister", None, None, 3),    # tick 120/(0.8 x 20) = 7.5 s: 1.25 -> 2 + 1
+    ("events-tell-at-once", 20, "events", None, None, 1),            # only the submit's round trip
+    ("events-noticed-at-once", 20, "events", 0.01, None, 2),         # 20 x 0.02/120 -> 1 + 1
+    ("at-most-half-the-limit", 4, "polls", None, None, 2),           # 4 x 40/120 = 1.3 -> 3, within 2
+    ("at-least-one", 1, "polls", None, None, 1),
+    # a busy machine: completions noticed later than the window says, the next steps start late
+    ("polls-noticed-late", 40, "polls", 25, None, 18),               # 40 x 50/120 = 16.7 -> 17 + 1
+    ("polls-noticed-within-the-step", 40, "polls", 10, None, 15),    # the step 40 s: 13.3 -> 14 + 1
+    ("lister-noticed-late", 20, "lister", 10, None, 5),              # 20 x 20/120 = 3.3 -> 4 + 1
+    ("lister-tasks-start-late", 20, "lister", 3.75, 12, 5),          # 20 x (7.5 + 12)/120 = 3.25 -> 4 + 1
 ]
 
 
-@pytest.mark.parametrize("running, told_by, noticed, expected", rows(LEARNED))
-def test_learned_depth(running, told_by, noticed, expected):
-    assert depth.learned_depth(POLICY, running, told_by, noticed) == expected
+@pytest.mark.parametrize("running, told_by, noticed, hop, expected", rows(LEARNED))
+def test_learned_depth(running, told_by, noticed, hop, expected):
+    assert depth.learned_depth(POLICY, running, told_by, noticed, hop) == expected
 
 
 def test_a_sweep_learns_the_depth_from_generation_times(engine):
@@ -138,8 +139,8 @@ def test_a_sweep_learns_the_depth_from_generation_times(engine):
 def test_a_finished_generation_records_how_long_it_waited_to_be_noticed(engine):
     engine.run(3, limits={"max_concurrency": 20, "requests_per_minute": 6000})
     assert engine.item().state is S.SUCCEEDED
-    noticed = QueueDepth(engine.ctx.store.r, "simulator").noticed_s()
-    assert noticed is not None and noticed >= 0
+    noticed, hop = QueueDepth(engine.ctx.store.r, "simulator").delays()
+    assert noticed is not None and noticed >= 0 and hop is not None and hop >= 0
 
 
 def test_a_manifest_depth_is_not_learned_over(engine):

@@ -11,9 +11,10 @@ once instead of idling until reelbatch notices the completion and submits the ne
   to be refilled, plus one: ``ceil(running x refill / expected) + 1`` within 1 and half the running
   limit, where ``expected`` is the learned median generation time and ``refill`` the longer of the
   detection window (a lister's tick, the per-item poll step, nothing with an open event stream)
-  and twice the measured time completions wait to be noticed (poll.py records it: the wait, then
-  as long again for the next submit to reach the provider, which a busy machine slows alike).
-  ``START`` until a generation time is learned.
+  and twice the measured mean wait to be noticed (poll.py records it; a wait uniform over a window
+  averages half of it), plus the measured delay before the step a completion sends starts
+  (download.py records it; the next submit waits in the same task queue). A busy machine
+  lengthens both. ``START`` until a generation time is learned.
 
 jobs/depth.py keeps the figures in Redis and opens the slots past the running limit only while
 more than ``depth`` items wait (the end of a batch is not held queued at one provider).
@@ -40,7 +41,7 @@ log = logging.getLogger(__name__)
 START = 2                  # the depth before any generation time is learned
 MOST_SHARE = 0.5           # a learned depth stays within this share of the running limit
 REFUSED_FOR_S = 86400.0    # after a refusal past the running limit, no depth there for this long
-NOTICED_FACTOR = 2.0       # a slot waits to be noticed, then about as long for the next submit
+NOTICED_FACTOR = 2.0       # the window a mean wait to be noticed stands for
 
 
 def start(ctx: WorkerContext, meta: BatchMeta) -> None:
@@ -75,7 +76,7 @@ def learn(ctx: WorkerContext, meta: BatchMeta) -> int | None:
         return None
     figures = QueueDepth(ctx.store.r, meta.provider)
     depth = learned_depth(learned_policy(ctx, meta, rec), meta.max_concurrency, _window(ctx, meta),
-                          figures.noticed_s())
+                          *figures.delays())
     figures.set_depth(depth)
     return depth
 
@@ -94,11 +95,12 @@ def _window(ctx: WorkerContext, meta: BatchMeta) -> str:
     return "lister" if ctx.told_of_completions(meta.provider) else "polls"
 
 
-def learned_depth(policy: PollPolicy, running: int, told_by: str, noticed_s: float | None = None) -> int:
+def learned_depth(policy: PollPolicy, running: int, told_by: str, noticed_s: float | None = None,
+                  hop_s: float | None = None) -> int:
     """ceil(running x refill / expected) + 1 within 1 and ``most(running)``: the completions
     expected while a finished slot waits to be refilled, plus one."""
     expected = max(policy.expected_s, 1e-3)
-    refill = max(window_s(policy, running, told_by), NOTICED_FACTOR * (noticed_s or 0.0))
+    refill = max(window_s(policy, running, told_by), NOTICED_FACTOR * (noticed_s or 0.0)) + (hop_s or 0.0)
     return min(most(running), max(1, math.ceil(running * refill / expected) + 1))
 
 

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from reelbatch.jobs import errors
+from reelbatch.jobs.depth import QueueDepth
 from reelbatch.jobs.policy import RETRIES
 from reelbatch.jobs.state import ItemState as S, Step
 from reelbatch.jobs.store import BatchMeta, ItemRecord, TransitionRefused
@@ -29,6 +30,8 @@ def fetch(ctx: WorkerContext, batch: str, item_id: str) -> list[Next]:
     meta, rec = ctx.load(batch, item_id)
     if meta is None or rec is None or rec.state is not S.DOWNLOADING:
         return []
+    if rec.detected_at and not (rec.transient_retries or rec.url_stale):   # the first try: learning
+        QueueDepth(ctx.store.r, meta.provider).hop(time.time() - rec.detected_at)   # engine/depth.py
     if rec.url_stale or not rec.video_url:
         refreshed = _fresh_url(ctx, meta, rec)
         if isinstance(refreshed, list):
