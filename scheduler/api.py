@@ -45,7 +45,7 @@ from reelbatch.scheduler.broker import check_broker
 from reelbatch.scheduler.embedded import EmbeddedRedis
 from reelbatch.scheduler.records import BatchStatus, CancelReport, Plan, PlannedItem, Result, RetryReport
 from reelbatch.worker.app import use_broker
-from reelbatch.worker.context import WorkerContext
+from reelbatch.worker.runtime import Runtime
 
 __all__ = ["plan", "run", "submit", "batch", "batches", "Batch", "Manifest", "close"]
 
@@ -154,11 +154,11 @@ def submit(manifest: Manifest, at: str | None = None, *, adopt: bool = False,
     return Batch(internal.manifest.name)
 
 
-_contexts: dict[tuple[str | None, str], WorkerContext] = {}
+_contexts: dict[tuple[str | None, str], Runtime] = {}
 _joined: list[EmbeddedRedis] = []   # embedded servers this process joined for the API
 
 
-def _context(settings: Settings | None = None) -> WorkerContext:
+def _context(settings: Settings | None = None) -> Runtime:
     """A connection to the configured broker, or to the embedded Redis (joined once per process
     through the data folder's lease, so a `run` ending elsewhere in the process leaves it up, and
     left by ``close()`` or when the process exits), kept for the process."""
@@ -170,7 +170,7 @@ def _context(settings: Settings | None = None) -> WorkerContext:
     return _contexts[key]
 
 
-def _connect(settings: Settings) -> WorkerContext:
+def _connect(settings: Settings) -> Runtime:
     url = settings.broker_url
     if url is None:
         if not _joined:
@@ -180,7 +180,7 @@ def _connect(settings: Settings) -> WorkerContext:
         _joined.append(embedded)
     check_broker(url)
     use_broker(url)
-    return WorkerContext(settings.model_copy(update={"broker_url": url}))
+    return Runtime(settings.model_copy(update={"broker_url": url}))
 
 
 def close() -> None:
@@ -214,7 +214,7 @@ class Batch:
     def __repr__(self) -> str:
         return f"Batch({self.name!r})"
 
-    def _ctx(self) -> WorkerContext:
+    def _ctx(self) -> Runtime:
         return _context()
 
     def _meta(self) -> BatchMeta:

@@ -11,7 +11,7 @@ from reelbatch.jobs.errors import ManifestError, ServiceUnavailable
 from reelbatch.jobs.settings import Settings
 from reelbatch.scheduler.embedded import EmbeddedRedis
 from reelbatch.worker.app import use_broker
-from reelbatch.worker.context import WorkerContext
+from reelbatch.worker.runtime import Runtime
 
 
 def broker(settings: Settings) -> str:
@@ -41,14 +41,14 @@ def check_broker(url: str) -> None:
         raise ManifestError(str(exc), field="REELBATCH_BROKER_URL") from None
 
 
-def connect(settings: Settings) -> WorkerContext:
+def connect(settings: Settings) -> Runtime:
     url = broker(settings)
     check_broker(url)
     use_broker(url)
-    return WorkerContext(settings.model_copy(update={"broker_url": url}))
+    return Runtime(settings.model_copy(update={"broker_url": url}))
 
 
-def connect_batch(settings: Settings, batch: str) -> WorkerContext:
+def connect_batch(settings: Settings, batch: str) -> Runtime:
     """Connect, and refuse (exit 2) a batch the store does not know."""
     ctx = connect(settings)
     if ctx.store.batch(batch) is None:

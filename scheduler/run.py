@@ -36,7 +36,6 @@ from reelbatch.scheduler.reuse import describe_reuse, reuse_videos
 from reelbatch.scheduler.simproc import SimulatorProcess
 from reelbatch.scheduler.status import SIMULATED, ran, rerun_command
 from reelbatch.worker.app import use_broker
-from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.control import (
     Registration,
     fetch_lost_files,
@@ -46,9 +45,10 @@ from reelbatch.worker.control import (
     start_batch,
     sweep_batch,
 )
-from reelbatch.worker.listener import start_listeners
+from reelbatch.worker.event_stream import start_watchers
 from reelbatch.worker.providers import entry
 from reelbatch.worker.results import RESULTS, refresh_index
+from reelbatch.worker.runtime import Runtime
 from reelbatch.worker.tasks import BROKER_DOWN
 
 SWEEP_EVERY_S = 5.0
@@ -109,7 +109,7 @@ def run_batch(manifest: Path | Plan, settings: Settings, console: Console, adopt
     with ExitStack() as stack:
         services = start_services(stack, settings, plan.manifest.provider)
         warning = preflight.check_key(services.settings, plan.manifest.provider, plan.manifest.model)
-        ctx = WorkerContext(services.settings)
+        ctx = Runtime(services.settings)
         stack.enter_context(serve_metrics(ctx.store, services.settings))   # REELBATCH_METRICS_PORT
         if warning:
             console.print(f"[yellow]{warning}; retrying (the batch pauses after "
@@ -138,7 +138,7 @@ class Options:
     reuse: tuple[str, ...] = ()   # --reuse: batches whose identical succeeded requests are taken
 
 
-def _carry_out(stack: ExitStack, ctx: WorkerContext, plan: Plan, services: Stack, console: Console,
+def _carry_out(stack: ExitStack, ctx: Runtime, plan: Plan, services: Stack, console: Console,
                options: Options) -> int:
     name = plan.manifest.name
     reg = register_batch(ctx.store, plan, adopt=options.adopt)
@@ -174,7 +174,7 @@ def _carry_out(stack: ExitStack, ctx: WorkerContext, plan: Plan, services: Stack
     return code
 
 
-def _fetch_lost(ctx: WorkerContext, name: str, worker: WorkerProcess | None, console: Console,
+def _fetch_lost(ctx: Runtime, name: str, worker: WorkerProcess | None, console: Console,
                 verbosity: int) -> None:
     """Before a run says its items succeeded, their videos are on disk: what went missing while it
     ran (a deleted folder) is downloaded again from its generation, a few rounds at most."""
@@ -187,7 +187,7 @@ def _fetch_lost(ctx: WorkerContext, name: str, worker: WorkerProcess | None, con
         _watch(ctx, name, worker, console, verbosity)
 
 
-def _write_index(ctx: WorkerContext, name: str, console: Console) -> None:
+def _write_index(ctx: Runtime, name: str, console: Console) -> None:
     meta = ctx.store.batch(name)
     assert meta is not None, name   # registered by this run
     try:
@@ -207,7 +207,7 @@ def _start_worker(stack: ExitStack, services: Stack) -> WorkerProcess:
 
 def _start_listener(stack: ExitStack, settings: Settings, provider: str) -> None:
     """Completions as events, where the provider has an event stream."""
-    for listener in start_listeners(settings, [provider]):
+    for listener in start_watchers(settings, [provider]):
         stack.callback(listener.stop)
 
 
@@ -215,7 +215,7 @@ class Watch:
     """The loop `run` waits in: progress, a sweep every few seconds, a worker kept alive, the
     batch's pause noticed, a lost Redis waited for."""
 
-    def __init__(self, ctx: WorkerContext, name: str, worker: WorkerProcess | None, console: Console):
+    def __init__(self, ctx: Runtime, name: str, worker: WorkerProcess | None, console: Console):
         self.ctx, self.name, self.worker, self.console = ctx, name, worker, console
         self.last_sweep = 0.0
         self.lost_since: float | None = None
@@ -258,7 +258,7 @@ class Watch:
                                "`reelbatch worker` (same REELBATCH_BROKER_URL)[/]")
 
 
-def _watch(ctx: WorkerContext, name: str, worker: WorkerProcess | None, console: Console,
+def _watch(ctx: Runtime, name: str, worker: WorkerProcess | None, console: Console,
            verbosity: int = NORMAL) -> None:
     watch = Watch(ctx, name, worker, console)
     with make_progress(ctx.store, name, console, ctx.settings, verbosity) as progress:
@@ -278,7 +278,7 @@ def _broker_lost(exc: Exception, since: float | None, console: Console) -> float
     return since
 
 
-def _finished(ctx: WorkerContext, name: str) -> bool:
+def _finished(ctx: Runtime, name: str) -> bool:
     """Every item terminal, or nothing left that can move (pending items parked by the budget)."""
     counts = ctx.store.counts(name)
     if sum(counts[s] for s in OPEN) == 0:

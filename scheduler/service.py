@@ -10,7 +10,7 @@ from reelbatch.scheduler.broker import connect
 from reelbatch.scheduler.metrics import serve_metrics
 from reelbatch.scheduler.notify import BatchWatcher
 from reelbatch.worker.app import app
-from reelbatch.worker.listener import start_listeners
+from reelbatch.worker.event_stream import start_watchers
 from reelbatch.worker.providers import PROVIDERS
 
 log = logging.getLogger("reelbatch.scheduler")
@@ -19,7 +19,7 @@ log = logging.getLogger("reelbatch.scheduler")
 def run_scheduler(settings: Settings) -> int:
     ctx = connect(settings)
     settings = ctx.settings
-    started = start_listeners(settings, PROVIDERS)
+    started = start_watchers(settings, PROVIDERS)
     watcher = BatchWatcher.start(ctx.store, settings)   # REELBATCH_NOTIFY: batches ended or paused
     log.info("listening to %s", ", ".join(one.provider for one in started) or "no event streams")
     schedule = settings.data_dir / "beat-schedule"

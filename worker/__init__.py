@@ -2,6 +2,6 @@
 through control.py), the provider clients (worker/providers/), downloads and the output folder."""
 
 __all__ = [
-    "app", "context", "control", "folder", "listener", "logs", "outputs", "pricing", "providers", "results", "storage",
+    "app", "control", "event_stream", "folder", "history_watch", "logs", "outputs", "pricing", "providers", "results", "runtime", "storage",
     "tasks", "tether",
 ]

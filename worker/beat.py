@@ -10,8 +10,8 @@ from datetime import datetime, timedelta
 
 from celery.schedules import schedstate, schedule
 
-from reelbatch.worker.context import context
 from reelbatch.worker.engine.sweeper import SWEEPER_TTL_S, horizon_s
+from reelbatch.worker.runtime import context
 
 SWEEP_AT_LEAST_S = 300.0
 

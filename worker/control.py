@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from reelbatch.jobs.errors import ReelbatchError
 from reelbatch.jobs.store import Store
-from reelbatch.worker.context import WorkerContext
-from reelbatch.worker.engine import batch as batches, listing, retry, stop, sweeper
+from reelbatch.worker.engine import batch as batches, bulk_poll, retry, stop, sweeper
 from reelbatch.worker.engine.batch import Registration
 from reelbatch.worker.engine.recheck import download_lost, recheck_files
 from reelbatch.worker.engine.retry import Retried
 from reelbatch.worker.engine.stop import Stopped
+from reelbatch.worker.runtime import Runtime
 from reelbatch.worker.tasks import send
 
 __all__ = ["Registration", "Retried", "Stopped", "register_batch", "start_batch", "retry_batch", "cancel_batch",
@@ -23,24 +23,24 @@ def register_batch(store: Store, plan, start_at: float | None = None,
     return batches.register(store, plan, start_at, adopt)
 
 
-def start_batch(ctx: WorkerContext, batch: str) -> int:
+def start_batch(ctx: Runtime, batch: str) -> int:
     """Put the batch to work (or leave it for the sweeper until its --at time); steps sent."""
     return send(ctx, batches.enqueue(ctx, batch))
 
 
-def recheck_batch(ctx: WorkerContext, batch: str, verify: bool = False) -> int:
+def recheck_batch(ctx: Runtime, batch: str, verify: bool = False) -> int:
     """Videos deleted or changed on disk since they were downloaded go back to downloading from
     their generation (start_batch sends them); how many."""
     return recheck_files(ctx, batch, verify)
 
 
-def fetch_lost_files(ctx: WorkerContext, batch: str) -> int:
+def fetch_lost_files(ctx: Runtime, batch: str) -> int:
     """Succeeded videos missing from disk now (the folder deleted during the run) are downloaded
     again from their generations (steps sent); how many."""
     return send(ctx, download_lost(ctx, batch))
 
 
-def retry_batch(ctx: WorkerContext, batch: str, kind: str | None = None,
+def retry_batch(ctx: Runtime, batch: str, kind: str | None = None,
                 include_permanent: bool = False) -> Retried:
     """Failed items (of one kind) back to work, each from where it can go on; what was done."""
     done, nexts = retry.retry_items(ctx, batch, kind, include_permanent)
@@ -48,7 +48,7 @@ def retry_batch(ctx: WorkerContext, batch: str, kind: str | None = None,
     return done
 
 
-def cancel_batch(ctx: WorkerContext, batch: str, abandon: bool = False) -> Stopped:
+def cancel_batch(ctx: Runtime, batch: str, abandon: bool = False) -> Stopped:
     """Stop the batch at once: pending items cancelled, remote generations cancelled by the
     workers, or from here when none is running; what was done."""
     out = stop.cancel_batch(ctx, batch, abandon, here=not ctx.store.workers())
@@ -56,7 +56,7 @@ def cancel_batch(ctx: WorkerContext, batch: str, abandon: bool = False) -> Stopp
     return out
 
 
-def sweep_batch(ctx: WorkerContext, batch: str) -> int:
+def sweep_batch(ctx: Runtime, batch: str) -> int:
     return send(ctx, sweeper.sweep(ctx, batch))
 
 
@@ -64,12 +64,12 @@ def failure_kinds(store: Store, batch: str) -> dict[str, int]:
     return retry.failure_kinds(store, batch)
 
 
-def settle_charges(ctx: WorkerContext, provider: str) -> int:
+def settle_charges(ctx: Runtime, provider: str) -> int:
     """Read the provider's history once for the charged cost of generations still counted at their
     estimate (`run`, before it writes the index); how many were charged."""
     if not ctx.provider(provider).charges_in_history:
         return 0
     try:
-        return listing.collect_charges(ctx, provider)
+        return bulk_poll.collect_charges(ctx, provider)
     except ReelbatchError:
         return 0   # the figures stay estimated; the lister tries again later

@@ -9,7 +9,7 @@ import threading
 import redis
 from celery.signals import worker_ready, worker_shutdown
 
-from reelbatch.worker.context import context
+from reelbatch.worker.runtime import context
 
 log = logging.getLogger("reelbatch.worker")
 EVERY_S = 5.0

@@ -24,16 +24,16 @@ from reelbatch.jobs.policy import INTERNAL_ERRORS, backoff
 from reelbatch.jobs.state import TERMINAL, Step
 from reelbatch.jobs.store import BatchMeta, ItemRecord, TransitionRefused
 from reelbatch.worker.app import app
-from reelbatch.worker.context import WorkerContext, context
 from reelbatch.worker.engine import cancel, download, poll, submit, sweeper
 from reelbatch.worker.engine.next import Failed, Next
 from reelbatch.worker.engine.outcome import fail, give_up
 from reelbatch.worker.engine.sweeper import busy_recheck_s, horizon_s, lost_after_s
 from reelbatch.worker.lease import holding
+from reelbatch.worker.runtime import Runtime, context
 
 log = logging.getLogger("reelbatch.worker")
 BROKER_DOWN = (redis.ConnectionError, redis.TimeoutError, OperationalError)
-EngineStep = Callable[[WorkerContext, str, str], list[Next]]
+EngineStep = Callable[[Runtime, str, str], list[Next]]
 STEPS: dict[Step, EngineStep] = {Step.SUBMIT: submit.submit, Step.RECONCILE: submit.reconcile,
                                  Step.POLL: poll.poll, Step.DOWNLOAD: download.fetch,
                                  Step.CANCEL: cancel.cancel}
@@ -44,7 +44,7 @@ class ItemFailed(Exception):
     Celery logs it without a traceback)."""
 
 
-def send(ctx: WorkerContext, nexts: Iterable[Next], task_id: str | None = None) -> int:
+def send(ctx: Runtime, nexts: Iterable[Next], task_id: str | None = None) -> int:
     """Send each step as its task, or keep it: a poll that waits at least the sweeper's horizon
     stays only in the store's due set while a sweeper runs, which sends it when it is due (no
     message held in Redis for it). Every step's due time is recorded, so the sweeper also finds
@@ -65,7 +65,7 @@ def send(ctx: WorkerContext, nexts: Iterable[Next], task_id: str | None = None) 
     return len(dues)
 
 
-def _keep(ctx: WorkerContext, nxt: Next, countdown: float) -> bool:
+def _keep(ctx: Runtime, nxt: Next, countdown: float) -> bool:
     return nxt.step is Step.POLL and countdown >= horizon_s(ctx.settings) and ctx.sweeper_alive()
 
 
@@ -86,14 +86,14 @@ def _run(task: Task, step: Step, batch: str, item_id: str) -> None:
         raise ItemFailed(nexts.reason)
 
 
-def _busy(ctx: WorkerContext, step: Step, batch: str, item_id: str) -> list[Next]:
+def _busy(ctx: Runtime, step: Step, batch: str, item_id: str) -> list[Next]:
     """Another task is working on the item (a duplicate, or a step sent while one ran): look again
     once that one has likely ended; by then the item has usually moved on and this step is a no-op."""
     log.debug("%s %s/%s: another task holds the item; trying again later", step.value, batch, item_id)
     return [Next(step, batch, item_id, busy_recheck_s(ctx.settings))]
 
 
-def _step(ctx: WorkerContext, step: Step, batch: str, item_id: str) -> list[Next]:
+def _step(ctx: Runtime, step: Step, batch: str, item_id: str) -> list[Next]:
     try:
         return STEPS[step](ctx, batch, item_id)
     except TransitionRefused as exc:
@@ -106,7 +106,7 @@ def _step(ctx: WorkerContext, step: Step, batch: str, item_id: str) -> list[Next
         return _unexpected(ctx, step, batch, item_id, exc)
 
 
-def _unexpected(ctx: WorkerContext, step: Step, batch: str, item_id: str, exc: Exception) -> list[Next]:
+def _unexpected(ctx: Runtime, step: Step, batch: str, item_id: str, exc: Exception) -> list[Next]:
     """Run the step again after a backoff, or past the item's budget fail it (kind internal), with
     the traceback logged that one time."""
     if not ctx.store.item_exists(batch, item_id):
@@ -121,7 +121,7 @@ def _unexpected(ctx: WorkerContext, step: Step, batch: str, item_id: str, exc: E
     return give_up(ctx, batch, item_id, errors.InternalError(f"{type(exc).__name__}: {exc}"))
 
 
-def _poison(ctx: WorkerContext, batch: str, item_id: str, meta: BatchMeta | None,
+def _poison(ctx: Runtime, batch: str, item_id: str, meta: BatchMeta | None,
             rec: ItemRecord | None) -> list[Next]:
     """A message that keeps stopping its worker fails its item."""
     if not (meta and rec and rec.state not in TERMINAL):

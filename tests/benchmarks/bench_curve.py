@@ -98,8 +98,8 @@ def run_size(workdir: Path, n: int, worker_counts: list[int]) -> dict:
     from reelbatch.scheduler.plan import plan_batch
     from reelbatch.scheduler.status import summary
     from reelbatch.worker.app import app
-    from reelbatch.worker.context import WorkerContext
     from reelbatch.worker.control import register_batch, start_batch
+    from reelbatch.worker.runtime import Runtime
 
     out: dict = {"n": n, "runs": {}}
     with EmbeddedRedis(workdir / "redis") as server, \
@@ -108,7 +108,7 @@ def run_size(workdir: Path, n: int, worker_counts: list[int]) -> dict:
         env = sim_env(sim, workdir / "data", REELBATCH_BROKER_URL=server.url)
         settings = Settings(broker_url=server.url, simulator_url=sim.url)
         point_app_at(server.url)   # a new Redis for each size
-        ctx = WorkerContext(settings)
+        ctx = Runtime(settings)
         worker_rss, name = 0, ""
         for k, workers in enumerate(worker_counts):
             name = f"curve{k}"

@@ -115,8 +115,8 @@ def run_reelbatch(workdir: Path, redis_url: str, sim: SimProcess, n: int, round_
     from reelbatch.scheduler.embedded import WorkerProcess
     from reelbatch.scheduler.plan import plan_batch
     from reelbatch.worker.app import app, use_broker
-    from reelbatch.worker.context import WorkerContext
     from reelbatch.worker.control import register_batch as register, start_batch
+    from reelbatch.worker.runtime import Runtime
 
     env = sim_env(sim, workdir / "data", REELBATCH_BROKER_URL=redis_url)
     name = f"overhead{round_no}"
@@ -124,7 +124,7 @@ def run_reelbatch(workdir: Path, redis_url: str, sim: SimProcess, n: int, round_
                               polling={"first_after_s": 0, "min_interval_s": 0.001, "max_interval_s": 0.01})
     settings = Settings(broker_url=redis_url, simulator_url=sim.url)
     use_broker(redis_url)
-    ctx = WorkerContext(settings)
+    ctx = Runtime(settings)
     register(ctx.store, plan_batch(manifest, settings))
     cmds = [WorkerProcess(env, workdir / "w.log", THREADS, f"rb{round_no}-{k}").command()
             for k in range(WORKERS)]

@@ -85,7 +85,7 @@ def hold(n: int, hold_s: float, scheduler: bool) -> dict:
     from reelbatch.scheduler.embedded import EmbeddedRedis, WorkerProcess
     from reelbatch.scheduler.plan import plan_batch
     from reelbatch.worker.app import app
-    from reelbatch.worker.context import WorkerContext
+    from reelbatch.worker.runtime import Runtime
 
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
         workdir = Path(tmp)
@@ -96,7 +96,7 @@ def hold(n: int, hold_s: float, scheduler: bool) -> dict:
                                       limits={"max_concurrency": n, "requests_per_minute": UNLIMITED_RPM})
             settings = Settings(broker_url=server.url, simulator_url=sim.url)
             point_app_at(server.url)   # a new Redis for each run
-            ctx = WorkerContext(settings)
+            ctx = Runtime(settings)
             plan = plan_batch(manifest, settings)
             cmds = [WorkerProcess(env, workdir / "w.log", THREADS, f"scale-{k}").command()
                     for k in range(WORKERS)]

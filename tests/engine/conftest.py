@@ -1,4 +1,4 @@
-"""The engine's in-process tier: a real WorkerContext over the embedded redis-server (real store,
+"""The engine's in-process tier: a real Runtime over the embedded redis-server (real store,
 real Lua), whose provider clients are the real ones (worker/providers/) talking to fakes over
 ``httpx.MockTransport``, and a driver that runs each returned step through the task boundary on
 a virtual clock. Fast: no Celery worker, no subprocess, no sleep."""
@@ -16,10 +16,10 @@ from reelbatch.jobs.money import Spend
 from reelbatch.jobs.settings import Settings
 from reelbatch.jobs.store import ItemRecord
 from reelbatch.scheduler.plan import plan_batch
-from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine import batch as batches, timing
 from reelbatch.worker.providers import build_provider
 from reelbatch.worker.providers.http import build_download_client
+from reelbatch.worker.runtime import Runtime
 from tests.engine.driver import Driver
 from tests.engine.fakes import FAL_QUEUE, FakeAimlapi, FakeCdn, FakeFal, FakeOxen
 
@@ -31,7 +31,7 @@ MODEL = "kling-o1/image-to-video"
 class Engine:
     """One test's engine: the context, the fakes behind its providers, the driver."""
 
-    ctx: WorkerContext
+    ctx: Runtime
     oxen: FakeOxen     # the "simulator" provider: Oxen's protocol
     aiml: FakeAimlapi  # the "aimlapi" provider
     fal: FakeFal       # the "fal" provider
@@ -94,7 +94,7 @@ def engine_settings(redis_url: str, data_dir: Path, **overrides) -> Settings:
 @pytest.fixture
 def engine(redis_url, tmp_path) -> Engine:
     settings = engine_settings(redis_url, tmp_path / "data")
-    ctx = WorkerContext(settings)
+    ctx = Runtime(settings)
     oxen, aiml, fal, cdn = FakeOxen(), FakeAimlapi(), FakeFal(), FakeCdn()
     ctx._providers.update(simulator=build_provider("simulator", settings, oxen.transport),
                           aimlapi=build_provider("aimlapi", settings, aiml.transport),

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from reelbatch.jobs import keys
 from reelbatch.jobs.store import ItemRecord
 from reelbatch.worker import tasks
-from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine.next import Failed, Next
 from reelbatch.worker.engine.sweeper import lost_after_s
 from reelbatch.worker.lease import holding
+from reelbatch.worker.runtime import Runtime
 
 
 @dataclass
@@ -33,7 +33,7 @@ class Ran:
 
 @dataclass
 class Driver:
-    ctx: WorkerContext
+    ctx: Runtime
     budget: int = 400   # steps one run may take before it is called a loop
     now: float = 0.0    # virtual seconds since the driver started
     ran: list[Ran] = field(default_factory=list)

@@ -13,7 +13,7 @@ from reelbatch.jobs.limits import holder
 from reelbatch.jobs.policy import INTERNAL_ERRORS
 from reelbatch.jobs.state import ItemState as S, Step
 from reelbatch.worker import tasks
-from reelbatch.worker.engine import events, listing, sweeper
+from reelbatch.worker.engine import bulk_poll, events, sweeper
 from reelbatch.worker.engine.next import Next
 from reelbatch.worker.providers.base import Generation, RemoteStatus
 from tests.engine.fakes import CDN, connect_refused, processing, succeeded
@@ -167,8 +167,8 @@ def test_one_look_at_the_history_moves_the_finished_on_and_renews_the_running(en
     engine.oxen.rows["gen-2"].update(processing())
     lease = engine.ctx.slots("simulator").r.zscore(engine.ctx.slots("simulator").key, holder("b", "i1"))
     model = catalog().model_for("simulator", "kling-o1/image-to-video").ids["simulator"]
-    group = listing.in_flight(engine.ctx, "simulator")[model]
-    nexts, requests = listing.look(engine.ctx, "simulator", model, group, None)
+    group = bulk_poll.in_flight(engine.ctx, "simulator")[model]
+    nexts, requests = bulk_poll.look(engine.ctx, "simulator", model, group, None)
     assert requests == 1 and [(n.step, n.item_id) for n in nexts] == [(Step.DOWNLOAD, "i0")]
     assert engine.item("i0").state is S.DOWNLOADING and engine.spend().charged_usd == 0.56   # cost from the row
     renewed = engine.ctx.slots("simulator").r.zscore(engine.ctx.slots("simulator").key, holder("b", "i1"))

@@ -9,7 +9,7 @@ import pytest
 
 from reelbatch.jobs.state import ItemState as S, Step
 from reelbatch.worker.engine import timing
-from reelbatch.worker.engine.listing import collect_charges
+from reelbatch.worker.engine.bulk_poll import collect_charges
 from reelbatch.worker.engine.next import Next
 from tests.engine.fakes import CDN, connect_refused, error, failed, processing, succeeded
 from tests.engine.table import rows

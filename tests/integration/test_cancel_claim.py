@@ -13,10 +13,10 @@ import httpx
 from reelbatch.jobs.settings import Settings
 from reelbatch.jobs.state import ItemState as S, Step
 from reelbatch.jobs.store import BatchMeta, Store
-from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine.cancel import cancel
 from reelbatch.worker.engine.poll import poll
 from reelbatch.worker.providers import build_provider
+from reelbatch.worker.runtime import Runtime
 from tests.integration.test_store import make_item
 
 RACERS = 6
@@ -40,9 +40,9 @@ def queued_item_of_a_cancelled_batch(store: Store) -> None:
     store.transition("b", "it1", S.QUEUED, [S.SUBMITTING], generation_id="g-1")
 
 
-def context(redis_url: str, cancels: list[str], status: int = 200) -> WorkerContext:
+def context(redis_url: str, cancels: list[str], status: int = 200) -> Runtime:
     settings = Settings(broker_url=redis_url, simulator_key="k", simulator_url="http://sim.test")
-    ctx = WorkerContext(settings)
+    ctx = Runtime(settings)
     ctx._providers["simulator"] = slow_provider(settings, cancels, status)
     return ctx
 

@@ -189,15 +189,15 @@ def test_a_wall_clock_jump_does_not_free_every_slot(tmp_path, sim_factory, redis
 # --- the rules, on a real Redis: no workers needed ---------------------------------------------
 
 def registered(tmp_path: Path, redis_url: str, sim, n: int):
-    """A WorkerContext on the test Redis and a registered batch of ``n`` items."""
+    """A Runtime on the test Redis and a registered batch of ``n`` items."""
     from reelbatch.jobs.settings import Settings
     from reelbatch.scheduler.plan import plan_batch
-    from reelbatch.worker.context import WorkerContext
     from reelbatch.worker.engine.batch import register
+    from reelbatch.worker.runtime import Runtime
 
     settings = Settings(broker_url=redis_url, simulator_url=sim.base_url, simulator_key=SIM_KEY,
                         data_dir=tmp_path / "data")
-    ctx = WorkerContext(settings)
+    ctx = Runtime(settings)
     register(ctx.store, plan_batch(write_manifest(tmp_path, "rules", n), settings))
     return ctx
 

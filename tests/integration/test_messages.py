@@ -20,7 +20,7 @@ from reelbatch.scheduler.cli import main
 from reelbatch.scheduler.notify import ENDED, notify_batch
 from reelbatch.scheduler.run import summary as run_summary
 from reelbatch.scheduler.status import render, summary
-from reelbatch.worker.context import WorkerContext
+from reelbatch.worker.runtime import Runtime
 from tests.batchfill import fail, make_item, new_batch, succeed
 from tests.integration.helpers import cli_env, reelbatch
 from tests.integration.test_notify import Receiver
@@ -64,7 +64,7 @@ def test_the_run_summary_gives_its_times_and_ends_with_the_rerun_command(store, 
     store.r.hset(_meta_key("night"),
                  mapping={"first_submitted_at": 1_700_000_000.0, "last_completed_at": 1_700_000_095.0})
     console = Console(file=io.StringIO(), width=80)
-    code = run_summary(WorkerContext(Settings(REELBATCH_BROKER_URL=redis_url)).store, "night", console)
+    code = run_summary(Runtime(Settings(REELBATCH_BROKER_URL=redis_url)).store, "night", console)
     lines = console.file.getvalue().splitlines()
     assert code == 1 and "ran 1:35, " in lines[0] and "estimated by the simulator (not real money)" in lines[0]
     assert lines[-1] == f"rerun the failed: reelbatch retry night && reelbatch run {tmp_path / 'night.yaml'}"
@@ -82,7 +82,7 @@ def _meta_key(batch: str) -> str:
 def test_only_permanent_failures_rerun_with_include_permanent(store, tmp_path, redis_url):
     batch_of(store, tmp_path, pending=(), kind="content_policy")
     console = Console(file=io.StringIO(), width=80)
-    run_summary(WorkerContext(Settings(REELBATCH_BROKER_URL=redis_url)).store, "night", console)
+    run_summary(Runtime(Settings(REELBATCH_BROKER_URL=redis_url)).store, "night", console)
     assert console.file.getvalue().splitlines()[-1].startswith(
         "rerun the failed: reelbatch retry night --include-permanent && reelbatch run ")
 

@@ -14,9 +14,9 @@ import pytest
 
 from reelbatch.jobs.settings import Settings
 from reelbatch.jobs.store import Store
-from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine import sweeper
 from reelbatch.worker.providers import REGISTRY
+from reelbatch.worker.runtime import Runtime
 from tests.integration.helpers import cli_env, reelbatch, results, spawn, wait_for, write_manifest
 
 pytestmark = pytest.mark.integration
@@ -95,7 +95,7 @@ def test_results_have_one_line_per_item_in_a_fleet_after_a_retry(tmp_path, sim_f
 def test_two_sweepers_never_hold_the_lock_at_once(redis_url):
     """A sweep that outlives its lock must not delete the next sweeper's lock (redis-py Lock)."""
     settings = Settings(broker_url=redis_url)
-    first, second, third = (WorkerContext(settings) for _ in range(3))
+    first, second, third = (Runtime(settings) for _ in range(3))
     store = Store.from_url(redis_url)
     store.r.sadd("rb:batches", "b")
     store.r.hset("rb:{b}:meta", mapping={"name": "b", "provider": "simulator", "model": "m", "output": "/x"})

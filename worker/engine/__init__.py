@@ -17,7 +17,7 @@ No module here names a provider: abilities are the capability protocols of
     orphans.py   an answer for an item that moved on: adopted, or kept and counted as an orphan
     poll.py      poll and observe (a poll's answer or a pushed event), the schedule, stuck items
     events.py    act on a completion the provider pushed
-    listing.py   one request for many generations (Oxen's history and queue): completions, costs
+    bulk_poll.py one request for many generations (Oxen's history and queue): completions, costs
     download.py  download the result, refresh an expired URL, a full output folder
     cancel.py    stop one item of a cancelled batch; stop.py: cancel a whole batch
     batch.py     register a planned batch (new, kept, changed, readopted, dropped); enqueue it
@@ -29,6 +29,6 @@ No module here names a provider: abilities are the capability protocols of
 
 # what worker/ (tasks, control, the listener and lister, beat) calls; the rest is the engine's own
 __all__ = [
-    "batch", "cancel", "download", "events", "listing", "next", "outcome", "poll", "recheck", "retry", "stop",
+    "batch", "cancel", "download", "events", "bulk_poll", "next", "outcome", "poll", "recheck", "retry", "stop",
     "submit", "sweeper",
 ]

@@ -12,11 +12,11 @@ from reelbatch.jobs import errors
 from reelbatch.jobs.catalog import catalog
 from reelbatch.jobs.state import ItemState as S
 from reelbatch.jobs.store import BatchMeta, ItemRecord, Problem, TransitionRefused
-from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine import budget
 from reelbatch.worker.engine.line import release
 from reelbatch.worker.engine.next import Next
 from reelbatch.worker.providers.http import AUTH_REFUSED
+from reelbatch.worker.runtime import Runtime
 
 log = logging.getLogger("reelbatch.worker")
 RECHECK_S = 60.0   # how long an item in flight waits before asking again while the account is stopped
@@ -26,7 +26,7 @@ WHAT = {"key_refused": ("refuses the key", "set a valid key"),
         "model_gone": ("no longer has the model", "choose another model or provider")}
 
 
-def stopped(ctx: WorkerContext, meta: BatchMeta) -> Problem | None:
+def stopped(ctx: Runtime, meta: BatchMeta) -> Problem | None:
     """The mark that stops submits to the batch's provider (or its model there), if any."""
     return ctx.store.account_problem(meta.provider, meta.model)
 
@@ -38,7 +38,7 @@ def reason(meta: BatchMeta, exc: errors.AccountProblem) -> str:
     return f"{meta.provider} {what}{model} ({said}): {advice}"
 
 
-def confirmed(ctx: WorkerContext, meta: BatchMeta, exc: errors.AccountProblem) -> bool:
+def confirmed(ctx: Runtime, meta: BatchMeta, exc: errors.AccountProblem) -> bool:
     """Whether the problem is the account's. A 401/403 is asked again with the provider's key check
     (one request): one refused call (a flaky gateway) is not a revoked key."""
     if not isinstance(exc, errors.KeyRefused) or stopped(ctx, meta):
@@ -53,21 +53,21 @@ def confirmed(ctx: WorkerContext, meta: BatchMeta, exc: errors.AccountProblem) -
     return False
 
 
-def stop(ctx: WorkerContext, meta: BatchMeta, exc: errors.AccountProblem) -> None:
+def stop(ctx: Runtime, meta: BatchMeta, exc: errors.AccountProblem) -> None:
     """Mark the provider (or the model there) stopped; the first mark's reason stays."""
     model = meta.model if isinstance(exc, errors.ModelGone) else ""
     if ctx.store.mark_account_problem(meta.provider, reason(meta, exc), model):
         log.info("%s: %s", meta.name, reason(meta, exc))   # `run` and `status` say it
 
 
-def park(ctx: WorkerContext, meta: BatchMeta, item_id: str) -> list[Next]:
+def park(ctx: Runtime, meta: BatchMeta, item_id: str) -> list[Next]:
     """A pending item that may not be submitted now: it leaves the line and gives its slot back;
     the next run puts it in line again."""
     ctx.store.clear_due(meta.name, item_id)
     return release(ctx, meta.provider, meta.name, item_id)
 
 
-def stopped_by(ctx: WorkerContext, meta: BatchMeta, exc: Exception) -> bool:
+def stopped_by(ctx: Runtime, meta: BatchMeta, exc: Exception) -> bool:
     """Whether ``exc`` is the account's problem (a refused key confirmed); if so the provider (or the
     model there) is marked stopped. Anything else is left to the step, as any permanent error."""
     if not isinstance(exc, errors.AccountProblem) or not confirmed(ctx, meta, exc):
@@ -76,7 +76,7 @@ def stopped_by(ctx: WorkerContext, meta: BatchMeta, exc: Exception) -> bool:
     return True
 
 
-def unsent(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord, exc: errors.ReelbatchError) -> list[Next]:
+def unsent(ctx: Runtime, meta: BatchMeta, rec: ItemRecord, exc: errors.ReelbatchError) -> list[Next]:
     """A submit the account refused created nothing: the item goes back to pending, unbilled (its
     budget was given back), and waits for the next run."""
     ctx.store.transition(meta.name, rec.item_id, S.PENDING, [S.SUBMITTING], incr={"attempts": -1},
@@ -84,7 +84,7 @@ def unsent(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord, exc: errors.Ree
     return park(ctx, meta, rec.item_id)
 
 
-def unbilled(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord,
+def unbilled(ctx: Runtime, meta: BatchMeta, rec: ItemRecord,
              exc: errors.AccountProblem) -> list[Next]:
     """The provider failed the generation for the account's sake (no credits): it was not billed,
     so the item goes back to pending without its generation, and waits for the next run."""

@@ -19,10 +19,10 @@ from reelbatch.jobs.manifest import Manifest
 from reelbatch.jobs.state import IN_FLIGHT, RESUME, ItemState as S
 from reelbatch.jobs.store import BatchMeta, ItemRecord, Store
 from reelbatch.worker import folder, outputs
-from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine import depth
 from reelbatch.worker.engine.line import feed, wait_in_line
 from reelbatch.worker.engine.next import Next
+from reelbatch.worker.runtime import Runtime
 
 
 @dataclass
@@ -204,7 +204,7 @@ def _set_aside(store: Store, meta: BatchMeta, rec: ItemRecord) -> None:
         store.remove_item(meta.name, rec)
 
 
-def enqueue(ctx: WorkerContext, batch: str) -> list[Next]:
+def enqueue(ctx: Runtime, batch: str) -> list[Next]:
     """Put pending items in line for their provider's slots; resume everything in flight."""
     store, meta = ctx.store, ctx.store.batch(batch)
     assert meta is not None, batch   # registered before it is enqueued; batches are never deleted
@@ -219,7 +219,7 @@ def enqueue(ctx: WorkerContext, batch: str) -> list[Next]:
     return nexts + feed(ctx, meta.provider, meta.max_concurrency)
 
 
-def _not_running(ctx: WorkerContext, batch: str, item_ids: list[str]) -> list[str]:
+def _not_running(ctx: Runtime, batch: str, item_ids: list[str]) -> list[str]:
     """The items no running task holds: a task still at work carries its item on by itself (the
     sweeper looks again if it dies)."""
     running = ctx.leases.live(batch, item_ids)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from reelbatch.jobs import errors
 from reelbatch.jobs.store import BatchMeta, ItemRecord
-from reelbatch.worker.context import WorkerContext
+from reelbatch.worker.runtime import Runtime
 
 
-def reserve(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord) -> bool:
+def reserve(ctx: Runtime, meta: BatchMeta, rec: ItemRecord) -> bool:
     """Reserve the item's estimated cost; False (and the item parked) when it would pass the limit."""
     if meta.max_cost_usd is None:
         return True
@@ -21,7 +21,7 @@ def reserve(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord) -> bool:
     return False
 
 
-def unreserve(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord) -> None:
+def unreserve(ctx: Runtime, meta: BatchMeta, rec: ItemRecord) -> None:
     """Give back the estimated cost reserved for the item's submit."""
     if meta.max_cost_usd is not None:
         ctx.store.commit_cost(meta.name, -rec.item.estimated_cost_usd)

@@ -7,14 +7,14 @@ from __future__ import annotations
 from reelbatch.jobs import errors
 from reelbatch.jobs.state import IN_PROGRESS, ItemState as S, Step
 from reelbatch.jobs.store import BatchMeta, ItemRecord, TransitionRefused
-from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine.line import release
 from reelbatch.worker.engine.next import Next
 from reelbatch.worker.engine.outcome import retry_delay
 from reelbatch.worker.providers.base import Cancels
+from reelbatch.worker.runtime import Runtime
 
 
-def cancel(ctx: WorkerContext, batch: str, item_id: str) -> list[Next]:
+def cancel(ctx: Runtime, batch: str, item_id: str) -> list[Next]:
     store = ctx.store
     meta, rec = ctx.load(batch, item_id)
     if meta is None or rec is None:
@@ -30,7 +30,7 @@ def cancel(ctx: WorkerContext, batch: str, item_id: str) -> list[Next]:
     return []
 
 
-def cancel_remote(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord) -> list[Next]:
+def cancel_remote(ctx: Runtime, meta: BatchMeta, rec: ItemRecord) -> list[Next]:
     """Ask the provider to cancel (where it can), then let a poll report the real outcome. Only
     the caller that claims the request asks; another one (a cancel task, a poll) leaves it."""
     batch, item_id = meta.name, rec.item_id
@@ -52,7 +52,7 @@ def cancel_remote(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord) -> list[
     return [Next(Step.POLL, batch, item_id, 0)]
 
 
-def _retry_cancel(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord,
+def _retry_cancel(ctx: Runtime, meta: BatchMeta, rec: ItemRecord,
                   exc: errors.TransientProviderError) -> list[Next]:
     """Retry the cancel request; past its attempts stop asking and keep polling the generation."""
     delay = retry_delay(ctx, meta, rec.item_id, Step.CANCEL, exc)

@@ -30,11 +30,11 @@ from reelbatch.jobs.depth import QueueDepth
 from reelbatch.jobs.policy import PollPolicy
 from reelbatch.jobs.state import ItemState as S
 from reelbatch.jobs.store import BatchMeta, ItemRecord
-from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine import timing
-from reelbatch.worker.engine.listing import REQUESTS_PER_COMPLETION
+from reelbatch.worker.engine.bulk_poll import REQUESTS_PER_COMPLETION
 from reelbatch.worker.engine.poll import POLL_QUANTILES, learned_policy
 from reelbatch.worker.providers import entry
+from reelbatch.worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +44,12 @@ REFUSED_FOR_S = 86400.0    # after a refusal past the running limit, no depth th
 NOTICED_FACTOR = 2.0       # the window a mean wait to be noticed stands for
 
 
-def start(ctx: WorkerContext, meta: BatchMeta) -> None:
+def start(ctx: Runtime, meta: BatchMeta) -> None:
     """Record the account's running limit and the first depth; open the slots (enqueue)."""
     QueueDepth(ctx.store.r, meta.provider).set(meta.max_concurrency, _first(ctx, meta))
 
 
-def _first(ctx: WorkerContext, meta: BatchMeta) -> int:
+def _first(ctx: Runtime, meta: BatchMeta) -> int:
     if not may_queue(ctx, meta.provider):
         return 0
     if meta.queue_depth is not None:
@@ -57,7 +57,7 @@ def _first(ctx: WorkerContext, meta: BatchMeta) -> int:
     return min(START, most(meta.max_concurrency))
 
 
-def may_queue(ctx: WorkerContext, provider: str) -> bool:
+def may_queue(ctx: Runtime, provider: str) -> bool:
     """Whether generations may be kept queued at the provider (it has not refused one)."""
     return entry(provider).queues_beyond_limit is not False and not QueueDepth(ctx.store.r, provider).refused()
 
@@ -66,7 +66,7 @@ def most(running: int) -> int:
     return max(1, int(running * MOST_SHARE))
 
 
-def learn(ctx: WorkerContext, meta: BatchMeta) -> int | None:
+def learn(ctx: Runtime, meta: BatchMeta) -> int | None:
     """The depth learned from the batch's generation times, set and returned (on each sweep);
     None when the depth is not learned (the manifest's, none allowed, nothing learned yet)."""
     if meta.queue_depth is not None or not may_queue(ctx, meta.provider):
@@ -81,7 +81,7 @@ def learn(ctx: WorkerContext, meta: BatchMeta) -> int | None:
     return depth
 
 
-def _in_flight(ctx: WorkerContext, meta: BatchMeta) -> ItemRecord | None:
+def _in_flight(ctx: Runtime, meta: BatchMeta) -> ItemRecord | None:
     """One of the batch's items in flight: its model and length stand for the batch's."""
     for state in (S.RUNNING, S.QUEUED):
         for item_id in ctx.store.item_ids(meta.name, state)[:1]:
@@ -89,7 +89,7 @@ def _in_flight(ctx: WorkerContext, meta: BatchMeta) -> ItemRecord | None:
     return None
 
 
-def _window(ctx: WorkerContext, meta: BatchMeta) -> str:
+def _window(ctx: Runtime, meta: BatchMeta) -> str:
     if ctx.store.events_healthy(meta.provider):
         return "events"
     return "lister" if ctx.told_of_completions(meta.provider) else "polls"
@@ -106,7 +106,7 @@ def learned_depth(policy: PollPolicy, running: int, told_by: str, noticed_s: flo
 
 def window_s(policy: PollPolicy, running: int, told_by: str) -> float:
     """How long a completion may wait to be noticed: nothing on an open event stream; a lister's
-    tick (listing.tick_s at the running limit); else the per-item poll step."""
+    tick (bulk_poll.tick_s at the running limit); else the per-item poll step."""
     if told_by == "events":
         return 0.0
     if told_by == "lister":
@@ -115,7 +115,7 @@ def window_s(policy: PollPolicy, running: int, told_by: str) -> float:
     return policy.next_delay(policy.expected_s)
 
 
-def refused_past_limit(ctx: WorkerContext, meta: BatchMeta, exc: errors.TransientProviderError) -> bool:
+def refused_past_limit(ctx: Runtime, meta: BatchMeta, exc: errors.TransientProviderError) -> bool:
     """A 429 on a submit while more than the running limit were in flight, at a provider not
     known to queue past it: it refuses there, so from now on none is kept queued (True: the item
     goes back in line). A provider known to queue (Oxen, fal) only rate-limits with a 429."""

@@ -14,9 +14,9 @@ from reelbatch.jobs.policy import RETRIES
 from reelbatch.jobs.state import ItemState as S, Step
 from reelbatch.jobs.store import BatchMeta, ItemRecord, TransitionRefused
 from reelbatch.worker import outputs, results
-from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine.next import Next
 from reelbatch.worker.engine.outcome import fail, retry_delay
+from reelbatch.worker.runtime import Runtime
 from reelbatch.worker.storage import download
 
 DOWNLOADING = (S.DOWNLOADING,)
@@ -25,7 +25,7 @@ OUTPUT_MARK_S = 120.0   # the "cannot write" mark lapses this long after the las
 GONE = frozenset({404, 410})
 
 
-def fetch(ctx: WorkerContext, batch: str, item_id: str) -> list[Next]:
+def fetch(ctx: Runtime, batch: str, item_id: str) -> list[Next]:
     store = ctx.store
     meta, rec = ctx.load(batch, item_id)
     if meta is None or rec is None or rec.state is not S.DOWNLOADING:
@@ -61,7 +61,7 @@ def fetch(ctx: WorkerContext, batch: str, item_id: str) -> list[Next]:
     return []
 
 
-def _output_blocked(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord,
+def _output_blocked(ctx: Runtime, meta: BatchMeta, rec: ItemRecord,
                     exc: errors.OutputUnwritable) -> list[Next]:
     """The output folder is full or read-only: not the item's fault. The batch pauses (the sweeper
     sees the mark); the download waits, without using its attempts, and goes on once there is room."""
@@ -69,7 +69,7 @@ def _output_blocked(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord,
     return [Next(Step.DOWNLOAD, meta.name, rec.item_id, OUTPUT_WAIT_S)]
 
 
-def _again(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord, exc: errors.ReelbatchError) -> list[Next]:
+def _again(ctx: Runtime, meta: BatchMeta, rec: ItemRecord, exc: errors.ReelbatchError) -> list[Next]:
     """Try the download again after a backoff, with the URL asked for again; past the download
     budget the item fails with kind ``download`` (`retry` downloads it again)."""
     delay = retry_delay(ctx, meta, rec.item_id, Step.DOWNLOAD, exc)
@@ -82,7 +82,7 @@ def _again(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord, exc: errors.Ree
     return [Next(Step.DOWNLOAD, meta.name, rec.item_id, delay)]
 
 
-def _fresh_url(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord) -> ItemRecord | list[Next]:
+def _fresh_url(ctx: Runtime, meta: BatchMeta, rec: ItemRecord) -> ItemRecord | list[Next]:
     """The result URL as the provider gives it now (the record with it), or the steps to take when
     the provider cannot be asked or no longer has the generation."""
     assert rec.generation_id is not None   # a downloading item has its generation

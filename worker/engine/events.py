@@ -5,18 +5,18 @@ from __future__ import annotations
 
 from reelbatch.jobs.limits import split_holder
 from reelbatch.jobs.state import IN_PROGRESS
-from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine.next import Next
 from reelbatch.worker.engine.poll import observe
 from reelbatch.worker.providers.base import Generation
+from reelbatch.worker.runtime import Runtime
 
 
-def owner_of(ctx: WorkerContext, provider: str, generation_id: str) -> tuple[str, str] | None:
+def owner_of(ctx: Runtime, provider: str, generation_id: str) -> tuple[str, str] | None:
     who = ctx.store.generation_owner(provider, generation_id)
     return split_holder(who) if who else None
 
 
-def on_event(ctx: WorkerContext, provider: str, generation: Generation) -> list[Next]:
+def on_event(ctx: Runtime, provider: str, generation: Generation) -> list[Next]:
     """The steps a pushed completion starts; nothing for generations that are not ours (another
     tool on the same account) or items that moved on."""
     owner = owner_of(ctx, provider, generation.generation_id)

@@ -6,11 +6,11 @@ from __future__ import annotations
 from reelbatch.jobs.depth import QueueDepth
 from reelbatch.jobs.limits import holder, split_holder
 from reelbatch.jobs.state import Step
-from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine.next import Next
+from reelbatch.worker.runtime import Runtime
 
 
-def feed(ctx: WorkerContext, provider: str, default_limit: int = 5) -> list[Next]:
+def feed(ctx: Runtime, provider: str, default_limit: int = 5) -> list[Next]:
     """Hand free slots to the items waiting longest. Each gets a submit task holding its slot."""
     if ctx.account_stopped(provider):
         return []   # a key refused or no credits: nothing is handed a submit until a rerun
@@ -25,18 +25,18 @@ def feed(ctx: WorkerContext, provider: str, default_limit: int = 5) -> list[Next
     return ready
 
 
-def release(ctx: WorkerContext, provider: str, batch: str, item_id: str) -> list[Next]:
+def release(ctx: Runtime, provider: str, batch: str, item_id: str) -> list[Next]:
     """Give the item's slot back and hand it to the next waiting item."""
     ctx.slots(provider).release(holder(batch, item_id))
     return feed(ctx, provider)
 
 
-def requeue(ctx: WorkerContext, provider: str, batch: str, item_id: str) -> list[Next]:
+def requeue(ctx: Runtime, provider: str, batch: str, item_id: str) -> list[Next]:
     """Put a pending item back in line (after a remote failure or a refused submit)."""
     ctx.slots(provider).wait([holder(batch, item_id)])
     return release(ctx, provider, batch, item_id)
 
 
-def wait_in_line(ctx: WorkerContext, provider: str, batch: str, item_ids: list[str],
+def wait_in_line(ctx: Runtime, provider: str, batch: str, item_ids: list[str],
                  front: bool = False) -> None:
     ctx.slots(provider).wait([holder(batch, i) for i in item_ids], front=front)

@@ -10,15 +10,15 @@ import logging
 from reelbatch.jobs.limits import holder
 from reelbatch.jobs.state import ItemState as S, Step
 from reelbatch.jobs.store import BatchMeta, ItemRecord, TransitionRefused
-from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine.next import Next
 from reelbatch.worker.engine.poll import poll_policy
+from reelbatch.worker.runtime import Runtime
 
 log = logging.getLogger("reelbatch.worker")
 ADOPT_FROM = (S.SUBMITTING, S.FAILED)
 
 
-def late_answer(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord, generation_id: str) -> list[Next]:
+def late_answer(ctx: Runtime, meta: BatchMeta, rec: ItemRecord, generation_id: str) -> list[Next]:
     """The steps after a generation id came back for an item that is no longer submitting it."""
     batch, item_id = meta.name, rec.item_id
     if not ctx.store.claim_generation(meta.provider, generation_id, holder(batch, item_id)):
@@ -34,7 +34,7 @@ def late_answer(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord, generation
     return []
 
 
-def _adopt(ctx: WorkerContext, meta: BatchMeta, now: ItemRecord, generation_id: str) -> bool:
+def _adopt(ctx: Runtime, meta: BatchMeta, now: ItemRecord, generation_id: str) -> bool:
     """Give the generation to its item when the item still needs one and the batch goes on."""
     if meta.cancelled or now.generation_id or now.state not in (S.PENDING, *ADOPT_FROM):
         return False

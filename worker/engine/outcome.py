@@ -11,9 +11,9 @@ from reelbatch.jobs.policy import RETRIES
 from reelbatch.jobs.state import OPEN, ItemState, Step
 from reelbatch.jobs.store import BatchMeta, TransitionRefused
 from reelbatch.worker import results
-from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine.line import release
 from reelbatch.worker.engine.next import Failed, Next
+from reelbatch.worker.runtime import Runtime
 
 log = logging.getLogger("reelbatch.worker")
 DOWN_MARK_S = 120.0             # the "unreachable" mark lapses this long after the last failure (the
@@ -21,7 +21,7 @@ DOWN_MARK_S = 120.0             # the "unreachable" mark lapses this long after 
 UNREACHABLE_BACKOFF_STEP = 5    # the backoff step an unreachable provider is waited out with
 
 
-def fail(ctx: WorkerContext, meta: BatchMeta, item_id: str, exc: Exception,
+def fail(ctx: Runtime, meta: BatchMeta, item_id: str, exc: Exception,
          expected: Iterable[ItemState], incr: dict[str, int] | None = None) -> list[Next]:
     """End the item as failed with the error's kind and message, free its slot, record it
     (``incr``: counters moved in the same step, e.g. the attempt a refused submit did not make)."""
@@ -41,14 +41,14 @@ def fail(ctx: WorkerContext, meta: BatchMeta, item_id: str, exc: Exception,
     return Failed(nexts, f"[{kind}] {exc}")
 
 
-def give_up(ctx: WorkerContext, batch: str, item_id: str, exc: Exception) -> list[Next]:
+def give_up(ctx: Runtime, batch: str, item_id: str, exc: Exception) -> list[Next]:
     """Fail an item whatever state it is in and whatever its record holds (the end of the budget
     of unexpected errors): its slot is released even when its record cannot be read."""
     meta = ctx.store.batch(batch)
     return fail(ctx, meta, item_id, exc, OPEN) if meta is not None else []
 
 
-def retry_delay(ctx: WorkerContext, meta: BatchMeta, item_id: str, step: Step,
+def retry_delay(ctx: Runtime, meta: BatchMeta, item_id: str, step: Step,
                 exc: ReelbatchError) -> float | None:
     """Count a transient error of ``step``: the backoff before trying again (RETRIES), or None
     once the step has used its attempts. A provider that cannot be reached at all is not the
@@ -65,7 +65,7 @@ def retry_delay(ctx: WorkerContext, meta: BatchMeta, item_id: str, step: Step,
     return policy.delay(tries, getattr(exc, "retry_after", None))
 
 
-def retry_or_fail(ctx: WorkerContext, meta: BatchMeta, item_id: str, step: Step,
+def retry_or_fail(ctx: Runtime, meta: BatchMeta, item_id: str, step: Step,
                   exc: ReelbatchError, expected: Iterable[ItemState],
                   give_up: Exception | None = None) -> list[Next]:
     """A transient error in ``step``: run it again after the step's backoff, or past its attempts

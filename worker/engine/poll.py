@@ -15,7 +15,6 @@ from reelbatch.jobs.limits import holder
 from reelbatch.jobs.policy import PollPolicy
 from reelbatch.jobs.state import IN_PROGRESS, ItemState as S, Step
 from reelbatch.jobs.store import BatchMeta, ItemRecord, TransitionRefused
-from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine import account, budget, timing
 from reelbatch.worker.engine.cancel import cancel_remote
 from reelbatch.worker.engine.line import release, requeue
@@ -23,12 +22,13 @@ from reelbatch.worker.engine.next import Next
 from reelbatch.worker.engine.outcome import fail, retry_or_fail
 from reelbatch.worker.providers.base import Generation, RemoteStatus
 from reelbatch.worker.providers.http import generation_failure
+from reelbatch.worker.runtime import Runtime
 
 EVENT_BACKSTOP_FACTOR = 3.0
 POLL_QUANTILES = (0.2, 0.5, 0.9)   # early, expected, late: the first poll, the bulk polls cross
 
 
-def poll(ctx: WorkerContext, batch: str, item_id: str) -> list[Next]:
+def poll(ctx: Runtime, batch: str, item_id: str) -> list[Next]:
     meta, rec = ctx.load(batch, item_id)
     if meta is None or rec is None or rec.state not in IN_PROGRESS:
         return []
@@ -53,7 +53,7 @@ def poll(ctx: WorkerContext, batch: str, item_id: str) -> list[Next]:
     return observe(ctx, meta, rec, generation, polled=True)
 
 
-def observe(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord, g: Generation,
+def observe(ctx: Runtime, meta: BatchMeta, rec: ItemRecord, g: Generation,
             polled: bool = False, unfinished_at: float | None = None) -> list[Next]:
     """Act on what the provider says about a generation (from a poll, an event or a lister's
     page). ``unfinished_at``: when it was last seen unfinished (a lister's previous page), for
@@ -78,7 +78,7 @@ def observe(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord, g: Generation,
     return [Next(Step.POLL, batch, item_id, poll_policy(ctx, meta, rec).next_delay(elapsed))]
 
 
-def _stuck_for_long(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord, now: float) -> bool:
+def _stuck_for_long(ctx: Runtime, meta: BatchMeta, rec: ItemRecord, now: float) -> bool:
     """In flight past ``give_up_after_s``: by this worker's clock, confirmed by the Redis server's
     (a worker clock that jumped forward must not end every item in flight)."""
     since = rec.in_flight_since or rec.submitted_at or now
@@ -100,7 +100,7 @@ def _stuck(meta: BatchMeta, rec: ItemRecord, g: Generation) -> errors.Generation
         f"flight (polling.give_up_after_s); it is kept: `reelbatch retry --kind stuck` polls it again")
 
 
-def _finished(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord, g: Generation,
+def _finished(ctx: Runtime, meta: BatchMeta, rec: ItemRecord, g: Generation,
               unfinished_at: float | None) -> list[Next]:
     charged = g.cost_usd is not None
     cost = g.cost_usd if g.cost_usd is not None else rec.item.estimated_cost_usd
@@ -122,7 +122,7 @@ def _finished(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord, g: Generatio
                                                                     rec.item_id)
 
 
-def _cancelled(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord, g: Generation) -> list[Next]:
+def _cancelled(ctx: Runtime, meta: BatchMeta, rec: ItemRecord, g: Generation) -> list[Next]:
     """Cancelled at the provider. One cancelled while it ran may still be billed: it is counted at
     its estimate until the provider's history gives the charged figure (``collect_charges``), as a
     success is; one cancelled before it started costs nothing."""
@@ -157,7 +157,7 @@ def _finished_at(rec: ItemRecord, g: Generation, unfinished_at: float | None) ->
     return (low + high) / 2
 
 
-def _remote_failed(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord, g: Generation) -> list[Next]:
+def _remote_failed(ctx: Runtime, meta: BatchMeta, rec: ItemRecord, g: Generation) -> list[Next]:
     exc = generation_failure(meta.provider, g.error)
     if isinstance(exc, errors.AccountProblem):   # failed unbilled for the account (no credits)
         return account.unbilled(ctx, meta, rec, exc)
@@ -173,7 +173,7 @@ def _remote_failed(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord, g: Gene
     return requeue(ctx, meta.provider, meta.name, rec.item_id)
 
 
-def poll_policy(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord) -> PollPolicy:
+def poll_policy(ctx: Runtime, meta: BatchMeta, rec: ItemRecord) -> PollPolicy:
     """The item's poll schedule (``learned_policy``), relaxed to a backstop while the event stream
     or a lister tells of completions."""
     policy = learned_policy(ctx, meta, rec)
@@ -182,7 +182,7 @@ def poll_policy(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord) -> PollPol
     return policy
 
 
-def learned_policy(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord) -> PollPolicy:
+def learned_policy(ctx: Runtime, meta: BatchMeta, rec: ItemRecord) -> PollPolicy:
     """First poll near the early part of the generation times learned for this model and length
     (before anything is learned: the manifest's first_after_s, else the catalogue's typical time
     for the provider), tightening after, never more than max_interval_s apart; while the event

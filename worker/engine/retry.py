@@ -12,9 +12,9 @@ from typing import Any
 from reelbatch.jobs.errors import PERMANENT_KINDS, REMOTE_FAILURE_KINDS
 from reelbatch.jobs.state import ItemState as S
 from reelbatch.jobs.store import ItemRecord, Store, TransitionRefused
-from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine.batch import enqueue
 from reelbatch.worker.engine.next import Next
+from reelbatch.worker.runtime import Runtime
 
 CANCELLED = "cancelled"   # the pseudo kind that selects cancelled items
 FRESH = dict(transient_retries=0, internal_errors=0, error_kind=None, error=None, completed_at=None)
@@ -69,7 +69,7 @@ def _send_back(store: Store, batch: str, rec: ItemRecord) -> str | None:
     return {S.PENDING: "submit", S.QUEUED: "poll", S.DOWNLOADING: "download"}[target]
 
 
-def retry_items(ctx: WorkerContext, batch: str, kind: str | None = None,
+def retry_items(ctx: Runtime, batch: str, kind: str | None = None,
                 include_permanent: bool = False) -> tuple[Retried, list[Next]]:
     """Send back the failed items of ``kind`` (all kinds worth retrying when None; ``cancelled``
     brings back cancelled items); what was done and the steps to send."""

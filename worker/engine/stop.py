@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 
 from reelbatch.jobs.errors import ProviderError
 from reelbatch.jobs.state import IN_PROGRESS, ItemState as S, Step
-from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine import cancel, poll
 from reelbatch.worker.engine.next import Next
+from reelbatch.worker.runtime import Runtime
 
 
 @dataclass
@@ -22,7 +22,7 @@ class Stopped:
     nexts: list[Next] = field(default_factory=list)
 
 
-def cancel_batch(ctx: WorkerContext, batch: str, abandon: bool, here: bool) -> Stopped:
+def cancel_batch(ctx: Runtime, batch: str, abandon: bool, here: bool) -> Stopped:
     """Stop the batch. ``here``: no worker is running, so the provider is asked from this process."""
     ctx.store.update_batch(batch, cancelled=True, abandon=abandon)
     out = Stopped()
@@ -39,7 +39,7 @@ def cancel_batch(ctx: WorkerContext, batch: str, abandon: bool, here: bool) -> S
     return out
 
 
-def _cancel_here(ctx: WorkerContext, batch: str, item_id: str, out: Stopped) -> None:
+def _cancel_here(ctx: Runtime, batch: str, item_id: str, out: Stopped) -> None:
     """Ask the provider, then poll once to record what became of the generation."""
     try:
         follow = cancel.cancel(ctx, batch, item_id)

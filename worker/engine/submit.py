@@ -14,7 +14,6 @@ from reelbatch.jobs.leases import look_window_open, open_look_window
 from reelbatch.jobs.limits import holder
 from reelbatch.jobs.state import ItemState as S, Step
 from reelbatch.jobs.store import BatchMeta, ItemRecord, TransitionRefused
-from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine import account, budget, depth
 from reelbatch.worker.engine.line import release, wait_in_line
 from reelbatch.worker.engine.next import Next
@@ -22,6 +21,7 @@ from reelbatch.worker.engine.orphans import late_answer
 from reelbatch.worker.engine.outcome import fail, retry_delay, retry_or_fail
 from reelbatch.worker.engine.poll import poll_policy
 from reelbatch.worker.providers.base import FindsLostSubmits
+from reelbatch.worker.runtime import Runtime
 
 RECONCILE_AFTER_S = 3.0
 CLOCK_SLACK_S = 300.0   # a lost submit's generation is looked for from this long before it was sent
@@ -29,7 +29,7 @@ CLOCK_SLACK_S = 300.0   # a lost submit's generation is looked for from this lon
 LOOKS = 6               # looks over the window before a reconcile decides nothing was made
 
 
-def submit(ctx: WorkerContext, batch: str, item_id: str) -> list[Next]:
+def submit(ctx: Runtime, batch: str, item_id: str) -> list[Next]:
     store = ctx.store
     meta, rec = ctx.load(batch, item_id)
     if rec is None or meta is None or rec.state is not S.PENDING:
@@ -51,7 +51,7 @@ def submit(ctx: WorkerContext, batch: str, item_id: str) -> list[Next]:
     return _send(ctx, meta, rec)
 
 
-def _release_if_idle(ctx: WorkerContext, meta: BatchMeta | None, rec: ItemRecord | None,
+def _release_if_idle(ctx: Runtime, meta: BatchMeta | None, rec: ItemRecord | None,
                      batch: str, item_id: str) -> list[Next]:
     """A duplicate or stale submit: free the slot it was handed unless the item is in flight."""
     if meta and (rec is None or rec.state not in (S.SUBMITTING, S.QUEUED, S.RUNNING)):
@@ -59,7 +59,7 @@ def _release_if_idle(ctx: WorkerContext, meta: BatchMeta | None, rec: ItemRecord
     return []
 
 
-def _send(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord) -> list[Next]:
+def _send(ctx: Runtime, meta: BatchMeta, rec: ItemRecord) -> list[Next]:
     store, batch, item_id = ctx.store, meta.name, rec.item_id
     try:
         store.transition(batch, item_id, S.SUBMITTING, [S.PENDING], incr={"attempts": 1},
@@ -89,13 +89,13 @@ def _send(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord) -> list[Next]:
     return [Next(Step.POLL, batch, item_id, poll_policy(ctx, meta, rec).first_delay())]
 
 
-def resolver(ctx: WorkerContext) -> Callable[[str], str]:
+def resolver(ctx: Runtime) -> Callable[[str], str]:
     """Media references as the provider takes them: URLs as they are, local files inlined."""
     limit = ctx.settings.max_data_uri_bytes
     return lambda ref: ref if is_url(ref) else to_data_uri(Path(ref), limit)
 
 
-def _submit_refused(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord,
+def _submit_refused(ctx: Runtime, meta: BatchMeta, rec: ItemRecord,
                     exc: errors.TransientProviderError) -> list[Next]:
     """Nothing was created (429, 503, no connection): back to pending, try again after a backoff;
     past the retries the item fails from submitting (pending -> failed is no transition)."""
@@ -114,7 +114,7 @@ def _submit_refused(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord,
 
 # --- reconcile: a submit whose answer was lost ----------------------------------------------
 
-def reconcile(ctx: WorkerContext, batch: str, item_id: str) -> list[Next]:
+def reconcile(ctx: Runtime, batch: str, item_id: str) -> list[Next]:
     """Find the generation a lost submit may have created; resubmit only when there is none.
 
     Providers that can list recent generations (Oxen, the simulator) are asked for one whose echoed
@@ -147,18 +147,18 @@ def reconcile(ctx: WorkerContext, batch: str, item_id: str) -> list[Next]:
     return _nothing_found(ctx, meta, rec)
 
 
-def look_again_every_s(ctx: WorkerContext) -> float:
+def look_again_every_s(ctx: Runtime) -> float:
     """How often a reconcile that found nothing looks again: LOOKS times over its window."""
     return max(RECONCILE_AFTER_S, look_window_s(ctx) / LOOKS)
 
 
-def look_window_s(ctx: WorkerContext) -> float:
+def look_window_s(ctx: Runtime) -> float:
     """How long a lost submit's generation is looked for: the HTTP read timeout plus a margin (a
     provider may still be working on a POST its gateway or our client gave up on)."""
     return ctx.settings.http_read_timeout_s + ctx.settings.reconcile_margin_s
 
 
-def _nothing_found(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord) -> list[Next]:
+def _nothing_found(ctx: Runtime, meta: BatchMeta, rec: ItemRecord) -> list[Next]:
     """Look again until the window has passed; then submit again, at most ``reconcile_resubmits``
     times per item, after which the item fails ``submit_unknown`` (the person paying decides)."""
     store, batch, item_id, window = ctx.store, meta.name, rec.item_id, look_window_s(ctx)
@@ -174,7 +174,7 @@ def _nothing_found(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord) -> list
     return _submit_again(ctx, meta, rec)
 
 
-def _cannot_ask(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord) -> list[Next]:
+def _cannot_ask(ctx: Runtime, meta: BatchMeta, rec: ItemRecord) -> list[Next]:
     """The provider has no way to tell whether the lost submit created a generation: the manifest's
     ``retry.lost_submit`` decides (``fail``, the default, leaves it to the person paying)."""
     if meta.lost_submit == "resubmit":
@@ -184,7 +184,7 @@ def _cannot_ask(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord) -> list[Ne
     return fail(ctx, meta, rec.item_id, _unknown(meta, "the provider cannot be asked"), [S.SUBMITTING])
 
 
-def _submit_again(ctx: WorkerContext, meta: BatchMeta, rec: ItemRecord) -> list[Next]:
+def _submit_again(ctx: Runtime, meta: BatchMeta, rec: ItemRecord) -> list[Next]:
     ctx.store.transition(meta.name, rec.item_id, S.PENDING, [S.SUBMITTING], incr={"attempts": -1},
                          transient_retries=0)
     budget.unreserve(ctx, meta, rec)
@@ -195,13 +195,13 @@ def _unknown(meta: BatchMeta, why: str) -> errors.SubmitOutcomeUnknown:
     return errors.SubmitOutcomeUnknown(meta.provider, None, None, f"submit sent but unanswered; {why}")
 
 
-def claim(ctx: WorkerContext, provider: str, generation_id: str, batch: str, item_id: str) -> bool:
+def claim(ctx: Runtime, provider: str, generation_id: str, batch: str, item_id: str) -> bool:
     """Record whose generation this is (the event listener looks it up); False when another
     item has it already."""
     return ctx.store.claim_generation(provider, generation_id, holder(batch, item_id))
 
 
-def _claim_first(ctx: WorkerContext, provider: str, candidates: list[str], batch: str,
+def _claim_first(ctx: Runtime, provider: str, candidates: list[str], batch: str,
                  item_id: str) -> str | None:
     """The newest matching generation no other item has: identical requests (repeat samples)
     each adopt their own."""

@@ -17,12 +17,12 @@ from reelbatch.jobs.limits import holder
 from reelbatch.jobs.settings import Settings
 from reelbatch.jobs.state import RESUME, TERMINAL, ItemState as S
 from reelbatch.jobs.store import BatchMeta
-from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine import depth
 from reelbatch.worker.engine.batch import enqueue
 from reelbatch.worker.engine.line import feed
 from reelbatch.worker.engine.next import Next
 from reelbatch.worker.providers import entry
+from reelbatch.worker.runtime import Runtime
 
 LOCK_S = 30.0
 HORIZON_FACTOR = 1.5   # the horizon is this many sweep periods: every due wait meets a sweep first
@@ -47,7 +47,7 @@ def busy_recheck_s(settings: Settings) -> float:
     return min(5.0, settings.task_lease_s / 2)
 
 
-def sweep(ctx: WorkerContext, batch: str, now: float | None = None) -> list[Next]:
+def sweep(ctx: Runtime, batch: str, now: float | None = None) -> list[Next]:
     now = now or time.time()
     store, meta = ctx.store, ctx.store.batch(batch)
     if meta is None:
@@ -66,7 +66,7 @@ def sweep(ctx: WorkerContext, batch: str, now: float | None = None) -> list[Next
     return nexts + feed(ctx, meta.provider, meta.max_concurrency)
 
 
-def _due(ctx: WorkerContext, meta: BatchMeta, taken: list[tuple[str, float]], now: float) -> list[Next]:
+def _due(ctx: Runtime, meta: BatchMeta, taken: list[tuple[str, float]], now: float) -> list[Next]:
     """The steps of items due (a kept wait ending, or a task lost), each with the rest of its wait."""
     store, batch, nexts = ctx.store, meta.name, []
     running = ctx.leases.live(batch, [i for i, _ in taken])
@@ -86,7 +86,7 @@ def _due(ctx: WorkerContext, meta: BatchMeta, taken: list[tuple[str, float]], no
     return nexts
 
 
-def check_health(ctx: WorkerContext, meta: BatchMeta, now: float) -> str | None:
+def check_health(ctx: Runtime, meta: BatchMeta, now: float) -> str | None:
     """Pause the batch while something outside it stops it (its provider unreachable for longer
     than ``provider_unreachable_s``, its provider account refusing work, its output folder
     unwritable), resume it when that has
@@ -99,7 +99,7 @@ def check_health(ctx: WorkerContext, meta: BatchMeta, now: float) -> str | None:
     return reason
 
 
-def _stopped_by(ctx: WorkerContext, meta: BatchMeta, now: float) -> str | None:
+def _stopped_by(ctx: Runtime, meta: BatchMeta, now: float) -> str | None:
     down = ctx.store.provider_down(meta.provider)
     if down and now - down.since >= ctx.settings.provider_unreachable_s:
         url = entry(meta.provider).base_url(ctx.settings)
@@ -118,7 +118,7 @@ def _clock(ts: float) -> str:
     return datetime.fromtimestamp(ts).astimezone().isoformat(timespec="seconds")
 
 
-def open_batches(ctx: WorkerContext) -> list[str]:
+def open_batches(ctx: Runtime) -> list[str]:
     """Batches with items not yet terminal."""
     found = []
     for batch in ctx.store.batches():
@@ -128,7 +128,7 @@ def open_batches(ctx: WorkerContext) -> list[str]:
     return found
 
 
-def sweep_open_batches(ctx: WorkerContext, send: Callable[[list[Next]], int]) -> int:
+def sweep_open_batches(ctx: Runtime, send: Callable[[list[Next]], int]) -> int:
     """Sweep every open batch, sending what each sweep finds, unless another sweeper holds the
     lock (redis-py's Lock: only its holder can release it, so a slow sweep never frees the next
     sweeper's lock). Returns how many steps were sent."""

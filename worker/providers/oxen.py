@@ -7,7 +7,7 @@ Queue rows carry no cost: ``charged_cost`` reads it from the generation history
 (``GET /api/ai/generations/{id}``), and ``model_pricing`` reads a model's prices
 (``GET /api/ai/models/{id}``), both documented in inference-api/overview.mdx.
 
-Many generations in one answer (the engine's lister, worker/lister.py): ``list_active`` reads the
+Many generations in one answer (the engine's lister, worker/history_watch.py): ``list_active`` reads the
 active queue (``GET /api/ai/queue?model=``), ``list_page`` a page of up to 1,000 history rows
 (``GET /api/ai/generations``, with ``cost``).
 """

@@ -3,7 +3,7 @@ marks the generation finished and sends its download at once; polling stays as t
 stream replays nothing that happened while it was down).
 
 While the stream is open, a health beacon in Redis tells workers to relax their polls; whether it
-is open or not, a lister (worker/lister.py) reads many generations at once where the provider can
+is open or not, a lister (worker/history_watch.py) reads many generations at once where the provider can
 list them: their completions while the stream is down, their charged costs always."""
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from collections.abc import Iterable
 
 from reelbatch.jobs import errors
 from reelbatch.jobs.settings import Settings
-from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine.events import on_event
-from reelbatch.worker.lister import Lister
+from reelbatch.worker.history_watch import HistoryWatch
 from reelbatch.worker.providers import build_provider, entry
 from reelbatch.worker.providers.base import FollowsRequests, Generation, StreamsEvents
+from reelbatch.worker.runtime import Runtime
 from reelbatch.worker.tasks import BROKER_DOWN, send
 
 log = logging.getLogger("reelbatch.events")
@@ -26,16 +26,16 @@ BEACON_EVERY_S = 5.0
 BEACON_TTL_S = 15
 
 
-def start_listeners(settings: Settings, providers: Iterable[str]) -> list[EventListener | Lister]:
+def start_watchers(settings: Settings, providers: Iterable[str]) -> list[EventListener | HistoryWatch]:
     """A started event listener for each provider that has a key and pushes events (unless the
-    event_listener setting is off), and a lister (worker/lister.py) for each that can list its
+    event_listener setting is off), and a lister (worker/history_watch.py) for each that can list its
     generations; the caller stops them."""
     keyed = [name for name in providers if entry(name).key(settings)]
-    started: list[EventListener | Lister] = []
+    started: list[EventListener | HistoryWatch] = []
     if settings.event_listener:
         found = [EventListener(settings, name) for name in keyed]
         started += [listener.start() for listener in found if listener.pushes_events()]
-    listers = [Lister(settings, name) for name in keyed]
+    listers = [HistoryWatch(settings, name) for name in keyed]
     for lister in listers:
         if lister.lists():
             started.append(lister.start())
@@ -46,7 +46,7 @@ def start_listeners(settings: Settings, providers: Iterable[str]) -> list[EventL
 
 class EventListener:
     def __init__(self, settings: Settings, provider: str):
-        self.ctx, self.provider = WorkerContext(settings), provider
+        self.ctx, self.provider = Runtime(settings), provider
         self.client = build_provider(provider, settings)  # its own client: the stream holds one
         self.stream = self.client if isinstance(self.client, StreamsEvents) else None
         if isinstance(self.client, FollowsRequests):   # fal: one status stream per request in flight

@@ -21,7 +21,7 @@ from reelbatch.worker.providers.http import build_download_client
 FLAG_TTL_S = 1.0   # how long a process trusts a beacon it read (the event stream, the sweeper)
 
 
-class WorkerContext:
+class Runtime:
     def __init__(self, settings: Settings):
         self.settings = settings
         self._lock = threading.Lock()
@@ -117,15 +117,15 @@ class WorkerContext:
             client.close()
 
 
-_context: WorkerContext | None = None
+_context: Runtime | None = None
 _context_lock = threading.Lock()
 
 
-def context() -> WorkerContext:
+def context() -> Runtime:
     global _context
     with _context_lock:
         if _context is None:
-            _context = WorkerContext(get_settings())
+            _context = Runtime(get_settings())
         return _context
 
 

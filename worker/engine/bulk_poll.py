@@ -1,5 +1,5 @@
 """Listing: one request for many generations, where the provider can list them (Oxen). Without its
-event stream, a lister (worker/lister.py) looks at each model in flight on a tick: one page of the
+event stream, a lister (worker/history_watch.py) looks at each model in flight on a tick: one page of the
 generation history (newest first, up to 1,000 rows, each finished one with its charged cost), and
 only when some generation in flight is not on it, the active queue and older pages. Every finished
 item goes through the same ``observe`` as a poll's answer; every one still running has its slot
@@ -25,10 +25,10 @@ from reelbatch.jobs.catalog import catalog
 from reelbatch.jobs.limits import holder
 from reelbatch.jobs.state import IN_PROGRESS
 from reelbatch.jobs.store import BatchMeta
-from reelbatch.worker.context import WorkerContext
 from reelbatch.worker.engine.next import Next
 from reelbatch.worker.engine.poll import learned_policy, observe
 from reelbatch.worker.providers.base import Generation, ListsGenerations
+from reelbatch.worker.runtime import Runtime
 
 log = logging.getLogger("reelbatch.lister")
 
@@ -49,7 +49,7 @@ class Flight:
     submitted_at: float
 
 
-def in_flight(ctx: WorkerContext, provider: str) -> dict[str, list[Flight]]:
+def in_flight(ctx: Runtime, provider: str) -> dict[str, list[Flight]]:
     """The provider's generations in flight, by the provider's model id."""
     groups: dict[str, list[Flight]] = {}
     for meta, item_id, generation_id, submitted_at in ctx.store.in_flight(provider):
@@ -58,7 +58,7 @@ def in_flight(ctx: WorkerContext, provider: str) -> dict[str, list[Flight]]:
     return groups
 
 
-def tick_s(ctx: WorkerContext, group: list[Flight], requests_per_look: float = 1.0) -> float:
+def tick_s(ctx: Runtime, group: list[Flight], requests_per_look: float = 1.0) -> float:
     """Seconds between two looks at one model: the time in which enough completions are expected
     to keep within REQUESTS_PER_COMPLETION, within the tightest polling intervals of the batches
     in flight."""
@@ -71,7 +71,7 @@ def tick_s(ctx: WorkerContext, group: list[Flight], requests_per_look: float = 1
     return min(high, max(low, completions * expected / len(group)))
 
 
-def look(ctx: WorkerContext, provider: str, model: str, group: list[Flight],
+def look(ctx: Runtime, provider: str, model: str, group: list[Flight],
          unfinished_at: float | None) -> tuple[list[Next], int]:
     """One look at a model's generations: the steps of the items that finished, and how many
     requests it took."""
@@ -100,7 +100,7 @@ def look(ctx: WorkerContext, provider: str, model: str, group: list[Flight],
     return nexts, requests
 
 
-def _confirm(ctx: WorkerContext, provider: str, g: Generation) -> Generation:
+def _confirm(ctx: Runtime, provider: str, g: Generation) -> Generation:
     """The generation's own answer (Oxen's queue row carries ``status``); on an error the row is
     left as it was (unknown: the item's backstop poll asks again)."""
     try:
@@ -110,7 +110,7 @@ def _confirm(ctx: WorkerContext, provider: str, g: Generation) -> Generation:
         return g
 
 
-def lister(ctx: WorkerContext, provider: str) -> ListsGenerations:
+def lister(ctx: Runtime, provider: str) -> ListsGenerations:
     """The provider's client, which lists its generations (only such providers have a lister)."""
     client = ctx.provider(provider)
     if not isinstance(client, ListsGenerations):
@@ -124,7 +124,7 @@ def page_size(in_flight: int) -> int:
     return min(PAGE_SIZE, max(100, 4 * in_flight))
 
 
-def _deeper(ctx: WorkerContext, provider: str, model: str, unseen: list[Flight],
+def _deeper(ctx: Runtime, provider: str, model: str, unseen: list[Flight],
             ours: dict[str, Flight], size: int) -> tuple[dict[str, Generation], int]:
     """Generations in flight that the first page did not show: the active queue, then older
     history pages back to the oldest of them (a busy account pushes them down); and how many
@@ -146,7 +146,7 @@ def _deeper(ctx: WorkerContext, provider: str, model: str, unseen: list[Flight],
     return found, requests   # what is still missing is left to its per-item backstop poll
 
 
-def _finish(ctx: WorkerContext, flight: Flight, g: Generation, unfinished_at: float | None) -> list[Next]:
+def _finish(ctx: Runtime, flight: Flight, g: Generation, unfinished_at: float | None) -> list[Next]:
     """Move one finished item on; an error stays with that item (seen again on the next look, or
     by its own backstop poll), so the steps found for the others are still sent."""
     rec = ctx.store.item(flight.meta.name, flight.item_id)
@@ -161,7 +161,7 @@ def _finish(ctx: WorkerContext, flight: Flight, g: Generation, unfinished_at: fl
         return []
 
 
-def collect_charges(ctx: WorkerContext, provider: str) -> int:
+def collect_charges(ctx: Runtime, provider: str) -> int:
     """Read the history pages that hold the generations counted at their estimate (finished by an
     event or a poll: queue rows and events carry no cost) and charge each its cost; how many."""
     owed = ctx.store.owed_charges(provider)
@@ -186,7 +186,7 @@ def collect_charges(ctx: WorkerContext, provider: str) -> int:
     return charged
 
 
-def _give_up(ctx: WorkerContext, provider: str, owed: list[tuple[str, str, float]],
+def _give_up(ctx: Runtime, provider: str, owed: list[tuple[str, str, float]],
              want: dict[str, tuple[str, str]]) -> None:
     """Costs the history has not shown for a day stay estimated, and are no longer looked for."""
     left = set(want.values())

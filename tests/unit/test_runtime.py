@@ -4,11 +4,11 @@ import pytest
 
 from reelbatch.jobs.errors import ServiceUnavailable
 from reelbatch.jobs.settings import Settings
-from reelbatch.worker.context import WorkerContext
+from reelbatch.worker.runtime import Runtime
 
 
 def test_a_worker_without_a_broker_url_says_which_setting_is_missing():
-    ctx = WorkerContext(Settings(broker_url=None))
+    ctx = Runtime(Settings(broker_url=None))
     with pytest.raises(ServiceUnavailable, match="REELBATCH_BROKER_URL"):
         _ = ctx.store
     with pytest.raises(ServiceUnavailable, match="REELBATCH_BROKER_URL"):

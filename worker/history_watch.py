@@ -4,7 +4,7 @@ at a time: the holder of a Redis lock with a token (``Store.lister_lock``), whic
 it works; another takes over when it lapses.
 
 While the provider's event stream is not healthy (or ``event_listener`` is off) it looks at each
-model in flight on a tick (worker/engine/listing.py) and sends the steps of every finished item;
+model in flight on a tick (worker/engine/bulk_poll.py) and sends the steps of every finished item;
 its beacon (``Store.mark_listing``) tells workers to relax per-item polls to a backstop. Whether
 the stream is up or not, every ``COST_EVERY_S`` it reads the history for the charged cost of
 generations counted at their estimate."""
@@ -20,10 +20,10 @@ from redis.lock import Lock
 
 from reelbatch.jobs import errors
 from reelbatch.jobs.settings import Settings
-from reelbatch.worker.context import WorkerContext
-from reelbatch.worker.engine import listing
+from reelbatch.worker.engine import bulk_poll
 from reelbatch.worker.engine.outcome import DOWN_MARK_S
 from reelbatch.worker.providers.base import ListsGenerations
+from reelbatch.worker.runtime import Runtime
 from reelbatch.worker.tasks import BROKER_DOWN, send
 
 log = logging.getLogger("reelbatch.lister")
@@ -37,9 +37,9 @@ BEACON_MIN_S = 5.0     # the beacon lasts three ticks, and at least this long
 FAILED_QUIET_S = 60.0  # after a failed look, no beacon for this long (items poll on their own)
 
 
-class Lister:
+class HistoryWatch:
     def __init__(self, settings: Settings, provider: str):
-        self.ctx, self.provider = WorkerContext(settings), provider
+        self.ctx, self.provider = Runtime(settings), provider
         self.with_events = settings.event_listener
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="rb-lister")
@@ -56,7 +56,7 @@ class Lister:
         """Whether the provider can list its generations (a lister is worth starting)."""
         return isinstance(self.ctx.provider(self.provider), ListsGenerations)
 
-    def start(self) -> Lister:
+    def start(self) -> HistoryWatch:
         self._thread.start()
         return self
 
@@ -109,22 +109,22 @@ class Lister:
         now = time.time()
         if now >= self._next_cost:
             self._next_cost = now + COST_EVERY_S
-            listing.collect_charges(self.ctx, self.provider)
+            bulk_poll.collect_charges(self.ctx, self.provider)
         if self.with_events and self.ctx.store.events_healthy(self.provider):
             return min(IDLE_S, self._next_cost - now)
-        groups = listing.in_flight(self.ctx, self.provider)
+        groups = bulk_poll.in_flight(self.ctx, self.provider)
         if not groups:   # the beacon goes up before the first submit, so no item polls on its own
             self._beacon(BEACON_MIN_S)
             return IDLE_S
         return max(0.005, min(self._look(groups, now), self._next_cost - now))
 
-    def _look(self, groups: dict[str, list[listing.Flight]], now: float) -> float:
-        ticks = {model: listing.tick_s(self.ctx, group, self._cost.get(model, 1.0))
+    def _look(self, groups: dict[str, list[bulk_poll.Flight]], now: float) -> float:
+        ticks = {model: bulk_poll.tick_s(self.ctx, group, self._cost.get(model, 1.0))
                  for model, group in groups.items()}
         waits = []
         for model, group in groups.items():
             if now >= self._next.get(model, 0.0):
-                found, requests = listing.look(self.ctx, self.provider, model, group, self._looked.get(model))
+                found, requests = bulk_poll.look(self.ctx, self.provider, model, group, self._looked.get(model))
                 send(self.ctx, found)   # now: a later model's failed look must not lose these steps
                 self._cost[model] = 0.8 * self._cost.get(model, 1.0) + 0.2 * requests
                 self._looked[model], self._next[model] = now, now + ticks[model]
