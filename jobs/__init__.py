@@ -2,7 +2,7 @@
 Celery nor httpx; every other package builds on it."""
 
 __all__ = [
-    "catalog", "content", "errors", "expand", "fanout", "files", "inputs", "item", "limits", "manifest",
-    "money", "leases", "manifest_yaml", "names", "offers", "policy", "schemas", "settings", "state", "store", "tuning",
-    "unclaimed",
+    "catalog", "content", "depth", "errors", "expand", "fanout", "files", "inputs", "item", "limits",
+    "manifest", "money", "leases", "manifest_yaml", "names", "offers", "policy", "schemas", "settings", "state",
+    "store", "tuning", "unclaimed",
 ]

@@ -26,6 +26,8 @@
     rb:slots:<provider>               zset: holders of the provider's concurrency slots -> lease end
     rb:slots:<provider>:limit         the provider's concurrency limit
     rb:wait:<provider>                list (+ :set): items waiting for a slot, in arrival order
+    rb:depth:<provider>               hash: the account's running limit and the queue depth kept beyond it
+    rb:depth:<provider>:refused       set when the provider refused a submit past its running limit
     rb:times:<provider>:<model>:<s>   list: learned generation times of a model and duration
     rb:deliv:<task id>                how often a task message was delivered (our redelivery cap)
     rb:events:<provider>:healthy      set while the provider's event stream is open (with a TTL)
@@ -110,6 +112,14 @@ def waiting(provider: str) -> str:
 
 def waiting_set(provider: str) -> str:
     return f"rb:wait:{provider}:set"
+
+
+def depth(provider: str) -> str:
+    return f"rb:depth:{provider}"
+
+
+def depth_refused(provider: str) -> str:
+    return f"rb:depth:{provider}:refused"
 
 
 def times(provider: str, model: str, seconds: int) -> str:

@@ -28,6 +28,7 @@ from reelbatch.jobs.item import Element
 from reelbatch.jobs.manifest_yaml import YamlPath, dotted, parse_yaml, read_text
 
 MAX_REQUESTS_PER_MINUTE = 60_000   # 1,000 a second: beyond any provider, within the rate limiter
+MAX_QUEUE_DEPTH = 100              # limits.queue_depth: generations queued past the running limit
 MATRIX_PARAMS = ("prompt", "start_image", "end_image", "video", "aspect_ratio", "duration",
                  "keep_audio", "tier")
 SAFE_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
@@ -106,6 +107,9 @@ class Limits(BaseModel):
     max_concurrency: int = Field(5, ge=1)
     requests_per_minute: int = Field(60, ge=1, le=MAX_REQUESTS_PER_MINUTE)
     max_cost_usd: float | None = Field(None, ge=0)   # every provider of the batch together
+    # generations kept queued at the provider beyond max_concurrency, where it queues past its
+    # running limit (Oxen, fal): None learns it, 0 keeps none (worker/engine/depth.py)
+    queue_depth: int | None = Field(None, ge=0, le=MAX_QUEUE_DEPTH)
     # per provider, by name (tests/unit/test_fanout_manifest.py holds these to the catalogue's)
     oxen: ProviderLimits | None = None
     aimlapi: ProviderLimits | None = None

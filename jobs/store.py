@@ -20,6 +20,7 @@ from functools import cached_property
 
 import redis
 
+from reelbatch.jobs.depth import QueueDepth
 from reelbatch.jobs.fanout import FanoutStore
 from reelbatch.jobs.store_base import CHUNK, REDIS_DOWN
 from reelbatch.jobs.store_health import FleetHealth
@@ -41,6 +42,10 @@ class Store(Items, Transitions, Schedule, Ledger, FleetHealth):
     def fanouts(self) -> FanoutStore:
         """How batches spread over several providers (``jobs/fanout.py``), on this store's client."""
         return FanoutStore(self._r)
+
+    def queue_depth(self, provider: str) -> QueueDepth:
+        """The generations kept queued at ``provider`` past its running limit (``jobs/depth.py``)."""
+        return QueueDepth(self._r, provider)
 
     @classmethod
     def from_url(cls, url: str) -> Store:

@@ -22,6 +22,7 @@ class BatchMeta(BaseModel):
     model: str
     output: str
     max_concurrency: int = 5
+    queue_depth: int | None = None     # limits.queue_depth (None: learned; worker/engine/depth.py)
     requests_per_minute: int = 60
     max_cost_usd: float | None = None
     max_attempts: int = 3

@@ -207,9 +207,10 @@ class FakeFal:
     """fal's queue API (docs/providers.md): ``POST {queue}/{endpoint}`` answers a request id and its
     ``response_url`` under the app (``fal-ai/kling-video/requests/{id}``, without the endpoint's
     sub-path); ``GET .../status`` walks ``statuses`` (the last one kept; 202 until COMPLETED);
-    ``GET response_url`` gives the result's ``video.url``."""
+    ``GET response_url`` gives the result's ``video.url``. ``submits``: scripted answers first."""
 
     statuses: list[str] = field(default_factory=lambda: ["IN_QUEUE", "IN_PROGRESS", "COMPLETED"])
+    submits: deque[Answer] = field(default_factory=deque)
     made: list[str] = field(default_factory=list)
     remaining: dict[str, list[str]] = field(default_factory=dict)
     requests: list[tuple[str, str]] = field(default_factory=list)
@@ -229,6 +230,9 @@ class FakeFal:
         if request.url.host != "queue.fal.test":
             return httpx.Response(404, json={"detail": "not found"})
         if request.method == "POST":
+            answer = self.submits.popleft() if self.submits else "accept"
+            if answer != "accept":
+                return _raise_or_return(answer, request)
             rid = f"r{len(self.made) + 1}"
             self.made.append(rid)
             self.remaining[rid] = list(self.statuses)

@@ -64,7 +64,8 @@ def test_an_account_fault_pauses_the_provider_and_keeps_items_pending(engine, pr
     pending unbilled, nothing more is submitted there, no item fails, the sweeper pauses the batch."""
     fake = engine.oxen if provider == "simulator" else engine.aiml
     fault(engine)
-    engine.run(3, provider=provider, limits={"max_concurrency": 1, "requests_per_minute": 6000})
+    engine.run(3, provider=provider, limits={"max_concurrency": 1, "queue_depth": 0,
+                                             "requests_per_minute": 6000})
     recs = [engine.item(i) for i in ("i0", "i1", "i2")]
     assert [r.state for r in recs] == [S.PENDING] * 3
     assert ([r.error_kind for r in recs], [r.attempts for r in recs]) == ([kind, None, None], [0, 0, 0])

@@ -29,8 +29,11 @@ def fan(engine, n: int, providers: list[str], limits: dict[str, int], route: str
         prices: dict[str, float] | None = None, **manifest) -> str:
     engine.ctx.settings = engine.ctx.settings.model_copy(update={"price_overrides": prices or CHEAP})
     per = {p: {"max_concurrency": c} for p, c in limits.items()}
+    # queue_depth 0: these rows count generations at each provider's running limit (the depth
+    # kept queued past it has its own rows, test_depth_rules.py)
     return engine.batch(n, provider=providers, route=route,
-                        limits={"max_concurrency": 20, "requests_per_minute": 6000, **per}, **manifest)
+                        limits={"max_concurrency": 20, "requests_per_minute": 6000, "queue_depth": 0, **per},
+                        **manifest)
 
 
 def providers_of(engine, n: int) -> list[str]:

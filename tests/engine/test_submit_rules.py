@@ -257,7 +257,7 @@ def test_a_stale_submit_of_a_finished_item_frees_the_slot_it_was_handed(engine):
 
 
 def test_concurrency_holds_and_a_freed_slot_goes_to_the_next_in_line(engine):
-    engine.batch(5, limits={"max_concurrency": 2, "requests_per_minute": 6000})
+    engine.batch(5, limits={"max_concurrency": 2, "queue_depth": 0, "requests_per_minute": 6000})
     engine.start()
     most = 0
     while engine.driver.pending:

@@ -69,7 +69,7 @@ def test_killed_run_resumes_without_generating_twice(tmp_path, sim_factory):
 
 def test_global_concurrency_holds_across_four_workers(tmp_path, sim_factory, redis_url, workers):
     sim = sim_factory(concurrency=50, **FAST)
-    manifest = write_manifest(tmp_path, "capped", 24, limits={"max_concurrency": 3,
+    manifest = write_manifest(tmp_path, "capped", 24, limits={"max_concurrency": 3, "queue_depth": 0,
                                                               "requests_per_minute": 6000})
     for n in range(4):
         workers(sim, concurrency=4, name=f"w{n}")

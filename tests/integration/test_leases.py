@@ -163,7 +163,7 @@ def test_a_wall_clock_jump_does_not_free_every_slot(tmp_path, sim_factory, redis
     """Issue 22.1 (8 generations at once with max_concurrency 4): the clock of the workers and of
     `run` jumps two hours forward in the middle of a batch (libfaketime, read from a file)."""
     sim = sim_factory(time_scale=1 / 150, queue_delay=0.0, seed=3)   # 2 to 6 s per generation
-    manifest = write_manifest(tmp_path, "jump", 10, limits={"max_concurrency": 4,
+    manifest = write_manifest(tmp_path, "jump", 10, limits={"max_concurrency": 4, "queue_depth": 0,
                                                            "requests_per_minute": 6000})
     offset = tmp_path / "faketime"
     offset.write_text("+0\n")

@@ -122,6 +122,8 @@ CASES = [
      9, "limits.max_concurrency"),
     ("negative-budget", ONE_ITEM + "limits:\n  max_cost_usd: -5\n", {}, "greater than or equal", 10,
      "limits.max_cost_usd"),
+    ("negative-queue-depth", ONE_ITEM + "limits: {queue_depth: -1}\n", {}, "greater than or equal",
+     9, "limits.queue_depth"),
     ("negative-rpm", ONE_ITEM + "limits:\n  requests_per_minute: 0\n", {}, "greater than or equal",
      10, "limits.requests_per_minute"),
     ("polling-order", ONE_ITEM + "polling: {min_interval_s: 30, max_interval_s: 5}\n", {},

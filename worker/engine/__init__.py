@@ -9,6 +9,7 @@ No module here names a provider: abilities are the capability protocols of
 
     next.py      Next: the step an item needs next, and when
     line.py      the waiting line for a provider's concurrency slots (feed, release, requeue)
+    depth.py     the queue depth kept past the running limit where a provider queues (learned)
     budget.py    reserve and release a batch's budget; nothing spent before its start time
     outcome.py   the one retry-or-fail decision, fail(), give_up()
     account.py   account problems (key refused, no credits, model gone): the provider paused

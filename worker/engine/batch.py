@@ -21,7 +21,7 @@ from reelbatch.jobs.offers import kept_spec, same_work
 from reelbatch.jobs.state import IN_FLIGHT, RESUME, ItemState as S
 from reelbatch.jobs.store import BatchMeta, ItemRecord, Store
 from reelbatch.worker import folder, outputs
-from reelbatch.worker.engine import fanout as fan
+from reelbatch.worker.engine import depth, fanout as fan
 from reelbatch.worker.engine.line import feed, wait_in_line
 from reelbatch.worker.engine.next import Next
 from reelbatch.worker.runtime import Runtime
@@ -56,7 +56,8 @@ def batch_meta(plan: PlannedBatch, start_at: float | None = None) -> BatchMeta:
     m = plan.manifest
     return BatchMeta(
         name=m.name, provider=m.provider, model=m.model, output=str(m.output),
-        max_concurrency=m.limits.max_concurrency, requests_per_minute=m.limits.requests_per_minute,
+        max_concurrency=m.limits.max_concurrency, queue_depth=m.limits.queue_depth,
+        requests_per_minute=m.limits.requests_per_minute,
         max_cost_usd=m.limits.max_cost_usd, max_attempts=m.retry.max_attempts,
         lost_submit=m.retry.lost_submit,
         first_after_s=m.polling.first_after_s, min_interval_s=m.polling.min_interval_s,
@@ -218,12 +219,13 @@ def enqueue(ctx: Runtime, batch: str) -> list[Next]:
     """Put pending items in line for their provider's slots; resume everything in flight."""
     store, meta = ctx.store, ctx.store.batch(batch)
     assert meta is not None, batch   # registered before it is enqueued; batches are never deleted
-    ctx.slots(meta.provider).set_limit(meta.max_concurrency)
+    fanout = ctx.fanout(batch, fresh=True)
+    for seen in depth.per_provider(ctx, meta):
+        depth.start(ctx, seen)   # the slots: the running limit and the queue depth beyond it
     if meta.start_at and meta.start_at > time.time():
         return []  # the sweeper starts it when due
     pending = store.item_ids(batch, S.PENDING)
     store.clear_errors(batch, pending)
-    fanout = ctx.fanout(batch, fresh=True)
     if fanout is None:
         wait_in_line(ctx, meta.provider, batch, pending)
     nexts = [Next(step, batch, item_id) for state, step in RESUME.items()

@@ -28,6 +28,8 @@ def fetch(ctx: Runtime, batch: str, item_id: str) -> list[Next]:
     meta, rec = ctx.load(batch, item_id)
     if meta is None or rec is None or rec.state is not S.DOWNLOADING:
         return []
+    if rec.detected_at and not (rec.transient_retries or rec.url_stale):   # the first try: learning
+        ctx.store.queue_depth(meta.provider).hop(time.time() - rec.detected_at)   # engine/depth.py
     if rec.url_stale or not rec.video_url:
         refreshed = _fresh_url(ctx, meta, rec)
         if isinstance(refreshed, list):

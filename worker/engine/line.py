@@ -17,6 +17,7 @@ def feed(ctx: Runtime, provider: str, default_limit: int = 5, most: int | None =
     if ctx.account_stopped(provider):
         return []   # a key refused or no credits: nothing is handed a submit until a rerun
     slots = ctx.slots(provider)
+    ctx.store.queue_depth(provider).open()   # the slots past the running limit: engine/depth.py
     ready: list[Next] = []
     while (most is None or len(ready) < most) and (who := slots.next_waiting()) is not None:
         if not slots.acquire(who, default_limit):

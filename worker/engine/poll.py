@@ -122,7 +122,9 @@ def _finished(ctx: Runtime, meta: BatchMeta, rec: ItemRecord, g: Generation,
     if not charged and ctx.provider(meta.provider).charges_in_history:
         ctx.store.owe_charge(meta.provider, meta.name, rec.item_id, rec.submitted_at or time.time())
     if rec.submitted_at:
-        timing.record(ctx.store, rec.item, _finished_at(rec, g, unfinished_at) - rec.submitted_at)
+        finished_at = _finished_at(rec, g, unfinished_at)
+        timing.record(ctx.store, rec.item, finished_at - rec.submitted_at)
+        ctx.store.queue_depth(meta.provider).notice(time.time() - finished_at)   # engine/depth.py
     return [Next(Step.DOWNLOAD, meta.name, rec.item_id)] + release(ctx, meta.provider, meta.name,
                                                                     rec.item_id)
 

@@ -14,8 +14,8 @@ from reelbatch.jobs.limits import holder
 from reelbatch.jobs.state import ItemState as S, Step
 from reelbatch.jobs.store import BatchMeta, ItemRecord, TransitionRefused
 from reelbatch.jobs.tuning import ACCOUNT_RECHECK_S, CLOCK_SLACK_S, RECONCILE_AFTER_S, RECONCILE_LOOKS as LOOKS
-from reelbatch.worker.engine import account, budget, route
-from reelbatch.worker.engine.line import release
+from reelbatch.worker.engine import account, budget, depth, route
+from reelbatch.worker.engine.line import release, wait_in_line
 from reelbatch.worker.engine.next import Next
 from reelbatch.worker.engine.orphans import late_answer
 from reelbatch.worker.engine.outcome import fail, retry_delay, retry_or_fail
@@ -97,6 +97,10 @@ def _submit_refused(ctx: Runtime, meta: BatchMeta, rec: ItemRecord,
     """Nothing was created (429, 503, no connection): back to pending, try again after a backoff;
     past the retries the item fails from submitting (pending -> failed is no transition)."""
     budget.unreserve(ctx, meta, rec)
+    if depth.refused_past_limit(ctx, meta, exc):   # no depth there: back in line, its slot freed
+        ctx.store.transition(meta.name, rec.item_id, S.PENDING, [S.SUBMITTING], incr={"attempts": -1})
+        wait_in_line(ctx, meta.provider, meta.name, [rec.item_id], front=True)
+        return release(ctx, meta.provider, meta.name, rec.item_id)
     delay = retry_delay(ctx, meta, rec.item_id, Step.SUBMIT, exc)
     if delay is None:
         return fail(ctx, meta, rec.item_id, exc, [S.SUBMITTING], incr={"attempts": -1})

@@ -24,7 +24,7 @@ from reelbatch.jobs.tuning import (
     SWEEP_TAKE_ROUNDS as TAKE_ROUNDS,
     SWEEPER_TTL_S,
 )
-from reelbatch.worker.engine import fanout as fan
+from reelbatch.worker.engine import depth, fanout as fan
 from reelbatch.worker.engine.batch import enqueue
 from reelbatch.worker.engine.line import feed
 from reelbatch.worker.engine.next import Next
@@ -56,6 +56,8 @@ def sweep(ctx: Runtime, batch: str, now: float | None = None) -> list[Next]:
         return []
     store.mark_sweeper(SWEEPER_TTL_S)
     check_health(ctx, meta, now)
+    for seen in depth.per_provider(ctx, meta):
+        depth.learn(ctx, seen)
     if meta.start_at and meta.start_at <= now and store.mark_started(batch):
         return enqueue(ctx, batch)
     nexts: list[Next] = []

@@ -42,6 +42,10 @@ class ProviderEntry:
     url_field: str               # the Settings field of its base URL
     needs_key: bool = True       # the simulator runs without one
     build: Builder | None = None  # a client that needs more than one base URL builds itself (fal)
+    # past the account's running limit a submit waits in the provider's queue (True), is refused
+    # (False: no generation is ever kept queued there), or nobody documented which (None: one
+    # submit past the limit is tried, and a refusal turns queue depth off; worker/engine/depth.py)
+    queues_beyond_limit: bool | None = True
 
     @property
     def key_variable(self) -> str:
@@ -75,7 +79,8 @@ class ProviderEntry:
 
 REGISTRY: dict[str, ProviderEntry] = {entry.name: entry for entry in (
     ProviderEntry("oxen", OxenProvider, "oxen_api_key", "oxen_base_url"),
-    ProviderEntry("aimlapi", AimlapiProvider, "aimlapi_key", "aimlapi_base_url"),
+    # the AI/ML API documents 429 for "rate or concurrency limit" and also queued/waiting statuses
+    ProviderEntry("aimlapi", AimlapiProvider, "aimlapi_key", "aimlapi_base_url", queues_beyond_limit=None),
     ProviderEntry("fal", FalProvider, "fal_key", "fal_queue_url", build=build_fal),
     # the simulator speaks Oxen's protocol (and the AI/ML API's and fal's under their own routes,
     # each an account of its own for a batch over several providers)
