@@ -74,7 +74,8 @@ def test_a_fleet_worker_without_a_key_says_what_it_serves_at_start(tmp_path, red
         os.killpg(worker.pid, signal.SIGTERM)
         worker.communicate(timeout=60)
     first = lines[0]
-    assert first.startswith("this worker serves aimlapi, simulator; it has no key for oxen, fal "
+    assert first.startswith("this worker serves aimlapi, simulator, simulator_aimlapi, simulator_fal; "
+                            "it has no key for oxen, fal "
                             "(OXEN_API_KEY, FAL_KEY)"), first
 
 
