@@ -172,12 +172,16 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--items", type=int, default=600)
     parser.add_argument("--only", default="run,failover")
+    parser.add_argument("--dump", type=Path, help="write each variant's simulator stats and results here")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-fanout-") as tmp:
         for variant in args.only.split(","):
             result = run(Path(tmp), args.items, variant, 0.5 if variant == "failover" else None)
             rows.append(figures(variant, result, args.items))
+            if args.dump:
+                args.dump.mkdir(parents=True, exist_ok=True)
+                (args.dump / f"{variant}.json").write_text(json.dumps(result))
             print(table(HEADERS, rows[-1:]), flush=True)
     print()
     print(table(HEADERS, rows))

@@ -7,6 +7,7 @@ the content key names no provider, so changing the list makes nothing again."""
 from __future__ import annotations
 
 import time
+from collections import Counter
 
 import pytest
 import yaml
@@ -16,7 +17,7 @@ from reelbatch.jobs.keys import item as item_key
 from reelbatch.jobs.state import ItemState as S
 from reelbatch.scheduler.plan import plan_batch
 from reelbatch.scheduler.views.status import summary
-from reelbatch.worker.engine import batch as batches, sweeper
+from reelbatch.worker.engine import batch as batches, sweeper, timing
 from reelbatch.worker.engine.line import release
 from tests.engine.conftest import MODEL
 from tests.engine.fakes import connect_refused, failed, processing
@@ -70,6 +71,30 @@ def test_free_slots_are_handed_out_in_the_routes_order(engine, providers, limits
         assert got == expected
     for provider, limit in limits.items():
         assert len(engine.ctx.slots(provider).holders()) <= limit
+
+
+NEAR_THE_END = [
+    # id, items, generation times learned (s) at fal (the cheapest) and the simulator, how many
+    # items each provider takes once the batch starts: 2 slots each; the simulator finishes
+    # 2 + 2 x (100 - 10) / 10 = 20 items before fal would finish one
+    ("the-last-items-go-to-the-faster", 2, {"fal": 100, "simulator": 10}, {"simulator": 2}),
+    ("as-many-as-the-faster-finishes-sooner", 20, {"fal": 100, "simulator": 10}, {"simulator": 2}),
+    ("more-than-that-fill-every-slot", 21, {"fal": 100, "simulator": 10}, {"fal": 2, "simulator": 2}),
+    ("as-fast-cheapest-first", 2, {"fal": 10, "simulator": 10}, {"fal": 2}),
+    ("nothing-learned-cheapest-first", 2, {}, {"fal": 2}),
+]
+
+
+@pytest.mark.parametrize("n, learned, expected", rows(NEAR_THE_END))
+def test_near_the_end_a_slot_leaves_the_items_to_providers_that_finish_them_sooner(engine, n, learned, expected):
+    fan(engine, n, ["simulator", "fal"], {"simulator": 2, "fal": 2}, prices={f"fal:{MODEL}": 0.05})
+    for provider, seconds in learned.items():
+        for _ in range(3):
+            timing.record(engine.ctx.store, engine.item("i0").item.bound_to(provider), seconds)
+    timing.forget()
+    engine.start()
+    bound = engine.ctx.fanout_store.bindings("b", [f"i{k}" for k in range(n)]).values()
+    assert Counter(b for b in bound if b) == expected
 
 
 def test_a_batch_over_three_providers_runs_to_the_end_each_item_made_once_where_it_is_bound(engine):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from reelbatch.jobs.limits import holder, split_holder
 from reelbatch.jobs.state import Step
 from reelbatch.worker.engine.next import Next
-from reelbatch.worker.engine.route import takes
+from reelbatch.worker.engine.route import others_finish_sooner, takes
 from reelbatch.worker.runtime import Runtime
 
 
@@ -20,6 +20,9 @@ def feed(ctx: Runtime, provider: str, default_limit: int = 5, most: int | None =
     ctx.store.queue_depth(provider).open()   # the slots past the running limit: engine/depth.py
     ready: list[Next] = []
     while (most is None or len(ready) < most) and (who := slots.next_waiting()) is not None:
+        if others_finish_sooner(ctx, provider, *split_holder(who)):
+            slots.wait([who], front=True)   # near the end: left to faster providers (route.py)
+            break
         if not slots.acquire(who, default_limit):
             slots.wait([who], front=True)
             break

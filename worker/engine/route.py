@@ -9,7 +9,10 @@ Every decision of the fan-out is here; worker/engine/fanout.py acts on them.
 - Free slots are handed out cheapest provider first (``cheapest``), in the list's order
   (``in-order``), or one at a time to the provider with the smallest share of its slots in use
   (``spread``). A slot that frees takes the next item waiting in its line at once, so no slot idles
-  while an item it can take waits.
+  while an item it can take waits, except near the end of a batch: a slot leaves the waiting items
+  to the other live providers when they would finish every one of them before it would finish one
+  (``others_finish_sooner``, from the generation times learned at each provider), so the batch's
+  last items do not wait behind a slow provider's running or queued generations.
 - A slot binds the item it takes (atomically, only a pending item not bound elsewhere): from then on
   it is submitted, polled, reconciled and downloaded there. Only a pending item is ever unbound: its
   provider paused, or its generation failed remotely with ``retry.on_other_provider``.
@@ -19,7 +22,9 @@ from __future__ import annotations
 
 from reelbatch.jobs.fanout import Fanout
 from reelbatch.jobs.item import Item
+from reelbatch.jobs.state import ItemState as S
 from reelbatch.jobs.store import BatchMeta
+from reelbatch.worker.engine import timing
 from reelbatch.worker.runtime import Runtime
 
 
@@ -78,3 +83,45 @@ def takes(ctx: Runtime, provider: str, batch: str, item_id: str) -> bool:
     if bound is None and provider not in lines_for(fanout, item, live(ctx, fanout)):
         return False   # in-order: a provider further down the list while an earlier one is live
     return ctx.fanout_store.bind(batch, item, provider)
+
+
+def others_finish_sooner(ctx: Runtime, provider: str, batch: str, item_id: str) -> bool:
+    """Near the end of a batch over several providers: whether the other live providers that can
+    make the item would finish every item still waiting before ``provider`` would finish this one
+    (started now, or after the generations queued ahead of it there). Each other provider ``q``
+    finishes by then its free slots plus ``running x (horizon - T_q) / T_q`` refills, less the
+    generations queued at it. False while a generation time is not yet learned at one of them."""
+    fanout = ctx.fanout(batch)
+    if fanout is None or fanout.route == "in-order":
+        return False
+    item = ctx.fanout_store.specs(batch, [item_id]).get(item_id)
+    if item is None or ctx.fanout_store.bindings(batch, [item_id])[item_id] is not None:
+        return False   # a bound item: at its provider it goes on, elsewhere it leaves the line
+    others = [p for p in live(ctx, fanout) if p != provider and item.can_go_to(p)]
+    times = {p: _expected_s(ctx, item, p) for p in [provider, *others]}
+    if not others or any(t is None for t in times.values()):
+        return False
+    running, held = fanout.limit(provider)[0], ctx.slots(provider).held()
+    horizon = times[provider] * (1 + max(0, held + 1 - running) / running)
+    room = sum(_finished_by(ctx, fanout, p, times[p], horizon) for p in others)
+    if room < 1:
+        return False
+    pending = ctx.store.item_ids(batch, S.PENDING)
+    if len(pending) > room:
+        return False   # more wait than the others could finish sooner (checked without reading bindings)
+    waiting = sum(1 for b in ctx.fanout_store.bindings(batch, pending).values() if b is None)
+    return waiting <= room
+
+
+def _expected_s(ctx: Runtime, item: Item, provider: str) -> float | None:
+    learned = timing.quantiles(ctx.store, item.bound_to(provider), (0.5,))
+    return learned[0] if learned else None
+
+
+def _finished_by(ctx: Runtime, fanout: Fanout, provider: str, expected_s: float | None, horizon: float) -> float:
+    """How many items handed to ``provider`` now would be finished within ``horizon`` seconds."""
+    if not expected_s or horizon <= expected_s:
+        return 0.0   # none would finish sooner
+    running, held = fanout.limit(provider)[0], ctx.slots(provider).held()
+    refills = running * (horizon - expected_s) / expected_s
+    return max(0.0, max(0, running - held) + refills - max(0, held - running))
