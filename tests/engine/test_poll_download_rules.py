@@ -4,6 +4,8 @@ state, its spend and its slot."""
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 
@@ -218,3 +220,18 @@ def test_fal_submits_follows_the_status_fetches_the_result_and_downloads(engine)
     assert set(engine.fal.keys) == {"Key fal-test-key"} and engine.cdn.requests == [f"{CDN}/r1.mp4"]
     assert (engine.folder / "b" / "i0.mp4").read_bytes()[4:8] == b"ftyp"
     assert not engine.holds_slot(provider="fal") and engine.spend().estimated_usd > 0
+
+
+def test_an_unreachable_provider_is_asked_again_by_the_time_the_item_would_end_stuck(engine):
+    """The unreachable provider's backoff (tens of seconds) does not carry an item past
+    polling.give_up_after_s: it is polled again when its time is up, and then ends `stuck`."""
+    engine.batch(polling={"first_after_s": 5, "min_interval_s": 2, "max_interval_s": 10, "give_up_after_s": 20})
+    engine.start()
+    engine.driver.step()                       # submitted
+    engine.oxen.gets.extend([connect_refused()] * 5)
+    engine.ctx.store.update("b", "i0", in_flight_since=time.time() - 15)   # 5 s before it gives up
+    ran = engine.driver.step()                 # the poll: the provider cannot be reached
+    assert [n.step for n in ran.nexts] == [Step.POLL] and ran.nexts[0].countdown <= 6
+    engine.ctx.store.update("b", "i0", in_flight_since=time.time() - 21)
+    engine.driver.deliver(Next(Step.POLL, "b", "i0"), "again")
+    assert (engine.item().state, engine.item().error_kind) == (S.FAILED, "stuck")

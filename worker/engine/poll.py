@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from reelbatch.jobs import errors
@@ -25,6 +26,7 @@ from reelbatch.worker.providers.http import generation_failure
 from reelbatch.worker.runtime import Runtime
 
 POLL_QUANTILES = (0.2, 0.5, 0.9)   # early, expected, late: the first poll, the bulk polls cross
+GIVE_UP_MARGIN_S = 0.5             # a poll due at the give-up time comes this much after it
 
 
 def poll(ctx: Runtime, batch: str, item_id: str) -> list[Next]:
@@ -42,7 +44,7 @@ def poll(ctx: Runtime, batch: str, item_id: str) -> list[Next]:
         if _stuck_for_long(ctx, meta, rec, time.time()):   # a provider away for good: bounded too
             return fail(ctx, meta, item_id, _unanswered(meta, rec, exc), IN_PROGRESS)
         renew()   # still ours while the provider cannot be asked
-        return retry_or_fail(ctx, meta, item_id, Step.POLL, exc, IN_PROGRESS)
+        return _by_give_up(meta, rec, retry_or_fail(ctx, meta, item_id, Step.POLL, exc, IN_PROGRESS))
     except errors.PermanentProviderError as exc:
         if account.stopped_by(ctx, meta, exc):
             renew()   # its generation may still run: asked again later
@@ -85,6 +87,16 @@ def _stuck_for_long(ctx: Runtime, meta: BatchMeta, rec: ItemRecord, now: float) 
     since = rec.in_flight_since or rec.submitted_at or now
     bound = give_up_after_s(meta)
     return now - since > bound and ctx.store.server_time() - since > bound
+
+
+def _by_give_up(meta: BatchMeta, rec: ItemRecord, nexts: list[Next]) -> list[Next]:
+    """The next poll no later than just past the item's give-up time: a provider's backoff (tens of
+    seconds while it cannot be reached) does not keep an item in flight past give_up_after_s."""
+    since = rec.in_flight_since or rec.submitted_at
+    if since is None:
+        return nexts
+    left = max(0.0, since + give_up_after_s(meta) - time.time()) + GIVE_UP_MARGIN_S
+    return [replace(n, countdown=min(n.countdown, left)) if n.step is Step.POLL else n for n in nexts]
 
 
 def give_up_after_s(meta: BatchMeta) -> float:
