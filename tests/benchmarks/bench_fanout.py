@@ -152,6 +152,9 @@ def figures(label: str, result: dict, n: int) -> list:
     made = Counter(r["provider"] for r in rows if r["status"] == "succeeded")
     cost = sum(SECONDS * ACCOUNTS[p][2] * k for p, k in made.items())
     generated = sum(s["generations_total"] for s in stats.values())
+    if result["stopped_at"] is not None:   # a submit may have reached fal after its last stats
+        at_fal = sum(1 for r in rows if r["provider"] == "fal" and r["generation_id"])
+        generated += max(0, at_fal - stats["fal"]["generations_total"])
     if result["stopped_at"] is None:
         limit = bound(stats, list(ACCOUNTS))
     else:   # the time until the stop, plus the remaining capacity's bound for what was left after it
@@ -160,12 +163,12 @@ def figures(label: str, result: dict, n: int) -> list:
                 if g["started"] is not None and g["started"] >= result["stopped_at"]]
         limit = before + max(sum(left) / (ACCOUNTS["simulator"][0] + ACCOUNTS["aimlapi"][0]),
                              max(left, default=0.0))
-    ends = Counter(r["status"] for r in rows)
+    ends = Counter(r["status"] + (f" {r['error_kind']}" if r.get("error_kind") else "") for r in rows)
     return [label, n, f"{end - start:.1f} s", f"{limit:.1f} s", f"{(end - start) / limit:.3f}",
             " / ".join(f"{made[p]}" for p in ACCOUNTS), f"${cost:,.2f}",
             f"{cost / cheapest_cost(stats, made.total(), end - start):.3f}",
             f"{generated - len([r for r in rows if r['generation_id']])}",
-            ", ".join(f"{k} {v}" for k, v in sorted(ends.items()))]
+            ", ".join(f"{k} {v}" for k, v in sorted(ends.items())), EXITS.get(result["exit"], str(result["exit"]))]
 
 
 def main() -> None:
@@ -188,7 +191,8 @@ def main() -> None:
 
 
 HEADERS = ["variant", "items", "makespan", "bound", "makespan/bound", "made (sim/aiml/fal)", "cost",
-           "cost/cheapest", "extra generations", "ended"]
+           "cost/cheapest", "extra generations", "ended", "run's exit"]
+EXITS = {0: "0: all made", 1: "1: ended, some failed", 3: "3: paused, the same command resumes"}
 
 if __name__ == "__main__":
     main()

@@ -98,8 +98,9 @@ def others_finish_sooner(ctx: Runtime, provider: str, batch: str, item_id: str) 
     if item is None or ctx.fanout_store.bindings(batch, [item_id])[item_id] is not None:
         return False   # a bound item: at its provider it goes on, elsewhere it leaves the line
     others = [p for p in live(ctx, fanout) if p != provider and item.can_go_to(p)]
-    times = {p: _expected_s(ctx, item, p) for p in [provider, *others]}
-    if not others or any(t is None for t in times.values()):
+    learned = {p: _expected_s(ctx, item, p) for p in [provider, *others]}
+    times = {p: t for p, t in learned.items() if t}
+    if not others or len(times) < len(learned):
         return False
     running, held = fanout.limit(provider)[0], ctx.slots(provider).held()
     horizon = times[provider] * (1 + max(0, held + 1 - running) / running)
@@ -118,9 +119,9 @@ def _expected_s(ctx: Runtime, item: Item, provider: str) -> float | None:
     return learned[0] if learned else None
 
 
-def _finished_by(ctx: Runtime, fanout: Fanout, provider: str, expected_s: float | None, horizon: float) -> float:
+def _finished_by(ctx: Runtime, fanout: Fanout, provider: str, expected_s: float, horizon: float) -> float:
     """How many items handed to ``provider`` now would be finished within ``horizon`` seconds."""
-    if not expected_s or horizon <= expected_s:
+    if horizon <= expected_s:
         return 0.0   # none would finish sooner
     running, held = fanout.limit(provider)[0], ctx.slots(provider).held()
     refills = running * (horizon - expected_s) / expected_s
