@@ -107,9 +107,9 @@ def others_finish_sooner(ctx: Runtime, provider: str, batch: str, item_id: str) 
     room = sum(_finished_by(ctx, fanout, p, times[p], horizon) for p in others)
     if room < 1:
         return False
+    if ctx.store.counts(batch)[S.PENDING] > room:
+        return False   # more wait than the others could finish sooner (counted before reading bindings)
     pending = ctx.store.item_ids(batch, S.PENDING)
-    if len(pending) > room:
-        return False   # more wait than the others could finish sooner (checked without reading bindings)
     waiting = sum(1 for b in ctx.fanout_store.bindings(batch, pending).values() if b is None)
     return waiting <= room
 
