@@ -1,6 +1,6 @@
 """One batch over three providers at once (issue 27). Not a test: run it directly,
 
-    python tests/benchmarks/bench_fanout.py [--items 600] [--only run,failover]
+    python tests/benchmarks/bench_fanout.py [--items 600] [--only run,failover] [--dump DIR]
 
 Three simulators (Oxen's protocol as `simulator`, the AI/ML API's, fal's), each its own account:
 concurrency 10, 6 and 4, generation times uniform 300-900, 150-450 and 600-1200 nominal seconds at
@@ -11,9 +11,11 @@ run` with `provider: [simulator, aimlapi, fal]`, `route: cheapest`, each provide
 (run)      the batch to its end;
 (failover) the same, with the fal simulator stopped once half the items are done: it cannot be
            reached, its pending items go to the others, the items it held end `stuck` after
-           polling.give_up_after_s; a video it had finished but not yet served cannot be downloaded
-           (the stopped process served the media too): once only that is left the batch pauses
-           (exit 3, REELBATCH_PROVIDER_UNREACHABLE_S=30) and the same command would fetch it.
+           polling.give_up_after_s (20 s, before the 30 s after which an unreachable provider
+           stops the batch): every item ends, exit 1. Only a video it had finished but not yet
+           served cannot end (the stopped process served the media too; made and paid, it is not
+           stuck): if one is left the batch pauses (exit 3, REELBATCH_PROVIDER_UNREACHABLE_S=30)
+           and the same command would fetch it. The last column says which.
 
 Figures: makespan (first enqueue at any provider to the last result's download start) over the
 bound max(sum(Ti) / sum(limits), max Ti) from the simulators' actual run times (for failover:
