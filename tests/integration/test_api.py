@@ -106,7 +106,8 @@ def test_run_results_retry_export_and_a_dataset(here, sim_factory, monkeypatch):
 def test_a_run_in_a_thread_is_cancelled_from_another(here, sim_factory, monkeypatch):
     sim = sim_factory(time_scale=1.0, gen_time_min=600, gen_time_max=900, queue_delay=0.0, seed=26)
     use_simulator(monkeypatch, sim)
-    doc = manifest("api-cancel", 4, limits={"max_concurrency": 2, "requests_per_minute": 6000})
+    doc = manifest("api-cancel", 4, limits={"max_concurrency": 2, "requests_per_minute": 6000,
+                                            "queue_depth": 0})   # two in flight, two pending
     outcome: dict = {}
 
     def run() -> None:
