@@ -15,13 +15,7 @@ so ``import reelbatch`` (and every child process) stays light.
 """
 
 from importlib import import_module
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
-
-try:
-    __version__ = version("reelbatch")
-except PackageNotFoundError:  # pragma: no cover - running from a tree that was never installed
-    __version__ = "0+unknown"
 
 __all__ = [
     "plan", "run", "submit", "batch", "batches",
@@ -39,7 +33,20 @@ _HOMES = {
 }
 _HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
 
+def _version() -> str:
+    """Read on first use: importlib.metadata costs every child process a tenth of its start."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("reelbatch")
+    except PackageNotFoundError:  # pragma: no cover - running from a tree that was never installed
+        return "0+unknown"
+
+
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        globals()[name] = _version()
+        return globals()[name]
     module = _HOME_OF.get(name)
     if module is None:
         raise AttributeError(f"module 'reelbatch' has no attribute {name!r}")

@@ -16,6 +16,16 @@ REPO = Path(__file__).resolve().parent.parent
 SIM_KEY = "sim-test-key"
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items):
+    """A `cli` test (the command line as a subprocess: exit codes, one-line errors) is an integration
+    test wherever it lives: the fast tier (`-m "not integration and not compose"`) leaves it out, the
+    full run keeps it."""
+    for item in items:
+        if item.get_closest_marker("cli") and not item.get_closest_marker("integration"):
+            item.add_marker(pytest.mark.integration)
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory):
     server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))

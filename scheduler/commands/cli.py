@@ -13,16 +13,13 @@ from __future__ import annotations
 import signal
 import sys
 from collections.abc import Callable
+from functools import cache
 from typing import Any
 
 import click
-from kombu.exceptions import OperationalError
-from pydantic import ValidationError
-from redis.exceptions import ConnectionError as RedisConnectionError
 
 from reelbatch.jobs.errors import BadInput, ManifestErrors, ServiceUnavailable
 from reelbatch.jobs.files import NotARegularFile
-from reelbatch.jobs.settings import settings_error
 from reelbatch.scheduler.commands import export, fleet, operations, plan, report, run, status, submit
 from reelbatch.scheduler.commands.app import EXIT_BAD_INPUT, EXIT_SERVICE, fail
 
@@ -31,17 +28,27 @@ def _service(exc: ServiceUnavailable) -> list[str]:
     return [str(exc) if exc.kind != "service" else f"cannot reach a service: {exc}"]   # paused, ...
 
 
-# What is raised -> the exit code and the stderr lines (after "reelbatch: "); the first match wins.
-# docs/api.md has the same table from the API's side.
-EXIT_CODES: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], int,
-                        Callable[[Any], list[str]]], ...] = (
-    (ManifestErrors, EXIT_BAD_INPUT, lambda exc: [f"error: {line}" for line in exc.lines()]),
-    ((BadInput, NotARegularFile), EXIT_BAD_INPUT, lambda exc: [f"error: {exc}"]),
-    (ValidationError, EXIT_BAD_INPUT, lambda exc: [f"error: {settings_error(exc)}"]),   # a setting
-    (ServiceUnavailable, EXIT_SERVICE, _service),
-    ((OperationalError, RedisConnectionError), EXIT_SERVICE, lambda exc: [f"cannot reach the broker: {exc}"]),
-    (click.UsageError, EXIT_BAD_INPUT, lambda exc: [exc.format_message()]),
-)
+ExitCodes = tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], int, Callable[[Any], list[str]]], ...]
+
+
+@cache
+def exit_codes() -> ExitCodes:
+    """What is raised -> the exit code and the stderr lines (after "reelbatch: "); the first match wins.
+    docs/api.md has the same table from the API's side. Built on first failure: the broker's, Redis's
+    and pydantic's exceptions are imported only then, which keeps every command's start light."""
+    from kombu.exceptions import OperationalError
+    from pydantic import ValidationError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from reelbatch.jobs.settings import settings_error
+
+    return (
+        (ManifestErrors, EXIT_BAD_INPUT, lambda exc: [f"error: {line}" for line in exc.lines()]),
+        ((BadInput, NotARegularFile), EXIT_BAD_INPUT, lambda exc: [f"error: {exc}"]),
+        (ValidationError, EXIT_BAD_INPUT, lambda exc: [f"error: {settings_error(exc)}"]),   # a setting
+        (ServiceUnavailable, EXIT_SERVICE, _service),
+        ((OperationalError, RedisConnectionError), EXIT_SERVICE, lambda exc: [f"cannot reach the broker: {exc}"]),
+        (click.UsageError, EXIT_BAD_INPUT, lambda exc: [exc.format_message()]),    )
 
 
 class Stopped(KeyboardInterrupt):
@@ -62,7 +69,7 @@ def stop_on_signals() -> None:
 
 
 class _Group(click.Group):
-    """Turns what a command raises into stderr lines and the documented exit code (``EXIT_CODES``)."""
+    """Turns what a command raises into stderr lines and the documented exit code (``exit_codes()``)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -70,7 +77,7 @@ class _Group(click.Group):
         except KeyboardInterrupt as exc:
             sys.exit(128 + getattr(exc, "signum", signal.SIGINT))
         except Exception as exc:
-            for raised, code, lines in EXIT_CODES:
+            for raised, code, lines in exit_codes():
                 if isinstance(exc, raised):
                     *before, last = lines(exc)
                     for line in before:

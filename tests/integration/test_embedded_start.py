@@ -14,6 +14,8 @@ from reelbatch.scheduler.stack.embedded import EmbeddedRedis
 from reelbatch.scheduler.stack.redislog import RedisCannotStart
 from tests.integration.helpers import cli_env, reelbatch
 
+pytestmark = pytest.mark.integration   # redis-server processes and the CLI as a subprocess
+
 DAMAGED_AOF = b"*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\nGARBAGE\r\n*3\r\n$3\r\nset\r\n$1\r\na\r\n$1\r\nb\r\n"
 
 

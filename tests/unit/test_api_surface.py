@@ -101,6 +101,7 @@ def test_a_dict_manifest_names_the_dict_and_the_field(tmp_path):
     assert str(exc).startswith("<dict>: model: ")
 
 
+@pytest.mark.cli
 def test_the_command_line_prints_the_same_line_as_the_exception(tmp_path):
     exc = bad(tmp_path, GOOD_TOP + "items:\n  - id: a\n    promt: An ox\n")
     done = subprocess.run([sys.executable, "-m", "reelbatch", "plan", str(tmp_path / "bad.yaml")],
@@ -136,6 +137,7 @@ def test_a_notebook_gets_a_bar_redrawn_in_place_or_plain_lines(monkeypatch, widg
     assert type(shown).__name__ == display
 
 
+@pytest.mark.cli
 def test_a_bad_setting_names_its_variable_as_the_field_with_the_command_line_s_text(tmp_path, monkeypatch):
     monkeypatch.setenv("REELBATCH_PROGRESS_EVERY_S", "often")
     with pytest.raises(reelbatch.BadInput) as caught:
@@ -151,10 +153,10 @@ def test_a_bad_setting_names_its_variable_as_the_field_with_the_command_line_s_t
 
 
 def test_every_failure_the_api_raises_has_its_exit_code_in_one_table():
-    from reelbatch.scheduler.commands.cli import EXIT_CODES
+    from reelbatch.scheduler.commands.cli import exit_codes
 
     def code(exc: BaseException) -> int:
-        return next(c for raised, c, _ in EXIT_CODES if isinstance(exc, raised))
+        return next(c for raised, c, _ in exit_codes() if isinstance(exc, raised))
 
     assert code(reelbatch.BadInput("x")) == code(reelbatch.ManifestError("x")) == 2
     assert code(reelbatch.ServiceUnavailable("x")) == 3

@@ -124,6 +124,7 @@ def test_report_links_videos_and_posters_made_once(batch, tmp_path):
     assert (elsewhere["ok-1"]["v"], elsewhere["ok-1"]["po"]) == ("../out/ok-1.mp4", "../out/posters/ok-1.jpg")
 
 
+@pytest.mark.cli
 def test_cli_unknown_batch_is_one_line_and_exit_2(redis_url, tmp_path):
     env = cli_env(tmp_path / "data", REELBATCH_BROKER_URL=redis_url)
     for command in (["export", "nope", "--format", "csv"], ["report", "nope"]):
@@ -132,6 +133,7 @@ def test_cli_unknown_batch_is_one_line_and_exit_2(redis_url, tmp_path):
         assert done.stderr.count("\n") == 1 and "no batch named 'nope'" in done.stderr
 
 
+@pytest.mark.cli
 def test_cli_exports_csv_and_refuses_stdout_for_a_dataset(batch, redis_url, tmp_path):
     _, name, out = batch
     env = cli_env(tmp_path / "data", REELBATCH_BROKER_URL=redis_url)
@@ -177,6 +179,7 @@ def test_text_is_utf8_not_escapes(risky, tmp_path):
         assert "❄ — été".encode() in raw and b"\\u" not in raw
 
 
+@pytest.mark.cli
 def test_cli_out_dash_writes_standard_output(risky, redis_url, tmp_path):
     _, name, out = risky
     env = cli_env(tmp_path / "data", REELBATCH_BROKER_URL=redis_url, PYTHONIOENCODING="ascii")
@@ -190,6 +193,7 @@ def test_cli_out_dash_writes_standard_output(risky, redis_url, tmp_path):
     assert done.returncode == 0 and done.stdout.splitlines()[1].count("'=cmd") == 1
 
 
+@pytest.mark.cli
 def test_cli_refuses_symlinks_devices_and_unwritable_folders(risky, redis_url, tmp_path):
     _, name, _ = risky
     env = cli_env(tmp_path / "data", REELBATCH_BROKER_URL=redis_url)
@@ -211,6 +215,7 @@ def test_cli_refuses_symlinks_devices_and_unwritable_folders(risky, redis_url, t
     assert not (tmp_path / "missing").exists()
 
 
+@pytest.mark.cli
 def test_report_into_a_read_only_output_folder_is_one_line(risky, redis_url, tmp_path):
     store, name, out = risky
     if os.geteuid() == 0:

@@ -52,6 +52,7 @@ def test_a_folder_with_a_matrix_of_prompts(herd):
     assert walk.params.prompt == "the ox walks"   # placeholders in matrix values are filled too
 
 
+@pytest.mark.cli
 def test_an_empty_match_is_one_line_and_exit_2(herd):
     done = subprocess.run([sys.executable, "-m", "reelbatch", "plan", str(manifest(herd, "images/*.jpg"))],
                           capture_output=True, text=True, timeout=60)

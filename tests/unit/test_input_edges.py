@@ -59,6 +59,7 @@ def image_manifest(folder, start_image: str = "ox.png", **extra) -> Path:
     return path
 
 
+@pytest.mark.cli
 def test_a_fifo_as_start_image_is_refused_at_once(tmp_path):
     os.mkfifo(tmp_path / "ox.png")
     done = plan_cli(image_manifest(tmp_path), timeout=30)
@@ -66,6 +67,7 @@ def test_a_fifo_as_start_image_is_refused_at_once(tmp_path):
     assert "not a regular file" in done.stderr and len(done.stderr.splitlines()) == 1
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize("cut", [1, 12, 100])
 def test_a_truncated_png_is_refused(tmp_path, cut):
     whole = png()
@@ -93,6 +95,7 @@ def test_a_truncated_jpeg_gif_or_webp_is_refused(tmp_path):
         check_complete(tmp_path / "x", found)
 
 
+@pytest.mark.cli
 def test_a_jsonl_row_with_a_lone_surrogate_is_one_line(tmp_path):
     (tmp_path / "rows.jsonl").write_text('{"id": "a", "prompt": "ok"}\n{"id": "b", "prompt": "x \\ud800 y"}\n')
     manifest = image_manifest(tmp_path, "https://example.org/ox.png", items_from="rows.jsonl")
@@ -102,6 +105,7 @@ def test_a_jsonl_row_with_a_lone_surrogate_is_one_line(tmp_path):
     assert len(done.stderr.splitlines()) == 1
 
 
+@pytest.mark.cli
 def test_plan_shows_control_characters_in_prompts_escaped(tmp_path):
     (tmp_path / "rows.csv").write_text('id,prompt\nb,"bell\x07 then \x1b[31mred [bold]x"\n')
     done = plan_cli(image_manifest(tmp_path, "https://example.org/ox.png", items_from="rows.csv",

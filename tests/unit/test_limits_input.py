@@ -52,6 +52,7 @@ def test_oversize_local_input_is_refused_at_plan_time_with_its_line(tmp_path: Pa
     assert plan_batch(path, Settings(max_data_uri_bytes=len(PNG))).items
 
 
+@pytest.mark.cli
 def test_oversize_local_input_through_the_cli_is_one_line_and_exit_2(tmp_path: Path):
     (tmp_path / "big.png").write_bytes(PNG)
     path = tmp_path / "m.yaml"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings, strategies as st
 
@@ -70,6 +71,7 @@ def _mutations(seed: int, count: int) -> list[bytes]:
     return out
 
 
+@pytest.mark.cli
 def test_the_real_cli_answers_mutated_manifests_in_one_line(tmp_path: Path):
     """The same through `reelbatch plan` in a subprocess: exit 0, or exit 2 with one stderr line and
     never a traceback."""

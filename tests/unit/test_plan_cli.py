@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.cli
+
 EXAMPLES = Path(__file__).parents[2] / "jobs" / "examples"
 CLI = "from reelbatch.scheduler.commands.cli import main; main()"
 

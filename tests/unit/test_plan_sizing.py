@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from reelbatch.jobs.settings import get_settings
 from reelbatch.jobs.store import Store
 from reelbatch.scheduler.plan import plan_batch
@@ -41,6 +43,7 @@ def folder_job(tmp_path: Path, budget: float = 40, name: str = "animals", images
     return path
 
 
+@pytest.mark.cli
 def test_plan_sizes_the_night(tmp_path):
     result = plan(folder_job(tmp_path))
     assert result.returncode == 0, result.stderr
@@ -53,6 +56,7 @@ def test_plan_sizes_the_night(tmp_path):
     assert "budget: $40.00 covers the plan ($10.08)" in out
 
 
+@pytest.mark.cli
 def test_a_budget_that_does_not_cover_the_plan_is_said_and_exits_1(tmp_path):
     result = plan(folder_job(tmp_path, budget=1))
     assert result.returncode == 1, result.stderr
@@ -61,6 +65,7 @@ def test_a_budget_that_does_not_cover_the_plan_is_said_and_exits_1(tmp_path):
     assert "raise limits.max_cost_usd to 10.08" in out
 
 
+@pytest.mark.cli
 def test_every_input_error_at_once_with_file_and_line(tmp_path):
     path = folder_job(tmp_path)
     (tmp_path / "cat.png").write_bytes(b"not an image")
@@ -74,6 +79,7 @@ def test_every_input_error_at_once_with_file_and_line(tmp_path):
     assert f"{tmp_path / 'images.csv'}:4" in lines[1] and "owl.png" in lines[1]
 
 
+@pytest.mark.cli
 def test_a_batch_seen_before_says_made_to_generate_and_paid_again(tmp_path, redis_url):
     path = folder_job(tmp_path)
     store = Store.from_url(redis_url)
@@ -92,6 +98,7 @@ def test_a_batch_seen_before_says_made_to_generate_and_paid_again(tmp_path, redi
     assert again and f"paid again: {again} items (${sum(i.estimated_cost_usd for i in edited):.2f})" in out
 
 
+@pytest.mark.cli
 def test_lines_printed_to_a_log_do_not_wrap(tmp_path):
     result = plan(folder_job(tmp_path, budget=1))            # stdout is a pipe, not a terminal
     lines = result.stdout.splitlines()

@@ -543,6 +543,7 @@ def test_state_file_survives_a_restart(make, tmp_path):
     assert fresh not in rows and sim2.stats()["generations_total"] == 5
 
 
+@pytest.mark.cli
 def test_cli_saves_state_on_sigterm(cache_dir, tmp_path):
     state = tmp_path / "state.json"
     code = "from simulator.cli import simulator_command; simulator_command()"

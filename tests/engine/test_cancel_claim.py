@@ -17,7 +17,7 @@ from reelbatch.worker.engine.cancel import cancel
 from reelbatch.worker.engine.poll import poll
 from reelbatch.worker.providers import build_provider
 from reelbatch.worker.runtime import Runtime
-from tests.integration.test_store import make_item
+from tests.unit.test_store import make_item
 
 RACERS = 6
 
