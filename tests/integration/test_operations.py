@@ -82,7 +82,7 @@ def test_cancel_stops_remote_generations_and_pending_items(tmp_path, sim_factory
     sim = sim_factory(concurrency=50, time_scale=1 / 10, queue_delay=0.0, seed=3)  # 30-90 s each
     workers(sim, concurrency=4)
     env = cli_env(tmp_path / "data", sim, REELBATCH_BROKER_URL=redis_url)
-    manifest = write_manifest(tmp_path, "stopme", 12, limits={"max_concurrency": 4})
+    manifest = write_manifest(tmp_path, "stopme", 12, limits={"max_concurrency": 4, "queue_depth": 0})
     assert reelbatch("submit", str(manifest), env=env).returncode == 0
     store = Store.from_url(redis_url)
     wait_for(lambda: store.counts("stopme")[S.QUEUED] + store.counts("stopme")[S.RUNNING] == 4,
@@ -135,7 +135,7 @@ def test_a_generation_cancelled_while_running_costs_what_the_history_says(tmp_pa
                       cost_per_second=0.2)   # 30-90 s each; 5 s x $0.2 = $1.00 when billed
     workers(sim, concurrency=4)
     env = cli_env(tmp_path / "data", sim, REELBATCH_BROKER_URL=redis_url)
-    manifest = write_manifest(tmp_path, "billed", 6, limits={"max_concurrency": 2})
+    manifest = write_manifest(tmp_path, "billed", 6, limits={"max_concurrency": 2, "queue_depth": 0})
     assert reelbatch("submit", str(manifest), env=env).returncode == 0
     store = Store.from_url(redis_url)
     wait_for(lambda: sim.stats()["by_status"].get("processing") == 2, 60, "two processing")
