@@ -54,8 +54,7 @@ def cancel_batch(ctx: Runtime, batch: str, abandon: bool = False) -> Stopped:
     """Stop the batch at once: pending items cancelled, remote generations cancelled by the
     workers, or from here when none serves the batch's provider; what was done."""
     meta = ctx.store.batch(batch)
-    fanout = ctx.fanout(batch) if meta is not None else None
-    served = meta is not None and all(ctx.store.serving(p) for p in (fanout.providers if fanout else (meta.provider,)))
+    served = meta is not None and all(ctx.store.serving(p) for p in ctx.providers_of(meta))
     out = stop.cancel_batch(ctx, batch, abandon, here=not served)
     send(ctx, out.nexts)
     return out

@@ -48,11 +48,18 @@ class Runtime:
     def as_bound(self, meta: BatchMeta | None, rec: ItemRecord | None) -> BatchMeta | None:
         """The batch's settings as the item's provider sees them: in a batch over several providers,
         the provider the item is bound to (or offered to first) and that provider's limits."""
-        fanout = self.fanout(meta.name) if meta is not None else None
-        if meta is None or rec is None or fanout is None:
+        if meta is None or rec is None:
             return meta
-        concurrency, per_minute = fanout.limit(rec.item.provider)
-        return meta.model_copy(update={"provider": rec.item.provider, "max_concurrency": concurrency,
+        return self.seen_by(meta, rec.item.provider)
+
+    def seen_by(self, meta: BatchMeta, provider: str) -> BatchMeta:
+        """The batch's settings as ``provider`` sees them in a batch over several (its own limits);
+        a one-provider batch's as they are."""
+        fanout = self.fanout(meta.name)
+        if fanout is None:
+            return meta
+        concurrency, per_minute = fanout.limit(provider)
+        return meta.model_copy(update={"provider": provider, "max_concurrency": concurrency,
                                        "requests_per_minute": per_minute})
 
     def fanout(self, batch: str, fresh: bool = False) -> Fanout | None:
@@ -65,6 +72,11 @@ class Runtime:
         found = self.fanout_store.load(batch)
         self._fanouts[batch] = (now + FLAG_TTL_S, found)
         return found
+
+    def providers_of(self, meta: BatchMeta) -> tuple[str, ...]:
+        """The batch's providers: its list in a batch over several, else its one."""
+        fanout = self.fanout(meta.name)
+        return fanout.providers if fanout is not None else (meta.provider,)
 
     def provider_paused(self, provider: str) -> bool:
         """The provider takes no items of a batch over several: its account stopped, or it cannot

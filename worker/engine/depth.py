@@ -44,13 +44,8 @@ NOTICED_FACTOR = 2.0       # the window a mean wait to be noticed stands for
 
 
 def per_provider(ctx: Runtime, meta: BatchMeta) -> list[BatchMeta]:
-    """The batch as each of its providers sees it: itself, or in a batch over several providers
-    each provider's view with its own running limit (each keeps its own depth)."""
-    fanout = ctx.fanout(meta.name)
-    if fanout is None:
-        return [meta]
-    return [meta.model_copy(update={"provider": p, "max_concurrency": fanout.limit(p)[0]})
-            for p in fanout.providers]
+    """The batch as each of its providers sees it, each with its own running limit (and depth)."""
+    return [ctx.seen_by(meta, p) for p in ctx.providers_of(meta)]
 
 
 def start(ctx: Runtime, meta: BatchMeta) -> None:

@@ -62,7 +62,7 @@ def sweep(ctx: Runtime, batch: str, now: float | None = None) -> list[Next]:
         return enqueue(ctx, batch)
     nexts: list[Next] = []
     fanout = ctx.fanout(batch)
-    if not any(store.serving(p) for p in (fanout.providers if fanout else (meta.provider,))):
+    if not any(store.serving(p) for p in ctx.providers_of(meta)):
         return [] if fanout else feed(ctx, meta.provider, meta.max_concurrency)   # no worker has a key:
         # a step sent again would only wait beside the first
     for _ in range(TAKE_ROUNDS):
@@ -97,7 +97,7 @@ def _back_in_line(ctx: Runtime, meta: BatchMeta, item_id: str) -> None:
     """A pending item whose wait ended: its slot freed, at the front of its line (lines, with
     several providers)."""
     fanout = ctx.fanout(meta.name)
-    for provider in fanout.providers if fanout else (meta.provider,):
+    for provider in ctx.providers_of(meta):
         ctx.slots(provider).release(holder(meta.name, item_id))
     if fanout is not None:
         fan.place(ctx, meta.name, fanout, [item_id], front=True)
@@ -120,8 +120,7 @@ def check_health(ctx: Runtime, meta: BatchMeta, now: float) -> str | None:
 
 def _stopped_by(ctx: Runtime, meta: BatchMeta, now: float) -> str | None:
     fanout = ctx.fanout(meta.name)
-    providers = fanout.providers if fanout else (meta.provider,)
-    stops = {p: provider_stopped(ctx, p, meta.model, now) for p in providers}
+    stops = {p: provider_stopped(ctx, p, meta.model, now) for p in ctx.providers_of(meta)}
     reasons = "; ".join(s for s in stops.values() if s)
     if all(stops.values()):   # a batch over several providers goes on while one of them is live,
         return reasons        # unless what is left is only the stopped providers' to make

@@ -45,11 +45,11 @@ def look(ctx: Runtime, batch: str) -> tuple[list[Next], list[Unclaimed]]:
     meta = ctx.store.batch(batch)
     if meta is None:
         return [], []
-    fanout = ctx.fanout(batch)
+    adopting = ctx.fanout(batch) is None
     nexts: list[Next] = []
     recorded: list[Unclaimed] = []
-    for provider in fanout.providers if fanout else (meta.provider,):
-        found_nexts, found = _look_at(ctx, meta.model_copy(update={"provider": provider}), fanout is None)
+    for provider in ctx.providers_of(meta):
+        found_nexts, found = _look_at(ctx, meta.model_copy(update={"provider": provider}), adopting)
         nexts += found_nexts
         recorded += found
     return nexts, recorded
