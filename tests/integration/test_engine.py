@@ -34,7 +34,10 @@ def test_batch_with_faults_ends_terminal_with_served_files(tmp_path, sim_factory
                       rate_limit_bare_rate=0.05, truncate_rate=0.05, expire_rate=0.05,
                       drop_before_rate=0.03, **FAST)
     manifest = write_manifest(tmp_path, "faulty", 50)
-    done = reelbatch("run", str(manifest), env=cli_env(tmp_path / "data", sim))
+    # a submit dropped before it reached the provider is resubmitted after the look window (read
+    # timeout plus margin, 75 s by default; a chain of drops cost 2-5 min): 5 s at this time scale
+    env = cli_env(tmp_path / "data", sim, REELBATCH_HTTP_READ_TIMEOUT_S="3", REELBATCH_RECONCILE_MARGIN_S="2")
+    done = reelbatch("run", str(manifest), env=env, timeout=600)
     assert done.returncode in (0, 1), done.stderr
     rows = results(tmp_path / "out")
     assert len(rows) == 50 and len({r["item_id"] for r in rows}) == 50
