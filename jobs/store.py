@@ -43,6 +43,11 @@ class Store(Items, Transitions, Schedule, Ledger, FleetHealth):
         """How batches spread over several providers (``jobs/fanout.py``), on this store's client."""
         return FanoutStore(self._r)
 
+    def providers_of(self, meta: BatchMeta) -> tuple[str, ...]:
+        """The batch's providers: its list in a batch over several, else its one."""
+        fanout = self.fanouts.load(meta.name)
+        return fanout.providers if fanout is not None else (meta.provider,)
+
     def queue_depth(self, provider: str) -> QueueDepth:
         """The generations kept queued at ``provider`` past its running limit (``jobs/depth.py``)."""
         return QueueDepth(self._r, provider)

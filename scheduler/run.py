@@ -279,7 +279,7 @@ class Watch:
                                "`reelbatch worker` (same REELBATCH_BROKER_URL)[/]")
             return
         meta = self.ctx.store.batch(self.name)
-        line = no_key_line(self.ctx.store.unserved([meta.provider]),
+        line = no_key_line(self.ctx.store.unserved(list(self.ctx.store.providers_of(meta))),
                            self.ctx.store.open_items(self.name)) if meta else None
         if line:
             self.warned_no_worker = True
@@ -324,7 +324,7 @@ def summary(store: Store, name: str, console: Console) -> int:
     assert meta is not None, name   # registered by this run
     parts = ", ".join(f"{n} {s.value}" for s, n in counts.items() if n)
     took = ran(*store.pace(name))
-    money = store.spend(name).label() + (SIMULATED if meta.provider in SIMULATED_PROVIDERS else "")
+    money = store.spend(name).label() + (SIMULATED if set(store.providers_of(meta)) <= SIMULATED_PROVIDERS else "")
     console.print(f"[bold]{escape(name)}[/]: {parts}; {escape(money)}{'; ' + took if took else ''}; "
                   f"results in {escape(str(Path(meta.output) / RESULTS))}", soft_wrap=True)
     failed = list(store.items(name, S.FAILED))

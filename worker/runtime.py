@@ -79,10 +79,12 @@ class Runtime:
         return fanout.providers if fanout is not None else (meta.provider,)
 
     def provider_paused(self, provider: str) -> bool:
-        """The provider takes no items of a batch over several: its account stopped, or it cannot
-        be reached (read at most every FLAG_TTL_S per process)."""
-        return self.account_stopped(provider) or self._flag(
-            "down", provider, lambda: self.store.provider_down(provider))
+        """The provider takes no items of a batch over several: its account stopped, it cannot be
+        reached, or no live worker has its key (its queue has no consumer); read at most every
+        FLAG_TTL_S per process."""
+        return (self.account_stopped(provider)
+                or self._flag("down", provider, lambda: self.store.provider_down(provider))
+                or self._flag("unserved", provider, lambda: not self.store.serving(provider)))
 
     def hand_over(self, batch: str, item_id: str, meta: BatchMeta | None,
                   rec: dict[str, str] | None) -> None:

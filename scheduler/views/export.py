@@ -204,8 +204,12 @@ def _size_category(n: int) -> str:
 
 def _makers(meta: BatchMeta, rows: list[Row]) -> str:
     """The providers that made the videos (several in a batch over several), most videos first."""
-    counts = Counter(str(r.get("provider") or meta.provider) for r in rows)
-    return ", ".join(p for p, _ in counts.most_common()) or meta.provider
+    return most_first([str(r.get("provider") or meta.provider) for r in rows], meta.provider)
+
+
+def most_first(providers: list[str], default: str) -> str:
+    """``fal, oxen``: each provider named once, the one with the most items first."""
+    return ", ".join(p for p, _ in Counter(providers).most_common()) or default
 
 
 def dataset_card(meta: BatchMeta, rows: list[Row], fmt: str, spend: Spend) -> str:

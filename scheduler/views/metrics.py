@@ -12,6 +12,7 @@ Served by `reelbatch run` when REELBATCH_METRICS_PORT is set, and by the fleet's
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
@@ -22,7 +23,7 @@ from prometheus_client.registry import Collector
 
 from reelbatch.jobs.settings import Settings
 from reelbatch.jobs.state import ItemState as S
-from reelbatch.jobs.store import Store
+from reelbatch.jobs.store import BatchMeta, Store
 from reelbatch.worker.providers import PROVIDERS
 
 log = logging.getLogger("reelbatch.metrics")
@@ -56,17 +57,31 @@ class BatchCollector(Collector):
             meta = self.store.batch(name)
             if meta is None:
                 continue
-            counts = self.store.counts(name)
-            for state in S:
-                items.add_metric([name, meta.provider, state.value], counts[state])
-            money = self.store.spend(name)
-            spend.add_metric([name, meta.provider, "charged"], money.charged_usd)
-            spend.add_metric([name, meta.provider, "estimated"], money.estimated_usd)
+            for (provider, state), count in self._items(name, meta).items():
+                items.add_metric([name, provider, state.value], count)
+            money, fanout = self.store.spend(name), self.store.fanouts.load(name)
+            provider = "" if fanout else meta.provider   # the store keeps a batch's spend, not a provider's
+            spend.add_metric([name, provider, "charged"], money.charged_usd)
+            spend.add_metric([name, provider, "estimated"], money.estimated_usd)
             if meta.max_cost_usd:
                 ceiling.add_metric([name], meta.max_cost_usd)
             budget.add_metric([name], self.store.budget_waiting(name))
             paused.add_metric([name, (meta.paused or "")[:REASON_CHARS]], 1 if meta.paused else 0)
         yield from (items, spend, ceiling, budget, paused)
+
+    def _items(self, name: str, meta: BatchMeta) -> dict[tuple[str, S], int]:
+        """Items per (provider, state). A batch over several providers: per provider each item is
+        bound to (one pipelined read per state; "" for pending items not yet bound)."""
+        fanout = self.store.fanouts.load(name)
+        if fanout is None:
+            return {(meta.provider, state): n for state, n in self.store.counts(name).items()}
+        found: dict[tuple[str, S], int] = {}
+        for state in S:
+            bound = Counter(self.store.fanouts.bindings(name, self.store.item_ids(name, state)).values())
+            for provider in (*fanout.providers, None):
+                if bound[provider] or provider is not None:
+                    found[(provider or "", state)] = bound[provider]
+        return found
 
     def _providers(self) -> Iterator[Metric]:
         flight = _gauge("in_flight", "Generations holding a concurrency slot at the provider.", ["provider"])

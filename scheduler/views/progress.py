@@ -81,20 +81,27 @@ class Pace:
 
 class RateWait:
     """Whether the batch's ``requests_per_minute`` is what holds its pending items back, and until
-    when: read from the shared request window, without taking from it."""
+    when: read from the shared request windows (one per provider of the batch), without taking
+    from them. In a batch over several providers, only when every one of them is full."""
 
     def __init__(self, store: Store, batch: str, broker_url: str | None):
         meta = store.batch(batch)
-        self.rate = store.request_rate(broker_url, meta.provider) if meta and broker_url else None
-        self.per_minute = meta.requests_per_minute if meta else 0
+        fanout = store.fanouts.load(batch) if meta else None
+        per_minute = {p: (fanout.limit(p)[1] if fanout else meta.requests_per_minute)
+                      for p in store.providers_of(meta)} if meta and broker_url else {}
+        self.windows = [(p, store.request_rate(broker_url, p), n)
+                        for p, n in per_minute.items()] if broker_url else []
 
     def text(self, tally: Tally) -> str | None:
-        if self.rate is None or not tally.counts[S.PENDING]:
+        if not self.windows or not tally.counts[S.PENDING]:
             return None
-        until = self.rate.full_until(self.per_minute)
-        if until is None:
+        full = [(p, n, rate.full_until(n)) for p, rate, n in self.windows]
+        if any(until is None for _, _, until in full):
             return None
-        return f"waiting: rate limit {self.per_minute}/min until {time.strftime('%H:%M:%S', time.localtime(until))}"
+        named = len(full) > 1
+        return "waiting: rate limit " + ", ".join(
+            f"{p + ' ' if named else ''}{n}/min until {time.strftime('%H:%M:%S', time.localtime(until))}"
+            for p, n, until in full if until is not None)
 
 
 def plain_line(tally: Tally, eta_s: float | None, now: float | None = None, waiting: str | None = None) -> str:

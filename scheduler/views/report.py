@@ -36,7 +36,7 @@ from reelbatch.jobs.store import BatchMeta, ItemRecord
 from reelbatch.jobs.unclaimed import unclaimed_lines
 from reelbatch.scheduler.stack.broker import connect_batch
 from reelbatch.scheduler.views.charts import generation_s, summarise
-from reelbatch.scheduler.views.export import destination
+from reelbatch.scheduler.views.export import destination, most_first
 from reelbatch.scheduler.views.follow import follow
 from reelbatch.scheduler.views.inputs import INPUTS, input_thumbs, relative_url
 from reelbatch.scheduler.views.svg import summary_svg
@@ -179,14 +179,15 @@ def cards_json(cards: list[Card] | list[str]) -> str:
 
 def render(meta: BatchMeta, cards: list[Card], spend: Spend, summary: str = "",
            refresh_s: float | None = None, inputs: list[str] | None = None,
-           notes: list[str] | None = None) -> str:
+           notes: list[str] | None = None, providers: str | None = None) -> str:
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True,
                       trim_blocks=True, lstrip_blocks=True)
     counts = Counter(c.status for c in cards)
     states = [s.value for s in S if counts[s.value]]
     variants = len({c.source_id for c in cards}) < len(cards)
     return env.get_template("report.html.j2").render(
-        meta=meta, total=len(cards), counts=counts, states=states, spend=spend.label(),
+        meta=meta, providers=providers or meta.provider, total=len(cards), counts=counts, states=states,
+        spend=spend.label(),
         cards_json=Markup(cards_json(cards)), inputs_json=Markup(cards_json(inputs or [])),
         frame=frame_of(cards), variants=variants,
         page_items=PAGE_ITEMS, page_groups=PAGE_GROUPS, summary=Markup(summary), notes=notes or [],
@@ -209,7 +210,8 @@ def write_report(meta: BatchMeta, records: list[ItemRecord], spend: Spend, out: 
     cards = [replace(card(rec, videos.get(rec.item_id), posters.get(rec.item_id), page.parent),
                      variant=labels[rec.item_id], thumb=place.get(thumbs.get(rec.item_id, ""))) for rec in records]
     summary = summary_svg(summarise(meta, records, spend))
-    return write_text(page, render(meta, cards, spend, summary, refresh_s, inputs, notes))
+    providers = most_first([rec.item.provider for rec in records], meta.provider)
+    return write_text(page, render(meta, cards, spend, summary, refresh_s, inputs, notes, providers))
 
 
 def watch_report(settings: Settings, batch: str, out: Path | None, every_s: float) -> int:

@@ -46,9 +46,11 @@ def summary(store: Store, batch: str, now: float | None = None) -> dict:
                         if state not in TERMINAL and state is not S.DOWNLOADING)
     pace = store.pace(batch)
     workers = len(store.workers())
-    unserved = store.unserved([meta.provider]) if meta and workers and done < total else []
+    listed = store.providers_of(meta) if meta else ()
+    unserved = store.unserved(listed) if workers and done < total else []
     rate = _throughput(pace, done, done < total, now)
-    stuck = done < total and (not workers or bool(unserved) or bool(meta and meta.paused))   # nothing can move
+    # nothing can move: no worker, none with a key for any of the batch's providers, or paused
+    stuck = done < total and (not workers or len(unserved) == len(listed) or bool(meta and meta.paused))
     failed = store.failures(batch)
     return {
         "batch": batch, "total": total, "done": done,

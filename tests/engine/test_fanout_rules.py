@@ -132,6 +132,39 @@ def test_a_provider_whose_key_is_refused_takes_no_items_and_its_pending_go_to_th
     assert aiml["charged_usd"] + aiml["estimated_usd"] == pytest.approx(engine.spend().total_usd)
 
 
+def test_a_provider_no_worker_serves_takes_no_items_and_status_says_so(engine):
+    """A fleet where no live worker has the simulator's key: a free simulator slot does not bind
+    items it would leave in a queue no one consumes; they go to the served provider."""
+    fan(engine, 4, ["simulator", "aimlapi"], {"simulator": 2, "aimlapi": 1},
+        prices={f"simulator:{MODEL}": 0.05})                # the simulator would go first
+    engine.ctx.store.forget_serving("engine", ["simulator"])
+    engine.ctx.store.mark_worker("engine", 60)
+    engine.start()
+    assert summary(engine.ctx.store, "b")["unserved"] == ["simulator"]
+    engine.driver.run()
+    assert [engine.item(f"i{k}").state for k in range(4)] == [S.SUCCEEDED] * 4
+    assert providers_of(engine, 4) == ["aimlapi"] * 4
+    assert engine.oxen.posts() == 0
+    assert summary(engine.ctx.store, "b")["unserved"] == []      # done: nothing waits on it
+
+
+def test_items_wait_for_a_worker_when_no_provider_of_the_list_is_served(engine):
+    fan(engine, 2, ["simulator", "aimlapi"], {"simulator": 1, "aimlapi": 1})
+    engine.ctx.store.forget_serving("engine", ["simulator", "aimlapi"])
+    engine.ctx.store.mark_worker("keyless", 60)                  # a live worker with neither key
+    engine.start()
+    engine.driver.run(until=engine.driver.now + 30)
+    assert [engine.item(f"i{k}").state for k in range(2)] == [S.PENDING] * 2
+    assert (engine.oxen.posts(), engine.aiml.posts()) == (0, 0)
+    assert set(summary(engine.ctx.store, "b")["unserved"]) == {"simulator", "aimlapi"}
+    engine.ctx.store.mark_serving("engine", ["aimlapi"], 60)     # a worker with a key comes
+    time.sleep(1.1)                                               # past the process's cached flags
+    engine.driver.send(sweeper.sweep(engine.ctx, "b"))
+    engine.driver.run()
+    assert [engine.item(f"i{k}").state for k in range(2)] == [S.SUCCEEDED] * 2
+    assert providers_of(engine, 2) == ["aimlapi"] * 2 and engine.oxen.posts() == 0
+
+
 def test_an_item_in_flight_stays_bound_to_a_provider_that_pauses(engine):
     fan(engine, 3, ["simulator", "aimlapi"], {"simulator": 1, "aimlapi": 1},
         prices={f"simulator:{MODEL}": 0.05})

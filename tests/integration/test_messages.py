@@ -154,3 +154,24 @@ def test_a_batch_held_by_the_request_rate_says_so_in_its_progress_line(store, tm
     PlainProgress(store, "night", console, 60, broker_url=redis_url).refresh()
     line = console.file.getvalue().strip()
     assert "waiting: rate limit 2/min until " in line and "\n" not in line
+
+
+def test_a_batch_over_several_providers_waits_on_the_rate_only_when_every_window_is_full(store, tmp_path, redis_url):
+    from reelbatch.jobs.fanout import Fanout
+    from reelbatch.scheduler.views.progress import PlainProgress
+
+    batch_of(store, tmp_path)
+    store.fanouts.save("night", Fanout(providers=("simulator", "aimlapi"),
+                                       limits={"simulator": (5, 2), "aimlapi": (5, 3)}))
+    full = store.request_rate(redis_url, "simulator")
+    assert full.take(2) == 0 and full.take(2) == 0                # the simulator's window is full
+
+    def line() -> str:
+        console = Console(file=io.StringIO(), width=200)
+        PlainProgress(store, "night", console, 60, broker_url=redis_url).refresh()
+        return console.file.getvalue().strip()
+
+    assert "rate limit" not in line()                              # the AI/ML API still has room
+    other = store.request_rate(redis_url, "aimlapi")
+    assert all(other.take(3) == 0 for _ in range(3))
+    assert "waiting: rate limit simulator 2/min until " in line() and "aimlapi 3/min until " in line()

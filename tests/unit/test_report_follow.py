@@ -51,3 +51,13 @@ def test_watch_rewrites_the_page_until_the_batch_ends(redis_url, tmp_path):
     assert [done for _, done in pages] == [0, 4, 4]            # two turns while it ran, the last write
     assert all('http-equiv="refresh" content="5"' in text for text, _ in pages[:-1])
     assert 'http-equiv="refresh"' not in pages[-1][0]
+
+
+def test_the_page_of_a_batch_over_several_providers_names_them_all(redis_url, tmp_path):
+    store, out = Store.from_url(redis_url), tmp_path / "out"
+    items = [make_item(f"i{n}", f"shot {n}") for n in range(3)]
+    items[1:] = [i.model_copy(update={"provider": "aimlapi"}) for i in items[1:]]   # where they were bound
+    new_batch(store, "fan", out, items)
+    meta = store.batch("fan")
+    page = write_report(meta, list(store.items("fan")), store.spend("fan")).read_text()
+    assert '<div class="meta">aimlapi, simulator · ' in page
