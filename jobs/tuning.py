@@ -41,6 +41,8 @@ LISTER_FAILED_QUIET_S = 60.0
 # sweeps at least every BEAT_SWEEP_AT_LEAST_S even when the store says nothing is due.
 RUN_SWEEP_EVERY_S = 5.0
 RUN_TICK_S = 0.25              # `run`'s loop: progress, signals, the sweep's clock
+WORKER_READY_S = 30.0          # `run` of a batch over several providers waits this long at most for
+                               # its worker to say which providers it serves before routing items
 SWEEP_LOCK_S = 30.0
 SWEEP_HORIZON_FACTOR = 1.5
 SWEEPER_TTL_S = 60.0

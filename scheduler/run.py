@@ -26,7 +26,12 @@ from reelbatch.jobs.offers import serving
 from reelbatch.jobs.settings import Settings
 from reelbatch.jobs.state import OPEN, ItemState as S
 from reelbatch.jobs.store import Store
-from reelbatch.jobs.tuning import OUTAGE_LIMIT_S, RUN_SWEEP_EVERY_S as SWEEP_EVERY_S, RUN_TICK_S as TICK_S
+from reelbatch.jobs.tuning import (
+    OUTAGE_LIMIT_S,
+    RUN_SWEEP_EVERY_S as SWEEP_EVERY_S,
+    RUN_TICK_S as TICK_S,
+    WORKER_READY_S,
+)
 from reelbatch.jobs.unclaimed import unclaimed_lines
 from reelbatch.scheduler import preflight
 from reelbatch.scheduler.plan import Plan, plan_batch
@@ -160,6 +165,8 @@ def _carry_out(stack: ExitStack, ctx: Runtime, plan: Plan, services: Stack, cons
     worker = _start_worker(stack, services) if services.local_worker else None
     _start_listener(stack, services.settings, plan.manifest.providers)
     try:
+        if worker is not None and plan.manifest.fanout:
+            _until_served(ctx, worker, plan.manifest.providers)
         start_batch(ctx, name)
         _watch(ctx, name, worker, console, options.verbosity)
         _fetch_lost(ctx, name, worker, console, options.verbosity)
@@ -222,6 +229,17 @@ def _start_worker(stack: ExitStack, services: Stack) -> WorkerProcess:
     worker.start()
     stack.callback(worker.stop)
     return worker
+
+
+def _until_served(ctx: Runtime, worker: WorkerProcess, providers: tuple[str, ...],
+                  within_s: float = WORKER_READY_S) -> None:
+    """A batch over several providers routes items only to providers a live worker has the key
+    for: wait (a few seconds) for the worker just started to say which, rather than route to none
+    and wait for the first sweep."""
+    deadline = time.monotonic() + within_s
+    while (worker.alive() and time.monotonic() < deadline
+           and len(ctx.store.unserved(providers)) == len(providers)):
+        time.sleep(TICK_S)
 
 
 def _start_listener(stack: ExitStack, settings: Settings, providers: tuple[str, ...]) -> None:
