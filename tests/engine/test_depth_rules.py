@@ -150,3 +150,19 @@ def test_a_manifest_depth_is_not_learned_over(engine):
         timing.record(engine.ctx.store, engine.item("i0").item, seconds)
     assert depth.learn(engine.ctx, engine.ctx.store.batch("b")) is None
     assert engine.ctx.store.queue_depth("simulator").depth() == 4
+
+
+# --- a batch over several providers ------------------------------------------------------------
+
+def test_each_provider_of_a_fanout_keeps_its_own_depth_and_every_item_is_made_once(engine):
+    """Two providers that queue past their running limit (Oxen's simulator, fal), 2 running each and
+    a depth of 2: the start hands each running + depth; the batch ends with each item made once."""
+    engine.batch(20, provider=["simulator", "fal"],
+                 limits={"max_concurrency": 20, "requests_per_minute": 6000, "queue_depth": 2,
+                         "simulator": {"max_concurrency": 2}, "fal": {"max_concurrency": 2}})
+    assert engine.start() == 8
+    assert {p: engine.ctx.slots(p).held() for p in ("simulator", "fal")} == {"simulator": 4, "fal": 4}
+    engine.driver.run()
+    assert [engine.item(f"i{k}").state for k in range(20)] == [S.SUCCEEDED] * 20
+    assert engine.oxen.posts() + engine.fal.posts() == 20 and engine.oxen.posts() and engine.fal.posts()
+    assert {engine.ctx.slots(p).held() for p in ("simulator", "fal")} == {0}
