@@ -209,3 +209,26 @@ def test_an_unclaimed_generation_is_adopted_by_the_pending_item_it_matches_and_t
     assert engine.item("i1").state is S.SUCCEEDED and engine.oxen.posts() == 0
     assert engine.item("i0").state is S.PENDING
     assert engine.spend().total_usd == pytest.approx(0.56)          # the other's cost is not the batch's
+
+
+def test_in_a_batch_over_several_providers_a_pending_item_adopts_its_generation_and_is_bound_there(engine):
+    from reelbatch.jobs.catalog import catalog
+    from reelbatch.worker.engine import unclaimed
+
+    engine.batch(2, provider=["simulator", "aimlapi"],
+                 limits={"max_concurrency": 20, "requests_per_minute": 6000, "queue_depth": 0})
+    engine.ctx.store.update_batch("b", created_at=time.time() - 300)
+    model = catalog().model_for("simulator", MODEL).ids["simulator"]
+    ours = engine.oxen.make({"model": model, "prompt": "An ox walks, take 1"})      # i1's, answer lost
+    engine.oxen.rows[ours]["enqueued_at"] = time.time() - 200
+    nexts, recorded = unclaimed.look(engine.ctx, "b")
+    assert nexts == [Next(Step.POLL, "b", "i1", 0)] and recorded == []
+    rec = engine.item("i1")
+    assert (rec.generation_id, rec.item.provider) == (ours, "simulator")
+    assert engine.ctx.fanout_store.bindings("b", ["i1"]) == {"i1": "simulator"}
+    engine.driver.send(nexts)
+    engine.start()
+    engine.driver.run()
+    assert [engine.item(f"i{k}").state for k in range(2)] == [S.SUCCEEDED] * 2
+    assert engine.oxen.posts() + engine.aiml.posts() == 1            # only i0 was generated
+    assert engine.item("i1").generation_id == ours

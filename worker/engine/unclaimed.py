@@ -17,7 +17,7 @@ from reelbatch.jobs import errors
 from reelbatch.jobs.catalog import catalog, provider_request
 from reelbatch.jobs.limits import holder
 from reelbatch.jobs.state import ItemState as S, Step
-from reelbatch.jobs.store import BatchMeta
+from reelbatch.jobs.store import BatchMeta, ItemRecord
 from reelbatch.worker.engine.next import Next
 from reelbatch.worker.engine.orphans import adopt
 from reelbatch.worker.engine.submit import look_window_s, resolver
@@ -40,22 +40,21 @@ class Unclaimed:
 
 def look(ctx: Runtime, batch: str) -> tuple[list[Next], list[Unclaimed]]:
     """Adopt or record the batch's unclaimed generations at each of its providers: the steps of the
-    items that adopted one, and those recorded now. In a batch over several providers they are only
-    recorded (a pending item is bound to no provider yet)."""
+    items that adopted one, and those recorded now. In a batch over several providers, a pending
+    item that can go to the provider where its generation was found is bound there."""
     meta = ctx.store.batch(batch)
     if meta is None:
         return [], []
-    adopting = ctx.fanout(batch) is None
     nexts: list[Next] = []
     recorded: list[Unclaimed] = []
     for provider in ctx.providers_of(meta):
-        found_nexts, found = _look_at(ctx, meta.model_copy(update={"provider": provider}), adopting)
+        found_nexts, found = _look_at(ctx, ctx.seen_by(meta, provider))
         nexts += found_nexts
         recorded += found
     return nexts, recorded
 
 
-def _look_at(ctx: Runtime, meta: BatchMeta, adopting: bool) -> tuple[list[Next], list[Unclaimed]]:
+def _look_at(ctx: Runtime, meta: BatchMeta) -> tuple[list[Next], list[Unclaimed]]:
     batch = meta.name
     client = ctx.provider(meta.provider)
     if not isinstance(client, ListsMadeGenerations):
@@ -66,7 +65,7 @@ def _look_at(ctx: Runtime, meta: BatchMeta, adopting: bool) -> tuple[list[Next],
         found = {g.generation_id: g for g in client.made_since(model, meta.created_at - SLACK_S)
                  if (g.enqueued_at or 0.0) <= answered_by
                  and ctx.store.generation_owner(meta.provider, g.generation_id) is None}
-        nexts = _adopt_pending(ctx, meta, found) if found and adopting else []
+        nexts = _adopt_pending(ctx, meta, found) if found else []
     except errors.ProviderError as exc:
         log.info("%s: the provider's generations could not be listed (%s)", batch, exc)
         return [], []
@@ -83,10 +82,10 @@ def _adopt_pending(ctx: Runtime, meta: BatchMeta, found: dict[str, Generation]) 
     if not isinstance(client, FindsLostSubmits) or meta.cancelled:
         return []
     nexts = []
-    for rec in list(ctx.store.items(meta.name, S.PENDING))[:MAX_MATCHED]:
+    for rec in _pending_here(ctx, meta)[:MAX_MATCHED]:
         request = provider_request(rec.item, resolver(ctx))
         for g in client.find(request, since=meta.created_at - SLACK_S):
-            if g.generation_id in found and \
+            if g.generation_id in found and _bound_here(ctx, meta, rec) and \
                     ctx.store.claim_generation(meta.provider, g.generation_id, holder(meta.name, rec.item_id)):
                 if adopt(ctx, meta, rec, g.generation_id):
                     found.pop(g.generation_id)
@@ -95,3 +94,19 @@ def _adopt_pending(ctx: Runtime, meta: BatchMeta, found: dict[str, Generation]) 
         if not found:
             break
     return nexts
+
+
+def _pending_here(ctx: Runtime, meta: BatchMeta) -> list[ItemRecord]:
+    """The pending items the provider ``meta`` names can make, each as that provider makes it (in a
+    batch over several: its model id there)."""
+    pending = list(ctx.store.items(meta.name, S.PENDING))
+    if ctx.fanout(meta.name) is None:
+        return pending
+    return [rec.model_copy(update={"item": rec.item.bound_to(meta.provider)}) for rec in pending
+            if rec.item.can_go_to(meta.provider)]
+
+
+def _bound_here(ctx: Runtime, meta: BatchMeta, rec: ItemRecord) -> bool:
+    """A batch over several providers: the item bound to this provider (it stays pending until it
+    adopts the generation); always for a batch on one."""
+    return ctx.fanout(meta.name) is None or ctx.fanout_store.bind(meta.name, rec.item, meta.provider)
