@@ -52,6 +52,7 @@ class Fanout(BaseModel):
     providers: tuple[str, ...]
     route: str = "cheapest"
     limits: dict[str, tuple[int, int]] = {}    # provider -> (max_concurrency, requests_per_minute)
+    depths: dict[str, int] = {}                # provider -> its own limits.queue_depth, where set
     on_other_provider: bool = False
     by_price: tuple[str, ...] = ()   # the providers, cheapest per video second first
 
@@ -61,6 +62,7 @@ class Fanout(BaseModel):
             return None
         return cls(providers=manifest.providers, route=manifest.route,
                    limits={p: manifest.limits.of(p) for p in manifest.providers},
+                   depths={p: d for p in manifest.providers if (d := manifest.limits.depth_of(p)) is not None},
                    on_other_provider=manifest.retry.on_other_provider,
                    by_price=tuple(sorted(manifest.providers, key=lambda p: _price(items, p))))
 

@@ -100,6 +100,7 @@ class ProviderLimits(BaseModel):
     model_config = ConfigDict(extra="forbid")
     max_concurrency: int | None = Field(None, ge=1)
     requests_per_minute: int | None = Field(None, ge=1, le=MAX_REQUESTS_PER_MINUTE)
+    queue_depth: int | None = Field(None, ge=0, le=MAX_QUEUE_DEPTH)
 
 
 class Limits(BaseModel):
@@ -122,6 +123,11 @@ class Limits(BaseModel):
         """The providers given their own limits."""
         return {name: value for name in PROVIDER_LIMIT_FIELDS
                 if isinstance(value := getattr(self, name), ProviderLimits)}
+
+    def depth_of(self, provider: str) -> int | None:
+        """``queue_depth`` for ``provider``: its own, else the batch's (None: learned)."""
+        own = self.per_provider().get(provider, ProviderLimits()).queue_depth
+        return self.queue_depth if own is None else own
 
     def of(self, provider: str) -> tuple[int, int]:
         """(max_concurrency, requests_per_minute) for ``provider``: its own, else the batch's."""
@@ -226,7 +232,7 @@ KNOWN_KEYS = sorted({*USER_KEYS, *ItemSpec.model_fields, *Limits.model_fields,
 def _message(error: ErrorDetails) -> str:
     if error["type"] == "extra_forbidden":
         key = str(error["loc"][-1])
-        close = difflib.get_close_matches(key, KNOWN_KEYS, n=1)
+        close = difflib.get_close_matches(key, [k for k in KNOWN_KEYS if k != key], n=1)
         return f"unknown key {key!r}" + (f"; did you mean {close[0]}?" if close else "")
     if error["type"] == "literal_error":
         return f"got {error['input']!r}; expected {error['ctx']['expected']}"

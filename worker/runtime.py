@@ -60,7 +60,8 @@ class Runtime:
             return meta
         concurrency, per_minute = fanout.limit(provider)
         return meta.model_copy(update={"provider": provider, "max_concurrency": concurrency,
-                                       "requests_per_minute": per_minute})
+                                       "requests_per_minute": per_minute,
+                                       "queue_depth": fanout.depths.get(provider, meta.queue_depth)})
 
     def fanout(self, batch: str, fresh: bool = False) -> Fanout | None:
         """How the batch spreads over several providers (None: one provider); read at most every

@@ -166,3 +166,11 @@ def test_each_provider_of_a_fanout_keeps_its_own_depth_and_every_item_is_made_on
     assert [engine.item(f"i{k}").state for k in range(20)] == [S.SUCCEEDED] * 20
     assert engine.oxen.posts() + engine.fal.posts() == 20 and engine.oxen.posts() and engine.fal.posts()
     assert {engine.ctx.slots(p).held() for p in ("simulator", "fal")} == {0}
+
+
+def test_a_provider_of_a_fanout_may_set_its_own_depth(engine):
+    engine.batch(20, provider=["simulator", "fal"],
+                 limits={"max_concurrency": 20, "requests_per_minute": 6000, "queue_depth": 2,
+                         "simulator": {"max_concurrency": 2}, "fal": {"max_concurrency": 2, "queue_depth": 0}})
+    assert engine.start() == 6
+    assert {p: engine.ctx.slots(p).held() for p in ("simulator", "fal")} == {"simulator": 4, "fal": 2}

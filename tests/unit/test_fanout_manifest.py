@@ -69,6 +69,18 @@ def test_bad_fanout_input_is_one_line(tmp_path, provider, extra, message, line, 
     assert (caught.value.line, caught.value.field) == (line, field)
 
 
+def test_a_key_known_elsewhere_is_not_suggested_as_itself(tmp_path):
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(write(tmp_path, "[fal, oxen]", "limits:\n  fal: {max_cost_usd: 3}\n"))
+    assert "unknown key 'max_cost_usd'" in caught.value.message
+    assert "did you mean max_cost_usd" not in caught.value.message   # the batch-wide ceiling only
+
+
+def test_a_provider_may_set_its_own_queue_depth(tmp_path):
+    m = load_manifest(write(tmp_path, "[fal, oxen]", "limits:\n  queue_depth: 2\n  fal: {queue_depth: 0}\n"))
+    assert (m.limits.depth_of("fal"), m.limits.depth_of("oxen")) == (0, 2)
+
+
 def test_retry_on_other_provider_is_read(tmp_path):
     m = load_manifest(write(tmp_path, "[fal, oxen]", "retry: {on_other_provider: true}\n"))
     assert m.retry.on_other_provider
