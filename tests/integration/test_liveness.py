@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import redis
 
 from reelbatch.jobs.store import Store
 from reelbatch.scheduler.stack.embedded import EmbeddedRedis, free_port
@@ -182,7 +183,14 @@ def test_worker_without_a_broker_leaves_no_redis_behind(tmp_path, data_dir):
     wait_for(lambda: (data_dir / "redis.port").exists(), 30, "the embedded redis")
     server = EmbeddedRedis(data_dir, port=int((data_dir / "redis.port").read_text()))
     store = Store.from_url(server.url)
-    wait_for(lambda: store.workers(), 60, "the worker's heartbeat")
+
+    def heartbeat() -> list[str]:   # the port file is written a moment before Redis answers
+        try:
+            return store.workers()
+        except redis.ConnectionError:
+            return []
+
+    wait_for(heartbeat, 60, "the worker's heartbeat")
     worker.send_signal(signal.SIGTERM)
     assert exit_code(worker, 60) == 143
     no_leftovers(data_dir)
