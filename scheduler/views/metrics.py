@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from reelbatch.jobs.fanout import Fanout
 from reelbatch.jobs.settings import Settings
 from reelbatch.jobs.state import ItemState as S
 from reelbatch.jobs.store import BatchMeta, Store
@@ -57,9 +58,10 @@ class BatchCollector(Collector):
             meta = self.store.batch(name)
             if meta is None:
                 continue
-            for (provider, state), count in self._items(name, meta).items():
+            fanout = self.store.fanouts.load(name)
+            for (provider, state), count in self._items(meta, fanout).items():
                 items.add_metric([name, provider, state.value], count)
-            money, fanout = self.store.spend(name), self.store.fanouts.load(name)
+            money = self.store.spend(name)
             provider = "" if fanout else meta.provider   # the store keeps a batch's spend, not a provider's
             spend.add_metric([name, provider, "charged"], money.charged_usd)
             spend.add_metric([name, provider, "estimated"], money.estimated_usd)
@@ -69,10 +71,10 @@ class BatchCollector(Collector):
             paused.add_metric([name, (meta.paused or "")[:REASON_CHARS]], 1 if meta.paused else 0)
         yield from (items, spend, ceiling, budget, paused)
 
-    def _items(self, name: str, meta: BatchMeta) -> dict[tuple[str, S], int]:
+    def _items(self, meta: BatchMeta, fanout: Fanout | None) -> dict[tuple[str, S], int]:
         """Items per (provider, state). A batch over several providers: per provider each item is
         bound to (one pipelined read per state; "" for pending items not yet bound)."""
-        fanout = self.store.fanouts.load(name)
+        name = meta.name
         if fanout is None:
             return {(meta.provider, state): n for state, n in self.store.counts(name).items()}
         found: dict[tuple[str, S], int] = {}

@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from reelbatch.jobs.limits import RequestRate
 from reelbatch.jobs.money import Spend
 from reelbatch.jobs.settings import Settings
 from reelbatch.jobs.state import IN_FLIGHT, TERMINAL, ItemState as S
@@ -86,11 +87,13 @@ class RateWait:
 
     def __init__(self, store: Store, batch: str, broker_url: str | None):
         meta = store.batch(batch)
-        fanout = store.fanouts.load(batch) if meta else None
-        per_minute = {p: (fanout.limit(p)[1] if fanout else meta.requests_per_minute)
-                      for p in store.providers_of(meta)} if meta and broker_url else {}
-        self.windows = [(p, store.request_rate(broker_url, p), n)
-                        for p, n in per_minute.items()] if broker_url else []
+        self.windows: list[tuple[str, RequestRate, int]] = []
+        if meta is None or broker_url is None:
+            return
+        fanout = store.fanouts.load(batch)
+        per_minute = ({p: fanout.limit(p)[1] for p in fanout.providers} if fanout
+                      else {meta.provider: meta.requests_per_minute})
+        self.windows = [(p, store.request_rate(broker_url, p), n) for p, n in per_minute.items()]
 
     def text(self, tally: Tally) -> str | None:
         if not self.windows or not tally.counts[S.PENDING]:
