@@ -1,6 +1,6 @@
 """One batch over three providers at once (issue 27). Not a test: run it directly,
 
-    python tests/benchmarks/bench_fanout.py [--items 600] [--only run,failover] [--dump DIR]
+    python tests/benchmarks/bench_fanout.py [--items 600] [--only run,polls,failover] [--dump DIR]
 
 Three simulators (Oxen's protocol as `simulator`, the AI/ML API's, fal's), each its own account:
 concurrency 10, 6 and 4, generation times uniform 300-900, 150-450 and 600-1200 nominal seconds at
@@ -8,7 +8,10 @@ time scale 1/300, and prices (price_overrides) $0.07, $0.112 and $0.09 per video
 run` with `provider: [simulator, aimlapi, fal]`, `route: cheapest`, each provider's
 `max_concurrency` equal to its account's limit.
 
-(run)      the batch to its end;
+(run)      the batch to its end, told of completions where the provider can tell: Oxen's event
+           stream (the simulator), fal's status stream per request; the AI/ML API has neither
+           and is polled (target 1.05x the bound);
+(polls)    the same on polls alone (REELBATCH_EVENT_LISTENER=false: no stream anywhere; target 1.10x);
 (failover) the same, with the fal simulator stopped once half the items are done: it cannot be
            reached, its pending items go to the others, the items it held end `stuck` after
            polling.give_up_after_s (20 s, before the 30 s after which an unreachable provider
@@ -69,14 +72,14 @@ def knobs(provider: str) -> dict:
                 seed=27)
 
 
-def environment(sims: dict[str, SimProcess], data_dir: Path) -> dict[str, str]:
+def environment(sims: dict[str, SimProcess], data_dir: Path, events: bool = True) -> dict[str, str]:
     prices = {f"{p}:{MODEL}": price for p, (_, _, price) in ACCOUNTS.items()}
     return pythonpath_env(
         REELBATCH_DATA_DIR=str(data_dir), REELBATCH_PRICE_OVERRIDES=json.dumps(prices),
         REELBATCH_SIMULATOR_URL=sims["simulator"].url, REELBATCH_SIMULATOR_KEY=SIM_KEY,
         AIMLAPI_BASE_URL=sims["aimlapi"].url, AIMLAPI_KEY=SIM_KEY,
         FAL_QUEUE_URL=sims["fal"].url, FAL_API_URL=sims["fal"].url, FAL_KEY=SIM_KEY,
-        REELBATCH_PROVIDER_UNREACHABLE_S=str(UNREACHABLE_S))
+        REELBATCH_PROVIDER_UNREACHABLE_S=str(UNREACHABLE_S), REELBATCH_EVENT_LISTENER=str(events).lower())
 
 
 def manifest(workdir: Path, name: str, n: int) -> Path:
@@ -97,9 +100,9 @@ def run(workdir: Path, n: int, name: str, stop_fal_at: float | None) -> dict:
     with SimProcess(workdir, **knobs("simulator")) as sim, SimProcess(workdir, **knobs("aimlapi")) as aiml, \
             SimProcess(workdir, **knobs("fal")) as fal:
         sims = {"simulator": sim, "aimlapi": aiml, "fal": fal}
-        proc = subprocess.Popen([sys.executable, "-m", "reelbatch", "run", str(path)], cwd=REPO,
-                                env=environment(sims, workdir / f"data-{name}"), stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
+        env = environment(sims, workdir / f"data-{name}", events=name != "polls")
+        proc = subprocess.Popen([sys.executable, "-m", "reelbatch", "run", str(path)], cwd=REPO, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         stopped_at = None
         if stop_fal_at is not None:
             stopped_at = stop_when_half_done(sims, n, stop_fal_at)
@@ -189,7 +192,7 @@ def figures(label: str, result: dict, n: int) -> list:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--items", type=int, default=600)
-    parser.add_argument("--only", default="run,failover")
+    parser.add_argument("--only", default="run,polls,failover")
     parser.add_argument("--dump", type=Path, help="write each variant's simulator stats and results here")
     args = parser.parse_args()
     rows = []
