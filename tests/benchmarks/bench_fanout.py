@@ -72,7 +72,7 @@ def knobs(provider: str) -> dict:
                 seed=27)
 
 
-def environment(sims: dict[str, SimProcess], data_dir: Path, events: bool = True) -> dict[str, str]:
+def environment(sims: dict[str, SimProcess], data_dir: Path, events: bool) -> dict[str, str]:
     prices = {f"{p}:{MODEL}": price for p, (_, _, price) in ACCOUNTS.items()}
     return pythonpath_env(
         REELBATCH_DATA_DIR=str(data_dir), REELBATCH_PRICE_OVERRIDES=json.dumps(prices),
@@ -95,14 +95,14 @@ def results(workdir: Path, name: str) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def run(workdir: Path, n: int, name: str, stop_fal_at: float | None) -> dict:
+def run(workdir: Path, n: int, name: str, stop_fal_at: float | None, events: bool) -> dict:
     path = manifest(workdir, name, n)
     with SimProcess(workdir, **knobs("simulator")) as sim, SimProcess(workdir, **knobs("aimlapi")) as aiml, \
             SimProcess(workdir, **knobs("fal")) as fal:
         sims = {"simulator": sim, "aimlapi": aiml, "fal": fal}
-        env = environment(sims, workdir / f"data-{name}", events=name != "polls")
-        proc = subprocess.Popen([sys.executable, "-m", "reelbatch", "run", str(path)], cwd=REPO, env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen([sys.executable, "-m", "reelbatch", "run", str(path)], cwd=REPO,
+                                env=environment(sims, workdir / f"data-{name}", events), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
         stopped_at = None
         if stop_fal_at is not None:
             stopped_at = stop_when_half_done(sims, n, stop_fal_at)
@@ -198,7 +198,8 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-fanout-") as tmp:
         for variant in args.only.split(","):
-            result = run(Path(tmp), args.items, variant, 0.5 if variant == "failover" else None)
+            result = run(Path(tmp), args.items, variant, 0.5 if variant == "failover" else None,
+                         events=variant != "polls")
             rows.append(figures(variant, result, args.items))
             if args.dump:
                 args.dump.mkdir(parents=True, exist_ok=True)
