@@ -171,7 +171,10 @@ def redis_restart(tmp_path: Path, sim, batch: str, lose_last_s: float = 0.0) -> 
     server = EmbeddedRedis(tmp_path / "redis", port=free_port())
     server.start()
     aof = AofSizes(tmp_path / "redis" / "appendonly.aof")
-    env = cli_env(tmp_path / "data", sim, REELBATCH_BROKER_URL=server.url)
+    # the steps the kill lost (queued, or unacked in the dead worker) are sent again by the sweeper
+    # sweep_grace_s after they were due: 15 s here instead of 60, so the wait stands for the
+    # default's without setting the scenario's wall time on a slow machine
+    env = cli_env(tmp_path / "data", sim, REELBATCH_BROKER_URL=server.url, REELBATCH_SWEEP_GRACE_S="15")
     worker = WorkerProcess(env, tmp_path / "logs" / "worker.log", 8)
     started, run = time.monotonic(), None
     try:
