@@ -74,7 +74,8 @@ class Settings(BaseSettings):
     download_max_bytes: int = 2 * 1024**3
     download_chunk_bytes: int = 4 * 1024 * 1024
     download_http_hosts: list[str] = Field(default_factory=list)
-    worker_concurrency: int = 8
+    worker_concurrency: int = Field(8, ge=1)   # threads per worker process
+    worker_processes: int = Field(0, ge=0)     # worker processes `run` starts; 0: one per usable core, up to 4
     worker_providers: str = ""   # the providers a worker serves (comma separated); empty: every one it has a key for
     simulator_time_scale: float = 0.004
     worker_eta_task_limit: int = 5000

@@ -37,7 +37,7 @@ from reelbatch.scheduler import preflight
 from reelbatch.scheduler.plan import Plan, plan_batch
 from reelbatch.scheduler.reuse import describe_reuse, reuse_videos
 from reelbatch.scheduler.stack.broker import check_broker
-from reelbatch.scheduler.stack.embedded import EmbeddedRedis, WorkerProcess
+from reelbatch.scheduler.stack.embedded import EmbeddedRedis, WorkerGroup
 from reelbatch.scheduler.stack.simproc import SimulatorProcess
 from reelbatch.scheduler.views.metrics import serve_metrics
 from reelbatch.scheduler.views.notify import PAUSED, notify_batch, notify_run, urls_for
@@ -188,7 +188,7 @@ def _carry_out(stack: ExitStack, ctx: Runtime, plan: Plan, services: Stack, cons
     return code
 
 
-def _fetch_lost(ctx: Runtime, name: str, worker: WorkerProcess | None, console: Console,
+def _fetch_lost(ctx: Runtime, name: str, worker: WorkerGroup | None, console: Console,
                 verbosity: int) -> None:
     """Before a run says its items succeeded, their videos are on disk: what went missing while it
     ran (a deleted folder) is downloaded again from its generation, a few rounds at most."""
@@ -201,7 +201,7 @@ def _fetch_lost(ctx: Runtime, name: str, worker: WorkerProcess | None, console: 
         _watch(ctx, name, worker, console, verbosity)
 
 
-def _adopt_unclaimed(ctx: Runtime, name: str, worker: WorkerProcess | None, console: Console,
+def _adopt_unclaimed(ctx: Runtime, name: str, worker: WorkerGroup | None, console: Console,
                      verbosity: int) -> None:
     """The provider's generations of the batch's model made during the run that no item claims:
     a pending item they match adopts them (and the run waits for it); the rest the summary lists."""
@@ -222,16 +222,17 @@ def _write_index(ctx: Runtime, name: str, console: Console) -> None:
                       "`reelbatch export` writes it once there is room[/]")
 
 
-def _start_worker(stack: ExitStack, services: Stack) -> WorkerProcess:
-    log = services.settings.data_dir / "logs" / "worker.log"
+def _start_worker(stack: ExitStack, services: Stack) -> WorkerGroup:
+    settings = services.settings
     env = {**services.env, "REELBATCH_WORKER_PROVIDERS": ""}   # every provider it has a key for
-    worker = WorkerProcess(env, log, services.settings.worker_concurrency, tied=True)
+    worker = WorkerGroup(env, settings.data_dir / "logs" / "worker.log", settings.worker_processes,
+                         settings.worker_concurrency, tied=True)
     worker.start()
     stack.callback(worker.stop)
     return worker
 
 
-def _until_served(ctx: Runtime, worker: WorkerProcess, providers: tuple[str, ...],
+def _until_served(ctx: Runtime, worker: WorkerGroup, providers: tuple[str, ...],
                   within_s: float = WORKER_READY_S) -> None:
     """A batch over several providers routes items only to providers a live worker has the key
     for: wait (a few seconds) for the worker just started to say which, rather than route to none
@@ -252,7 +253,7 @@ class Watch:
     """The loop `run` waits in: progress, a sweep every few seconds, a worker kept alive, the
     batch's pause noticed, a lost Redis waited for."""
 
-    def __init__(self, ctx: Runtime, name: str, worker: WorkerProcess | None, console: Console):
+    def __init__(self, ctx: Runtime, name: str, worker: WorkerGroup | None, console: Console):
         self.ctx, self.name, self.worker, self.console = ctx, name, worker, console
         self.last_sweep = 0.0
         self.lost_since: float | None = None
@@ -304,7 +305,7 @@ class Watch:
             self.console.print(f"[yellow]{escape(line)}[/]")
 
 
-def _watch(ctx: Runtime, name: str, worker: WorkerProcess | None, console: Console,
+def _watch(ctx: Runtime, name: str, worker: WorkerGroup | None, console: Console,
            verbosity: int = NORMAL) -> None:
     watch = Watch(ctx, name, worker, console)
     with make_progress(ctx.store, name, console, ctx.settings, verbosity) as progress:

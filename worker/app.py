@@ -11,6 +11,7 @@ from kombu import pools as kombu_pools
 
 from reelbatch.jobs.settings import get_settings
 from reelbatch.worker import beat, logs, queues, tether
+from reelbatch.worker.broker_transport import transport_for
 
 QUEUE = queues.QUEUE
 
@@ -19,6 +20,7 @@ def configure(app: Celery) -> None:
     settings = get_settings()
     app.conf.update(
         broker_url=settings.broker_url,
+        broker_transport=transport_for(settings.broker_url),
         broker_connection_retry_on_startup=True,
         broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
         task_serializer="json", accept_content=["json"], result_serializer="json",
@@ -74,3 +76,4 @@ def use_broker(url: str) -> None:
         app.amqp._producer_pool = None
         kombu_pools.reset()   # kombu's own registry keeps the closed pools, keyed by URL
     app.conf.broker_url = url
+    app.conf.broker_transport = transport_for(url)

@@ -253,3 +253,18 @@ def test_a_data_dir_that_is_a_file_is_one_line(tmp_path):
     (tmp_path / "file").write_text("x")
     done = reelbatch("status", env=cli_env(tmp_path / "file"), timeout=60)
     assert done.returncode == 2 and "REELBATCH_DATA_DIR" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_run_starts_its_worker_processes_and_stops_them_all(tmp_path, sim_factory, data_dir):
+    """A threads-pool worker runs Python on one core at a time, so `run` starts
+    REELBATCH_WORKER_PROCESSES of them (default: one per usable core): each takes tasks, each logs
+    to its own file, and none outlives the run."""
+    sim = sim_factory(**FAST)
+    manifest = write_manifest(tmp_path, "cores", 16)
+    run = spawn("run", str(manifest), env=cli_env(data_dir, sim, REELBATCH_WORKER_PROCESSES="2"))
+    wait_for(lambda: len([c for c in leftovers(data_dir) if "celery" in c]) == 2, 60, "two workers")
+    assert exit_code(run, 120) == 0
+    logs = data_dir / "logs"
+    for log in ("worker.log", "worker-2.log"):
+        assert "succeeded in" in (logs / log).read_text(), log   # both took tasks
+    no_leftovers(data_dir)
