@@ -71,9 +71,16 @@ def use_broker(url: str) -> None:
     port) drops the connections it pooled for the old one."""
     _ = app.conf.broker_url   # configure from settings first, so this override sticks
     if app.conf.broker_url != url and app._pool is not None:
-        app._pool.force_close_all()
-        app._pool = None
-        app.amqp._producer_pool = None
-        kombu_pools.reset()   # kombu's own registry keeps the closed pools, keyed by URL
+        drop_pools()
     app.conf.broker_url = url
     app.conf.broker_transport = transport_for(url)
+
+
+def drop_pools() -> None:
+    """Close and forget the connections and producers this process pooled: the next message
+    connects anew (to another URL, or with another transport)."""
+    if app._pool is not None:
+        app._pool.force_close_all()
+    app._pool = None
+    app.amqp._producer_pool = None
+    kombu_pools.reset()   # kombu's own registry keeps the closed pools, keyed by URL

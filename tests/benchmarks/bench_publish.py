@@ -18,20 +18,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from kombu import pools as kombu_pools  # noqa: E402
-
 from reelbatch.scheduler.stack.embedded import EmbeddedRedis, free_port  # noqa: E402
-from reelbatch.worker.app import app, use_broker  # noqa: E402
+from reelbatch.worker.app import app, drop_pools, use_broker  # noqa: E402
 from reelbatch.worker.broker_transport import transport_for  # noqa: E402
 from tests.benchmarks._common import table  # noqa: E402
-
-
-def fresh_connections() -> None:
-    """Drop the pooled connections, so the next message connects with the transport set then."""
-    app.pool.force_close_all()
-    app._pool = None
-    app.amqp._producer_pool = None
-    kombu_pools.reset()
 
 
 def send(messages: int, transport: str | None) -> tuple[float, float]:
@@ -56,7 +46,7 @@ def main() -> None:
         ours = transport_for(server.url)
         for round_ in range(1, args.rounds + 1):
             for label, transport in (("kombu's redis transport", None), ("ours", ours)):
-                fresh_connections()
+                drop_pools()   # the next message connects with the transport set for it
                 cpu, wall = send(args.messages, transport)
                 rows.append([round_, label, args.messages, f"{cpu * 1e6:.0f} us", f"{wall * 1e6:.0f} us"])
     print(table(["round", "transport", "messages", "CPU/message", "wall/message"], rows))
