@@ -37,8 +37,9 @@ from reelbatch.scheduler import preflight
 from reelbatch.scheduler.plan import Plan, plan_batch
 from reelbatch.scheduler.reuse import describe_reuse, reuse_videos
 from reelbatch.scheduler.stack.broker import check_broker
-from reelbatch.scheduler.stack.embedded import EmbeddedRedis, WorkerGroup
+from reelbatch.scheduler.stack.embedded import EmbeddedRedis
 from reelbatch.scheduler.stack.simproc import SimulatorProcess
+from reelbatch.scheduler.stack.worker_group import WorkerGroup
 from reelbatch.scheduler.views.metrics import serve_metrics
 from reelbatch.scheduler.views.notify import PAUSED, notify_batch, notify_run, urls_for
 from reelbatch.scheduler.views.progress import NORMAL, QUIET, Display, make_progress

@@ -1,11 +1,11 @@
-"""The worker processes `reelbatch run` starts (scheduler/stack/embedded.py WorkerGroup)."""
+"""The worker processes `reelbatch run` starts (scheduler/stack/worker_group.py)."""
 
 from __future__ import annotations
 
 import os
 
 from reelbatch.jobs.settings import Settings
-from reelbatch.scheduler.stack.embedded import DEFAULT_MOST_PROCESSES, WorkerGroup, usable_cores
+from reelbatch.scheduler.stack.worker_group import DEFAULT_MOST_PROCESSES, WorkerGroup, usable_cores
 
 
 def test_one_worker_process_per_usable_core_by_default(tmp_path):
