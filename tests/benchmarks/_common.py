@@ -93,11 +93,10 @@ class SimProcess:
 def point_app_at(url: str) -> None:
     """Point this process's Celery app at a new Redis (each run of a benchmark starts its own):
     the broker URL, and no connection or producer pool kept from the last one."""
-    from reelbatch.worker.app import app, use_broker
+    from reelbatch.worker.app import drop_pools, use_broker
 
     use_broker(url)
-    app._pool = None
-    app.amqp._producer_pool = None
+    drop_pools()
 
 
 def pythonpath_env(**extra: str) -> dict[str, str]:
