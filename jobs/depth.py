@@ -4,9 +4,10 @@ slot that frees at the provider starts the next generation at once instead of id
 completion is noticed and the next item submitted. What the depth is, is decided in
 worker/engine/depth.py; this module only keeps it and opens the slots.
 
-The slots past the running limit are open only as far as ``depth`` items still wait behind them
-once the free running slots are filled: near the end of a batch the last items are not held queued
-at one provider (in a fan-out they go to whichever provider frees a running slot first).
+At a provider that serves a batch over several providers (``share``), the slots past the running
+limit are open only as far as ``depth`` items still wait behind them once the free running slots are
+filled: near the end of a batch the last items are not held queued at one provider (they go to
+whichever provider frees a running slot first). A provider alone takes its last items queued.
 """
 
 from __future__ import annotations
@@ -17,15 +18,17 @@ import redis
 
 from reelbatch.jobs import keys
 
-# past the running limit: the depth, but only as far as at least ``depth`` items still wait once
-# the free running slots are filled
+# past the running limit: the depth, as far as items wait once the free running slots are filled
+# (at a shared provider, only as far as at least ``depth`` items still wait behind)
 _OPEN = """
 local running = tonumber(redis.call('HGET', KEYS[1], 'running') or '')
 if not running then return -1 end
 local depth = tonumber(redis.call('HGET', KEYS[1], 'depth') or '0') or 0
 if redis.call('EXISTS', KEYS[4]) == 1 then depth = 0 end
 local free = math.max(0, running - redis.call('ZCARD', KEYS[5]))
-local extra = math.min(depth, math.max(0, redis.call('LLEN', KEYS[2]) - free - depth))
+local behind = redis.call('LLEN', KEYS[2]) - free
+if redis.call('EXISTS', KEYS[6]) == 1 then behind = behind - depth end
+local extra = math.min(depth, math.max(0, behind))
 redis.call('SET', KEYS[3], running + extra)
 return running + extra
 """
@@ -48,8 +51,9 @@ class QueueDepth:
     def __init__(self, client: redis.Redis, provider: str):
         self.r: Any = client
         self.key, self.refused_key = keys.depth(provider), keys.depth_refused(provider)
+        self.shared_key = keys.depth_shared(provider)
         self._keys = [self.key, keys.waiting(provider), keys.slots_limit(provider), self.refused_key,
-                      keys.slots(provider)]
+                      keys.slots(provider), self.shared_key]
         self._open = client.register_script(_OPEN)
         self._average = client.register_script(_AVERAGE)
 
@@ -93,6 +97,14 @@ class QueueDepth:
         """The provider refused a submit past its running limit: keep none queued there."""
         self.r.set(self.refused_key, 1, ex=max(1, int(ttl_s)))
         self.open()
+
+    def share(self, ttl_s: float) -> None:
+        """A batch over several providers uses this one: for ``ttl_s`` (renewed on each sweep) its
+        last items are not held queued here."""
+        self.r.set(self.shared_key, 1, ex=max(1, int(ttl_s)))
+
+    def shared(self) -> bool:
+        return bool(self.r.exists(self.shared_key))
 
     def refused(self) -> bool:
         return bool(self.r.exists(self.refused_key))

@@ -28,6 +28,7 @@
     rb:wait:<provider>                list (+ :set): items waiting for a slot, in arrival order
     rb:depth:<provider>               hash: the account's running limit and the queue depth kept beyond it
     rb:depth:<provider>:refused       set when the provider refused a submit past its running limit
+    rb:depth:<provider>:shared        set while a batch over several providers uses this one (TTL)
     rb:times:<provider>:<model>:<s>   list: learned generation times of a model and duration
     rb:deliv:<task id>                how often a task message was delivered (our redelivery cap)
     rb:events:<provider>:healthy      set while the provider's event stream is open (with a TTL)
@@ -120,6 +121,10 @@ def depth(provider: str) -> str:
 
 def depth_refused(provider: str) -> str:
     return f"rb:depth:{provider}:refused"
+
+
+def depth_shared(provider: str) -> str:
+    return f"rb:depth:{provider}:shared"
 
 
 def times(provider: str, model: str, seconds: int) -> str:

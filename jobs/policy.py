@@ -58,7 +58,8 @@ class PollPolicy:
     The first poll lands at the early part of the learned generation times (``early_s``). After it,
     polls come at a steady step that crosses the bulk of the distribution, from ``early_s`` to
     ``late_s``, in ``steps_across`` polls: a uniform spread of generation times then costs about
-    three status requests per item, and the median detection delay is about step / 2. Past
+    three status requests per item, and the median detection delay is about step / 2. A poll comes
+    before ``early_s`` only where ``max_interval_s`` forces it (the next then lands at ``early_s``). Past
     ``late_s`` (the slow tail) the step grows with how late the generation is. Every delay, the
     first included, stays within ``min_interval_s`` and ``max_interval_s``.
 
@@ -101,7 +102,10 @@ class PollPolicy:
         """Delay before the next poll, ``elapsed_s`` after submission."""
         step = (self._late - min(self._early, self.expected_s)) / max(1, self.steps_across)
         overdue = elapsed_s - self._late
-        return self._clamp(max(step, overdue / 2) if overdue > 0 else step)
+        if overdue > 0:
+            return self._clamp(max(step, overdue / 2))
+        return self._clamp(max(step, self._early - elapsed_s))   # none before the early part but
+        # those max_interval_s forces
 
     def _clamp(self, delay: float) -> float:
         return min(self.max_interval_s, max(self.min_interval_s, delay))

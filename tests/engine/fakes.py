@@ -64,6 +64,7 @@ class FakeOxen:
     remaining: dict[str, Life] = field(default_factory=dict)
     requests: list[tuple[str, str]] = field(default_factory=list)
     refuse_key: bool = False   # every request answers 401 (a revoked key; the key check says so too)
+    away: bool = False         # no request gets through (the connection is refused)
 
     @property
     def transport(self) -> httpx.MockTransport:
@@ -75,6 +76,8 @@ class FakeOxen:
     def handle(self, request: httpx.Request) -> httpx.Response:
         path = unquote(request.url.path)
         self.requests.append((request.method, path))
+        if self.away:
+            raise connect_refused()
         if self.refuse_key:
             return error(401, "unauthenticated")
         if path == "/api/ai/queue":

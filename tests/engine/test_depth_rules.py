@@ -23,10 +23,10 @@ STARTS = [
     ("manifest-depth", "simulator", 20, 4, 3, 7),
     ("manifest-off", "simulator", 20, 4, 0, 4),
     ("at-most-half-the-limit-before-learning", "simulator", 20, 2, None, 3),
-    # the end of a batch: past the limit only while `depth` items still wait behind
-    ("end-none-past-the-limit", "simulator", 5, 4, 2, 4),
-    ("end-some-past-the-limit", "simulator", 7, 4, 2, 5),
-    ("end-full-depth", "simulator", 8, 4, 2, 6),
+    # the end of a batch at its one provider: its last items are queued there too
+    ("end-one-past-the-limit", "simulator", 5, 4, 2, 5),
+    ("end-full-depth", "simulator", 7, 4, 2, 6),
+    ("end-full-depth-more-waiting", "simulator", 8, 4, 2, 6),
 ]
 
 
@@ -44,7 +44,8 @@ def test_a_freed_slot_hands_one_on_and_keeps_the_depth(engine):
     """A generation that ends gives its slot to the next item: the provider keeps running + depth."""
     engine.batch(20, limits={"max_concurrency": 4, "requests_per_minute": 6000, "queue_depth": 2})
     engine.start()
-    engine.driver.run(until=9)   # the submits and two polls each: the first generations end
+    engine.driver.run(until=12)   # the submits and two polls each (5 s, then 5 s on to the early
+    # part: the engine tier's virtual clock does not move time.time()): the first generations end
     assert engine.ctx.store.counts("b")[S.SUCCEEDED] >= 1 and engine.oxen.posts() > 6
     assert engine.ctx.slots("simulator").held() == 6
 
@@ -166,6 +167,32 @@ def test_each_provider_of_a_fanout_keeps_its_own_depth_and_every_item_is_made_on
     assert [engine.item(f"i{k}").state for k in range(20)] == [S.SUCCEEDED] * 20
     assert engine.oxen.posts() + engine.fal.posts() == 20 and engine.oxen.posts() and engine.fal.posts()
     assert {engine.ctx.slots(p).held() for p in ("simulator", "fal")} == {0}
+
+
+FANOUT_ENDS = [
+    # id, items, held at (the simulator, fal) after the start: 2 providers running 2 each with a
+    # depth of 2, the simulator fed first (the cheaper); past its running limit only as far as
+    # `depth` items still wait behind, so the last are left to fal (alone, the simulator took 4 of 5)
+    ("none-past-the-limits", 4, (2, 2)),
+    ("one-past-while-few-wait-behind", 5, (3, 2)),
+    ("full-depth-once-enough-wait", 10, (4, 4)),
+]
+
+
+@pytest.mark.parametrize("items, held", rows(FANOUT_ENDS))
+def test_the_end_of_a_fanout_is_not_held_queued_at_one_provider(engine, items, held):
+    engine.batch(items, provider=["simulator", "fal"],
+                 limits={"max_concurrency": 20, "requests_per_minute": 6000, "queue_depth": 2,
+                         "simulator": {"max_concurrency": 2}, "fal": {"max_concurrency": 2}})
+    engine.start()
+    assert tuple(engine.ctx.slots(p).held() for p in ("simulator", "fal")) == held
+    assert engine.ctx.store.queue_depth("simulator").shared() and engine.ctx.store.queue_depth("fal").shared()
+
+
+def test_a_one_provider_batch_does_not_share_its_provider(engine):
+    engine.batch(5, limits={"max_concurrency": 4, "requests_per_minute": 6000, "queue_depth": 2})
+    engine.start()
+    assert not engine.ctx.store.queue_depth("simulator").shared()
 
 
 def test_a_provider_of_a_fanout_may_set_its_own_depth(engine):

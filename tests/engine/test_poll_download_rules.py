@@ -84,7 +84,7 @@ def test_first_running_answer_moves_queued_to_running_and_keeps_the_slot(engine)
 
 
 def test_succeeded_answer_charges_frees_the_slot_and_hands_it_on_in_one_step(engine):
-    engine.batch(2, limits={"max_concurrency": 1, "requests_per_minute": 6000})
+    engine.batch(2, limits={"max_concurrency": 1, "requests_per_minute": 6000, "queue_depth": 0})
     engine.start()
     engine.oxen.life = [succeeded()]
     engine.driver.step()                       # i0 submitted; i1 waits for the slot
@@ -187,6 +187,29 @@ def test_first_poll(engine, told, finished, first):
     engine.start()
     ran = engine.driver.step()
     assert [(n.step, n.countdown) for n in ran.nexts] == [(Step.POLL, first)]
+
+
+ENDINGS = [
+    # id, items, max_concurrency, the next poll after one that found the generation running: the
+    # provider's last few in flight, none waiting in line for it, are polled four times as often
+    ("many-in-flight", 8, 8, 10.0),
+    ("the-last-few", 2, 8, 2.5),
+    ("others-wait-in-line", 10, 2, 10.0),
+]
+
+
+@pytest.mark.parametrize("items, running, after", rows(ENDINGS))
+def test_the_last_generations_in_flight_are_polled_more_often(engine, items, running, after):
+    """The batch ends when its last generation is noticed: there a poll's step is short."""
+    engine.oxen.life = [processing(), processing(), succeeded()]
+    engine.batch(items, limits={"max_concurrency": running, "requests_per_minute": 6000, "queue_depth": 0},
+                 polling={"first_after_s": 120, "min_interval_s": 1, "max_interval_s": 300})
+    engine.start()
+    while (due := engine.driver.pending[0]).step is not Step.POLL:
+        engine.driver.step()
+    engine.ctx.store.update("b", due.item_id, submitted_at=time.time() - 120)   # the first poll's time
+    ran = engine.driver.step()
+    assert [(n.step, n.countdown) for n in ran.nexts] == [(Step.POLL, after)]   # (150 - 120) / 3
 
 
 def test_an_output_folder_that_cannot_be_written_holds_the_download_without_using_its_attempts(engine):

@@ -4,6 +4,8 @@ follows, spend and its concurrency slot."""
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 
@@ -126,6 +128,22 @@ def test_reconcile(engine, history, state, kind, posts, made):
     assert (rec.state, rec.error_kind) == (state, kind)
     assert (engine.oxen.posts(), len(engine.oxen.rows)) == (posts, made)   # never resubmitted blindly
     assert not engine.holds_slot()
+
+
+def test_a_reconcile_at_a_provider_away_ends_by_give_up_after_s(engine):
+    """A lost submit at a provider that cannot be reached is in flight like any generation: it
+    ends `submit_unknown` once past polling.give_up_after_s, not after a dozen backoffs (minutes)
+    that keep the batch running (or paused) with an item that never ends."""
+    engine.oxen.submits.append("lost")
+    engine.batch(polling={"first_after_s": 5, "min_interval_s": 2, "max_interval_s": 10, "give_up_after_s": 20})
+    engine.start()
+    engine.driver.step()                       # the submit: made, its answer lost
+    engine.oxen.away, looks = True, len(engine.oxen.requests)
+    engine.ctx.store.update("b", "i0", submitted_at=time.time() - 21)
+    engine.driver.run()
+    rec = engine.item()
+    assert (rec.state, rec.error_kind) == (S.FAILED, "submit_unknown") and "give_up_after_s" in rec.error
+    assert len(engine.oxen.requests) == looks + 1 and engine.oxen.posts() == 1 and not engine.holds_slot()
 
 
 def test_a_reconcile_that_finds_nothing_looks_again_over_its_window_then_submits_again(engine):

@@ -46,6 +46,17 @@ def test_polls_are_clamped_to_the_manifest_intervals():
     assert PollPolicy(expected_s=1, early_s=0.5, min_interval_s=2).first_delay() == 2
 
 
+def test_a_first_poll_held_early_by_the_maximum_is_followed_by_one_at_the_early_part():
+    """The maximum interval forced the first poll before the early part (a generation is rarely
+    done by then): the next comes at the early part, not a step after the forced one."""
+    policy = PollPolicy(expected_s=600, early_s=480, late_s=840, min_interval_s=5, max_interval_s=300)
+    assert policy.first_delay() == 300
+    assert policy.next_delay(300) == 180       # to 480, not 300 + 120
+    assert policy.next_delay(400) == 120       # the step, when the early part is nearer
+    held = PollPolicy(expected_s=600, early_s=480, late_s=840, min_interval_s=5, max_interval_s=100)
+    assert held.next_delay(100) == 100         # never past the maximum
+
+
 def test_before_anything_is_learned_the_bulk_is_guessed_around_the_expected_time():
     policy = PollPolicy(expected_s=600, early_s=600, min_interval_s=1, max_interval_s=600)
     assert policy.next_delay(600) == 50        # expected +- a quarter: (750 - 600) / 3

@@ -16,8 +16,9 @@ once instead of idling until reelbatch notices the completion and submits the ne
   (download.py records it; the next submit waits in the same task queue). A busy machine
   lengthens both. ``START`` until a generation time is learned.
 
-jobs/depth.py keeps the figures in Redis and opens the slots past the running limit only while
-more than ``depth`` items wait (the end of a batch is not held queued at one provider).
+jobs/depth.py keeps the figures in Redis and opens the slots past the running limit as far as items
+wait; at a provider shared by a batch over several providers, only while more than ``depth`` items
+wait (the end of such a batch is not held queued at one of them).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ START = 2                  # the depth before any generation time is learned
 MOST_SHARE = 0.5           # a learned depth stays within this share of the running limit
 REFUSED_FOR_S = 86400.0    # after a refusal past the running limit, no depth there for this long
 NOTICED_FACTOR = 2.0       # the window a mean wait to be noticed stands for
+SHARED_FOR_S = 120.0       # a provider of a batch over several counts as shared this long after a sweep
 
 
 def per_provider(ctx: Runtime, meta: BatchMeta) -> list[BatchMeta]:
@@ -50,7 +52,14 @@ def per_provider(ctx: Runtime, meta: BatchMeta) -> list[BatchMeta]:
 
 def start(ctx: Runtime, meta: BatchMeta) -> None:
     """Record the account's running limit and the first depth; open the slots (enqueue)."""
+    _share(ctx, meta)
     ctx.store.queue_depth(meta.provider).set(meta.max_concurrency, _first(ctx, meta))
+
+
+def _share(ctx: Runtime, meta: BatchMeta) -> None:
+    """A provider of a batch over several: its last items are left to whichever frees a slot first."""
+    if len(ctx.providers_of(meta)) > 1:
+        ctx.store.queue_depth(meta.provider).share(SHARED_FOR_S)
 
 
 def _first(ctx: Runtime, meta: BatchMeta) -> int:
@@ -73,6 +82,7 @@ def most(running: int) -> int:
 def learn(ctx: Runtime, meta: BatchMeta) -> int | None:
     """The depth learned from the batch's generation times, set and returned (on each sweep);
     None when the depth is not learned (the manifest's, none allowed, nothing learned yet)."""
+    _share(ctx, meta)
     if meta.queue_depth is not None or not may_queue(ctx, meta.provider):
         return None
     rec = _in_flight(ctx, meta)

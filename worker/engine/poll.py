@@ -27,6 +27,8 @@ from reelbatch.worker.runtime import Runtime
 
 POLL_QUANTILES = (0.2, 0.5, 0.9)   # early, expected, late: the first poll, the bulk polls cross
 GIVE_UP_MARGIN_S = 0.5             # a poll due at the give-up time comes this much after it
+ENDING_SHARE = 0.25                # the last in flight (of the running limit) are polled ...
+ENDING_FACTOR = 4                  # ... this many times as often
 
 
 def poll(ctx: Runtime, batch: str, item_id: str) -> list[Next]:
@@ -44,7 +46,8 @@ def poll(ctx: Runtime, batch: str, item_id: str) -> list[Next]:
         if _stuck_for_long(ctx, meta, rec, time.time()):   # a provider away for good: bounded too
             return fail(ctx, meta, item_id, _unanswered(meta, rec, exc), IN_PROGRESS)
         renew()   # still ours while the provider cannot be asked
-        return _by_give_up(meta, rec, retry_or_fail(ctx, meta, item_id, Step.POLL, exc, IN_PROGRESS))
+        return by_give_up(rec.in_flight_since or rec.submitted_at, meta,
+                          retry_or_fail(ctx, meta, item_id, Step.POLL, exc, IN_PROGRESS))
     except errors.PermanentProviderError as exc:
         if account.stopped_by(ctx, meta, exc):
             renew()   # its generation may still run: asked again later
@@ -82,21 +85,25 @@ def observe(ctx: Runtime, meta: BatchMeta, rec: ItemRecord, g: Generation,
 
 
 def _stuck_for_long(ctx: Runtime, meta: BatchMeta, rec: ItemRecord, now: float) -> bool:
-    """In flight past ``give_up_after_s``: by this worker's clock, confirmed by the Redis server's
-    (a worker clock that jumped forward must not end every item in flight)."""
-    since = rec.in_flight_since or rec.submitted_at or now
+    return past_give_up(ctx, meta, rec.in_flight_since or rec.submitted_at or now, now)
+
+
+def past_give_up(ctx: Runtime, meta: BatchMeta, since: float, now: float) -> bool:
+    """In flight since ``since`` past ``give_up_after_s``: by this worker's clock, confirmed by the
+    Redis server's (a worker clock that jumped forward must not end every item in flight)."""
     bound = give_up_after_s(meta)
     return now - since > bound and ctx.store.server_time() - since > bound
 
 
-def _by_give_up(meta: BatchMeta, rec: ItemRecord, nexts: list[Next]) -> list[Next]:
-    """The next poll no later than just past the item's give-up time: a provider's backoff (tens of
-    seconds while it cannot be reached) does not keep an item in flight past give_up_after_s."""
-    since = rec.in_flight_since or rec.submitted_at
+def by_give_up(since: float | None, meta: BatchMeta, nexts: list[Next]) -> list[Next]:
+    """The next look (a poll, a reconcile) no later than just past the item's give-up time: a
+    provider's backoff (tens of seconds while it cannot be reached) does not keep an item in flight
+    past give_up_after_s."""
     if since is None:
         return nexts
     left = max(0.0, since + give_up_after_s(meta) - time.time()) + GIVE_UP_MARGIN_S
-    return [replace(n, countdown=min(n.countdown, left)) if n.step is Step.POLL else n for n in nexts]
+    return [replace(n, countdown=min(n.countdown, left)) if n.step in (Step.POLL, Step.RECONCILE) else n
+            for n in nexts]
 
 
 def give_up_after_s(meta: BatchMeta) -> float:
@@ -197,11 +204,20 @@ def _remote_failed(ctx: Runtime, meta: BatchMeta, rec: ItemRecord, g: Generation
 
 def poll_policy(ctx: Runtime, meta: BatchMeta, rec: ItemRecord) -> PollPolicy:
     """The item's poll schedule (``learned_policy``), relaxed to a backstop while the event stream
-    or a lister tells of completions."""
+    or a lister tells of completions, tightened for the provider's last few in flight."""
     policy = learned_policy(ctx, meta, rec)
     if ctx.told_of_completions(meta.provider):
         return policy.relaxed(EVENT_BACKSTOP_FACTOR)
+    if _among_the_last(ctx, meta):
+        return replace(policy, steps_across=policy.steps_across * ENDING_FACTOR)
     return policy
+
+
+def _among_the_last(ctx: Runtime, meta: BatchMeta) -> bool:
+    """Nothing waits in line for the provider and at most ENDING_SHARE of its running limit is in
+    flight: the last generations, whose detection ends the batch."""
+    slots = ctx.slots(meta.provider)
+    return slots.waiting() == 0 and slots.held() <= max(1, int(meta.max_concurrency * ENDING_SHARE))
 
 
 def learned_policy(ctx: Runtime, meta: BatchMeta, rec: ItemRecord) -> PollPolicy:

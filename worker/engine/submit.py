@@ -19,7 +19,7 @@ from reelbatch.worker.engine.line import release, wait_in_line
 from reelbatch.worker.engine.next import Next
 from reelbatch.worker.engine.orphans import late_answer
 from reelbatch.worker.engine.outcome import fail, retry_delay, retry_or_fail
-from reelbatch.worker.engine.poll import poll_policy
+from reelbatch.worker.engine.poll import by_give_up, give_up_after_s, past_give_up, poll_policy
 from reelbatch.worker.providers.base import FindsLostSubmits
 from reelbatch.worker.runtime import Runtime
 
@@ -129,8 +129,7 @@ def reconcile(ctx: Runtime, batch: str, item_id: str) -> list[Next]:
         found = client.find(provider_request(rec.item, resolver(ctx)),
                             since=(rec.submitted_at or 0) - CLOCK_SLACK_S)
     except errors.TransientProviderError as exc:
-        return retry_or_fail(ctx, meta, item_id, Step.RECONCILE, exc, [S.SUBMITTING],
-                             give_up=_unknown(meta, f"the provider could not be asked ({exc})"))
+        return _not_asked(ctx, meta, rec, exc)
     except errors.PermanentProviderError as exc:   # e.g. its history answers 404
         if account.stopped_by(ctx, meta, exc):
             return [Next(Step.RECONCILE, batch, item_id, ACCOUNT_RECHECK_S)]
@@ -142,6 +141,21 @@ def reconcile(ctx: Runtime, batch: str, item_id: str) -> list[Next]:
                          transient_retries=0)
         return [Next(Step.POLL, batch, item_id, 0)]
     return _nothing_found(ctx, meta, rec)
+
+
+def _not_asked(ctx: Runtime, meta: BatchMeta, rec: ItemRecord,
+               exc: errors.TransientProviderError) -> list[Next]:
+    """The provider could not be asked: again after a backoff, within polling.give_up_after_s of
+    the submit, like any generation in flight; past it (or past the step's retries) the item
+    fails ``submit_unknown``."""
+    since = rec.submitted_at or time.time()
+    if past_give_up(ctx, meta, since, time.time()):
+        why = (f"the provider could not be asked for {give_up_after_s(meta):.0f} s "
+               f"(polling.give_up_after_s; last: {exc})")
+        return fail(ctx, meta, rec.item_id, _unknown(meta, why), [S.SUBMITTING])
+    retried = retry_or_fail(ctx, meta, rec.item_id, Step.RECONCILE, exc, [S.SUBMITTING],
+                            give_up=_unknown(meta, f"the provider could not be asked ({exc})"))
+    return by_give_up(since, meta, retried)
 
 
 def look_again_every_s(ctx: Runtime) -> float:
