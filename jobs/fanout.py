@@ -45,6 +45,11 @@ return 1
 """
 
 
+def providers_of(fanout: Fanout | None, provider: str) -> tuple[str, ...]:
+    """A batch's providers: its list in a batch over several (``fanout``), else its one."""
+    return fanout.providers if fanout is not None else (provider,)
+
+
 class Fanout(BaseModel):
     """How a batch spreads over its providers (``provider:`` a list in the manifest)."""
 

@@ -21,7 +21,7 @@ from functools import cached_property
 import redis
 
 from reelbatch.jobs.depth import QueueDepth
-from reelbatch.jobs.fanout import FanoutStore
+from reelbatch.jobs.fanout import FanoutStore, providers_of
 from reelbatch.jobs.store_base import CHUNK, REDIS_DOWN
 from reelbatch.jobs.store_health import FleetHealth
 from reelbatch.jobs.store_items import Items
@@ -45,8 +45,7 @@ class Store(Items, Transitions, Schedule, Ledger, FleetHealth):
 
     def providers_of(self, meta: BatchMeta) -> tuple[str, ...]:
         """The batch's providers: its list in a batch over several, else its one."""
-        fanout = self.fanouts.load(meta.name)
-        return fanout.providers if fanout is not None else (meta.provider,)
+        return providers_of(self.fanouts.load(meta.name), meta.provider)
 
     def queue_depth(self, provider: str) -> QueueDepth:
         """The generations kept queued at ``provider`` past its running limit (``jobs/depth.py``)."""

@@ -10,7 +10,7 @@ from functools import cached_property, partial
 import httpx
 
 from reelbatch.jobs.errors import ServiceUnavailable
-from reelbatch.jobs.fanout import Fanout, FanoutStore
+from reelbatch.jobs.fanout import Fanout, FanoutStore, providers_of
 from reelbatch.jobs.leases import TaskLeases
 from reelbatch.jobs.limits import RequestRate, Slots
 from reelbatch.jobs.settings import Settings, get_settings
@@ -76,8 +76,7 @@ class Runtime:
 
     def providers_of(self, meta: BatchMeta) -> tuple[str, ...]:
         """The batch's providers: its list in a batch over several, else its one."""
-        fanout = self.fanout(meta.name)
-        return fanout.providers if fanout is not None else (meta.provider,)
+        return providers_of(self.fanout(meta.name), meta.provider)
 
     def provider_paused(self, provider: str) -> bool:
         """The provider takes no items of a batch over several: its account stopped, it cannot be
