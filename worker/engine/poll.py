@@ -81,7 +81,7 @@ def observe(ctx: Runtime, meta: BatchMeta, rec: ItemRecord, g: Generation,
     if polled:  # a good answer: earlier transient errors no longer count against the item
         ctx.store.update(batch, item_id, polled_at=now, transient_retries=0)
     elapsed = now - (rec.submitted_at or now)
-    return [Next(Step.POLL, batch, item_id, poll_policy(ctx, meta, rec).next_delay(elapsed))]
+    return [Next(Step.POLL, batch, item_id, poll_policy(ctx, meta, rec, after_a_poll=True).next_delay(elapsed))]
 
 
 def _stuck_for_long(ctx: Runtime, meta: BatchMeta, rec: ItemRecord, now: float) -> bool:
@@ -202,13 +202,14 @@ def _remote_failed(ctx: Runtime, meta: BatchMeta, rec: ItemRecord, g: Generation
     return requeue(ctx, meta.provider, meta.name, rec.item_id)
 
 
-def poll_policy(ctx: Runtime, meta: BatchMeta, rec: ItemRecord) -> PollPolicy:
+def poll_policy(ctx: Runtime, meta: BatchMeta, rec: ItemRecord, after_a_poll: bool = False) -> PollPolicy:
     """The item's poll schedule (``learned_policy``), relaxed to a backstop while the event stream
-    or a lister tells of completions, tightened for the provider's last few in flight."""
+    or a lister tells of completions; ``after_a_poll`` (the steps, not the first poll), tightened
+    for the provider's last few in flight."""
     policy = learned_policy(ctx, meta, rec)
     if ctx.told_of_completions(meta.provider):
         return policy.relaxed(EVENT_BACKSTOP_FACTOR)
-    if _among_the_last(ctx, meta):
+    if after_a_poll and _among_the_last(ctx, meta):
         return replace(policy, steps_across=policy.steps_across * ENDING_FACTOR)
     return policy
 
