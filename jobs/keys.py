@@ -46,6 +46,7 @@
     rb:{b}:output                     set while the batch's output folder cannot be written: since, why
     rb:account:<provider>[:<model>]   set while the provider account (or one model) cannot take work (a
                                       key refused, no credits, a model gone): since, why; until a rerun
+    rb:account-cleared:<provider>     when a rerun last cleared those marks (a credit failure from before is stale)
     LIMITS:...                        the request-rate windows, named by the `limits` library
 """
 
@@ -167,6 +168,10 @@ def provider_down(provider: str) -> str:
 
 def account_problem(provider: str, model: str = "") -> str:
     return f"rb:account:{provider}" + (f":{model}" if model else "")
+
+
+def account_cleared(provider: str) -> str:
+    return f"rb:account-cleared:{provider}"
 
 
 def output_problem(batch: str) -> str:

@@ -55,7 +55,13 @@ class FleetHealth(Batches):
         return Problem(**json.loads(data)) if data else None
 
     def clear_account_problem(self, provider: str, model: str) -> None:
+        """A rerun tries the account again (a new key, a top-up): the marks go, and the time is kept."""
         self._r.delete(keys.account_problem(provider), keys.account_problem(provider, model))
+        self._r.set(keys.account_cleared(provider), time.time())
+
+    def account_cleared_at(self, provider: str) -> float:
+        """When a rerun last cleared the provider's marks (0: never)."""
+        return float(self._r.get(keys.account_cleared(provider)) or 0.0)
 
     def _mark(self, key: str, why: str, ttl_s: float) -> None:
         pipe = self._r.pipeline()

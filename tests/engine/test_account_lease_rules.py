@@ -79,6 +79,21 @@ def test_an_account_fault_pauses_the_provider_and_keeps_items_pending(engine, pr
     assert paused is not None and says in paused
 
 
+def test_a_credit_failure_from_before_the_top_up_does_not_pause_the_rerun(engine):
+    """A generation submitted before the rerun cleared the mark (a top-up) failed for credits while
+    the account was empty: seen by the rerun, its item goes back in line unbilled and the batch goes
+    on; a generation the rerun submitted that fails so pauses it again."""
+    engine.oxen.life = [processing(), failed("Insufficient credits")]
+    engine.batch(2, limits={"max_concurrency": 2, "queue_depth": 0, "requests_per_minute": 6000})
+    engine.start()
+    engine.driver.step(), engine.driver.step()      # both submitted before the top-up
+    engine.ctx.store.clear_account_problem("simulator", MODEL)   # the rerun after a top-up
+    engine.oxen.life = [succeeded()]
+    engine.driver.run()
+    assert [engine.item(i).state for i in ("i0", "i1")] == [S.SUCCEEDED] * 2
+    assert engine.ctx.store.account_problem("simulator", MODEL) is None and engine.oxen.posts() == 4
+
+
 def test_a_key_refused_while_polling_keeps_the_generation_and_asks_again_later(engine):
     engine.batch()
     engine.start()

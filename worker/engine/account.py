@@ -13,7 +13,7 @@ from reelbatch.jobs.catalog import catalog
 from reelbatch.jobs.state import IN_PROGRESS, ItemState as S
 from reelbatch.jobs.store import BatchMeta, ItemRecord, Problem, TransitionRefused
 from reelbatch.worker.engine import budget, fanout
-from reelbatch.worker.engine.line import release
+from reelbatch.worker.engine.line import release, requeue
 from reelbatch.worker.engine.next import Next
 from reelbatch.worker.providers.http import AUTH_REFUSED
 from reelbatch.worker.runtime import Runtime
@@ -89,7 +89,9 @@ def unsent(ctx: Runtime, meta: BatchMeta, rec: ItemRecord, exc: errors.Reelbatch
 def unbilled(ctx: Runtime, meta: BatchMeta, rec: ItemRecord,
              exc: errors.AccountProblem) -> list[Next]:
     """The provider failed the generation for the account's sake (no credits): it was not billed,
-    so the item goes back to pending without its generation, and waits for the next run."""
+    so the item goes back to pending without its generation, and waits for the next run. One
+    submitted before a rerun cleared the mark failed while the account was empty (before the
+    top-up): its item goes back in line and nothing is stopped."""
     ctx.store.record_attempt(meta.name, rec.item_id, exc.kind, str(exc))
     try:
         ctx.store.transition(meta.name, rec.item_id, S.PENDING, IN_PROGRESS, incr={"attempts": -1},
@@ -97,5 +99,7 @@ def unbilled(ctx: Runtime, meta: BatchMeta, rec: ItemRecord,
     except TransitionRefused:
         return []
     budget.unreserve(ctx, meta, rec)
+    if (rec.submitted_at or 0.0) < ctx.store.account_cleared_at(meta.provider):
+        return requeue(ctx, meta.provider, meta.name, rec.item_id)   # failed before the top-up
     stop(ctx, meta, exc)
     return park(ctx, meta, rec.item_id)
